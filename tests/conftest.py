@@ -1,0 +1,36 @@
+"""Fixtures shared by the whole suite. Stage-specific fixtures live in each test folder's conftest."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ROLLOUT_PYTHON = Path(os.environ.get("OVR_ROLLOUT_PYTHON", REPO / ".venv-rollout/bin/python"))
+
+# Keep torch from oversubscribing the 2 cores when servers run beside the tests.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny offline Qwen2.5-VL (seed 0), built once per session."""
+    from ovr.models.tiny import make_tiny
+
+    return make_tiny(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
+def rollout_python() -> Path:
+    """Interpreter of the rollout venv (vLLM); tests marked `vllm` need it."""
+    if not ROLLOUT_PYTHON.exists():
+        pytest.fail(f"rollout venv missing at {ROLLOUT_PYTHON}: run scripts/env/make_venvs.sh rollout")
+    return ROLLOUT_PYTHON
