@@ -58,6 +58,9 @@ class TrackingConfig(_Section):
     )
     experiment: str = Field("ovr", description="MLflow experiment name.")
     run_name: str | None = Field(None, description="Run name; defaults to the recipe name.")
+    run_id: str | None = Field(
+        None, description="Resume this MLflow run (the pipeline passes one run id to every stage)."
+    )
 
 
 class ModelConfig(_Section):

@@ -1,0 +1,118 @@
+"""MLflow tracking: one MLflow run per ovr run, shared by every stage.
+
+Each stage opens the run with :meth:`Tracker.open` (the first creates it, later stages resume it
+by id, passed along by the pipeline as ``tracking.run_id``) and logs metrics under its own
+prefix (``sft/loss``, ``rl/reward_mean`` ...). Params are the resolved config, flattened.
+With ``tracking.enabled: false`` every call is a no-op, so stages never branch on it.
+
+>>> with Tracker.open(cfg, stage="sft") as tr:          # doctest: +SKIP
+...     tr.log_metrics({"loss": 1.2}, step=3)            # -> sft/loss at step 3
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ovr.config import RunConfig, flat_params
+
+
+class Tracker:
+    def __init__(self, cfg: RunConfig, stage: str, client: Any | None, run_id: str | None):
+        self.cfg = cfg
+        self.stage = stage
+        self.client = client
+        self.run_id = run_id
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def open(cls, cfg: RunConfig, stage: str) -> "Tracker":
+        """Create (or resume, when ``tracking.run_id`` is set) the MLflow run of ``cfg``."""
+        if not cfg.tracking.enabled:
+            return cls(cfg, stage, None, None)
+        from mlflow.tracking import MlflowClient
+
+        uri = cfg.tracking.uri
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        client = MlflowClient(tracking_uri=uri)
+        run_id = cfg.tracking.run_id
+        if run_id is None:
+            exp = client.get_experiment_by_name(cfg.tracking.experiment)
+            exp_id = exp.experiment_id if exp else client.create_experiment(cfg.tracking.experiment)
+            run = client.create_run(exp_id, run_name=cfg.tracking.run_name or cfg.name, tags={"ovr.run": cfg.name})
+            run_id = run.info.run_id
+            tracker = cls(cfg, stage, client, run_id)
+            tracker.log_params(flat_params(cfg))
+        else:
+            client.update_run(run_id, status="RUNNING")
+            tracker = cls(cfg, stage, client, run_id)
+        client.set_tag(run_id, f"ovr.stage.{stage}", "started")
+        return tracker
+
+    def close(self, status: str = "FINISHED") -> None:
+        if self.client is not None:
+            self.client.set_tag(self.run_id, f"ovr.stage.{self.stage}", status.lower())
+            self.client.set_terminated(self.run_id, status=status)
+
+    def __enter__(self) -> "Tracker":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close("FAILED" if exc_type else "FINISHED")
+
+    @property
+    def url(self) -> str | None:
+        """Where a person finds the run."""
+        if self.client is None:
+            return None
+        return f"{self.cfg.tracking.uri} (experiment {self.cfg.tracking.experiment!r}, run {self.run_id})"
+
+    # ------------------------------------------------------------------ logging
+    def log_params(self, params: dict[str, Any]) -> None:
+        if self.client is None:
+            return
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:500]) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow's batch limit
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Log finite numeric metrics as ``<stage>/<name>`` at ``step``."""
+        if self.client is None:
+            return
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [
+            Metric(f"{self.stage}/{k}", float(v), now, int(step))
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and math.isfinite(float(v))
+        ]
+        for i in range(0, len(batch), 1000):
+            self.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self.client is None:
+            return
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_text(self, text: str, name: str) -> None:
+        if self.client is not None:
+            self.client.log_text(self.run_id, text, name)
+
+    def metric_history(self, key: str) -> list[tuple[int, float]]:
+        """(step, value) pairs of a metric of this run (``key`` with its stage prefix)."""
+        if self.client is None:
+            return []
+        return [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, key)]
+
+
