@@ -125,7 +125,10 @@ class S3Backend:
             region=cfg.region,
             http_client=http,
         )
-        self._retry(lambda: self.client.bucket_exists(bucket) or self.client.make_bucket(bucket))
+        try:
+            self._retry(lambda: self.client.bucket_exists(bucket) or self.client.make_bucket(bucket))
+        except ValueError as err:  # minio validates names locally
+            raise StoreError(f"invalid S3 bucket in store uri {cfg.uri!r}: {err}") from err
 
     def describe(self) -> str:
         scheme = "https" if self.cfg.secure else "http"
