@@ -189,6 +189,12 @@ class RolloutConfig(_Section):
     python: str = Field(
         ".venv-rollout/bin/python", description="Interpreter of the rollout venv (local servers only)."
     )
+    max_attempts: int = Field(4, ge=1, description="Tries per prompt across replicas before a batch fails.")
+    keep_weight_versions: int = Field(2, ge=1, description="Pushed weight folders kept on the shared volume.")
+    nccl_master_address: str | None = Field(
+        None, description="Address replicas reach the trainer's NCCL rendezvous at (None = this host's name)."
+    )
+    nccl_master_port: int = Field(29555, ge=1, le=65535, description="Port of the NCCL weight-transfer rendezvous.")
 
 
 class RewardConfig(_Section):
@@ -282,6 +288,20 @@ class JudgeConfig(_Section):
     model: str = Field("judge", description="Judge model name.")
     api_key_env: str = Field("OVR_JUDGE_API_KEY", description="Env var with the judge API key.")
     max_concurrency: int = Field(16, ge=1, description="In-flight judge requests.")
+    behaviours: list[str] = Field(
+        default_factory=lambda: [
+            "backtracking", "verification", "subgoal_setting", "backward_chaining",
+            "visual_reflection", "visual_divide_and_conquer", "visual_verification", "goal_driven_visual_tracing",
+        ],
+        description="Behaviours to count (ovr.eval.judge.BEHAVIOURS); visual ones only for image questions.",
+    )
+    max_responses: int | None = Field(
+        None, ge=1, description="Judge at most this many responses per benchmark (cost cap); None = all."
+    )
+    temperature: float = Field(0.0, ge=0, description="Judge sampling temperature.")
+    max_tokens: int = Field(512, ge=1, description="Max tokens of a judge reply.")
+    timeout_s: float = Field(120.0, gt=0, description="Deadline of one judge request.")
+    retries: int = Field(3, ge=0, le=10, description="Retries of a failed judge request (connection/5xx).")
 
 
 class EvalConfig(_Section):

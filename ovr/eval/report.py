@@ -1,0 +1,185 @@
+"""The run report: Markdown + PNG figures, logged to MLflow, ready to be a KFP Markdown artifact.
+
+``build_report`` writes into ``out_dir``:
+
+- ``report.md`` — accuracy tables (avg@k per benchmark across checkpoints, per subject, truncation,
+  length), behaviour emergence and transfer tables, training curves and figures referenced by
+  relative paths (``figures/*.png``);
+- ``report_inline.md`` — the same text with every figure embedded as a base64 data URL, a single
+  self-contained file for viewers that cannot follow relative links (the KFP UI);
+- ``figures/accuracy.png``, ``figures/training.png`` (reward / accuracy / length / SFT loss curves
+  read back from the run's MLflow history), ``figures/behaviour.png`` (emergence rates across
+  checkpoints).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from ovr.config import RunConfig
+from ovr.eval.records import EvalResult
+from ovr.eval.tables import behaviour_table, comparison_table, score_table, transfer_table
+
+REPORT_FILE = "report.md"
+INLINE_FILE = "report_inline.md"
+CURVES: dict[str, str] = {
+    "rl/reward_mean": "RL reward (mean)",
+    "rl/accuracy": "RL accuracy",
+    "rl/response_len_mean": "RL response length (tokens)",
+    "sft/loss": "SFT loss",
+}
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
+
+
+# --------------------------------------------------------------------------- figures
+def _figure(ncols: int = 1, width: float = 6.0, height: float = 3.6):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height), dpi=100)
+    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    return fig, axes
+
+
+def accuracy_figure(results: Sequence[EvalResult], path: Path) -> Path:
+    """Grouped bars: avg@k per benchmark, one bar per checkpoint."""
+    benches = sorted({s.benchmark for r in results for s in r.benchmarks})
+    fig, (ax,) = _figure(width=max(6.0, 1.2 * len(benches) * max(1, len(results)) ** 0.5))
+    width = 0.8 / len(results)
+    for j, r in enumerate(results):
+        scores = {s.benchmark: s.avg_at_k for s in r.benchmarks}
+        xs = [i + j * width for i in range(len(benches))]
+        ax.bar(xs, [100 * scores.get(b, 0.0) for b in benches], width, label=f"{r.label} (avg@{r.k})")
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(benches))], benches, rotation=20)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Accuracy by benchmark")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def curves_figure(history: dict[str, list[tuple[int, float]]], path: Path) -> Path | None:
+    """One panel per training metric that has a history; None when there is none."""
+    present = [k for k in CURVES if history.get(k)]
+    if not present:
+        return None
+    fig, axes = _figure(ncols=len(present), width=4.0)
+    for ax, key in zip(axes, present, strict=True):
+        steps, values = zip(*sorted(history[key]), strict=True)
+        ax.plot(steps, values, marker="." if len(steps) < 50 else None)
+        ax.set_title(CURVES[key], fontsize=10)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def behaviour_figure(results: Sequence[EvalResult], path: Path) -> Path | None:
+    """Emergence rate of each behaviour across checkpoints, vision (solid) and language (dashed)."""
+    series: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for x, r in enumerate(results):
+        for g in r.behaviour_by_modality:
+            for name, rate in g.rates.items():
+                if rate is not None:
+                    series.setdefault((name, g.group), []).append((x, 100 * rate))
+    if not series:
+        return None
+    fig, (ax,) = _figure(width=7.0)
+    for (name, group), pts in sorted(series.items()):
+        xs, ys = zip(*pts, strict=True)
+        ax.plot(xs, ys, "-" if group == "vision" else "--", marker="o", label=f"{name} ({group})")
+    ax.set_xticks(range(len(results)), [r.label for r in results], rotation=20)
+    ax.set_ylabel("responses with behaviour (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Behaviour emergence across checkpoints")
+    ax.legend(fontsize=7, ncols=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+# --------------------------------------------------------------------------- text
+def inline_images(markdown: str, base_dir: Path) -> str:
+    """Replace ``![alt](figures/x.png)`` links by base64 data URLs (self-contained Markdown)."""
+
+    def embed(m: re.Match) -> str:
+        data = base64.b64encode((base_dir / m.group(2)).read_bytes()).decode()
+        return f"![{m.group(1)}](data:image/png;base64,{data})"
+
+    return _IMAGE.sub(embed, markdown)
+
+
+def training_history(cfg: RunConfig, run_id: str | None) -> dict[str, list[tuple[int, float]]]:
+    """The run's training curves (``CURVES`` keys) from MLflow; empty without tracking or run."""
+    if not cfg.tracking.enabled or run_id is None:
+        return {}
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    return {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in CURVES}
+
+
+def report_markdown(cfg: RunConfig, results: Sequence[EvalResult], figures: dict[str, Path | None],
+                    history: dict[str, list[tuple[int, float]]], run_id: str | None) -> str:
+    """The report text; figures are linked relative to the report's folder."""
+    last = results[-1]
+    parts = [f"# ovr run report: {cfg.name}",
+             f"MLflow run: `{run_id}`" if run_id else "No MLflow run (tracking disabled).",
+             "## Accuracy", comparison_table(results),
+             "![accuracy](figures/accuracy.png)",
+             f"### {last.label}: details", score_table(last.benchmarks, last.k)]
+    if last.subjects:
+        parts += [f"### {last.label}: by subject", score_table(last.subjects, last.k, subjects=True)]
+    parts += ["## Training curves"]
+    if figures.get("training"):
+        finals = [f"{CURVES[k]}: {v[-1][1]:.4g} at step {v[-1][0]}" for k, v in history.items() if v]
+        parts += ["; ".join(finals) + ".", "![training curves](figures/training.png)"]
+    else:
+        parts += ["No training metrics (rl/*, sft/loss) in this run."]
+    parts += ["## Behaviours"]
+    if last.behaviour:
+        parts += [f"Emergence rate (% of responses with count > 0) at {last.label}:",
+                  behaviour_table(list(last.behaviour) + list(last.behaviour_by_modality))]
+    if last.transfer:
+        parts += ["Transfer rate (emergence on image questions / on text questions):", transfer_table(last.transfer)]
+    if figures.get("behaviour"):
+        parts += ["![behaviour rates](figures/behaviour.png)"]
+    settings = "; ".join(f"{r.label}: k={r.k}, T={r.temperature}, top_p={r.top_p}, max_tokens={r.max_tokens}, "
+                         f"{r.questions} questions at {r.questions_per_s:.2f} q/s" for r in results)
+    parts += ["## Eval settings", settings]
+    return "\n\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------- entry
+def build_report(cfg: RunConfig, results: Sequence[EvalResult], out_dir: Path) -> Path:
+    """Write the report (see module doc) for ``results`` (checkpoints in order), log it; returns report.md."""
+    if not results:
+        raise ValueError("a report needs at least one eval result")
+    results = sorted(results, key=lambda r: r.step)
+    out_dir = Path(out_dir)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    run_id = cfg.tracking.run_id or next((r.mlflow_run_id for r in reversed(results) if r.mlflow_run_id), None)
+    history = training_history(cfg, run_id)
+
+    figures = {
+        "accuracy": accuracy_figure(results, out_dir / "figures/accuracy.png"),
+        "training": curves_figure(history, out_dir / "figures/training.png"),
+        "behaviour": behaviour_figure(results, out_dir / "figures/behaviour.png"),
+    }
+    text = report_markdown(cfg, results, figures, history, run_id)
+    report = out_dir / REPORT_FILE
+    report.write_text(text)
+    (out_dir / INLINE_FILE).write_text(inline_images(text, out_dir))
+
+    if cfg.tracking.enabled:
+        from ovr.tracking import Tracker
+
+        run_cfg = cfg.model_copy(deep=True)
+        run_cfg.tracking.run_id = run_id
+        with Tracker.open(run_cfg, "report") as tracker:
+            tracker.log_artifact(out_dir, "report")
+    return report

@@ -1,0 +1,205 @@
+"""Evaluate a served checkpoint on eval benchmarks: sample k responses, score, analyse, save, log.
+
+The checkpoint is whatever the rollout servers at ``endpoints`` serve (``ovr eval`` starts a local
+vLLM server when none is given). Answers are checked by the same reward function RL trains with
+(in-process, or through the reward service when ``reward_url`` is given), so eval accuracy and
+RL accuracy mean the same thing. Outputs in ``out_dir``: ``responses.jsonl`` (one row per response),
+``results.md`` (tables) and ``result.json`` (:class:`EvalResult`, read by ``ovr report``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from ovr.config import EvalConfig, RunConfig
+from ovr.eval import behaviour, metrics
+from ovr.eval.records import RESPONSES_FILE, TABLE_FILE, EvalResult, ResponseRecord, write_records
+from ovr.eval.tables import result_markdown
+from ovr.schema import RolloutGroup, Sample, ScoreItem, ScoreResult
+
+
+# --------------------------------------------------------------------------- samples
+def load_eval_samples(cfg: RunConfig) -> list[Sample]:
+    """The eval split of the run's dataset in the store, restricted to ``eval.benchmarks``."""
+    from ovr.data.reader import load_samples
+    from ovr.store import Store
+
+    return load_samples(Store.from_config(cfg.store), cfg.data.name, "eval")
+
+
+def select_samples(samples: list[Sample], cfg: EvalConfig) -> list[Sample]:
+    """Eval-split samples of the configured benchmarks, at most ``max_questions`` each (input order)."""
+    wrong = sorted({s.id for s in samples if s.split != "eval"})
+    if wrong:
+        raise ValueError(f"{len(wrong)} samples are not in the eval split, e.g. {wrong[:3]}")
+    present = sorted({s.source for s in samples})
+    missing = [b for b in cfg.benchmarks if b not in present]
+    if missing:
+        raise ValueError(f"benchmarks {missing} have no eval samples; available: {present}")
+    wanted = set(cfg.benchmarks) if cfg.benchmarks else set(present)
+    taken: dict[str, int] = defaultdict(int)
+    out = []
+    for s in samples:
+        if s.source in wanted and (cfg.max_questions is None or taken[s.source] < cfg.max_questions):
+            taken[s.source] += 1
+            out.append(s)
+    if not out:
+        raise ValueError("no eval samples to evaluate")
+    ids = [s.id for s in out]
+    if len(set(ids)) != len(ids):
+        raise ValueError("eval sample ids must be unique")
+    return out
+
+
+# --------------------------------------------------------------------------- stages
+async def generate(cfg: RunConfig, endpoints: list[str], samples: list[Sample], progress: bool) -> list[RolloutGroup]:
+    """k responses per sample from the rollout servers, with eval's sampling settings."""
+    from ovr.rollout.client import RolloutClient
+
+    client = RolloutClient(endpoints, cfg.rollout)
+    try:
+        groups = await client.generate(
+            samples, n=cfg.eval.k, max_tokens=cfg.eval.max_tokens,
+            temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, progress=progress,
+        )
+    finally:
+        close = getattr(client, "aclose", None)
+        if close is not None:
+            await close()
+    if len(groups) != len(samples):
+        raise RuntimeError(f"rollout returned {len(groups)} groups for {len(samples)} samples")
+    return groups
+
+
+def score_items(items: list[ScoreItem], reward_url: str | None, progress: bool) -> list[ScoreResult]:
+    """Score through the reward service when ``reward_url`` is given, else in this process."""
+    if reward_url:
+        from ovr.rewards.client import RewardClient
+
+        async def run() -> list[ScoreResult]:
+            client = RewardClient(reward_url)
+            try:
+                return await client.score(items)
+            finally:
+                close = getattr(client, "aclose", None)
+                if close is not None:
+                    await close()
+
+        return asyncio.run(run())
+    from tqdm.auto import tqdm
+
+    from ovr.rewards import score_item
+
+    return [score_item(it) for it in tqdm(items, desc="score", unit="resp", disable=not progress)]
+
+
+def build_records(
+    cfg: RunConfig, samples: list[Sample], groups: list[RolloutGroup], reward_url: str | None, progress: bool
+) -> list[ResponseRecord]:
+    """Score every completion and count its reflection keywords."""
+    by_id = {s.id: s for s in samples}
+    pairs = []
+    for g in groups:
+        if g.sample_id not in by_id:
+            raise RuntimeError(f"rollout returned an unknown sample id {g.sample_id}")
+        pairs += [(by_id[g.sample_id], i, c) for i, c in enumerate(g.completions)]
+    items = [
+        ScoreItem(
+            response=c.text, reference=s.answer, answer_type=s.answer_type, reward=cfg.reward.name,
+            truncated=c.truncated, choices=s.choices, response_tokens=len(c.token_ids),
+            max_tokens=cfg.eval.max_tokens,
+        )
+        for s, _, c in pairs
+    ]
+    results = score_items(items, reward_url, progress)
+    words = cfg.eval.reflection_words
+    return [
+        ResponseRecord(
+            sample_id=s.id, benchmark=s.source, subject=s.subject, modality=s.modality, index=i,
+            prompt=s.prompt, reference=s.answer, text=c.text, finish_reason=c.finish_reason,
+            length=len(c.token_ids), accuracy=r.accuracy, extracted=r.extracted, score_error=r.error,
+            keywords=behaviour.keyword_counts(c.text, words),
+        )
+        for (s, i, c), r in zip(pairs, results, strict=True)
+    ]
+
+
+def add_judge_counts(cfg: RunConfig, records: list[ResponseRecord], progress: bool) -> None:
+    """Fill ``record.judge`` (at most ``judge.max_responses`` per benchmark) from the judge endpoint."""
+    from ovr.eval.judge import judge_counts
+
+    cap = cfg.eval.judge.max_responses
+    seen: dict[str, int] = defaultdict(int)
+    chosen = []
+    for r in records:
+        if cap is None or seen[r.benchmark] < cap:
+            seen[r.benchmark] += 1
+            chosen.append(r)
+    counts = asyncio.run(judge_counts([(r.prompt, r.text, r.modality) for r in chosen], cfg.eval.judge, progress))
+    for r, c in zip(chosen, counts, strict=True):
+        r.judge = c
+
+
+# --------------------------------------------------------------------------- entry
+def evaluate(
+    cfg: RunConfig,
+    endpoints: list[str],
+    samples: list[Sample] | None = None,
+    *,
+    reward_url: str | None = None,
+    out_dir: Path,
+    progress: bool = True,
+    label: str | None = None,
+    step: int = 0,
+) -> EvalResult:
+    """Evaluate the model served at ``endpoints`` (see the module doc); ``samples`` default to the store's."""
+    if not endpoints:
+        raise ValueError("evaluate needs at least one rollout endpoint")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    samples = select_samples(samples if samples is not None else load_eval_samples(cfg), cfg.eval)
+
+    # 1. generate k responses per question
+    t0 = time.perf_counter()
+    groups = asyncio.run(generate(cfg, endpoints, samples, progress))
+    # 2. score answers and count reflection words
+    records = build_records(cfg, samples, groups, reward_url, progress)
+    # 3. optional LLM judge
+    if cfg.eval.judge.enabled:
+        add_judge_counts(cfg, records, progress)
+    wall = time.perf_counter() - t0
+
+    # 4. aggregate
+    benches, subjects = metrics.score_benchmarks(records)
+    per_bench, by_modality, transfer = behaviour.analyse(records)
+    result = EvalResult(
+        label=label or f"step-{step}", step=step, k=cfg.eval.k, temperature=cfg.eval.temperature,
+        top_p=cfg.eval.top_p, max_tokens=cfg.eval.max_tokens, benchmarks=benches, subjects=subjects,
+        behaviour=per_bench, behaviour_by_modality=by_modality, transfer=transfer,
+        questions=len(samples), responses=len(records), wall_s=wall,
+        questions_per_s=len(samples) / wall if wall > 0 else 0.0, out_dir=str(out_dir.resolve()),
+    )
+
+    # 5. save and log
+    write_records(records, out_dir / RESPONSES_FILE)
+    (out_dir / TABLE_FILE).write_text(result_markdown(result))
+    _save_and_log(cfg, result, out_dir)
+    return result
+
+
+def _save_and_log(cfg: RunConfig, result: EvalResult, out_dir: Path) -> None:
+    """Write result.json and log metrics + the three files to the run's MLflow run."""
+    from ovr.tracking import Tracker
+
+    with Tracker.open(cfg, "eval") as tracker:
+        result.mlflow_run_id = tracker.run_id
+        path = result.save(out_dir)
+        values = metrics.metrics_for_tracking(result.benchmarks, result.k)
+        values.update(behaviour.metrics_for_tracking(result.behaviour, result.transfer))
+        values["questions_per_s"] = result.questions_per_s
+        tracker.log_metrics(values, step=result.step)
+        for f in (out_dir / RESPONSES_FILE, out_dir / TABLE_FILE, path):
+            tracker.log_artifact(f, f"eval/{result.label}")
