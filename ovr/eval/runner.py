@@ -66,9 +66,7 @@ async def generate(cfg: RunConfig, endpoints: list[str], samples: list[Sample], 
             temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, progress=progress,
         )
     finally:
-        close = getattr(client, "aclose", None)
-        if close is not None:
-            await close()
+        await client.close()
     if len(groups) != len(samples):
         raise RuntimeError(f"rollout returned {len(groups)} groups for {len(samples)} samples")
     return groups

@@ -1,0 +1,114 @@
+"""evaluate() end to end against a scripted OpenAI-compatible server started as a real uvicorn
+process: the rollout client, the reward functions, behaviour counts, the judge, files and MLflow
+are all real; only the model's answers are scripted, so avg@k can be computed by hand."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from ovr.data.synthetic import visual_samples
+from ovr.eval.records import EvalResult, read_records
+from ovr.eval.runner import evaluate
+from ovr.schema import Sample
+
+TEMPLATE = "\nPlease reason step by step, and put your final answer within \\boxed{}."
+
+
+def samples() -> list[Sample]:
+    text = [
+        Sample(id="t1", source="arith", split="eval", prompt="[t1] What is 2+3?" + TEMPLATE, answer="5",
+               answer_type="math", subject="add"),
+        Sample(id="t2", source="arith", split="eval", prompt="[t2] What is 3+4?" + TEMPLATE, answer="7",
+               answer_type="math", subject="add"),
+        Sample(id="t3", source="arith", split="eval", prompt="[t3] What is 2*3?" + TEMPLATE, answer="6",
+               answer_type="math", subject="mul"),
+    ]
+    vis = visual_samples(2, seed=0, tasks=["count_shapes"], split="eval")
+    vis = [v.model_copy(update={"id": f"v{i}", "prompt": f"[v{i}] " + v.prompt}) for i, v in enumerate(vis)]
+    return text + vis
+
+
+def policy_rules(vis: list[Sample]) -> list[dict]:
+    a0, a1 = vis[0].answer, vis[1].answer
+    wrong0 = str(int(a0) + 1)
+    return [
+        # t1: 2 of 4 correct -> 0.5
+        {"match": "[t1]", "responses": ["So \\boxed{5}", "Wait, it is \\boxed{6}", "It is \\boxed{5}.", "no idea"]},
+        # t2: 0 of 4 (the last one is right but truncated: scores 0) -> 0.0
+        {"match": "[t2]", "responses": ["\\boxed{8}", "\\boxed{1}", "\\boxed{9}", "\\boxed{7} and then more"],
+         "finish_reasons": ["stop", "stop", "stop", "length"]},
+        # t3: 4 of 4 -> 1.0
+        {"match": "[t3]", "responses": ["\\boxed{6}"] * 4},
+        # v0: 3 of 4 -> 0.75 ; v1: 1 of 4 -> 0.25
+        {"match": "[v0]", "responses": [f"Wait, recheck \\boxed{{{a0}}}", f"\\boxed{{{a0}}}", f"\\boxed{{{a0}}}",
+                                        f"\\boxed{{{wrong0}}}"]},
+        {"match": "[v1]", "responses": [f"\\boxed{{{a1}}}", "wait, \\boxed{x}", "\\boxed{x}", "\\boxed{x}"]},
+    ]
+
+
+def judge_rules() -> list[dict]:
+    return [
+        {"match": "any verification steps", "responses": ["One check here. <count>1</count>"]},
+        {"match": "any backtracking steps", "responses": ["I would say a couple."]},  # malformed: unknown
+        {"match": "any visual reflection steps", "responses": ["<count>0</count>"]},
+    ]
+
+
+def test_avg_at_k_matches_hand_computed_values(scripted_server, eval_cfg, tmp_path):
+    data = samples()
+    srv = scripted_server(judge_rules() + policy_rules(data[3:]))
+    cfg = eval_cfg(
+        "eval.k=4", "eval.temperature=0.7", "eval.top_p=0.9", "eval.max_tokens=32",
+        "eval.benchmarks=[arith, synthetic_visual]",
+        "eval.judge.enabled=true", f"eval.judge.base_url={srv.url}/v1",
+        "eval.judge.behaviours=[verification, backtracking, visual_reflection]",
+    )
+    out = tmp_path / "eval"
+    result = evaluate(cfg, [srv.url], data, out_dir=out, progress=False, label="ckpt", step=7)
+
+    bench = {s.benchmark: s for s in result.benchmarks}
+    assert bench["arith"].avg_at_k == pytest.approx((0.5 + 0.0 + 1.0) / 3)
+    assert bench["arith"].pass_at_k == pytest.approx(2 / 3)
+    assert bench["arith"].truncation_rate == pytest.approx(1 / 12)
+    assert bench["synthetic_visual"].avg_at_k == pytest.approx((0.75 + 0.25) / 2)
+    assert bench["synthetic_visual"].modality == "image"
+    # lengths are word counts of the scripted responses
+    assert bench["arith"].mean_length == pytest.approx((2 + 4 + 3 + 2 + 1 + 1 + 1 + 4 + 1 * 4) / 12)
+    subj = {(s.benchmark, s.subject): s.avg_at_k for s in result.subjects}
+    assert subj[("arith", "add")] == pytest.approx(0.25) and subj[("arith", "mul")] == 1.0
+
+    # sampling settings reached the server
+    sent = [r for r in httpx.get(srv.url + "/requests").json() if r.get("n") == 4]
+    assert len(sent) == 5 and {(r["temperature"], r["top_p"], r["max_tokens"]) for r in sent} == {(0.7, 0.9, 32)}
+
+    # behaviours: keywords per benchmark, judge counts with malformed replies as unknown
+    rates = {g.group: g for g in result.behaviour}
+    assert rates["arith"].rates["kw_wait"] == pytest.approx(1 / 12)
+    assert rates["synthetic_visual"].rates["kw_wait"] == pytest.approx(2 / 8)
+    assert rates["synthetic_visual"].rates["kw_recheck"] == pytest.approx(1 / 8)
+    assert rates["arith"].rates["verification"] == 1.0 and rates["arith"].unknown["verification"] == 0
+    assert rates["arith"].rates["backtracking"] is None and rates["arith"].unknown["backtracking"] == 12
+    assert "visual_reflection" not in rates["arith"].rates  # not asked for text questions
+    assert rates["synthetic_visual"].rates["visual_reflection"] == 0.0
+    assert result.transfer["kw_wait"] == pytest.approx((2 / 8) / (1 / 12))
+    assert result.transfer["verification"] == 1.0
+
+    # per-response file, table and result.json on disk; metrics in MLflow
+    records = read_records(out / "responses.jsonl")
+    assert len(records) == 20 and sum(r.accuracy for r in records) == 2 + 0 + 4 + 3 + 1
+    assert "| arith | text | 3 | 50.0 |" in (out / "results.md").read_text()
+    assert EvalResult.load(out) == result
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(cfg.tracking.uri)
+    history = client.get_metric_history(result.mlflow_run_id, "eval/synthetic_visual/avg_at_4")
+    assert [(m.step, m.value) for m in history] == [(7, 0.5)]
+    assert {a.path for a in client.list_artifacts(result.mlflow_run_id, "eval/ckpt")} >= {
+        "eval/ckpt/responses.jsonl", "eval/ckpt/results.md", "eval/ckpt/result.json"}
+
+
+def test_unknown_benchmark_is_a_clear_error(eval_cfg, tmp_path):
+    cfg = eval_cfg("eval.benchmarks=[mathvista]")
+    with pytest.raises(ValueError, match=r"\['mathvista'\] have no eval samples; available: \['arith'"):
+        evaluate(cfg, ["http://127.0.0.1:9"], samples(), out_dir=tmp_path, progress=False)
