@@ -1,0 +1,163 @@
+{{/* Names, labels, images, security contexts and scheduling shared by every template. */}}
+
+{{- define "ovr.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* <release>-<chart>, or <release> when it already contains the chart name. */}}
+{{- define "ovr.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Object name of a component: (dict "root" $ "component" "reward"). */}}
+{{- define "ovr.componentName" -}}
+{{- printf "%s-%s" (include "ovr.fullname" .root | trunc 50 | trimSuffix "-") .component -}}
+{{- end -}}
+
+{{- define "ovr.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels of a component: (dict "root" $ "component" "reward"). */}}
+{{- define "ovr.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ovr.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Full labels of a component object: (dict "root" $ "component" "reward"). */}}
+{{- define "ovr.labels" -}}
+helm.sh/chart: {{ include "ovr.chart" .root }}
+{{ include "ovr.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: ovr
+{{- end -}}
+
+{{/* An image reference: (dict "root" $ "image" .Values.reward.image). Empty repository = ovr image;
+empty tag = appVersion; global.imageRegistry is prepended to repositories without a registry. */}}
+{{- define "ovr.image" -}}
+{{- $img := .image -}}
+{{- $repo := $img.repository | default .root.Values.image.repository -}}
+{{- $tag := $img.tag | default (ternary .root.Values.image.tag "" (empty $img.repository)) | default .root.Chart.AppVersion -}}
+{{- $first := first (splitList "/" $repo) -}}
+{{- if and .root.Values.global.imageRegistry (not (or (contains "." $first) (contains ":" $first) (eq $first "localhost"))) -}}
+{{- $repo = printf "%s/%s" .root.Values.global.imageRegistry $repo -}}
+{{- end -}}
+{{- printf "%s:%s" $repo (toString $tag) -}}
+{{- end -}}
+
+{{/* Pod-level fields shared by every pod, component values merged over global ones:
+(dict "root" $ "c" .Values.reward). nodeSelector keys merge (component wins), tolerations are
+global + component without duplicates, affinity/runtimeClassName/priorityClassName: component or
+global. */}}
+{{- define "ovr.podScheduling" -}}
+{{- $g := .root.Values.global -}}
+{{- $c := .c -}}
+{{- with $g.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- with merge (deepCopy ($c.nodeSelector | default dict)) ($g.nodeSelector | default dict) }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with uniq (concat ($g.tolerations | default list) ($c.tolerations | default list)) }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with ($c.affinity | default $g.affinity) }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with ($c.runtimeClassName | default $g.runtimeClassName) }}
+runtimeClassName: {{ . }}
+{{- end }}
+{{- with ($c.priorityClassName | default $g.priorityClassName) }}
+priorityClassName: {{ . }}
+{{- end }}
+securityContext:
+  {{- merge (deepCopy ($c.podSecurityContext | default dict)) $g.podSecurityContext | toYaml | nindent 2 }}
+{{- end -}}
+
+{{/* Container securityContext: component keys over global ones: (dict "root" $ "c" .Values.reward). */}}
+{{- define "ovr.containerSecurityContext" -}}
+{{- merge (deepCopy (.c.containerSecurityContext | default dict)) .root.Values.global.containerSecurityContext | toYaml -}}
+{{- end -}}
+
+{{/* Service account of pipeline steps. */}}
+{{- define "ovr.serviceAccountName" -}}
+{{- .Values.rbac.serviceAccount.name | default (printf "%s-pipeline" (include "ovr.fullname" .)) -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- endpoints and secrets */}}
+
+{{/* S3 endpoint host:port: the external one, or the bundled MinIO Service. */}}
+{{- define "ovr.s3Endpoint" -}}
+{{- if .Values.s3.endpoint -}}
+{{- .Values.s3.endpoint -}}
+{{- else -}}
+{{- printf "%s.%s.svc:%v" (include "ovr.componentName" (dict "root" . "component" "minio")) .Release.Namespace .Values.minio.service.port -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "ovr.s3Url" -}}
+{{- printf "%s://%s" (ternary "https" "http" .Values.s3.secure) (include "ovr.s3Endpoint" .) -}}
+{{- end -}}
+
+{{- define "ovr.s3SecretName" -}}
+{{- .Values.s3.existingSecret | default (include "ovr.componentName" (dict "root" . "component" "s3")) -}}
+{{- end -}}
+
+{{- define "ovr.dbSecretName" -}}
+{{- if .Values.mlflow.postgresql.enabled -}}
+{{- .Values.mlflow.postgresql.existingSecret | default (include "ovr.componentName" (dict "root" . "component" "postgresql")) -}}
+{{- else -}}
+{{- .Values.mlflow.externalDatabase.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "ovr.rewardSecretName" -}}
+{{- .Values.reward.auth.existingSecret | default (include "ovr.componentName" (dict "root" . "component" "reward-token")) -}}
+{{- end -}}
+
+{{/* S3 credential env vars for ovr's store (OVR_S3_*), boto3/MLflow (AWS_*) and mc: (dict "root" $). */}}
+{{- define "ovr.s3Env" -}}
+{{- $root := .root -}}
+{{- range $var, $key := dict "OVR_S3_ACCESS_KEY" $root.Values.s3.accessKeyKey "OVR_S3_SECRET_KEY" $root.Values.s3.secretKeyKey "AWS_ACCESS_KEY_ID" $root.Values.s3.accessKeyKey "AWS_SECRET_ACCESS_KEY" $root.Values.s3.secretKeyKey }}
+- name: {{ $var }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "ovr.s3SecretName" $root }}
+      key: {{ $key }}
+{{- end }}
+{{- end -}}
+
+{{/* A secret value generated once and reused on upgrade (lookup of the live Secret):
+(dict "root" $ "name" "secret-name" "key" "k" "length" 32). Offline renders get a fresh value. */}}
+{{- define "ovr.generatedSecretValue" -}}
+{{- $live := lookup "v1" "Secret" .root.Release.Namespace .name -}}
+{{- if and $live (hasKey ($live.data | default dict) .key) -}}
+{{- index $live.data .key -}}
+{{- else -}}
+{{- randAlphaNum (.length | default 32) | b64enc -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The shared /tmp emptyDir every read-only-root container gets. */}}
+{{- define "ovr.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 1Gi
+{{- end -}}

@@ -1,0 +1,56 @@
+{{/* Contradictions the schema cannot express: each stops the render with a message saying what to change. */}}
+{{- define "ovr.validate" -}}
+{{- $v := .Values -}}
+{{- if and (not $v.minio.enabled) (not $v.s3.endpoint) -}}
+{{- fail "minio.enabled=false needs s3.endpoint (host:port of your S3 service), or set minio.enabled=true" -}}
+{{- end -}}
+{{- if and (not $v.minio.enabled) (not $v.s3.existingSecret) -}}
+{{- fail "an external S3 (minio.enabled=false) needs s3.existingSecret: the chart cannot invent credentials for it" -}}
+{{- end -}}
+{{- if and $v.minio.enabled $v.s3.endpoint -}}
+{{- fail (printf "s3.endpoint=%q and minio.enabled=true contradict each other: keep one S3 (unset s3.endpoint or set minio.enabled=false)" $v.s3.endpoint) -}}
+{{- end -}}
+{{- if and $v.mlflow.enabled (not $v.mlflow.postgresql.enabled) -}}
+{{- if not $v.mlflow.externalDatabase.host -}}
+{{- fail "mlflow.postgresql.enabled=false needs mlflow.externalDatabase.host (or enable the bundled PostgreSQL)" -}}
+{{- end -}}
+{{- if not $v.mlflow.externalDatabase.existingSecret -}}
+{{- fail "mlflow.externalDatabase needs existingSecret (a Secret holding the database password)" -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.mlflow.postgresql.enabled $v.mlflow.externalDatabase.host -}}
+{{- fail "mlflow.externalDatabase.host is set while mlflow.postgresql.enabled=true: choose one backend" -}}
+{{- end -}}
+{{- if $v.reward.enabled -}}
+{{- $floor := ternary $v.reward.autoscaling.minReplicas $v.reward.replicas $v.reward.autoscaling.enabled | int -}}
+{{- if and $v.reward.autoscaling.enabled (gt ($v.reward.autoscaling.minReplicas | int) ($v.reward.autoscaling.maxReplicas | int)) -}}
+{{- fail (printf "reward.autoscaling.minReplicas (%v) exceeds maxReplicas (%v)" $v.reward.autoscaling.minReplicas $v.reward.autoscaling.maxReplicas) -}}
+{{- end -}}
+{{- if and $v.reward.pdb.enabled (ge ($v.reward.pdb.minAvailable | int) $floor) -}}
+{{- fail (printf "reward.pdb.minAvailable (%v) must be below the reward replica floor (%v), or node drains block forever" $v.reward.pdb.minAvailable $floor) -}}
+{{- end -}}
+{{- end -}}
+{{- if $v.rollout.enabled -}}
+{{- if gt ($v.rollout.tensorParallelSize | int) ($v.rollout.gpu.count | int) -}}
+{{- fail (printf "rollout.tensorParallelSize (%v) exceeds the GPUs per replica rollout.gpu.count (%v)" $v.rollout.tensorParallelSize $v.rollout.gpu.count) -}}
+{{- end -}}
+{{- if and $v.rollout.devMode (ne $v.rollout.service.type "ClusterIP") -}}
+{{- fail (printf "rollout.devMode=true exposes /collective_rpc: rollout.service.type must stay ClusterIP (got %s)" $v.rollout.service.type) -}}
+{{- end -}}
+{{- if and $v.rollout.devMode (not $v.rollout.networkPolicy.enabled) -}}
+{{- fail "rollout.devMode=true needs rollout.networkPolicy.enabled=true to keep the dev endpoints inside the cluster" -}}
+{{- end -}}
+{{- if and (eq $v.rollout.model.source "pvc") (not $v.rollout.model.pvcClaimName) -}}
+{{- fail "rollout.model.source=pvc needs rollout.model.pvcClaimName" -}}
+{{- end -}}
+{{- if and (eq $v.rollout.model.source "s3") (not (hasPrefix "s3://" $v.rollout.model.s3Uri)) -}}
+{{- fail (printf "rollout.model.source=s3 needs rollout.model.s3Uri=s3://bucket/prefix (got %q)" $v.rollout.model.s3Uri) -}}
+{{- end -}}
+{{- if hasKey ($v.rollout.resources.limits | default dict) $v.rollout.gpu.resourceName -}}
+{{- fail (printf "set GPUs with rollout.gpu.count, not rollout.resources.limits[%q]" $v.rollout.gpu.resourceName) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.kfpUpload.enabled (not (.Files.Get "files/pipelines/ovr_pipeline.yaml")) -}}
+{{- fail "kfpUpload.enabled=true but the chart holds no files/pipelines/ovr_pipeline.yaml: copy pipelines/ovr_pipeline.yaml there first" -}}
+{{- end -}}
+{{- end -}}
