@@ -1,0 +1,37 @@
+"""Verifiable rewards: answer extraction, checkers by answer type, and rewards registered by name.
+
+``score_item`` runs a reward in this process with no time limit (tests, offline analysis); the
+reward service runs the same function in worker processes under a per-item time limit, and
+:class:`ovr.rewards.client.RewardClient` is how trainers and evaluators call it.
+
+>>> from ovr.schema import ScoreItem
+>>> score_item(ScoreItem(response=r"\\boxed{x=2}", reference="2")).accuracy
+1.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ovr.rewards import registry
+from ovr.rewards.options import RewardOptions
+from ovr.schema import ScoreItem, ScoreResult
+
+
+def validate_item(item: ScoreItem) -> None:
+    """Raise ValueError/KeyError if the item names an unknown reward or carries invalid options."""
+    registry.get(item.reward)
+    RewardOptions.model_validate(item.options)
+
+
+def score_item(item: ScoreItem) -> ScoreResult:
+    """Score one item with its registered reward (in-process, pure, no time limit)."""
+    return registry.get(item.reward)(item)
+
+
+def score_items(items: Iterable[ScoreItem]) -> list[ScoreResult]:
+    """Score items in order (in-process, no time limit)."""
+    return [score_item(it) for it in items]
+
+
+__all__ = ["registry", "score_item", "score_items", "validate_item", "RewardOptions"]

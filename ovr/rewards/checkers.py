@@ -1,0 +1,140 @@
+"""Answer checkers, one per answer type: ``math`` (math-verify), ``number`` (numeric tolerance),
+``choice`` (option letters) and ``string`` (exact after normalisation).
+
+Each checker is a pure function ``(predicted, reference, choices, options) -> bool``. math-verify is
+called with its own ``signal.alarm`` timeouts disabled: callers that need a time limit (the reward
+service) run checks in worker processes and enforce the limit themselves.
+
+>>> check("0.5", r"\\frac{1}{2}", "math")
+True
+>>> check("(B)", "B", "choice"), check("3.1416", "3.14159", "number")
+(True, True)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import unicodedata
+from collections.abc import Callable
+from fractions import Fraction
+from functools import lru_cache
+
+from ovr.rewards.extract import choice_letter
+from ovr.rewards.options import RewardOptions
+
+Checker = Callable[[str, str, "list[str] | None", RewardOptions], bool]
+
+# math-verify logs a warning on every call made with timeouts disabled; that is our intent.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+_WS = re.compile(r"\s+")
+_TEXT_CMD = re.compile(r"\\(?:text|textbf|mathrm|mathbf|operatorname)\{([^{}]*)\}")
+_NUM = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$")
+_FRAC = re.compile(r"^([-+]?)\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}$")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?:\D|$))")
+
+
+def normalize_string(s: str) -> str:
+    """Lower-cased, NFKC, ``\\text{}`` unwrapped, ``$``/surrounding punctuation dropped, spaces collapsed.
+
+    >>> normalize_string(r"  \\text{Isosceles Triangle}. ")
+    'isosceles triangle'
+    """
+    s = unicodedata.normalize("NFKC", _TEXT_CMD.sub(r"\1", s)).replace("$", "")
+    return _WS.sub(" ", s).strip().strip(".,;:!\"'").strip().lower()
+
+
+def parse_number(s: str) -> float | None:
+    """A float from ``1,234.5``, ``-3``, ``1e-3``, ``3/4``, ``\\frac{3}{4}``, ``45%``, ``12 cm``; else None.
+
+    >>> [parse_number(x) for x in ["1,234.5", r"\\frac{3}{4}", "45\\\\%", "12 \\\\text{cm}", "abc"]]
+    [1234.5, 0.75, 45.0, 12.0, None]
+    """
+    t = _TEXT_CMD.sub(r" \1", s).replace("$", "").replace("\\%", "%").replace("\\!", "").strip()
+    t = _THOUSANDS.sub("", t).rstrip("%").strip()
+    head = t.split()[0] if t.split() else ""
+    for cand in (t.replace(" ", ""), head):
+        if _NUM.match(cand):
+            return float(cand)
+        if m := _FRAC.match(cand):
+            cand = f"{m.group(1)}{m.group(2)}/{m.group(3)}"
+        if cand.count("/") == 1:
+            num, den = cand.split("/")
+            try:
+                return float(Fraction(num.strip("()")) / Fraction(den.strip("()")))
+            except (ValueError, ZeroDivisionError):
+                return None
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _parse_math(expr: str):
+    from math_verify import parse
+
+    return parse("\\boxed{" + expr + "}", parsing_timeout=None)
+
+
+def check_math(pred: str, ref: str, choices: list[str] | None, opts: RewardOptions) -> bool:
+    """Mathematical equivalence through math-verify (fractions, decimals, percents, sets, intervals,
+    equations, units); exact normalised text first as a fast path."""
+    from math_verify import verify
+
+    if normalize_string(pred) == normalize_string(ref):
+        return True
+    gold, answer = _parse_math(ref), _parse_math(pred)
+    if not gold or not answer:
+        return False
+    return bool(verify(gold, answer, float_rounding=opts.float_rounding, timeout_seconds=None))
+
+
+def check_number(pred: str, ref: str, choices: list[str] | None, opts: RewardOptions) -> bool:
+    """Numbers equal within ``rel_tol``/``abs_tol`` (thousands separators, fractions, % and units ignored)."""
+    p, r = parse_number(pred), parse_number(ref)
+    if p is None or r is None:
+        return False
+    return math.isclose(p, r, rel_tol=opts.rel_tol, abs_tol=opts.abs_tol)
+
+
+def _as_letter(answer: str, choices: list[str] | None) -> str | None:
+    letter = choice_letter(answer)
+    if letter is not None:
+        return letter
+    if choices:
+        norm = normalize_string(answer)
+        for i, option in enumerate(choices):
+            if normalize_string(option) == norm:
+                return chr(ord("A") + i)
+    return None
+
+
+def check_choice(pred: str, ref: str, choices: list[str] | None, opts: RewardOptions) -> bool:
+    """Same option: letters in any common spelling, or option text mapped to its letter via ``choices``."""
+    p, r = _as_letter(pred, choices), _as_letter(ref, choices)
+    return p is not None and p == r
+
+
+def check_string(pred: str, ref: str, choices: list[str] | None, opts: RewardOptions) -> bool:
+    """Exact match after :func:`normalize_string` (free-form labels)."""
+    return normalize_string(pred) == normalize_string(ref)
+
+
+CHECKERS: dict[str, Checker] = {
+    "math": check_math,
+    "number": check_number,
+    "choice": check_choice,
+    "string": check_string,
+}
+
+
+def check(
+    pred: str, ref: str, answer_type: str = "math", choices: list[str] | None = None,
+    opts: RewardOptions | None = None,
+) -> bool:
+    """Whether ``pred`` answers ``ref`` under the checker of ``answer_type``."""
+    try:
+        checker = CHECKERS[answer_type]
+    except KeyError:
+        raise ValueError(f"unknown answer_type {answer_type!r}; known: {sorted(CHECKERS)}") from None
+    return checker(pred, ref, choices, opts or RewardOptions())

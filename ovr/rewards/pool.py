@@ -1,0 +1,219 @@
+"""A pool of verifier worker processes with a per-item time limit (the reward service's engine).
+
+Each worker is a process that scores a chunk of items sequentially and sends each result back as
+soon as it is ready; the parent waits at most ``time_limit_s`` for each next result. When an item
+exceeds the limit (or kills its worker), it scores 0 with ``timed_out``/``error`` set, the worker is
+killed and replaced, and the rest of the chunk goes on in the new worker — so one pathological
+answer costs one time limit, never a hung service. Sending chunks keeps the per-item overhead small.
+
+math-verify's own ``signal.alarm`` timeouts cannot run outside a main thread; here they are off
+and this pool enforces the limit instead. Workers start through ``forkserver`` with the reward
+modules preloaded, so a replacement is ready in milliseconds. An optional address-space limit turns
+runaway memory (``10^{10^{10}}``) into a MemoryError inside the worker.
+
+>>> async def demo():  # doctest: +SKIP
+...     async with VerifierPool(workers=2, time_limit_s=5) as pool:
+...         return await pool.score([ScoreItem(response=r"\\boxed{1/2}", reference="0.5")])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing as mp
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ovr.schema import ScoreItem, ScoreResult
+
+log = logging.getLogger(__name__)
+_WARMUP = ScoreItem(response=r"so \boxed{\frac{1}{2}}", reference="0.5")
+
+
+def _worker_main(conn, memory_limit_mb: int | None) -> None:
+    """Worker process loop: receive a chunk (list of items), send one result per item, in order."""
+    if memory_limit_mb:
+        import resource
+
+        limit = memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    from ovr.rewards import score_item
+
+    while True:
+        try:
+            chunk = conn.recv()
+        except (EOFError, OSError):
+            return
+        if chunk is None:
+            return
+        for item in chunk:
+            try:
+                result = score_item(item)
+            except MemoryError:
+                result = ScoreResult(overall=0.0, accuracy=0.0, error="verification ran out of memory")
+            except Exception as e:  # a reward bug must not take the worker down
+                result = ScoreResult(overall=0.0, accuracy=0.0, error=f"{type(e).__name__}: {e}"[:500])
+            conn.send(result)
+
+
+class _Worker:
+    """One worker process and the parent's end of its pipe (used from one thread at a time)."""
+
+    def __init__(self, ctx, memory_limit_mb: int | None):
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, memory_limit_mb), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def run(self, items: list[ScoreItem], limit_s: float) -> tuple[list[ScoreResult], str | None]:
+        """Results for a prefix of ``items`` and why it stopped early: None, "timeout" or "died"."""
+        try:
+            self.conn.send(items)
+        except (BrokenPipeError, OSError):
+            return [], "died"
+        out: list[ScoreResult] = []
+        while len(out) < len(items):
+            if not self.conn.poll(limit_s):
+                return out, "timeout"
+            try:
+                out.append(self.conn.recv())
+            except (EOFError, OSError):
+                return out, "died"
+        return out, None
+
+    def stop(self, grace_s: float = 2.0) -> None:
+        try:
+            self.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.join(grace_s)
+        self.kill()
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join()
+        self.conn.close()
+
+
+@dataclass
+class PoolStats:
+    """Counters read by the service's /metrics."""
+
+    items: int = 0
+    timeouts: int = 0
+    worker_deaths: int = 0
+    restarts: int = 0
+    pending: int = field(default=0, metadata={"doc": "items submitted and not yet answered"})
+
+
+class VerifierPool:
+    """``workers`` verifier processes; ``await score(items)`` returns one result per item, in order."""
+
+    def __init__(self, workers: int = 2, time_limit_s: float = 5.0, *, chunk_size: int = 16,
+                 memory_limit_mb: int | None = None, start_method: str = "forkserver"):
+        if workers < 1 or time_limit_s <= 0 or chunk_size < 1:
+            raise ValueError("workers and chunk_size must be >= 1 and time_limit_s > 0")
+        self.n_workers, self.time_limit_s, self.chunk_size = workers, time_limit_s, chunk_size
+        self.memory_limit_mb = memory_limit_mb
+        self._ctx = mp.get_context(start_method)
+        if start_method == "forkserver":
+            self._ctx.set_forkserver_preload(["ovr.rewards.functions", "math_verify"])
+        self._workers: list[_Worker] = []
+        self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reward-worker")
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._loops: list[asyncio.Task] = []
+        self.stats = PoolStats()
+        self.ready = False
+
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self) -> "VerifierPool":
+        """Start the workers, score a warm-up item in each, then mark the pool ready."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._threads, self._spawn) for _ in range(self.n_workers)))
+        warm = await asyncio.gather(*(
+            loop.run_in_executor(self._threads, w.run, [_WARMUP], max(60.0, self.time_limit_s))
+            for w in self._workers
+        ))
+        if any(status is not None or res[0].accuracy != 1.0 for res, status in warm):
+            raise RuntimeError(f"verifier workers failed their warm-up check: {warm}")
+        self._loops = [asyncio.create_task(self._serve(i)) for i in range(self.n_workers)]
+        self.ready = True
+        log.info("verifier pool ready: %d workers, %.1f s per item", self.n_workers, self.time_limit_s)
+        return self
+
+    def _spawn(self) -> None:
+        self._workers.append(_Worker(self._ctx, self.memory_limit_mb))
+
+    async def close(self) -> None:
+        self.ready = False
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._threads, w.stop) for w in self._workers))
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def __aenter__(self) -> "VerifierPool":
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def alive_workers(self) -> int:
+        return sum(w.proc.is_alive() for w in self._workers)
+
+    # ----------------------------------------------------------------- scoring
+    async def score(self, items: list[ScoreItem]) -> list[ScoreResult]:
+        """Score ``items`` under the per-item limit; results in input order."""
+        if not self.ready:
+            raise RuntimeError("verifier pool is not started")
+        loop = asyncio.get_running_loop()
+        futures = []
+        for i in range(0, len(items), self.chunk_size):
+            fut = loop.create_future()
+            chunk = items[i : i + self.chunk_size]
+            self.stats.pending += len(chunk)
+            self._queue.put_nowait((chunk, fut))
+            futures.append(fut)
+        chunks = await asyncio.gather(*futures)
+        return [r for chunk in chunks for r in chunk]
+
+    async def _serve(self, slot: int) -> None:
+        """Take chunks from the shared queue and run them on worker ``slot``, replacing it on trouble."""
+        loop = asyncio.get_running_loop()
+        while True:
+            chunk, fut = await self._queue.get()
+            results: list[ScoreResult] = []
+            rest = chunk
+            try:
+                while rest:
+                    out, status = await loop.run_in_executor(
+                        self._threads, self._workers[slot].run, rest, self.time_limit_s
+                    )
+                    results += out
+                    if status is None:
+                        break
+                    results.append(self._failure(status))
+                    await loop.run_in_executor(self._threads, self._replace, slot)
+                    rest = rest[len(out) + 1 :]
+            finally:
+                self.stats.pending -= len(chunk)
+                self.stats.items += len(results)
+            if not fut.done():
+                fut.set_result(results)
+
+    def _failure(self, status: str) -> ScoreResult:
+        if status == "timeout":
+            self.stats.timeouts += 1
+            return ScoreResult(overall=0.0, accuracy=0.0, timed_out=True,
+                               error=f"verification exceeded {self.time_limit_s:g} s")
+        self.stats.worker_deaths += 1
+        return ScoreResult(overall=0.0, accuracy=0.0, error="verifier worker died on this item")
+
+    def _replace(self, slot: int) -> None:
+        """Kill worker ``slot`` and start a fresh one (runs in the slot's thread)."""
+        self._workers[slot].kill()
+        self._workers[slot] = _Worker(self._ctx, self.memory_limit_mb)
+        self.stats.restarts += 1
+        log.warning("verifier worker %d replaced (%d restarts so far)", slot, self.stats.restarts)

@@ -1,0 +1,1 @@
+"""The reward microservice: FastAPI app scoring responses with ovr's registered rewards."""
