@@ -54,9 +54,9 @@ def accuracy_figure(results: Sequence[EvalResult], path: Path) -> Path:
         ax.bar(xs, [100 * scores.get(b, 0.0) for b in benches], width, label=f"{r.label} (avg@{r.k})")
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(benches))], benches, rotation=20)
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 118)
     ax.set_title("Accuracy by benchmark")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", ncols=min(len(results), 4))
     fig.tight_layout()
     fig.savefig(path)
     return path
@@ -88,15 +88,20 @@ def behaviour_figure(results: Sequence[EvalResult], path: Path) -> Path | None:
                     series.setdefault((name, g.group), []).append((x, 100 * rate))
     if not series:
         return None
-    fig, (ax,) = _figure(width=7.0)
+    from matplotlib import colormaps
+
+    names = sorted({name for name, _ in series})
+    palette = colormaps["tab20"].resampled(max(len(names), 2))
+    fig, (ax,) = _figure(width=9.0, height=4.0)
     for (name, group), pts in sorted(series.items()):
         xs, ys = zip(*pts, strict=True)
-        ax.plot(xs, ys, "-" if group == "vision" else "--", marker="o", label=f"{name} ({group})")
+        ax.plot(xs, ys, "-" if group == "vision" else "--", marker="o" if group == "vision" else "s",
+                color=palette(names.index(name)), label=f"{name} ({group})")
     ax.set_xticks(range(len(results)), [r.label for r in results], rotation=20)
     ax.set_ylabel("responses with behaviour (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title("Behaviour emergence across checkpoints")
-    ax.legend(fontsize=7, ncols=2)
+    ax.set_ylim(-2, 102)
+    ax.set_title("Behaviour emergence across checkpoints (solid: vision, dashed: language)", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path)
     return path
@@ -148,8 +153,9 @@ def report_markdown(cfg: RunConfig, results: Sequence[EvalResult], figures: dict
         parts += ["Transfer rate (emergence on image questions / on text questions):", transfer_table(last.transfer)]
     if figures.get("behaviour"):
         parts += ["![behaviour rates](figures/behaviour.png)"]
-    settings = "; ".join(f"{r.label}: k={r.k}, T={r.temperature}, top_p={r.top_p}, max_tokens={r.max_tokens}, "
-                         f"{r.questions} questions at {r.questions_per_s:.2f} q/s" for r in results)
+    settings = "\n".join(f"- {r.label} (step {r.step}): k={r.k}, temperature={r.temperature}, top_p={r.top_p}, "
+                          f"max_tokens={r.max_tokens}; {r.questions} questions, {r.responses} responses, "
+                          f"{r.questions_per_s:.2f} questions/s" for r in results)
     parts += ["## Eval settings", settings]
     return "\n\n".join(parts) + "\n"
 

@@ -1,0 +1,73 @@
+"""The run report from two evaluations (scripted server, real rollout client, rewards, MLflow)
+of two "checkpoints" in one MLflow run. The training curves are logged into that run through the
+Tracker exactly as the RL stage logs them (``rl/reward_mean`` ...), since no trainer runs here;
+the vLLM test (test_vllm_eval.py) builds a report from a real tiny model's evaluation."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+from PIL import Image
+
+from ovr.eval.report import build_report
+from ovr.eval.runner import evaluate
+from ovr.tracking import Tracker
+from scripted_data import improved_rules, policy_rules, samples
+
+
+def _png_ok(data: bytes) -> tuple[int, int]:
+    img = Image.open(io.BytesIO(data))
+    img.verify()
+    return Image.open(io.BytesIO(data)).size
+
+
+def test_report_renders_accuracy_curves_and_behaviours(scripted_server, eval_cfg, tmp_path):
+    data = samples()
+    cfg = eval_cfg("eval.k=4", "eval.benchmarks=[arith, synthetic_visual]")
+    with Tracker.open(cfg, "rl") as rl:  # the run the checkpoints belong to, with its training curves
+        for step, (reward, length) in enumerate([(0.2, 40.0), (0.35, 36.0), (0.5, 31.0)], start=1):
+            rl.log_metrics({"reward_mean": reward, "response_len_mean": length, "accuracy": reward}, step=step)
+    cfg.tracking.run_id = rl.run_id
+
+    early = evaluate(cfg, [scripted_server(policy_rules(data[3:])).url], data, out_dir=tmp_path / "e0",
+                     progress=False, label="sft", step=0)
+    late = evaluate(cfg, [scripted_server(improved_rules(data[3:])).url], data, out_dir=tmp_path / "e3",
+                    progress=False, label="rl-step-3", step=3)
+    assert early.mlflow_run_id == late.mlflow_run_id == rl.run_id
+
+    out = tmp_path / "report"
+    path = build_report(cfg, [late, early], out)  # order restored by step
+    text = path.read_text()
+
+    assert "| benchmark | sft (avg@4) | rl-step-3 (avg@4) |" in text
+    assert "| arith | 50.0 | 100.0 |" in text and "| synthetic_visual | 50.0 | 100.0 |" in text
+    assert "RL reward (mean): 0.5 at step 3" in text and "RL response length (tokens): 31 at step 3" in text
+    assert "| vision | image | 8 |" in text  # behaviour table at the last checkpoint
+    assert "| kw_wait | 1.00 |" in text  # all responses say "Wait," in both modalities: transfer 1.0
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert links == ["figures/accuracy.png", "figures/training.png", "figures/behaviour.png"]
+    for link in links:
+        w, h = _png_ok((out / link).read_bytes())
+        assert w >= 400 and h >= 300
+
+    inline = (out / "report_inline.md").read_text()
+    urls = re.findall(r"!\[[^\]]*\]\(data:image/png;base64,([^)]+)\)", inline)
+    assert len(urls) == 3 and "figures/" not in inline
+    assert base64.b64decode(urls[0]) == (out / "figures/accuracy.png").read_bytes()
+
+    from mlflow.tracking import MlflowClient
+
+    names = {a.path for a in MlflowClient(cfg.tracking.uri).list_artifacts(rl.run_id, "report")}
+    assert {"report/report.md", "report/report_inline.md", "report/figures"} <= names
+
+
+def test_report_without_training_metrics(scripted_server, eval_cfg, tmp_path):
+    data = samples()
+    cfg = eval_cfg("eval.k=4", "eval.benchmarks=[arith]", "tracking.enabled=false")
+    result = evaluate(cfg, [scripted_server(policy_rules(data[3:])).url], data[:3], out_dir=tmp_path / "e",
+                      progress=False)
+    text = build_report(cfg, [result], tmp_path / "r").read_text()
+    assert "No training metrics" in text and "| arith | 50.0 |" in text
+    assert not (tmp_path / "r/figures/training.png").exists()
