@@ -87,11 +87,17 @@ class DataSourceConfig(_Section):
     """One input of a dataset build."""
 
     adapter: str = Field(..., description="Registered adapter name (see `ovr data adapters`).")
+    name: str | None = Field(
+        None, description="Source name in Sample.source and the manifest; defaults to the adapter name."
+    )
     path: str | None = Field(
         None, description="Local path or s3:// URI (datasets save_to_disk, parquet or JSONL)."
     )
     split: Literal["sft", "rl", "eval"] = Field("rl", description="Which set the samples feed.")
-    weight: float = Field(1.0, ge=0, description="Mixing weight relative to the other sources.")
+    weight: float = Field(
+        1.0, ge=0, description="Mixing weight: keeps round(weight * n) of the source's n filtered items "
+        "(<1 subsamples, >1 repeats), which sets its share relative to the other sources."
+    )
     max_samples: int | None = Field(None, ge=1, description="Cap on samples taken from this source.")
     options: dict[str, Any] = Field(default_factory=dict, description="Adapter-specific options.")
 
@@ -163,6 +169,14 @@ class SFTConfig(_Section):
     save_every: int = Field(50, ge=1, description="Checkpoint every N optimizer steps.")
     log_every: int = Field(1, ge=1, description="Log metrics every N steps.")
     seed: int = Field(0, description="Training seed.")
+    work_dir: str = Field(
+        ".ovr/work",
+        description="Local scratch for Trainer checkpoints and the export (<work_dir>/<run>/sft); "
+        "a shared volume when training spans several nodes.",
+    )
+    keep_local_checkpoints: int = Field(
+        2, ge=1, description="Checkpoint folders kept on local disk (the store keeps every one)."
+    )
 
 
 class RolloutConfig(_Section):
@@ -188,6 +202,9 @@ class RolloutConfig(_Section):
     cpu_kvcache_gb: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE on CPU servers.")
     python: str = Field(
         ".venv-rollout/bin/python", description="Interpreter of the rollout venv (local servers only)."
+    )
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="vLLM --dtype (auto = the checkpoint's; vLLM on CPU turns float32 into bfloat16)."
     )
     max_attempts: int = Field(4, ge=1, description="Tries per prompt across replicas before a batch fails.")
     keep_weight_versions: int = Field(2, ge=1, description="Pushed weight folders kept on the shared volume.")
@@ -399,6 +416,22 @@ def load_config(
             raise ValueError(f"recipe {path} must be a mapping at the top level")
     apply_overrides(tree, (env_overrides() if use_env else []) + list(overrides or []))
     return RunConfig.model_validate(tree)
+
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def resolve_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file path, or a recipe name looked up in ``$OVR_RECIPES_DIR`` or ``recipes/``."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    folder = Path(os.environ.get("OVR_RECIPES_DIR", RECIPES_DIR))
+    for candidate in (folder / path, folder / f"{path}.yaml"):
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for p in folder.glob("*.yaml"))
+    raise FileNotFoundError(f"recipe {name_or_path!r} not found (known in {folder}: {', '.join(known)})")
 
 
 def dump_config(cfg: RunConfig) -> str:

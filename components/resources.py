@@ -1,0 +1,79 @@
+"""Kubernetes placement of pipeline tasks, all through ``kfp-kubernetes``, in one helper.
+
+Every task gets: a display name, CPU/memory requests and limits, optional GPUs (with the
+accelerator type), node selector and tolerations, a memory-backed ``/dev/shm`` for tasks that run
+torch data loaders or NCCL, and the S3/MLflow/reward credentials from Kubernetes secrets as env
+vars (never as parameters). Local runs (``kfp.local``) ignore these settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kfp import kubernetes
+from kfp.dsl import PipelineTask
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Resources and scheduling of one task."""
+
+    cpu: str = "2"
+    memory: str = "8Gi"
+    gpus: int = 0
+    accelerator: str = "nvidia.com/gpu"
+    shm: str | None = None  # size of the /dev/shm emptyDir, e.g. "16Gi"
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict, ...] = ()
+
+
+#: GPU nodes are usually tainted; ovr's defaults tolerate the common NVIDIA taint.
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+#: Per-stage defaults (the paper's 7B runs use 8-GPU nodes for SFT and RL).
+PLACEMENTS: dict[str, Placement] = {
+    "validate": Placement(cpu="1", memory="2Gi"),
+    "data": Placement(cpu="8", memory="32Gi"),
+    "sft": Placement(cpu="32", memory="256Gi", gpus=8, shm="64Gi", tolerations=(GPU_TOLERATION,)),
+    "rl": Placement(cpu="32", memory="256Gi", gpus=8, shm="64Gi", tolerations=(GPU_TOLERATION,)),
+    "eval": Placement(cpu="4", memory="16Gi"),
+    "report": Placement(cpu="1", memory="2Gi"),
+}
+
+#: secret name -> {secret key: env var}; names are pipeline parameters (the Helm chart's secrets)
+SECRET_ENV = {
+    "s3": {"access_key": "OVR_S3_ACCESS_KEY", "secret_key": "OVR_S3_SECRET_KEY"},
+    "reward": {"token": "OVR_REWARD_TOKEN"},
+}
+
+
+def place(
+    task: PipelineTask,
+    stage: str,
+    display_name: str,
+    *,
+    secrets: dict[str, object] | None = None,
+    gpus=None,
+) -> PipelineTask:
+    """Apply the stage's placement, display name and secret env vars to ``task``.
+
+    ``secrets`` maps a SECRET_ENV kind ("s3", "reward") to the secret's name (a string or a
+    pipeline parameter); ``gpus`` may be a pipeline parameter overriding the stage default.
+    """
+    p = PLACEMENTS[stage]
+    task.set_display_name(display_name)
+    task.set_cpu_request(p.cpu).set_cpu_limit(p.cpu)
+    task.set_memory_request(p.memory).set_memory_limit(p.memory)
+    n_gpus = gpus if gpus is not None else p.gpus
+    if gpus is not None or p.gpus:
+        task.set_accelerator_type(p.accelerator).set_accelerator_limit(n_gpus)
+    if p.shm:
+        kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=p.shm)
+    for key, value in p.node_selector.items():
+        kubernetes.add_node_selector(task, key, value)
+    for tol in p.tolerations:
+        kubernetes.add_toleration(task, **tol)
+    for kind, secret_name in (secrets or {}).items():
+        kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=SECRET_ENV[kind], optional=True)
+    task.set_caching_options(False)
+    return task
