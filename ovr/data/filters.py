@@ -1,0 +1,173 @@
+"""Filters of a build: verifiability, exact and near duplicates, eval decontamination, pass-rate band.
+
+Each filter is a pure function ``(samples, ...) -> (kept, dropped)`` where ``dropped`` is a list of
+``(sample, reason)``; input order is kept, so results are deterministic. Items compare by their bare
+question (template text and image marks removed, case and punctuation folded) plus their image hashes.
+
+Procedural items (``provenance["generator"]`` set) are exempt from dedup: their templated questions
+are near-duplicates by design and repeats at low difficulty are intended practice. They are still
+decontaminated, by exact question + image match (their n-grams are shared by construction).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from ovr.data.prompts import DEFAULT_TEMPLATE, bare_question
+from ovr.schema import Sample, ScoreItem
+
+Dropped = list[tuple[Sample, str]]
+_NON_WORD = re.compile(r"[^\w]+")
+
+
+def is_procedural(sample: Sample) -> bool:
+    return "generator" in sample.provenance
+
+
+def question_words(sample: Sample, template: str = DEFAULT_TEMPLATE) -> list[str]:
+    """Lower-cased word tokens of the bare question."""
+    return _NON_WORD.sub(" ", bare_question(sample.prompt, template).lower()).split()
+
+
+def item_key(sample: Sample, template: str = DEFAULT_TEMPLATE) -> tuple[str, tuple[str, ...]]:
+    """Identity of an item for exact dedup: folded question words + image hashes."""
+    return " ".join(question_words(sample, template)), tuple(i.sha256 or "" for i in sample.images)
+
+
+# --------------------------------------------------------------------------- verifiability
+def verification_problem(sample: Sample, reward: str = "ovr_boxed") -> str | None:
+    """Why the reward functions cannot check this item, or None when they can.
+
+    The reference must score 1 against itself when boxed (so an answer exists that the reward accepts),
+    and an SFT trace must end in an answer the reward accepts for that reference.
+    """
+    from ovr.rewards import score_item
+
+    def accepts(response: str) -> bool:
+        item = ScoreItem(response=response, reference=sample.answer, answer_type=sample.answer_type,
+                         choices=sample.choices, reward=reward)
+        return score_item(item).accuracy == 1.0
+
+    if not sample.answer.strip():
+        return "empty reference answer"
+    if not accepts(f"\\boxed{{{sample.answer}}}"):
+        return "reference not checkable by the reward"
+    if sample.messages:
+        trace = next((m.content for m in reversed(sample.messages) if m.role == "assistant"), None)
+        if trace is None:
+            return "conversation has no assistant turn"
+        if not accepts(trace):
+            return "trace's final answer does not match the reference"
+    return None
+
+
+def drop_unverifiable(samples: Iterable[Sample], reward: str = "ovr_boxed") -> tuple[list[Sample], Dropped]:
+    kept, dropped = [], []
+    for s in samples:
+        problem = verification_problem(s, reward)
+        (dropped.append((s, problem)) if problem else kept.append(s))
+    return kept, dropped
+
+
+# --------------------------------------------------------------------------- duplicates
+def drop_exact_duplicates(samples: Iterable[Sample], template: str = DEFAULT_TEMPLATE) -> tuple[list[Sample], Dropped]:
+    """Keep the first of items with the same folded question and images."""
+    seen: set = set()
+    kept, dropped = [], []
+    for s in samples:
+        if is_procedural(s):
+            kept.append(s)
+            continue
+        key = item_key(s, template)
+        if key in seen:
+            dropped.append((s, "exact duplicate"))
+        else:
+            seen.add(key)
+            kept.append(s)
+    return kept, dropped
+
+
+def _shingles(words: list[str], k: int = 3) -> set[str]:
+    if len(words) < k:
+        return {" ".join(words)}
+    return {" ".join(words[i : i + k]) for i in range(len(words) - k + 1)}
+
+
+def drop_near_duplicates(
+    samples: Iterable[Sample], threshold: float, template: str = DEFAULT_TEMPLATE, num_perm: int = 128, seed: int = 1
+) -> tuple[list[Sample], Dropped]:
+    """Keep the first of items whose word-3-gram Jaccard similarity is >= ``threshold`` (and whose
+    images are identical). Candidates come from datasketch's MinHash LSH; each candidate pair is
+    confirmed with the exact Jaccard, so the LSH only saves time, it never decides."""
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    kept_sets: dict[str, tuple[set[str], tuple]] = {}
+    kept, dropped = [], []
+    for i, s in enumerate(samples):
+        if is_procedural(s):
+            kept.append(s)
+            continue
+        words = question_words(s, template)
+        sh = _shingles(words)
+        images = tuple(x.sha256 or "" for x in s.images)
+        mh = MinHash(num_perm=num_perm, seed=seed)
+        mh.update_batch([t.encode() for t in sh])
+        dup_of = None
+        for cand in lsh.query(mh):
+            other, other_images = kept_sets[cand]
+            if other_images == images and len(sh & other) / len(sh | other) >= threshold:
+                dup_of = cand
+                break
+        if dup_of is not None:
+            dropped.append((s, "near duplicate"))
+            continue
+        key = str(i)
+        lsh.insert(key, mh)
+        kept_sets[key] = (sh, images)
+        kept.append(s)
+    return kept, dropped
+
+
+# --------------------------------------------------------------------------- decontamination
+def decontaminate(
+    samples: Iterable[Sample], eval_samples: list[Sample], n: int | None, template: str = DEFAULT_TEMPLATE
+) -> tuple[list[Sample], Dropped]:
+    """Drop training items that match an eval item: same question+images, a shared image, or (for
+    source items, when ``n`` is set) a shared word ``n``-gram of the question."""
+    exact = {item_key(e, template) for e in eval_samples}
+    images = {i.sha256 for e in eval_samples for i in e.images if i.sha256}
+    grams: set[tuple[str, ...]] = set()
+    if n is not None:
+        for e in eval_samples:
+            w = question_words(e, template)
+            grams.update(tuple(w[i : i + n]) for i in range(len(w) - n + 1))
+    kept, dropped = [], []
+    for s in samples:
+        reason = None
+        if item_key(s, template) in exact:
+            reason = "eval contamination: same item"
+        elif any(i.sha256 in images for i in s.images):
+            reason = "eval contamination: shared image"
+        elif n is not None and grams and not is_procedural(s):
+            w = question_words(s, template)
+            if any(tuple(w[i : i + n]) in grams for i in range(len(w) - n + 1)):
+                reason = f"eval contamination: shared {n}-gram"
+        (dropped.append((s, reason)) if reason else kept.append(s))
+    return kept, dropped
+
+
+# --------------------------------------------------------------------------- difficulty
+def pass_rate_band(samples: Iterable[Sample], band: tuple[float, float] | None) -> tuple[list[Sample], Dropped]:
+    """Keep items whose measured pass rate lies in ``[lo, hi]``; unmeasured items are kept."""
+    if band is None:
+        return list(samples), []
+    lo, hi = band
+    kept, dropped = [], []
+    for s in samples:
+        if s.pass_rate is not None and not lo <= s.pass_rate <= hi:
+            dropped.append((s, f"pass rate {s.pass_rate:.3f} outside [{lo}, {hi}]"))
+        else:
+            kept.append(s)
+    return kept, dropped

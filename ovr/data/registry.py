@@ -1,0 +1,160 @@
+"""The adapter registry: one pure function per real source, from that source's own columns to a ``Sample``.
+
+An adapter is ``fn(row: dict, ctx: RowContext) -> Sample``. It raises :class:`Drop` to skip a row
+for a reason that is not an error (a proof, no verified trace); any other exception marks the row
+corrupt. Either way the build records the reason and goes on. Register with::
+
+    @adapter("math500", split="eval", columns=("problem", "answer"))
+    def math500(row, ctx):
+        "MATH500 (HuggingFaceH4/MATH-500): problem, solution, answer, subject, level, unique_id."
+        return make_sample(ctx, question=row["problem"], answer=row["answer"])
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ovr.data.images import to_image_ref
+from ovr.data.prompts import DEFAULT_TEMPLATE, format_choices, to_prompt
+from ovr.schema import AnswerType, Message, Sample, Split
+
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+
+class Drop(Exception):
+    """Skip this row for the given reason (e.g. 'proof', 'no verified generation')."""
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """What an adapter knows about the row besides its columns."""
+
+    source: str
+    split: Split
+    index: int
+    path: str = ""
+    base_dir: Path | None = None
+    template: str = DEFAULT_TEMPLATE
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A registered source adapter."""
+
+    name: str
+    fn: Callable[[dict, RowContext], Sample]
+    split: Split  # the set this source usually feeds
+    columns: tuple[str, ...]  # columns every row must have
+    description: str
+
+    def __call__(self, row: dict, ctx: RowContext) -> Sample:
+        missing = [c for c in self.columns if c not in row]
+        if missing:
+            raise KeyError(f"missing columns {missing} (the {self.name} layout needs {list(self.columns)})")
+        return self.fn(row, ctx)
+
+
+ADAPTERS: dict[str, Adapter] = {}
+
+
+def adapter(name: str, *, split: Split, columns: Iterable[str]):
+    """Register ``fn`` under ``name``; duplicate names are rejected."""
+
+    def deco(fn: Callable[[dict, RowContext], Sample]):
+        if name in ADAPTERS:
+            raise ValueError(f"adapter {name!r} is already registered")
+        first = (fn.__doc__ or name).strip().split("\n\n", 1)[0]
+        ADAPTERS[name] = Adapter(name, fn, split, tuple(columns), " ".join(first.split()))
+        return fn
+
+    return deco
+
+
+def get_adapter(name: str) -> Adapter:
+    import ovr.data.adapters  # noqa: F401  (registers the built-in adapters)
+
+    if name not in ADAPTERS:
+        raise KeyError(f"unknown adapter {name!r}; known: {sorted(ADAPTERS)}")
+    return ADAPTERS[name]
+
+
+def all_adapters() -> list[Adapter]:
+    import ovr.data.adapters  # noqa: F401
+
+    return [ADAPTERS[k] for k in sorted(ADAPTERS)]
+
+
+# --------------------------------------------------------------------------- helpers for adapters
+def guess_answer_type(answer: str) -> AnswerType:
+    """``number`` for plain numbers (``1,200`` included), ``math`` for LaTeX/expressions, else ``string``."""
+    text = answer.strip().replace(",", "")
+    if _NUMBER.fullmatch(text):
+        return "number"
+    if any(ch in text for ch in "\\^_{}=/+*()") or re.search(r"\d", text):
+        return "math"
+    return "string"
+
+
+def letter(index: int) -> str:
+    """0 -> 'A'."""
+    if not 0 <= index < 26:
+        raise ValueError(f"choice index {index} out of range")
+    return chr(65 + index)
+
+
+def clean(value: Any) -> str:
+    """A cell as stripped text (numbers included); empty for None."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def make_sample(
+    ctx: RowContext,
+    *,
+    question: str,
+    answer: Any,
+    answer_type: AnswerType | None = None,
+    images: Iterable[Any] = (),
+    assistant: str | None = None,
+    choices: list[str] | None = None,
+    list_choices: bool = True,
+    subject: str | None = None,
+    difficulty: float | None = None,
+    source_id: Any = None,
+    provenance: dict[str, Any] | None = None,
+) -> Sample:
+    """Build a normalised Sample: template applied, images encoded, choices listed (unless the
+    question already lists them: ``list_choices=False``), id made stable."""
+    answer = clean(answer)
+    if not answer:
+        raise Drop("empty reference answer")
+    refs = [to_image_ref(img, ctx.base_dir) for img in images if img is not None]
+    if choices and list_choices:
+        question = f"{question.rstrip()}\n{format_choices(choices)}"
+    prompt = to_prompt(question, len(refs), ctx.template)
+    messages = None
+    if assistant is not None:
+        messages = [Message(role="user", content=prompt), Message(role="assistant", content=assistant)]
+    sid = clean(source_id) if source_id is not None and clean(source_id) else str(ctx.index)
+    return Sample(
+        id=f"{ctx.source}-{sid}",
+        source=ctx.source,
+        split=ctx.split,
+        modality="image" if refs else "text",
+        prompt=prompt,
+        messages=messages,
+        images=refs,
+        answer=answer,
+        answer_type=answer_type or ("choice" if choices else guess_answer_type(answer)),
+        choices=choices or None,
+        subject=clean(subject) or None,
+        difficulty=difficulty,
+        provenance={"path": ctx.path, "row": ctx.index, **(provenance or {})},
+    )
