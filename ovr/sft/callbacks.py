@@ -1,0 +1,108 @@
+"""The Trainer subclass and callbacks that tie SFT to ovr: packed batches, metrics, store checkpoints.
+
+* :class:`PackedTrainer` unpacks ovr's batch layout (see :mod:`ovr.sft.packing`), records which rows
+  each optimizer step consumed and counts real vs padded tokens.
+* :class:`MetricsCallback` sends loss, lr, grad-norm, tokens/s and padding efficiency to MLflow.
+* :class:`StoreCheckpointCallback` commits every checkpoint folder the Trainer writes (weights in
+  safetensors or DeepSpeed shards, optimizer, scheduler, RNG, trainer state = data position) to the
+  store, manifest last, so ``--resume auto`` can pick up the newest complete one anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from ovr.store import Store
+from ovr.tracking import Tracker
+
+OVR_STATE = "ovr_sft_state.json"
+
+
+class PackedTrainer(Trainer):
+    """``Trainer`` fed by :class:`ovr.sft.packing.PackedCollator` batches."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.row_log: dict[int, list[int]] = {}
+        self.real_tokens = 0
+        self.padded_tokens = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        step = self.state.global_step + 1
+        self.row_log.setdefault(step, []).extend(inputs.pop("row_ids").tolist())
+        self.real_tokens += int(inputs.pop("real_tokens"))
+        self.padded_tokens += inputs["input_ids"].numel()
+        inputs["position_ids"] = inputs["position_ids"].permute(1, 0, 2)  # (B, 4, L) -> (4, B, L)
+        inputs["use_cache"] = False
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+
+class MetricsCallback(TrainerCallback):
+    """Trainer logs + throughput -> MLflow (``sft/...``) and ``losses`` for the caller."""
+
+    def __init__(self, trainer: PackedTrainer, tracker: Tracker):
+        self.trainer = trainer
+        self.tracker = tracker
+        self.losses: list[float] = []
+        self.train_seconds = 0.0
+        self._t = None
+        self._tokens = 0
+        self._padded = 0
+
+    def on_train_begin(self, args, state, control, **kw):
+        self._t = time.perf_counter()
+        self._tokens, self._padded = self.trainer.real_tokens, self.trainer.padded_tokens
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs = logs or {}
+        if "loss" not in logs or not state.is_world_process_zero:
+            return
+        now = time.perf_counter()
+        dt = max(now - self._t, 1e-9)
+        real = self.trainer.real_tokens - self._tokens
+        padded = self.trainer.padded_tokens - self._padded
+        self.train_seconds += dt
+        self._t, self._tokens, self._padded = now, self.trainer.real_tokens, self.trainer.padded_tokens
+        self.losses.append(float(logs["loss"]))
+        metrics = {
+            "loss": logs["loss"],
+            "lr": logs.get("learning_rate", float("nan")),
+            "grad_norm": logs.get("grad_norm", float("nan")),
+            "epoch": logs.get("epoch", float("nan")),
+            # per rank: multiply by the world size for the job's total
+            "tokens_per_s": real / dt,
+            "padding_efficiency": real / padded if padded else 0.0,
+        }
+        self.tracker.log_metrics(metrics, step=state.global_step)
+
+
+class StoreCheckpointCallback(TrainerCallback):
+    """Commit ``checkpoint-<step>`` folders to the store as kind ``sft`` (rank 0, after a barrier).
+
+    On several nodes the Trainer's ``output_dir`` must be a shared volume, so that rank 0 sees the
+    DeepSpeed shards of every rank before it uploads them.
+    """
+
+    def __init__(self, store: Store, run: str, metadata: dict):
+        self.store = store
+        self.run = run
+        self.metadata = metadata
+        self.committed: list[int] = []
+
+    def on_save(self, args, state, control, **kw):
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        (folder / OVR_STATE).write_text(json.dumps({**self.metadata, "global_step": state.global_step}))
+        self.store.commit_checkpoint(
+            self.run, state.global_step, folder, kind="sft", metadata={**self.metadata, "epoch": state.epoch}
+        )
+        self.committed.append(state.global_step)
+

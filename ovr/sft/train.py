@@ -1,0 +1,247 @@
+"""The cold-start SFT stage: ``run_sft(cfg)`` = data -> packed rows -> Trainer (+DeepSpeed) -> export.
+
+Built on transformers' ``Trainer``, which brings DeepSpeed ZeRO-2/3, gradient accumulation and
+checkpointing, schedules with warm-up, and exact resume (optimizer, scheduler, RNG, and the data
+position: on resume it skips the batches the interrupted run already consumed). ovr adds what the
+Trainer has no notion of (see :mod:`ovr.sft.packing` and :mod:`ovr.sft.callbacks`): rendering of
+``Sample`` conversations with assistant-only labels, packing that keeps samples isolated under
+Qwen2.5-VL's M-RoPE (4-row position ids, no attention mask), a token-mean loss across
+accumulation, checkpoints committed to the store, and MLflow metrics.
+
+Launch: ``ovr sft --recipe R`` (one process: CPU, or one GPU), or ``torchrun --nproc-per-node N
+-m ovr.cli sft --recipe R`` / the ``deepspeed`` launcher across GPUs and nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ovr.config import RunConfig, SFTConfig
+from ovr.schema import Sample
+
+SCHEDULES = {"cosine": "cosine", "constant": "constant_with_warmup", "linear": "linear"}
+
+
+@dataclass
+class SFTResult:
+    """What a finished SFT run hands to the next stage."""
+
+    export_dir: Path  # save_pretrained folder + processor files (Auto classes, vLLM)
+    export_prefix: str  # store prefix of the committed export (kind "sft-export")
+    global_step: int
+    losses: list[float]  # logged training loss, one per `log_every` steps
+    resumed_from: int | None = None  # step of the checkpoint this run continued, if any
+    rows_per_step: dict[int, list[int]] = field(default_factory=dict)  # packed rows consumed by step
+    real_tokens: int = 0  # non-padding tokens trained on by this process
+    train_seconds: float = 0.0  # wall time inside the training loop (this process)
+    padding_efficiency: float = 0.0  # real / (real + padding) tokens over the run
+    dropped_samples: int = 0  # samples longer than sft.max_seq_len
+    checkpoints: list[int] = field(default_factory=list)  # steps committed to the store by this run
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.real_tokens / self.train_seconds if self.train_seconds else 0.0
+
+
+# --------------------------------------------------------------------------- pieces
+def freeze(model, sft: SFTConfig) -> dict[str, int]:
+    """Freeze the vision tower and/or projector (``model.model.visual[.merger]``); returns counts."""
+    visual = model.model.visual
+    for name, p in visual.named_parameters():
+        is_projector = name.startswith("merger.")
+        if (is_projector and sft.freeze_projector) or (not is_projector and sft.freeze_vision):
+            p.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"trainable": trainable, "frozen": sum(p.numel() for p in model.parameters()) - trainable}
+
+
+def data_fingerprint(samples: list[Sample], sft: SFTConfig) -> str:
+    """Identifies the row layout: a resumed run must see the same samples, packing and lengths."""
+    h = hashlib.sha256(f"{sft.max_seq_len}|{sft.packing}|{sft.seed}".encode())
+    for s in samples:
+        h.update(s.id.encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def training_args(cfg: RunConfig, output_dir: Path, progress: bool, world: int):
+    """``TrainingArguments`` from the recipe (built before the model: ZeRO-3 partitions at load)."""
+    import torch
+    from transformers import TrainingArguments
+
+    from ovr.sft.deepspeed import deepspeed_config
+
+    sft = cfg.sft
+    per_step = sft.micro_batch_size * world
+    if sft.global_batch_size % per_step:
+        raise ValueError(
+            f"sft.global_batch_size {sft.global_batch_size} is not a multiple of "
+            f"micro_batch_size x world size = {per_step}"
+        )
+    use_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=sft.micro_batch_size,
+        gradient_accumulation_steps=sft.global_batch_size // per_step,
+        num_train_epochs=sft.epochs,
+        max_steps=sft.max_steps or -1,
+        learning_rate=sft.lr,
+        lr_scheduler_type=SCHEDULES[sft.scheduler],
+        warmup_steps=sft.warmup_ratio,  # a float < 1 is a share of the total steps
+        weight_decay=sft.weight_decay,
+        adam_beta1=sft.adam_betas[0],
+        adam_beta2=sft.adam_betas[1],
+        max_grad_norm=sft.grad_clip,
+        bf16=cfg.model.dtype == "bfloat16" and not use_cpu,
+        fp16=cfg.model.dtype == "float16" and not use_cpu,
+        use_cpu=use_cpu,
+        deepspeed=deepspeed_config(cfg),
+        gradient_checkpointing=sft.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if sft.gradient_checkpointing else None,
+        logging_steps=sft.log_every,
+        save_strategy="steps",
+        save_steps=sft.save_every,
+        save_total_limit=sft.keep_local_checkpoints,
+        seed=sft.seed,
+        data_seed=sft.seed,
+        report_to=[],
+        disable_tqdm=not progress,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+    )
+
+
+def resume_checkpoint(store, cfg: RunConfig, resume: str, fingerprint: str, output_dir: Path) -> tuple[str | None, int | None]:
+    """The newest complete store checkpoint, downloaded as ``output_dir/checkpoint-<step>``."""
+    if resume not in ("auto", "never"):
+        raise ValueError(f"resume must be 'auto' or 'never', not {resume!r}")
+    latest = store.latest(cfg.name, kind="sft") if resume == "auto" else None
+    if latest is None:
+        return None, None
+    if latest.metadata.get("data_fingerprint") != fingerprint:
+        raise ValueError(
+            f"checkpoint step {latest.step} of run {cfg.name!r} was trained on other data or packing "
+            f"({latest.metadata.get('data_fingerprint')} != {fingerprint}); use --resume never or a new run name"
+        )
+    folder = output_dir / f"checkpoint-{latest.step}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    store.download_checkpoint(cfg.name, latest.step, folder, kind="sft")
+    return str(folder), latest.step
+
+
+# --------------------------------------------------------------------------- the stage
+def run_sft(
+    cfg: RunConfig,
+    *,
+    samples: list[Sample] | None = None,
+    resume: str = "auto",
+    progress: bool = True,
+    callbacks: list | None = None,
+) -> SFTResult:
+    """Train ``cfg.model`` on the SFT split (or ``samples``); commit checkpoints and the export."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from ovr.models.loading import load_processor, resolve_model_path
+    from ovr.sft.callbacks import MetricsCallback, PackedTrainer, StoreCheckpointCallback
+    from ovr.sft.deepspeed import ensure_single_process_env, world_size
+    from ovr.sft.encode import encode_all
+    from ovr.sft.loss import step_loss
+    from ovr.sft.packing import PackedCollator, RowDataset, pack_rows, padding_efficiency, single_rows
+    from ovr.store import Store, step_prefix
+    from ovr.tracking import Tracker
+
+    sft = cfg.sft
+    # 1. world, store, scratch folders ------------------------------------------------------
+    if sft.zero_stage:
+        ensure_single_process_env()
+    store = Store.from_config(cfg.store)
+    work = Path(sft.work_dir) / cfg.name / "sft"
+    ckpt_dir, export_dir = work / "checkpoints", work / "export"
+    args = training_args(cfg, ckpt_dir, progress, world_size())
+
+    # 2. model + processor --------------------------------------------------------------------
+    model_dir = resolve_model_path(cfg.model, cfg.store)
+    processor = load_processor(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(
+        str(model_dir), dtype=torch.float32, attn_implementation=cfg.model.attn_implementation
+    )
+    model.config.use_cache = False
+    counts = freeze(model, sft)
+
+    # 3. data -> encoded segments -> rows -----------------------------------------------------
+    if samples is None:
+        from ovr.data.reader import load_samples
+
+        samples = load_samples(store, cfg.data.name, "sft")
+    if not samples:
+        raise ValueError("no SFT samples to train on")
+    encoded, dropped = encode_all(processor, samples, sft.max_seq_len, model.model.get_rope_index, progress)
+    if not encoded:
+        raise ValueError(f"all {len(samples)} samples are longer than sft.max_seq_len={sft.max_seq_len}")
+    lengths = [len(e) for e in encoded]
+    rows = pack_rows(lengths, sft.max_seq_len) if sft.packing else single_rows(len(encoded))
+    fingerprint = data_fingerprint(samples, sft)
+
+    # 4. resume point -------------------------------------------------------------------------
+    ckpt, resumed_from = resume_checkpoint(store, cfg, resume, fingerprint, ckpt_dir)
+
+    # 5. train ----------------------------------------------------------------------------------
+    pad_id = processor.tokenizer.pad_token_id
+    trainer = PackedTrainer(
+        model=model,
+        args=args,
+        train_dataset=RowDataset(rows),
+        data_collator=PackedCollator(encoded, rows, pad_id),
+        compute_loss_func=step_loss,
+    )
+    rank0 = trainer.is_world_process_zero()
+    tracker = Tracker.open(cfg, "sft") if rank0 else Tracker(cfg, "sft", None, None)
+    with tracker:
+        metrics = MetricsCallback(trainer, tracker)
+        saver = StoreCheckpointCallback(store, cfg.name, {"data_fingerprint": fingerprint, "rows": len(rows)})
+        for cb in [metrics, saver, *(callbacks or [])]:
+            trainer.add_callback(cb)
+        tracker.log_metrics(
+            {
+                "samples": len(encoded),
+                "dropped_samples": dropped,
+                "rows": len(rows),
+                "pack_efficiency": padding_efficiency(lengths, rows, sft.max_seq_len),
+                "trainable_params": counts["trainable"],
+                "frozen_params": counts["frozen"],
+            },
+            step=resumed_from or 0,
+        )
+        if args.deepspeed:
+            import json
+
+            tracker.log_text(json.dumps(args.hf_deepspeed_config.config, indent=1, default=str), "sft/deepspeed.json")
+        trainer.train(resume_from_checkpoint=ckpt)
+
+        # 6. export: weights + processor, committed to the store --------------------------------
+        step = trainer.state.global_step
+        if export_dir.exists() and rank0:
+            shutil.rmtree(export_dir)
+        trainer.save_model(str(export_dir))
+        export_prefix = step_prefix(cfg.name, step, "sft-export")
+        if rank0:
+            processor.save_pretrained(str(export_dir))
+            store.commit_checkpoint(cfg.name, step, export_dir, kind="sft-export", metadata={"data_fingerprint": fingerprint})
+            tracker.log_metrics({"final_step": step}, step=step)
+    return SFTResult(
+        export_dir=export_dir,
+        export_prefix=export_prefix,
+        global_step=step,
+        losses=metrics.losses,
+        resumed_from=resumed_from,
+        rows_per_step=trainer.row_log,
+        real_tokens=trainer.real_tokens,
+        train_seconds=metrics.train_seconds,
+        padding_efficiency=trainer.real_tokens / trainer.padded_tokens if trainer.padded_tokens else 0.0,
+        dropped_samples=dropped,
+        checkpoints=saver.committed,
+    )
