@@ -274,6 +274,9 @@ class RLConfig(_Section):
         description="Staged max response length; the stage with the largest from_step <= step applies.",
     )
     dynamic_sampling: bool = Field(False, description="Drop groups whose rewards are all equal (DAPO).")
+    mask_truncated: bool = Field(
+        False, description="Leave responses cut by the length limit out of the loss (DAPO overlong filtering)."
+    )
     truncated_reward: float = Field(0.0, description="Reward of a response cut by the length limit.")
     value_head_init: float = Field(
         5 ** 0.5, gt=0, description="Critic value head initialised U(-a, a) with a = this (no bias)."

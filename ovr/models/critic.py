@@ -1,0 +1,106 @@
+"""The PPO critic: a Qwen2.5-VL backbone (same init as the policy) + a scalar value head.
+
+Open-Reasoner-Zero / OVR initialise the value head ``U(-a, a)`` (``a = cfg.rl.value_head_init``,
+sqrt(5) in the paper) with no bias. The critic reads one value per position from the backbone's
+last hidden state; the trainer takes the values at the positions that predict response tokens.
+
+>>> critic = Critic.from_policy(".ovr/models/tiny", init_range=5 ** 0.5, seed=0)   # doctest: +SKIP
+>>> critic(input_ids, attention_mask).shape                                        # doctest: +SKIP
+torch.Size([B, L])
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+WEIGHTS = "critic.safetensors"
+CONFIG = "config.json"
+HEAD_INFO = "value_head.json"
+
+
+class Critic(nn.Module):
+    def __init__(self, backbone: nn.Module, hidden_size: int):
+        super().__init__()
+        self.backbone = backbone
+        self.value_head = nn.Linear(hidden_size, 1, bias=False)
+
+    @property
+    def config(self):
+        return self.backbone.config
+
+    def init_value_head(self, init_range: float, seed: int) -> None:
+        """``U(-init_range, init_range)``, deterministic for ``seed``."""
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            w = torch.empty(self.value_head.weight.shape).uniform_(-init_range, init_range, generator=gen)
+            self.value_head.weight.copy_(w.to(self.value_head.weight))
+
+    @classmethod
+    def from_policy(
+        cls, path: str | Path, *, init_range: float, seed: int = 0, dtype: torch.dtype = torch.float32,
+        attn_implementation: str = "sdpa",
+    ) -> "Critic":
+        """Backbone from a policy checkpoint (its LM head dropped), fresh value head."""
+        from transformers import AutoModelForImageTextToText
+
+        policy = AutoModelForImageTextToText.from_pretrained(
+            str(path), dtype=dtype, attn_implementation=attn_implementation
+        )
+        critic = cls(policy.model, policy.config.text_config.hidden_size).to(dtype)
+        critic.init_value_head(init_range, seed)
+        return critic
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        mm_token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Values ``[B, L]`` (one per position)."""
+        out = self.backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            pixel_values=pixel_values,
+            image_grid_thw=image_grid_thw,
+            mm_token_type_ids=mm_token_type_ids,
+            use_cache=False,
+        )
+        hidden = out.last_hidden_state
+        return self.value_head(hidden).squeeze(-1).float()
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, out_dir: str | Path, state_dict: dict | None = None) -> Path:
+        """``config.json`` (the backbone's) + ``critic.safetensors`` (backbone and head);
+        ``state_dict`` overrides the module's own (gathered ZeRO-3 weights)."""
+        from safetensors.torch import save_file
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.backbone.config.save_pretrained(out)
+        state = {k: v.detach().contiguous().cpu() for k, v in (state_dict or self.state_dict()).items()}
+        save_file(state, str(out / WEIGHTS))
+        (out / HEAD_INFO).write_text(json.dumps({"hidden_size": self.value_head.in_features, "bias": False}))
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa") -> "Critic":
+        from safetensors.torch import load_file
+        from transformers import AutoConfig, Qwen2_5_VLModel
+
+        path = Path(path)
+        if not (path / WEIGHTS).is_file():
+            raise FileNotFoundError(f"no critic weights at {path / WEIGHTS}")
+        config = AutoConfig.from_pretrained(str(path))
+        config._attn_implementation = attn_implementation
+        info = json.loads((path / HEAD_INFO).read_text())
+        critic = cls(Qwen2_5_VLModel(config), info["hidden_size"]).to(dtype)
+        missing, unexpected = critic.load_state_dict(load_file(str(path / WEIGHTS)), strict=False)
+        if missing or unexpected:
+            raise ValueError(f"critic checkpoint {path} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        return critic

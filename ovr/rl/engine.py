@@ -1,0 +1,129 @@
+"""One trainable model with its optimiser: plain PyTorch (CPU, one process) or DeepSpeed ZeRO.
+
+Both give the trainer the same five calls: ``module`` (forward), ``backward(loss)``, ``step()``
+(clip, optimiser step, schedule; returns the grad norm), ``save_optim(dir)`` / ``load_optim(dir)``
+of the optimiser and schedule, and ``full_state_dict()`` (the full weights on rank 0, gathered
+from ZeRO-3 shards when needed). The schedule is the recipe's: linear warm-up, then constant.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def warmup_constant(warmup_steps: int):
+    """LR multiplier: ``(s + 1) / warmup`` for the first ``warmup`` steps, then 1."""
+    return lambda s: min(1.0, (s + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+class TorchEngine:
+    """AdamW + warm-up/constant schedule on one process."""
+
+    def __init__(self, module: nn.Module, lr: float, betas: tuple[float, float], weight_decay: float,
+                 warmup_steps: int, grad_clip: float):
+        self.module = module
+        params = [p for p in module.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_constant(warmup_steps))
+        self.grad_clip = grad_clip
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def step(self) -> float:
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def save_optim(self, folder) -> None:
+        """Optimiser and schedule state into ``folder/optim.pt``."""
+        from pathlib import Path
+
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+                   Path(folder) / "optim.pt")
+
+    def load_optim(self, folder) -> None:
+        from pathlib import Path
+
+        state = torch.load(Path(folder) / "optim.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        return self.module.state_dict()
+
+
+class DeepSpeedEngine(TorchEngine):
+    """The same calls over ``deepspeed.initialize`` (ZeRO stage 2 or 3, bf16 on GPU).
+
+    Every rank must call ``module`` forward/backward and ``step`` in lockstep; ``full_state_dict``
+    gathers ZeRO-3 partitions (collective: call it on every rank).
+    """
+
+    def __init__(self, module: nn.Module, lr: float, betas: tuple[float, float], weight_decay: float,
+                 warmup_steps: int, grad_clip: float, zero_stage: int, micro_batch: int, bf16: bool):
+        import deepspeed
+
+        config = {
+            "train_micro_batch_size_per_gpu": micro_batch,
+            "gradient_accumulation_steps": 1,
+            "gradient_clipping": grad_clip,
+            "zero_optimization": {"stage": zero_stage, "stage3_gather_16bit_weights_on_model_save": True},
+            "bf16": {"enabled": bf16},
+            "optimizer": {"type": "AdamW", "params": {"lr": lr, "betas": list(betas), "weight_decay": weight_decay,
+                                                       "torch_adam": True}},
+            "zero_allow_untested_optimizer": True,
+        }
+        params = [p for p in module.parameters() if p.requires_grad]
+        engine, optimizer, _, _ = deepspeed.initialize(model=module, model_parameters=params, config=config)
+        self.ds = engine
+        self.module = engine.module
+        self.optimizer = optimizer
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_constant(warmup_steps))
+        self.zero_stage = zero_stage
+
+    def backward(self, loss: torch.Tensor) -> None:
+        # Gradients accumulate across our micro-batches; the loss is already scaled by the trainer.
+        self.ds.backward(loss, scale_wrt_gas=False)
+
+    def step(self) -> float:
+        self.ds.step()
+        self.scheduler.step()
+        norm = self.ds.get_global_grad_norm()
+        return float(norm) if norm is not None else float("nan")
+
+    def save_optim(self, folder) -> None:
+        """DeepSpeed's own (partitioned) checkpoint of weights and optimiser (collective)."""
+        self.ds.save_checkpoint(str(folder), tag="ds", client_state={"scheduler": self.scheduler.state_dict()})
+
+    def load_optim(self, folder) -> None:
+        _, client = self.ds.load_checkpoint(str(folder), tag="ds")
+        self.scheduler.load_state_dict(client["scheduler"])
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        if self.zero_stage < 3:
+            return self.module.state_dict()
+        import deepspeed
+
+        params = list(self.module.parameters())
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+            return {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
+
+
+def make_engine(module: nn.Module, *, lr: float, rl, micro_batch: int, device: str):
+    """The engine the recipe asks for (``rl.zero_stage``: 0 = plain PyTorch)."""
+    common = dict(lr=lr, betas=rl.adam_betas, weight_decay=rl.weight_decay, warmup_steps=rl.warmup_steps,
+                  grad_clip=rl.grad_clip)
+    if rl.zero_stage == 0:
+        return TorchEngine(module, **common)
+    return DeepSpeedEngine(module, **common, zero_stage=rl.zero_stage, micro_batch=micro_batch,
+                           bf16=device == "cuda")

@@ -1,0 +1,147 @@
+"""Trainer-side forward passes over (prompt + response) sequences with images.
+
+A prompt is encoded once by the model's processor from the very chat rendering the rollout
+server applies (``ovr.models.chat``), giving token ids, ``pixel_values`` and ``image_grid_thw``.
+When the server returned its own ``prompt_token_ids`` and they agree on the image tokens, those
+ids are used (no re-tokenisation drift). Sequences are right-padded into one batch; response token
+``j`` of row ``b`` is predicted at position ``prompt_len[b] + j - 1``, where both its log-prob
+(policy) and its value (critic, ORZ/verl convention) are read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ovr.models.chat import hf_messages, pil_images
+from ovr.schema import Sample
+
+
+@dataclass
+class EncodedPrompt:
+    """A prompt as the model sees it."""
+
+    input_ids: list[int]
+    pixel_values: torch.Tensor | None  # [patches, dim]
+    image_grid_thw: torch.Tensor | None  # [images, 3]
+
+
+@dataclass
+class SeqBatch:
+    """Right-padded prompt+response rows and where the responses sit."""
+
+    input_ids: torch.Tensor  # [B, L]
+    attention_mask: torch.Tensor  # [B, L]
+    mm_token_type_ids: torch.Tensor  # [B, L]
+    pixel_values: torch.Tensor | None
+    image_grid_thw: torch.Tensor | None
+    response_ids: torch.Tensor  # [B, T]
+    response_mask: torch.Tensor  # [B, T] float
+    positions: torch.Tensor  # [B, T] index of the logits predicting each response token
+
+    def model_inputs(self) -> dict:
+        return {
+            "input_ids": self.input_ids,
+            "attention_mask": self.attention_mask,
+            "pixel_values": self.pixel_values,
+            "image_grid_thw": self.image_grid_thw,
+            "mm_token_type_ids": self.mm_token_type_ids,
+        }
+
+
+def encode_prompt(processor, sample: Sample, server_ids: list[int] | None = None) -> EncodedPrompt:
+    """Tokenise ``sample``'s prompt (with the generation prompt) and preprocess its images."""
+    text = processor.apply_chat_template(hf_messages(sample), add_generation_prompt=True, tokenize=False)
+    images = pil_images(sample)
+    out = processor(text=[text], images=images or None, return_tensors="pt")
+    ids = out["input_ids"][0].tolist()
+    if server_ids and server_ids != ids:
+        image_id = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+        if server_ids.count(image_id) != ids.count(image_id):
+            raise ValueError(
+                f"sample {sample.id}: the rollout server's prompt has {server_ids.count(image_id)} image "
+                f"tokens, the processor's {ids.count(image_id)}; the two sides use different image settings"
+            )
+        ids = list(server_ids)
+    return EncodedPrompt(ids, out.get("pixel_values"), out.get("image_grid_thw"))
+
+
+def build_batch(
+    prompts: list[EncodedPrompt], responses: list[list[int]], pad_id: int, image_token_id: int
+) -> SeqBatch:
+    """Concatenate prompt and response ids per row, right-pad, stack images in row order."""
+    if len(prompts) != len(responses):
+        raise ValueError("one prompt per response is required")
+    rows = [p.input_ids + list(r) for p, r in zip(prompts, responses)]
+    L = max(len(r) for r in rows)
+    T = max(1, max(len(r) for r in responses))
+    B = len(rows)
+    input_ids = torch.full((B, L), pad_id, dtype=torch.long)
+    attention = torch.zeros((B, L), dtype=torch.long)
+    resp = torch.full((B, T), pad_id, dtype=torch.long)
+    rmask = torch.zeros((B, T))
+    positions = torch.zeros((B, T), dtype=torch.long)
+    for b, (p, r) in enumerate(zip(prompts, responses)):
+        n = len(rows[b])
+        input_ids[b, :n] = torch.tensor(rows[b])
+        attention[b, :n] = 1
+        if r:
+            resp[b, : len(r)] = torch.tensor(r)
+            rmask[b, : len(r)] = 1
+        P = len(p.input_ids)
+        positions[b] = (P - 1 + torch.arange(T)).clamp(max=L - 1)
+    pix = [p.pixel_values for p in prompts if p.pixel_values is not None]
+    grid = [p.image_grid_thw for p in prompts if p.image_grid_thw is not None]
+    return SeqBatch(
+        input_ids=input_ids,
+        attention_mask=attention,
+        mm_token_type_ids=(input_ids == image_token_id).long(),
+        pixel_values=torch.cat(pix) if pix else None,
+        image_grid_thw=torch.cat(grid) if grid else None,
+        response_ids=resp,
+        response_mask=rmask,
+        positions=positions,
+    )
+
+
+def to_device(batch: SeqBatch, device: torch.device | str, dtype: torch.dtype | None = None) -> SeqBatch:
+    def mv(t, cast=False):
+        if t is None:
+            return None
+        return t.to(device=device, dtype=dtype) if cast and dtype is not None else t.to(device)
+
+    return SeqBatch(
+        mv(batch.input_ids), mv(batch.attention_mask), mv(batch.mm_token_type_ids),
+        mv(batch.pixel_values, cast=True), mv(batch.image_grid_thw), mv(batch.response_ids),
+        mv(batch.response_mask), mv(batch.positions),
+    )
+
+
+def _gather_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``x[b, positions[b, t], ...]`` for every ``b, t``."""
+    idx = positions
+    if x.dim() == 3:
+        idx = positions[..., None].expand(-1, -1, x.shape[-1])
+    return torch.gather(x, 1, idx)
+
+
+def policy_logprobs(
+    model, batch: SeqBatch, temperature: float = 1.0, with_entropy: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs ``[B, T]`` of the response tokens under ``model`` (and per-token entropy)."""
+    from ovr.rl.algorithms import entropy_from_logits
+
+    out = model(**batch.model_inputs(), use_cache=False)
+    logits = _gather_positions(out.logits, batch.positions).float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, batch.response_ids[..., None]).squeeze(-1)
+    entropy = entropy_from_logits(logits) if with_entropy else None
+    return logp * batch.response_mask, entropy
+
+
+def critic_values(critic, batch: SeqBatch) -> torch.Tensor:
+    """Values ``[B, T]``: the critic's value of the state before each response token."""
+    values = critic(**batch.model_inputs())
+    return _gather_positions(values, batch.positions) * batch.response_mask

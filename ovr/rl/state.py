@@ -1,0 +1,127 @@
+"""Resumable RL state: the prompt cursor, RNG, and checkpoints through ``ovr.store``.
+
+A checkpoint folder holds ``actor/`` (``save_pretrained`` + processor), ``critic/`` (when PPO),
+``actor_optim/`` and ``critic_optim/`` (optimiser + schedule), ``rng.pt`` and ``state.json``
+(next step, prompt cursor, weight version). It is committed manifest-last as
+``runs/<run>/rl/step-<N>``, so an interrupted save is invisible and ``--resume auto`` picks the
+newest complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ovr.store import Store, step_prefix
+
+CHECKPOINT_KIND = "rl"
+EXPORT_KIND = "rl-export"
+
+
+@dataclass
+class PromptCursor:
+    """Walks the RL prompts in a seeded order, epoch after epoch; its position is saved."""
+
+    n: int
+    seed: int
+    epoch: int = 0
+    index: int = 0
+
+    def order(self, epoch: int) -> list[int]:
+        idx = list(range(self.n))
+        random.Random(f"rl-prompts:{self.seed}:{epoch}").shuffle(idx)
+        return idx
+
+    def take(self, k: int) -> list[int]:
+        """The next ``k`` prompt indices (wrapping into a freshly shuffled epoch)."""
+        if self.n == 0:
+            raise ValueError("the RL prompt set is empty")
+        out: list[int] = []
+        while len(out) < k:
+            order = self.order(self.epoch)
+            grab = order[self.index : self.index + (k - len(out))]
+            out += grab
+            self.index += len(grab)
+            if self.index >= self.n:
+                self.epoch, self.index = self.epoch + 1, 0
+        return out
+
+
+@dataclass
+class TrainState:
+    """Everything besides weights and optimisers that a resumed run needs."""
+
+    step: int = 0  # the next step to run
+    cursor: PromptCursor = field(default_factory=lambda: PromptCursor(0, 0))
+    weight_version: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainState":
+        d = json.loads(text)
+        return cls(step=d["step"], cursor=PromptCursor(**d["cursor"]), weight_version=d["weight_version"])
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def save_checkpoint(folder: Path, *, actor, processor, actor_engine, critic=None, critic_engine=None,
+                    state: TrainState, is_main: bool = True) -> Path:
+    """Write a checkpoint folder (call on every rank: ZeRO gathers and DeepSpeed saves are
+    collective; only the main rank writes the full weights and the state)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    actor_state = actor_engine.full_state_dict()
+    critic_state = critic_engine.full_state_dict() if critic is not None else None
+    if is_main:
+        actor.save_pretrained(folder / "actor", state_dict=actor_state, safe_serialization=True)
+        processor.save_pretrained(folder / "actor")
+        if critic is not None:
+            critic.save(folder / "critic", state_dict=critic_state)
+        torch.save(rng_state(), folder / "rng.pt")
+        (folder / "state.json").write_text(state.to_json())
+    actor_engine.save_optim(folder / "actor_optim")
+    if critic is not None:
+        critic_engine.save_optim(folder / "critic_optim")
+    return folder
+
+
+def commit(store: Store, run: str, step: int, folder: Path, keep: int | None, metrics: dict | None = None) -> None:
+    """Commit ``folder`` as checkpoint ``step``; drop all but the newest ``keep`` ones."""
+    store.commit_checkpoint(run, step, folder, kind=CHECKPOINT_KIND, metadata={"metrics": metrics or {}})
+    if keep is not None:
+        for old in store.checkpoints(run, CHECKPOINT_KIND)[:-keep]:
+            store.delete_prefix(step_prefix(run, old.step, CHECKPOINT_KIND))
+
+
+def find_resume(store: Store, run: str, resume: str) -> int | None:
+    """The checkpoint step to resume from: ``auto`` (newest, if any), ``never``, or a step number."""
+    if resume == "never":
+        return None
+    if resume == "auto":
+        latest = store.latest(run, CHECKPOINT_KIND)
+        return latest.step if latest else None
+    if not resume.isdigit():
+        raise ValueError(f"resume must be 'auto', 'never' or a step number, not {resume!r}")
+    step = int(resume)
+    if store.read_manifest(step_prefix(run, step, CHECKPOINT_KIND)) is None:
+        raise FileNotFoundError(f"run {run!r} has no complete RL checkpoint at step {step}")
+    return step
+
+
+def load_state(folder: Path) -> TrainState:
+    set_rng_state(torch.load(folder / "rng.pt", weights_only=False))
+    return TrainState.from_json((folder / "state.json").read_text())
