@@ -37,6 +37,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 1000 ovr && useradd --uid 1000 --gid 1000 --create-home --shell /usr/sbin/nologin ovr
 COPY --from=build /opt/ovr /opt/ovr
+# The recipes, for `ovr ... --recipe /opt/ovr-recipes/ovr-7b.yaml` (the chart also ships them in a ConfigMap).
 COPY recipes /opt/ovr-recipes
 # HOME and caches point at /tmp so the container runs with a read-only root filesystem (the chart
 # mounts an emptyDir there).

@@ -44,14 +44,18 @@ app.kubernetes.io/part-of: ovr
 {{- end -}}
 
 {{/* An image reference: (dict "root" $ "image" .Values.reward.image). Empty repository = ovr image;
-empty tag = appVersion; global.imageRegistry is prepended to repositories without a registry. */}}
+empty tag = appVersion; global.imageRegistry replaces the registry of every repository (a mirror). */}}
 {{- define "ovr.image" -}}
 {{- $img := .image -}}
 {{- $repo := $img.repository | default .root.Values.image.repository -}}
 {{- $tag := $img.tag | default (ternary .root.Values.image.tag "" (empty $img.repository)) | default .root.Chart.AppVersion -}}
-{{- $first := first (splitList "/" $repo) -}}
-{{- if and .root.Values.global.imageRegistry (not (or (contains "." $first) (contains ":" $first) (eq $first "localhost"))) -}}
-{{- $repo = printf "%s/%s" .root.Values.global.imageRegistry $repo -}}
+{{- if .root.Values.global.imageRegistry -}}
+{{- $parts := splitList "/" $repo -}}
+{{- $first := first $parts -}}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
+{{- $parts = rest $parts -}}
+{{- end -}}
+{{- $repo = printf "%s/%s" .root.Values.global.imageRegistry (join "/" $parts) -}}
 {{- end -}}
 {{- printf "%s:%s" $repo (toString $tag) -}}
 {{- end -}}
@@ -129,7 +133,7 @@ securityContext:
 {{- end -}}
 
 {{- define "ovr.rewardSecretName" -}}
-{{- .Values.reward.auth.existingSecret | default (include "ovr.componentName" (dict "root" . "component" "reward-token")) -}}
+{{- .Values.reward.auth.existingSecret | default (include "ovr.componentName" (dict "root" . "component" "reward")) -}}
 {{- end -}}
 
 {{/* S3 credential env vars for ovr's store (OVR_S3_*), boto3/MLflow (AWS_*) and mc: (dict "root" $). */}}

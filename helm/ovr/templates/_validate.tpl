@@ -34,11 +34,14 @@
 {{- if gt ($v.rollout.tensorParallelSize | int) ($v.rollout.gpu.count | int) -}}
 {{- fail (printf "rollout.tensorParallelSize (%v) exceeds the GPUs per replica rollout.gpu.count (%v)" $v.rollout.tensorParallelSize $v.rollout.gpu.count) -}}
 {{- end -}}
-{{- if and $v.rollout.devMode (ne $v.rollout.service.type "ClusterIP") -}}
-{{- fail (printf "rollout.devMode=true exposes /collective_rpc: rollout.service.type must stay ClusterIP (got %s)" $v.rollout.service.type) -}}
+{{- if ne $v.rollout.service.type "ClusterIP" -}}
+{{- fail (printf "the rollout servers expose vLLM's dev endpoints (/collective_rpc): rollout.service.type must stay ClusterIP (got %s)" $v.rollout.service.type) -}}
 {{- end -}}
-{{- if and $v.rollout.devMode (not $v.rollout.networkPolicy.enabled) -}}
-{{- fail "rollout.devMode=true needs rollout.networkPolicy.enabled=true to keep the dev endpoints inside the cluster" -}}
+{{- if not $v.rollout.networkPolicy.enabled -}}
+{{- fail "rollout.networkPolicy.enabled=false would open vLLM's dev endpoints (weight reload) to every pod of the cluster: keep it on and list allowed namespaces in rollout.networkPolicy.allowedNamespaceSelectors" -}}
+{{- end -}}
+{{- if and (eq $v.rollout.weightSync "folder") (not $v.rollout.weightsClaimName) -}}
+{{- fail "rollout.weightSync=folder needs rollout.weightsClaimName (a ReadWriteMany claim the trainer writes weights to), or use weightSync=nccl" -}}
 {{- end -}}
 {{- if and (eq $v.rollout.model.source "pvc") (not $v.rollout.model.pvcClaimName) -}}
 {{- fail "rollout.model.source=pvc needs rollout.model.pvcClaimName" -}}
