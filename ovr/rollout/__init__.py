@@ -1,0 +1,1 @@
+"""Rollout: the client of the vLLM replicas, weight pushes to them, and the log-prob cross-check."""

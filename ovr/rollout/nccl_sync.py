@@ -1,0 +1,165 @@
+"""GPU weight push through vLLM's native NCCL weight transfer, guarded by a deadline.
+
+Replicas run with ``--weight-transfer-config '{"backend": "nccl"}'`` and dev mode. The trainer
+(rank 0) and every GPU worker of every replica join one NCCL group: replica ``i`` with tensor
+parallelism ``t`` holds ranks ``1 + i*t .. (i+1)*t``. vLLM's trainer-side engine
+(``NCCLTrainerWeightTransferEngine``) drives ``/init_weight_transfer_engine``,
+``/start_weight_update``, ``/update_weights`` (concurrently with its NCCL broadcast) and
+``/finish_weight_update``; :class:`ReplicaFanoutClient` carries those calls to all replicas at once.
+
+A broadcast that hangs (a replica died mid-transfer, a wrong address) would block forever, so
+every phase runs under :func:`run_with_deadline` and raises :class:`WeightSyncTimeout` instead;
+the group is then unusable and further pushes refuse until a new ``NcclWeightSync`` is built.
+
+This needs CUDA GPUs and vLLM importable in the trainer's environment, so it cannot run on the
+CPU machines the tests use: its tests drive the deadline and failure logic with a stand-in engine
+(``engine_factory``) against a local fake of the replicas' HTTP routes.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+import httpx
+
+from ovr.rollout.weights import WeightSync, WeightSyncError, WeightSyncTimeout, post_all
+
+EngineFactory = Callable[[dict, "ReplicaFanoutClient", Any], Any]
+
+
+def run_with_deadline(fn: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """``fn()`` in a daemon thread; its result, its exception, or ``WeightSyncTimeout`` after ``timeout_s``.
+
+    A hung NCCL call cannot be interrupted; the thread is left behind (daemon, so it does not
+    keep the process alive) and the caller learns of the failure on time.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+
+    thread = threading.Thread(target=target, name=f"ovr-{what}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise WeightSyncTimeout(f"{what} did not finish within {timeout_s:.0f} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+class ReplicaFanoutClient:
+    """vLLM's ``VLLMWeightSyncClient`` protocol over HTTP, fanned out to every replica.
+
+    Each replica receives the same calls, except that its ``rank_offset`` is placed after the
+    trainer and the replicas before it. HTTP calls time out at the push's deadline.
+    """
+
+    def __init__(self, endpoints: list[str], ranks_per_replica: int, deadline: Callable[[], float]):
+        self.endpoints = endpoints
+        self.ranks_per_replica = ranks_per_replica
+        self.deadline = deadline  # seconds left
+
+    def _timeout(self) -> float:
+        left = self.deadline()
+        if left <= 0:
+            raise WeightSyncTimeout("weight push deadline passed")
+        return left
+
+    def init_weight_transfer_engine(self, init_info: dict[str, Any]) -> None:
+        timeout = self._timeout()
+
+        def post(i: int, endpoint: str) -> None:
+            payload = {**init_info, "rank_offset": 1 + i * self.ranks_per_replica}
+            r = httpx.post(endpoint + "/init_weight_transfer_engine", json={"init_info": payload}, timeout=timeout)
+            if r.status_code != 200:
+                raise WeightSyncError(f"{endpoint}/init_weight_transfer_engine answered {r.status_code}: {r.text[:300]}")
+
+        with ThreadPoolExecutor(max_workers=len(self.endpoints)) as pool:
+            futures = [pool.submit(post, i, e) for i, e in enumerate(self.endpoints)]
+        for future in futures:
+            future.result()
+
+    def start_weight_update(self) -> None:
+        post_all(self.endpoints, "/start_weight_update", timeout=self._timeout())
+
+    def update_weights(self, update_info: Any) -> None:
+        post_all(self.endpoints, "/update_weights", json={"update_info": update_info}, timeout=self._timeout())
+
+    def finish_weight_update(self, weight_version: str | None = None) -> None:
+        body = {"weight_version": weight_version} if weight_version is not None else None
+        post_all(self.endpoints, "/finish_weight_update", json=body, timeout=self._timeout())
+
+
+def vllm_nccl_engine(init_info: dict, client: ReplicaFanoutClient, model) -> Any:
+    """vLLM's trainer-side NCCL engine over ``model``'s parameters (rendezvous included)."""
+    from vllm.distributed.weight_transfer.base import ModuleSource
+    from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo, NCCLTrainerWeightTransferEngine
+
+    return NCCLTrainerWeightTransferEngine.trainer_init(
+        NCCLTrainerInitInfo(**init_info, rank=0), client=client, source=ModuleSource(model)
+    )
+
+
+class NcclWeightSync(WeightSync):
+    """Weights over NCCL straight from the trainer's GPU into every replica's GPUs."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        master_address: str | None = None,
+        master_port: int = 29555,
+        ranks_per_replica: int = 1,
+        timeout_s: float = 300.0,
+        engine_factory: EngineFactory | None = None,
+    ):
+        super().__init__(endpoints, timeout_s)
+        self.init_info = {
+            "master_address": master_address or socket.getfqdn(),
+            "master_port": master_port,
+            "world_size": 1 + len(self.endpoints) * ranks_per_replica,
+        }
+        self.ranks_per_replica = ranks_per_replica
+        self.engine_factory = engine_factory or vllm_nccl_engine
+        self.engine = None
+        self.failed: str | None = None
+        self._deadline = 0.0
+
+    def _client(self) -> ReplicaFanoutClient:
+        return ReplicaFanoutClient(self.endpoints, self.ranks_per_replica, lambda: self._deadline - time.monotonic())
+
+    def push_weights(self, model) -> int:
+        if self.failed:
+            raise WeightSyncError(f"an earlier NCCL transfer failed ({self.failed}); restart the replicas and the sync")
+        version = self.version + 1
+        start = time.perf_counter()
+        self._deadline = time.monotonic() + self.timeout_s
+        try:
+            if self.engine is None:
+                self.engine = run_with_deadline(
+                    lambda: self.engine_factory(dict(self.init_info), self._client(), model),
+                    self.timeout_s, "NCCL rendezvous",
+                )
+            run_with_deadline(self.engine.send_weights, max(0.0, self._deadline - time.monotonic()),
+                              f"NCCL push of v{version}")
+        except BaseException as e:
+            self.failed = repr(e)
+            raise
+        self.set_version(version)
+        self.check_versions(version)
+        self.version = version
+        self.last_push_s = time.perf_counter() - start
+        return version
+
+    def close(self) -> None:
+        if self.engine is not None and not self.failed:
+            self.engine.shutdown()
+        self.engine = None

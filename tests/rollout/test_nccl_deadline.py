@@ -1,0 +1,99 @@
+"""NCCL weight push: fan-out, rank offsets, deadline and failure handling.
+
+vLLM's NCCL weight transfer needs CUDA GPUs, which these machines lack. So the replicas are a
+local fake of their HTTP weight-transfer routes (``fake_rl_routes.py``, real uvicorn processes)
+and vLLM's trainer engine is replaced by a stand-in that makes the same client calls.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import httpx
+import pytest
+
+from ovr.rollout.nccl_sync import NcclWeightSync, run_with_deadline
+from ovr.rollout.weights import WeightSyncError, WeightSyncTimeout, server_versions
+from ovr.serving import ManagedServer
+
+
+class StandInEngine:
+    """Drives the client like vLLM's ``NCCLTrainerWeightTransferEngine`` (minus the NCCL broadcast)."""
+
+    def __init__(self, init_info, client, model):
+        self.client = client
+        client.init_weight_transfer_engine({**init_info, "rank_offset": 1, "packed": True})
+
+    def send_weights(self):
+        self.client.start_weight_update()
+        self.client.update_weights({"names": ["lm_head.weight"], "dtype_names": ["float32"], "shapes": [[4, 4]]})
+        self.client.finish_weight_update()
+
+    def shutdown(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def replicas(repo_root):
+    servers = [
+        ManagedServer([sys.executable, "-m", "uvicorn", "fake_rl_routes:app", "--app-dir", "tests/rollout",
+                       "--port", "{port}", "--log-level", "warning"], health_path="/weight_info", cwd=repo_root,
+                      name="fake-rl")
+        for _ in range(2)
+    ]
+    for s in servers:
+        s.start()
+    yield [s.url for s in servers]
+    for s in servers:
+        s.stop()
+
+
+def make(endpoints, timeout_s=5.0):
+    return NcclWeightSync(endpoints, master_address="10.0.0.1", ranks_per_replica=2, timeout_s=timeout_s,
+                          engine_factory=StandInEngine)
+
+
+def test_push_fans_out_with_rank_offsets_and_sets_versions(replicas):
+    for url in replicas:
+        httpx.post(url + "/_mode", json={"update": "ok"})
+    sync = make(replicas)
+    assert sync.push_weights(model=None) == 1
+    assert sync.push_weights(model=None) == 2
+    assert server_versions(replicas) == [2, 2]
+    calls = [httpx.get(u + "/_calls").json() for u in replicas]
+    inits = [[c[1] for c in cs if c[0] == "init"][0] for cs in calls]
+    assert [i["rank_offset"] for i in inits] == [1, 3]  # trainer is rank 0, each replica has 2 ranks
+    assert {i["world_size"] for i in inits} == {5} and {i["master_address"] for i in inits} == {"10.0.0.1"}
+    assert [c[0] for c in calls[0]].count("update") == 2
+
+
+def test_hung_transfer_raises_within_deadline_and_blocks_later_pushes(replicas):
+    httpx.post(replicas[1] + "/_mode", json={"update": "hang"})
+    sync = make(replicas, timeout_s=2.0)
+    start = time.monotonic()
+    with pytest.raises(WeightSyncTimeout):
+        sync.push_weights(model=None)
+    assert time.monotonic() - start < 6.0
+    with pytest.raises(WeightSyncError, match="earlier NCCL transfer failed"):
+        sync.push_weights(model=None)
+    httpx.post(replicas[1] + "/_mode", json={"update": "ok"})
+
+
+def test_failed_transfer_raises_naming_the_replica(replicas):
+    httpx.post(replicas[0] + "/_mode", json={"update": "fail"})
+    sync = make(replicas)
+    with pytest.raises(WeightSyncError, match="1/2 replicas") as err:
+        sync.push_weights(model=None)
+    assert replicas[0] in str(err.value) and "NCCL error" in str(err.value)
+    httpx.post(replicas[0] + "/_mode", json={"update": "ok"})
+
+
+def test_run_with_deadline_returns_raises_and_times_out():
+    assert run_with_deadline(lambda: 7, 1.0, "quick") == 7
+    with pytest.raises(ZeroDivisionError):
+        run_with_deadline(lambda: 1 / 0, 1.0, "broken")
+    start = time.monotonic()
+    with pytest.raises(WeightSyncTimeout, match="sleepy"):
+        run_with_deadline(lambda: time.sleep(30), 0.3, "sleepy")
+    assert time.monotonic() - start < 2.0
