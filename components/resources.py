@@ -40,6 +40,13 @@ PLACEMENTS: dict[str, Placement] = {
     "report": Placement(cpu="1", memory="2Gi"),
 }
 
+#: keys of the Helm chart's ``<release>-env`` ConfigMap: OVR__SECTION__FIELD overrides that point
+#: a run at the install's store, MLflow, reward service and rollout replicas (no credentials)
+INSTALL_ENV_KEYS = (
+    "OVR__STORE__URI", "OVR__STORE__ENDPOINT", "OVR__STORE__SECURE", "OVR__STORE__REGION",
+    "OVR__TRACKING__URI", "OVR__REWARD__URL", "OVR__ROLLOUT__ENDPOINTS", "OVR__ROLLOUT__SERVED_MODEL_NAME",
+)
+
 #: secret name -> {secret key: env var}; names are pipeline parameters (the Helm chart's secrets)
 SECRET_ENV = {
     "s3": {"access_key": "OVR_S3_ACCESS_KEY", "secret_key": "OVR_S3_SECRET_KEY"},
@@ -54,11 +61,13 @@ def place(
     *,
     secrets: dict[str, object] | None = None,
     gpus=None,
+    install_env=None,
 ) -> PipelineTask:
     """Apply the stage's placement, display name and secret env vars to ``task``.
 
     ``secrets`` maps a SECRET_ENV kind ("s3", "reward") to the secret's name (a string or a
-    pipeline parameter); ``gpus`` may be a pipeline parameter overriding the stage default.
+    pipeline parameter); ``gpus`` may be a pipeline parameter overriding the stage default;
+    ``install_env`` names the chart's env ConfigMap, read by the task that resolves the config.
     """
     p = PLACEMENTS[stage]
     task.set_display_name(display_name)
@@ -75,5 +84,9 @@ def place(
         kubernetes.add_toleration(task, **tol)
     for kind, secret_name in (secrets or {}).items():
         kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=SECRET_ENV[kind], optional=True)
+    if install_env is not None:
+        kubernetes.use_config_map_as_env(
+            task, config_map_name=install_env, config_map_key_to_env={k: k for k in INSTALL_ENV_KEYS}, optional=True
+        )
     task.set_caching_options(False)
     return task

@@ -37,6 +37,7 @@ def ovr_pipeline(
     gpus_per_node: int = 8,
     s3_secret: str = "ovr-s3",
     reward_secret: str = "ovr-reward",
+    install_env: str = "ovr-env",
 ) -> Markdown:
     """
     Args:
@@ -51,6 +52,7 @@ def ovr_pipeline(
         gpus_per_node: GPUs of each SFT/RL node.
         s3_secret: Kubernetes secret with the store's access_key/secret_key.
         reward_secret: Kubernetes secret with the reward service's bearer token.
+        install_env: the Helm chart's ConfigMap of OVR__* endpoints (store, MLflow, services).
     """
     secrets = {"s3": s3_secret}
     validate = place(
@@ -58,7 +60,7 @@ def ovr_pipeline(
             recipe=recipe, overrides=overrides, model_path=model_path, dataset_name=dataset_name,
             sft_max_steps=sft_max_steps, rl_max_steps=rl_max_steps,
         ),
-        "validate", "Validate config", secrets=secrets,
+        "validate", "Validate config", secrets=secrets, install_env=install_env,
     )
     config = validate.outputs["config"]
     data = place(build_data(config=config), "data", "Build data", secrets=secrets)

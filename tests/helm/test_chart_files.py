@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import CHART, NAMESPACE, RELEASE, REPO, find, helm, render_docs, render_notes
 
-SYNC_HINT = "run: cp recipes/*.yaml helm/ovr/files/recipes/ && cp pipelines/ovr_pipeline.yaml helm/ovr/files/pipelines/"
+SYNC_HINT = "run: .venv/bin/ovr pipeline compile  (it refreshes the chart copies)"
 
 
 def test_recipes_copy_matches_repository():
