@@ -137,6 +137,7 @@ class DataConfig(_Section):
         None, description="Keep RL items whose measured pass rate lies in [lo, hi]; None keeps all."
     )
     shard_size: int = Field(10_000, ge=1, description="Samples per parquet shard.")
+    cache_dir: str = Field(".ovr/cache/sources", description="Local copies of s3:// sources (reused when complete).")
     seed: int = Field(0, description="Seed of shuffling, mixing and splitting.")
 
     @field_validator("prompt_template")

@@ -70,7 +70,7 @@ def load_source(src: DataSourceConfig, dc: DataConfig, store_cfg: StoreConfig, r
         raise ValueError(f"data source {name} ({src.adapter}) needs a path")
     path = src.path
     if path.startswith("s3://"):
-        path = str(fetch_s3(path, store_cfg, Path(".ovr/cache/sources")))
+        path = str(fetch_s3(path, store_cfg, Path(dc.cache_dir)))
     files = resolve(path)
     out: list[Sample] = []
     rows = iter_rows(files, hf_split=src.options.get("hf_split"))

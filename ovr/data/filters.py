@@ -19,6 +19,8 @@ from ovr.schema import Sample, ScoreItem
 
 Dropped = list[tuple[Sample, str]]
 _NON_WORD = re.compile(r"[^\w]+")
+_PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{3,}")  # two plain words in a row
+_TEXT_CMD = re.compile(r"\\(?:text|mathrm|textbf|mbox)\{[^{}]*\}")
 
 
 def is_procedural(sample: Sample) -> bool:
@@ -53,12 +55,28 @@ def verification_problem(sample: Sample, reward: str = "ovr_boxed") -> str | Non
         return "empty reference answer"
     if not accepts(f"\\boxed{{{sample.answer}}}"):
         return "reference not checkable by the reward"
+    if sample.answer_type == "math":
+        problem = _math_reference_problem(sample.answer)
+        if problem:
+            return problem
     if sample.messages:
         trace = next((m.content for m in reversed(sample.messages) if m.role == "assistant"), None)
         if trace is None:
             return "conversation has no assistant turn"
         if not accepts(trace):
             return "trace's final answer does not match the reference"
+    return None
+
+
+def _math_reference_problem(answer: str) -> str | None:
+    """A ``math`` reference must be a closed form math-verify parses (not prose such as
+    'See the proof'); otherwise only a verbatim copy could ever score."""
+    from math_verify import parse
+
+    if _PROSE.search(_TEXT_CMD.sub("", answer)):
+        return "prose reference (no closed-form answer)"
+    if len(parse("\\boxed{" + answer + "}", parsing_timeout=None)) < 2:
+        return "reference not parseable by math-verify"
     return None
 
 
@@ -102,7 +120,9 @@ def drop_near_duplicates(
     confirmed with the exact Jaccard, so the LSH only saves time, it never decides."""
     from datasketch import MinHash, MinHashLSH
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    # The LSH only proposes candidates (set a little below the threshold to miss fewer); the exact
+    # Jaccard below decides.
+    lsh = MinHashLSH(threshold=max(0.05, min(0.9, threshold - 0.1)), num_perm=num_perm)
     kept_sets: dict[str, tuple[set[str], tuple]] = {}
     kept, dropped = [], []
     for i, s in enumerate(samples):

@@ -1,0 +1,140 @@
+"""Whole builds: real-layout sources + procedural sets -> shards, manifest and card in the store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ovr.config import RunConfig, load_config
+from ovr.data.build import build_dataset
+from ovr.data.reader import iter_samples, load_samples
+from ovr.data.registry import get_adapter
+from ovr.store import Store, StoreError
+from source_layouts import png
+
+
+def make_cfg(source_files, store_uri, seed=0, **data) -> RunConfig:
+    leaky = next(iter(source_files.values()))[0].parent / "leaky.jsonl"
+    leaky.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"problem": "Compute $\\dbinom{5}{2}$.", "answer": "10"},  # a MATH500 item: leak
+        {"problem": "Evaluate $6 \\cdot 7$ exactly.", "answer": "42"},
+        {"problem": "evaluate $6 \\cdot 7$  exactly.", "answer": "42"},  # exact duplicate
+    ]))
+    sources = [{"adapter": name, "path": str(path), "split": get_adapter(name).split, "options": opts}
+               for name, (path, opts, _) in source_files.items()]
+    sources.append({"adapter": "math500", "name": "leaky", "path": str(leaky), "split": "rl"})
+    return RunConfig.model_validate({
+        "store": {"uri": str(store_uri)},
+        "data": {"name": "mix", "seed": seed, "sources": sources, "shard_size": 8,
+                 "synthetic": {"text_samples": 20, "visual_samples": 12, "eval_samples": 4}, **data},
+    })
+
+
+@pytest.fixture(scope="module")
+def built(source_files, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("build")
+    cfg = make_cfg(source_files, tmp / "store")
+    store = Store.from_config(cfg.store)
+    return cfg, store, build_dataset(cfg, store, progress=False)
+
+
+def test_build_counts_mix_and_drop_reasons(built):
+    _, _, manifest = built
+    meta = manifest["metadata"]
+    assert manifest["kind"] == "dataset"
+    assert meta["splits"]["sft"]["sources"] == {"math": 2, "numina_math": 2, "openr1_math": 2, "synthetic_text": 20}
+    assert meta["splits"]["rl"]["sources"] == {"chartqa": 3, "geometry3k": 2, "leaky": 1, "scienceqa": 2,
+                                               "synthetic_visual": 12}
+    assert set(meta["benchmarks"]) == {"aime", "math500", "mathverse", "mathvision", "mathvista",
+                                       "synthetic_text", "synthetic_visual"}
+    assert meta["dropped"]["leaky"] == {"eval contamination: same item": 1, "exact duplicate": 1}
+    # corrupt rows are reported with their reasons and did not stop the build
+    assert meta["dropped"]["scienceqa"] == {"corrupt row: ValueError": 1}
+    assert meta["dropped"]["math500"] == {"corrupt row: unreadable": 1}
+    assert any(e["source"] == "mathvision" and "not found" in e["detail"] for e in meta["examples"])
+    assert meta["splits"]["rl"]["shards"] == ["rl/rl-00000-of-00003.parquet", "rl/rl-00001-of-00003.parquet",
+                                              "rl/rl-00002-of-00003.parquet"]
+
+
+def test_reader_streams_every_shard_and_card_is_stored(built):
+    cfg, store, manifest = built
+    rl = list(iter_samples(store, "mix", "rl"))
+    assert len(rl) == manifest["metadata"]["splits"]["rl"]["count"] == 20
+    assert len({s.id for s in rl}) == 20
+    assert {s.modality for s in rl} == {"image", "text"}
+    visual_eval = load_samples(store, "mix", "eval", source="synthetic_visual")
+    assert len(visual_eval) == 4 and all(s.images[0].data for s in visual_eval)
+    assert len(load_samples(store, "mix", "sft", limit=5)) == 5
+    card = store.get_bytes("datasets/mix/README.md").decode()
+    assert "| rl | chartqa | 3 |" in card and "eval contamination" in card
+
+
+def test_same_seed_gives_byte_identical_shards(built, source_files, tmp_path):
+    cfg, _, first = built
+    again = build_dataset(make_cfg(source_files, tmp_path / "store2"), Store.from_config(
+        cfg.store.model_copy(update={"uri": str(tmp_path / "store2")})), progress=False)
+    digest = lambda m: {f["path"]: f["sha256"] for f in m["files"]}  # noqa: E731
+    assert digest(again) == digest(first)
+    other = build_dataset(make_cfg(source_files, tmp_path / "store3", seed=1),
+                          Store.from_config(cfg.store.model_copy(update={"uri": str(tmp_path / "store3")})),
+                          progress=False)
+    assert digest(other)["rl/rl-00000-of-00003.parquet"] != digest(first)["rl/rl-00000-of-00003.parquet"]
+
+
+def test_weights_and_pass_rate_band(tmp_path):
+    rows = [{"image": {"bytes": png(i), "path": None}, "query": f"Value of bar {i}?",
+             "label": [str(i)], "human_or_machine": 0, "pass_rate": p} for i, p in enumerate([0.0, 0.25, 0.5, 1.0])]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "charts.parquet")
+    cfg = RunConfig.model_validate({"store": {"uri": str(tmp_path / "s")}, "data": {
+        "name": "w", "pass_rate_band": [0.1, 0.9],
+        "sources": [{"adapter": "chartqa", "path": str(tmp_path / "charts.parquet"), "weight": 3.0}]}})
+    meta = build_dataset(cfg, Store.from_config(cfg.store), progress=False)["metadata"]
+    assert meta["splits"]["rl"]["count"] == 6  # 2 kept by the band, x3
+    assert sum(meta["dropped"]["chartqa"].values()) == 2
+
+
+def test_missing_dataset_and_bad_source_are_clear_errors(tmp_path):
+    with pytest.raises(StoreError, match="dataset 'nope' not found"):
+        list(iter_samples(Store.from_config(RunConfig().store.model_copy(update={"uri": str(tmp_path)})), "nope", "rl"))
+    cfg = RunConfig.model_validate({"store": {"uri": str(tmp_path)},
+                                    "data": {"sources": [{"adapter": "chartqa", "path": str(tmp_path / "none")}]}})
+    with pytest.raises(FileNotFoundError, match="source not found"):
+        build_dataset(cfg, Store.from_config(cfg.store), progress=False)
+
+
+def test_cli_builds_the_tiny_recipe(repo_root, tmp_path):
+    store = tmp_path / "store"
+    args = ["--set", f"store.uri={store}", "--set", "data.synthetic.text_samples=60",
+            "--set", "data.synthetic.visual_samples=40", "--set", "data.synthetic.eval_samples=8"]
+    ovr = repo_root / ".venv/bin/ovr"
+    out = subprocess.run([str(ovr), "data", "build", "--recipe", str(repo_root / "recipes/tiny-cpu.yaml"), *args],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "rl          40 samples" in out.stdout and "verify synthetic_text/sft" in out.stderr
+    cfg = load_config(repo_root / "recipes/tiny-cpu.yaml", [f"store.uri={store}"])
+    s = Store.from_config(cfg.store)
+    assert {x.modality for x in load_samples(s, "tiny", "sft")} == {"text"}
+    assert {x.modality for x in load_samples(s, "tiny", "rl")} == {"image"}
+    assert cfg.eval.benchmarks == ["synthetic_visual"]
+    assert len(load_samples(s, "tiny", "eval", source="synthetic_visual")) == 8
+
+
+def test_s3_source_into_s3_store(source_files, s3_cfg, tmp_path):
+    """Sources and the store both on an S3 server (moto): the cluster's MinIO path."""
+    raw = Store.from_config(s3_cfg.model_copy(update={"uri": "s3://raw-sources"}))
+    path, _, expected = source_files["geometry3k"]
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        raw.put_file(f"geometry3k/{file.relative_to(path)}", file)
+    cfg = RunConfig.model_validate({
+        "store": s3_cfg.model_dump(),
+        "data": {"name": "s3mix", "cache_dir": str(tmp_path / "cache"), "synthetic": {"visual_samples": 4},
+                 "sources": [{"adapter": "geometry3k", "path": "s3://raw-sources/geometry3k/"}]}})
+    store = Store.from_config(cfg.store)
+    meta = build_dataset(cfg, store, progress=False)["metadata"]
+    assert meta["splits"]["rl"]["sources"] == {"geometry3k": expected, "synthetic_visual": 4}
+    assert sorted(s.source for s in iter_samples(store, "s3mix", "rl")).count("geometry3k") == expected
