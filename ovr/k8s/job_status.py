@@ -100,9 +100,13 @@ def job_status(obj: dict[str, Any]) -> JobEvent | None:
 def pod_failures(core: k8s.CoreV1Api, namespace: str, name: str, log_lines: int = 50) -> list[PodFailure]:
     """The job's failed pods (non-zero exit or phase Failed) with termination messages and log tails.
 
-    When no pod shows a failure (e.g. already replaced), the Master's log tail is returned instead.
+    When no pod shows a failure (e.g. already replaced), the Master's log tail is returned instead;
+    when the pods cannot be listed, one entry says why (the job's failure is reported either way).
     """
-    pods = core.list_namespaced_pod(namespace, label_selector=f"{JOB_LABEL}={name}").items
+    try:
+        pods = core.list_namespaced_pod(namespace, label_selector=f"{JOB_LABEL}={name}").items
+    except ApiException as err:
+        return [PodFailure("-", "", None, "PodsUnavailable", f"listing pods: HTTP {err.status} {err.reason}")]
     failures, master = [], None
     for pod in sorted(pods, key=lambda p: p.metadata.name):
         replica = (pod.metadata.labels or {}).get(REPLICA_LABEL, "")
@@ -112,12 +116,13 @@ def pod_failures(core: k8s.CoreV1Api, namespace: str, name: str, log_lines: int 
         for cs in (pod.status.container_statuses or []) if pod.status else []:
             if cs.name == CONTAINER:
                 term = (cs.state and cs.state.terminated) or (cs.last_state and cs.last_state.terminated)
+        tail = lambda: _log_tail(core, namespace, pod.metadata.name, log_lines)  # noqa: E731
         if term is not None and term.exit_code != 0:
             failures.append(PodFailure(pod.metadata.name, replica, term.exit_code, term.reason or "",
-                                       term.message or "", _log_tail(core, namespace, pod.metadata.name, log_lines)))
+                                       term.message or "", tail()))
         elif pod.status and pod.status.phase == "Failed":
             failures.append(PodFailure(pod.metadata.name, replica, None, pod.status.reason or "",
-                                       pod.status.message or "", _log_tail(core, namespace, pod.metadata.name, log_lines)))
+                                       pod.status.message or "", tail()))
     if not failures and master is not None:
         failures.append(PodFailure(master.metadata.name, "master", None, "", "",
                                    _log_tail(core, namespace, master.metadata.name, log_lines)))

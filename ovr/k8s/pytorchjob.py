@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -48,6 +49,7 @@ from ovr.k8s.job_status import (  # noqa: F401  (re-exported: the public surface
 
 GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v1", "pytorchjobs", "PyTorchJob"
 SPEC_HASH_ANNOTATION = "ovr.dev/spec-hash"
+MAX_TRANSIENT = 10  # consecutive 5xx/429/connection errors tolerated while following a job
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 _DNS1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
@@ -309,8 +311,20 @@ def _create_or_adopt(custom, body, on_status, poll_s: float, deadline: float | N
 
 def _follow(custom, ns: str, name: str, on_status, poll_s: float, deadline: float | None) -> JobEvent:
     last: JobEvent | None = None
+    transient = 0  # consecutive API errors worth retrying (API server restarts during a long job)
     while True:
-        obj = _get(custom, ns, name)
+        try:
+            obj = _get(custom, ns, name)
+            transient = 0
+        except (ApiException, urllib3.exceptions.HTTPError) as err:
+            status_code = getattr(err, "status", None)
+            if (status_code is not None and status_code < 500 and status_code != 429) or transient >= MAX_TRANSIENT:
+                raise
+            transient += 1
+            on_status(JobEvent(f"{ns}/{name}", "ApiError", utc_now(), type(err).__name__,
+                               f"{status_code or ''} retry {transient}/{MAX_TRANSIENT}".strip()))
+            time.sleep(poll_s)
+            continue
         if obj is None:
             raise PyTorchJobError(f"PyTorchJob {ns}/{name} disappeared while running (deleted by someone else?)")
         status = job_status(obj)
@@ -326,14 +340,15 @@ def _follow(custom, ns: str, name: str, on_status, poll_s: float, deadline: floa
 
 
 def _delete(custom, ns: str, name: str, on_status, *, strict: bool) -> None:
-    """Delete with foreground propagation; 404 is fine. Non-strict: report errors instead of raising."""
+    """Delete with foreground propagation; 404 is fine. Non-strict (an error is already on its way):
+    report a failed delete instead of raising over that error."""
     try:
         custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, propagation_policy="Foreground")
-    except ApiException as err:
-        if err.status == 404:
+    except Exception as err:
+        if isinstance(err, ApiException) and err.status == 404:
             return
         if strict:
             raise
-        on_status(JobEvent(f"{ns}/{name}", "DeleteFailed", utc_now(), err.reason or "", str(err.status)))
+        on_status(JobEvent(f"{ns}/{name}", "DeleteFailed", utc_now(), type(err).__name__, str(err)[:300]))
         return
     on_status(JobEvent(f"{ns}/{name}", "Deleted", utc_now(), "Cleanup", "propagation Foreground"))

@@ -23,6 +23,7 @@ from ovr.k8s.pytorchjob import (
     PyTorchJobFailed,
     PyTorchJobSpec,
     PyTorchJobTimeout,
+    job_status,
     manifest,
     run_pytorchjob,
 )
@@ -91,6 +92,16 @@ def test_bad_spec_is_rejected(bad):
         make_spec(**bad)
 
 
+def test_job_status_from_operator_conditions():
+    job = lambda conds: {"metadata": {"namespace": NS, "name": "j"}, "status": {"conditions": conds}}  # noqa: E731
+    assert job_status(job([])) is None and job_status({"metadata": {}}) is None
+    assert job_status(job(conditions("Created", "Running"))).phase == "Running"
+    done = job_status(job(conditions("Created", "Running", "Succeeded", message="ok")))
+    assert (done.phase, done.message, done.job, done.time) == ("Succeeded", "ok", "ml/j", "2026-11-02T10:00:02Z")
+    # Failed wins even when the operator lists it before a later condition.
+    assert job_status(job(conditions("Created", "Failed") + conditions("Restarting")[:1])).phase == "Failed"
+
+
 # ------------------------------------------------------------------------------------ emulated API
 
 
@@ -137,6 +148,8 @@ class OperatorEmulation:
         self.owned = self.owned or "status" not in job
         if self.owned and self.steps:
             step = self.steps.pop(0)
+            if "http_error" in step:  # the API server failing this request (e.g. while restarting)
+                raise kmocklib.KubernetesError(status=step["http_error"], reason="ServiceUnavailable")
             job.patch({"status": {"conditions": step["conditions"]}})
             for p in step.get("pods", []):
                 self.kmock.objects[PODS, NS, p["metadata"]["name"]] = p
@@ -227,6 +240,16 @@ async def test_timeout_raises_and_cleans_up(cluster):
                                 on_status=lambda e: None)
     (delete,) = calls(kmock, "DELETE", path_end="/pytorchjobs/ovr-sft")
     assert delete.params["propagationPolicy"] == "Foreground"
+
+
+async def test_transient_api_errors_while_following_are_retried(cluster):
+    kmock, api, script = cluster
+    script([{"conditions": conditions("Created", "Running")}, {"http_error": 503}, {"http_error": 503},
+            {"conditions": conditions("Created", "Running", "Succeeded")}])
+    events: list = []
+    await asyncio.to_thread(run_pytorchjob, make_spec(), api_client=api, poll_s=0.01, on_status=events.append)
+    assert [e.phase for e in events] == ["Running", "ApiError", "ApiError", "Succeeded", "Deleted"]
+    assert "retry 2/10" in events[2].message
 
 
 async def test_keep_leaves_the_job(cluster):
