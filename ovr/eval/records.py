@@ -95,6 +95,7 @@ class EvalResult(_Model):
     responses: int
     wall_s: float
     questions_per_s: float
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds spent generating, scoring, judging.")
     mlflow_run_id: str | None = None
     out_dir: str | None = None
 

@@ -163,12 +163,15 @@ def evaluate(
     # 1. generate k responses per question
     t0 = time.perf_counter()
     groups = asyncio.run(generate(cfg, endpoints, samples, progress))
+    t1 = time.perf_counter()
     # 2. score answers and count reflection words
     records = build_records(cfg, samples, groups, reward_url, progress)
+    t2 = time.perf_counter()
     # 3. optional LLM judge
     if cfg.eval.judge.enabled:
         add_judge_counts(cfg, records, progress)
     wall = time.perf_counter() - t0
+    timings = {"generate_s": t1 - t0, "score_s": t2 - t1, "judge_s": wall - (t2 - t0)}
 
     # 4. aggregate
     benches, subjects = metrics.score_benchmarks(records)
@@ -178,7 +181,7 @@ def evaluate(
         top_p=cfg.eval.top_p, max_tokens=cfg.eval.max_tokens, benchmarks=benches, subjects=subjects,
         behaviour=per_bench, behaviour_by_modality=by_modality, transfer=transfer,
         questions=len(samples), responses=len(records), wall_s=wall,
-        questions_per_s=len(samples) / wall if wall > 0 else 0.0, out_dir=str(out_dir.resolve()),
+        questions_per_s=len(samples) / wall if wall > 0 else 0.0, timings=timings, out_dir=str(out_dir.resolve()),
     )
 
     # 5. save and log

@@ -59,7 +59,8 @@ def result_markdown(result: EvalResult) -> str:
         f"# Eval: {result.label} (step {result.step})",
         f"k={result.k}, temperature={result.temperature}, top_p={result.top_p}, max_tokens={result.max_tokens}; "
         f"{result.questions} questions, {result.responses} responses in {result.wall_s:.1f} s "
-        f"({result.questions_per_s:.2f} questions/s).",
+        f"({result.questions_per_s:.2f} questions/s; "
+        + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in result.timings.items()) + ").",
         "## Accuracy by benchmark",
         score_table(result.benchmarks, result.k),
     ]
