@@ -23,13 +23,13 @@ def param_overrides(model_path: str, dataset_name: str, sft_max_steps: int, rl_m
     return [f"{key}={value}" for key, value in pairs if value]
 
 
-def run_stage(stage: str, cfg: RunConfig, config_path: str, nodes: int, init_prefix: str | None = None) -> dict:
+def run_stage(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, init_prefix: str | None = None) -> dict:
     """Run ``sft`` or ``rl`` and describe its exported model (store prefix, step, metrics)."""
     store = Store.from_config(cfg.store)
     if init_prefix:
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": _fetch_model(store, init_prefix)})})
     if nodes > 1:
-        return _run_pytorchjob(stage, cfg, nodes, store)
+        return _run_pytorchjob(stage, cfg, nodes, gpus_per_node, store)
     if stage == "sft":
         from ovr.sft.train import run_sft
 
@@ -54,7 +54,7 @@ def _fetch_model(store: Store, prefix: str) -> str:
     return str(store.download(prefix, dest))
 
 
-def _run_pytorchjob(stage: str, cfg: RunConfig, nodes: int, store: Store) -> dict:
+def _run_pytorchjob(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, store: Store) -> dict:
     from components.images import OVR_IMAGE
     from components.resources import GPU_TOLERATION, PLACEMENTS, SECRET_ENV
     from ovr.k8s.pytorchjob import PyTorchJobSpec, run_pytorchjob
@@ -62,17 +62,16 @@ def _run_pytorchjob(stage: str, cfg: RunConfig, nodes: int, store: Store) -> dic
     placement = PLACEMENTS[stage]
     spec = PyTorchJobSpec(
         name=f"ovr-{cfg.name}-{stage}"[:50].lower().replace("_", "-"),
-        namespace=_namespace(),
         image=os.environ.get("OVR_IMAGE", OVR_IMAGE),
         command=["bash", "-c", f'printf "%s" "$OVR_CONFIG_YAML" > /tmp/ovr.yaml && exec torchrun -m ovr {stage} --recipe /tmp/ovr.yaml --resume auto'],
         nodes=nodes,
-        gpus_per_node=placement.gpus,
+        gpus_per_node=gpus_per_node,
         cpu=placement.cpu,
         memory=placement.memory,
         env={"OVR_CONFIG_YAML": dump_config(cfg)},
         secret_env={os.environ.get("OVR_S3_SECRET", "ovr-s3"): SECRET_ENV["s3"]},
-        tolerations=[GPU_TOLERATION],
-        shm=placement.shm,
+        tolerations=[GPU_TOLERATION] if gpus_per_node else [],
+        shm_size=placement.shm,
     )
     run_pytorchjob(spec)
     kind = "sft-export" if stage == "sft" else "rl-export"
@@ -81,11 +80,6 @@ def _run_pytorchjob(stage: str, cfg: RunConfig, nodes: int, store: Store) -> dic
         raise RuntimeError(f"the {stage} PyTorchJob succeeded but committed no {kind} to {store}")
     prefix = f"runs/{cfg.name}/{kind}/step-{manifest.step:08d}"
     return {"export_prefix": prefix, "global_step": manifest.step, "metrics": manifest.metadata.get("metrics", {})}
-
-
-def _namespace() -> str:
-    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-    return path.read_text().strip() if path.is_file() else os.environ.get("OVR_NAMESPACE", "default")
 
 
 def run_eval(cfg: RunConfig, model_prefix: str, label: str, out_path: str):

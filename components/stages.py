@@ -57,7 +57,9 @@ def build_data(config: Input[Artifact], dataset: Output[Dataset], metrics: Outpu
 
 
 @ovr_component
-def cold_start_sft(config: Input[Artifact], dataset: Input[Dataset], nodes: int, model: Output[Model], metrics: Output[Metrics]):
+def cold_start_sft(
+    config: Input[Artifact], dataset: Input[Dataset], nodes: int, gpus_per_node: int, model: Output[Model], metrics: Output[Metrics],
+):
     """Language-only cold-start SFT; on several nodes through a PyTorchJob."""
     import json
 
@@ -65,7 +67,7 @@ def cold_start_sft(config: Input[Artifact], dataset: Input[Dataset], nodes: int,
     from ovr.config import load_config
 
     cfg = load_config(config.path, use_env=False)
-    result = run_stage("sft", cfg, config.path, nodes)
+    result = run_stage("sft", cfg, nodes, gpus_per_node)
     model.metadata.update({"store_prefix": result["export_prefix"], "stage": "sft"})
     with open(model.path, "w") as f:
         json.dump(result, f, indent=1)
@@ -75,7 +77,10 @@ def cold_start_sft(config: Input[Artifact], dataset: Input[Dataset], nodes: int,
 
 
 @ovr_component
-def multimodal_rl(config: Input[Artifact], init_model: Input[Model], dataset: Input[Dataset], nodes: int, model: Output[Model], metrics: Output[Metrics]):
+def multimodal_rl(
+    config: Input[Artifact], init_model: Input[Model], dataset: Input[Dataset], nodes: int, gpus_per_node: int,
+    model: Output[Model], metrics: Output[Metrics],
+):
     """PPO/GRPO with verifiable rewards from the SFT model, rollouts on vLLM."""
     import json
 
@@ -83,7 +88,7 @@ def multimodal_rl(config: Input[Artifact], init_model: Input[Model], dataset: In
     from ovr.config import load_config
 
     cfg = load_config(config.path, use_env=False)
-    result = run_stage("rl", cfg, config.path, nodes, init_prefix=init_model.metadata["store_prefix"])
+    result = run_stage("rl", cfg, nodes, gpus_per_node, init_prefix=init_model.metadata["store_prefix"])
     model.metadata.update({"store_prefix": result["export_prefix"], "stage": "rl"})
     with open(model.path, "w") as f:
         json.dump(result, f, indent=1)

@@ -65,11 +65,14 @@ def ovr_pipeline(
     config = validate.outputs["config"]
     data = place(build_data(config=config), "data", "Build data", secrets=secrets)
     sft = place(
-        cold_start_sft(config=config, dataset=data.outputs["dataset"], nodes=sft_nodes),
+        cold_start_sft(config=config, dataset=data.outputs["dataset"], nodes=sft_nodes, gpus_per_node=gpus_per_node),
         "sft", "Cold-start SFT (language only)", secrets=secrets, gpus=gpus_per_node,
     )
     rl = place(
-        multimodal_rl(config=config, init_model=sft.outputs["model"], dataset=data.outputs["dataset"], nodes=rl_nodes),
+        multimodal_rl(
+            config=config, init_model=sft.outputs["model"], dataset=data.outputs["dataset"], nodes=rl_nodes,
+            gpus_per_node=gpus_per_node,
+        ),
         "rl", "Multimodal RL", secrets={**secrets, "reward": reward_secret}, gpus=gpus_per_node,
     )
     evals = {}
