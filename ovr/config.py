@@ -138,6 +138,7 @@ class DataConfig(_Section):
     )
     shard_size: int = Field(10_000, ge=1, description="Samples per parquet shard.")
     cache_dir: str = Field(".ovr/cache/sources", description="Local copies of s3:// sources (reused when complete).")
+    workers: int = Field(1, ge=1, description="Processes that verify answers (math-verify parsing dominates big builds).")
     seed: int = Field(0, description="Seed of shuffling, mixing and splitting.")
 
     @field_validator("prompt_template")

@@ -137,10 +137,10 @@ def build_dataset(cfg: RunConfig, store: Store, progress: bool = True) -> dict:
     t_read = time.perf_counter()
 
     # 3. verifiability (eval items too: an item the reward cannot check is useless everywhere)
-    for key in groups:
-        it = tqdm(groups[key], desc=f"verify {key[1]}/{key[0]}", unit="item", disable=not progress)
-        groups[key], dropped = filters.drop_unverifiable(it, cfg.reward.name)
-        report.drop_all(dropped)
+    with tqdm(total=sum(map(len, groups.values())), desc="verify answers", unit="item", disable=not progress) as bar:
+        for key in groups:
+            groups[key], dropped = filters.drop_unverifiable(groups[key], cfg.reward.name, dc.workers, progress=bar.update)
+            report.drop_all(dropped)
     t_verify = time.perf_counter()
 
     # 4. dedup (train splits, across sources), decontamination, pass-rate band

@@ -12,7 +12,7 @@ decontaminated, by exact question + image match (their n-grams are shared by con
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ovr.data.prompts import DEFAULT_TEMPLATE, bare_question
 from ovr.schema import Sample, ScoreItem
@@ -75,15 +75,54 @@ def _math_reference_problem(answer: str) -> str | None:
 
     if _PROSE.search(_TEXT_CMD.sub("", answer)):
         return "prose reference (no closed-form answer)"
-    if len(parse("\\boxed{" + answer + "}", parsing_timeout=None)) < 2:
+    import threading
+
+    # math-verify's own time limit uses SIGALRM, which only works on the main thread.
+    limit = 10 if threading.current_thread() is threading.main_thread() else None
+    if len(parse("\\boxed{" + answer + "}", parsing_timeout=limit)) < 2:
         return "reference not parseable by math-verify"
     return None
 
 
-def drop_unverifiable(samples: Iterable[Sample], reward: str = "ovr_boxed") -> tuple[list[Sample], Dropped]:
+def _light(sample: Sample) -> Sample:
+    """The sample without its image bytes (what verification needs, cheap to send to a worker)."""
+    return sample.model_copy(update={"images": [], "modality": "text"}) if sample.images else sample
+
+
+def _problems(batch: list[Sample], reward: str) -> list[str | None]:
+    return [verification_problem(s, reward) for s in batch]
+
+
+def drop_unverifiable(
+    samples: Iterable[Sample], reward: str = "ovr_boxed", workers: int = 1, chunk: int = 256,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[list[Sample], Dropped]:
+    """Split items into checkable ones and ``(item, reason)``; with ``workers > 1`` the checks
+    (math-verify parsing dominates: ~5-20 ms per LaTeX answer) run in that many processes.
+    ``progress(n)`` is called as each batch of ``n`` items is done."""
+    samples = list(samples)
+    batches = [samples[i : i + chunk] for i in range(0, len(samples), chunk)]
+    problems: list[str | None] = []
+    if workers <= 1 or len(batches) <= 1:
+        results = (_problems(b, reward) for b in batches)
+        pool = None
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from functools import partial
+
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(partial(_problems, reward=reward), [[_light(s) for s in b] for b in batches])
+    try:
+        for part in results:
+            problems += part
+            if progress:
+                progress(len(part))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     kept, dropped = [], []
-    for s in samples:
-        problem = verification_problem(s, reward)
+    for s, problem in zip(samples, problems):
         (dropped.append((s, problem)) if problem else kept.append(s))
     return kept, dropped
 

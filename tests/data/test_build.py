@@ -115,7 +115,7 @@ def test_cli_builds_the_tiny_recipe(repo_root, tmp_path):
     out = subprocess.run([str(ovr), "data", "build", "--recipe", str(repo_root / "recipes/tiny-cpu.yaml"), *args],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "rl          40 samples" in out.stdout and "verify synthetic_text/sft" in out.stderr
+    assert "rl          40 samples" in out.stdout and "verify answers" in out.stderr
     cfg = load_config(repo_root / "recipes/tiny-cpu.yaml", [f"store.uri={store}"])
     s = Store.from_config(cfg.store)
     assert {x.modality for x in load_samples(s, "tiny", "sft")} == {"text"}

@@ -98,3 +98,14 @@ def test_mixing_weights_and_shuffle_are_seeded():
     assert len(double) == 20 and len({s.id for s in double}) == 20
     assert apply_weight(base, 0.5, seed=1) == half and apply_weight(base, 0.5, seed=2) != half
     assert shuffled(base, 3) == shuffled(base, 3) != base
+
+
+def test_parallel_verification_matches_in_process():
+    items = [item(i, f"What is {i} + {i}?", str(2 * i) if i % 3 else "see the notes", answer_type="math")
+             for i in range(40)] + visual_samples(8, seed=0)
+    done = []
+    one = filters.drop_unverifiable(items, chunk=8)
+    two = filters.drop_unverifiable(items, workers=2, chunk=8, progress=done.append)
+    assert [s.id for s in two[0]] == [s.id for s in one[0]] and len(two[0]) == 34
+    assert [(s.id, r) for s, r in two[1]] == [(s.id, r) for s, r in one[1]]
+    assert sum(done) == 48 and all(s.images for s in two[0] if s.source == "synthetic_visual")
