@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from ovr.config import EvalConfig, RunConfig
+from ovr.config import EvalConfig, RewardConfig, RunConfig
 from ovr.eval import behaviour, metrics
 from ovr.eval.records import RESPONSES_FILE, TABLE_FILE, EvalResult, ResponseRecord, write_records
 from ovr.eval.tables import result_markdown
@@ -72,19 +72,18 @@ async def generate(cfg: RunConfig, endpoints: list[str], samples: list[Sample], 
     return groups
 
 
-def score_items(items: list[ScoreItem], reward_url: str | None, progress: bool) -> list[ScoreResult]:
+def score_items(
+    items: list[ScoreItem], reward_url: str | None, progress: bool, reward_cfg: RewardConfig | None = None
+) -> list[ScoreResult]:
     """Score through the reward service when ``reward_url`` is given, else in this process."""
     if reward_url:
         from ovr.rewards.client import RewardClient
 
+        reward_cfg = reward_cfg or RewardConfig()
+
         async def run() -> list[ScoreResult]:
-            client = RewardClient(reward_url)
-            try:
+            async with RewardClient.from_config(reward_cfg, base_url=reward_url) as client:
                 return await client.score(items)
-            finally:
-                close = getattr(client, "aclose", None)
-                if close is not None:
-                    await close()
 
         return asyncio.run(run())
     from tqdm.auto import tqdm
@@ -112,7 +111,7 @@ def build_records(
         )
         for s, _, c in pairs
     ]
-    results = score_items(items, reward_url, progress)
+    results = score_items(items, reward_url, progress, cfg.reward)
     words = cfg.eval.reflection_words
     return [
         ResponseRecord(

@@ -69,3 +69,15 @@ def test_unknown_benchmark_is_a_clear_error(eval_cfg, tmp_path):
     cfg = eval_cfg("eval.benchmarks=[mathvista]")
     with pytest.raises(ValueError, match=r"\['mathvista'\] have no eval samples; available: \['arith'"):
         evaluate(cfg, ["http://127.0.0.1:9"], samples(), out_dir=tmp_path, progress=False)
+
+
+def test_scoring_through_the_reward_service_gives_the_same_avg_at_k(scripted_server, eval_cfg, tmp_path):
+    from services.reward.server import local_server
+
+    data = samples()
+    srv = scripted_server(policy_rules(data[3:]))
+    cfg = eval_cfg("eval.k=4", "eval.benchmarks=[arith, synthetic_visual]", "tracking.enabled=false")
+    with local_server(workers=1) as reward:
+        result = evaluate(cfg, [srv.url], data, reward_url=reward.url, out_dir=tmp_path, progress=False)
+    bench = {s.benchmark: s.avg_at_k for s in result.benchmarks}
+    assert bench == pytest.approx({"arith": 0.5, "synthetic_visual": 0.5})
