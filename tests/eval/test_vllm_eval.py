@@ -1,30 +1,38 @@
-"""The real path: the tiny Qwen2.5-VL served by vLLM (CPU), evaluated on procedural image and text
-questions through the rollout client and the reward functions, then reported."""
+"""The real path: `ovr eval --model` starts vLLM (CPU) on the tiny Qwen2.5-VL, evaluates stored
+procedural image and text eval questions through the rollout client and the reward functions;
+`ovr report` then renders that evaluation's numbers."""
 
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
+from ovr.cli import app
+from ovr.config import StoreConfig
+from ovr.data.shards import write_split
 from ovr.data.synthetic import text_samples, visual_samples
 from ovr.eval.metrics import avg_at_k
-from ovr.eval.records import read_records
-from ovr.eval.report import build_report
-from ovr.eval.runner import evaluate
+from ovr.eval.records import EvalResult, read_records
+from ovr.store import Store
 
 pytestmark = pytest.mark.vllm
 
 
-def test_tiny_model_on_vllm_end_to_end(tiny_model_dir, rollout_python, eval_cfg, tmp_path):
-    from services.rollout.launch import local_server
-
-    cfg = eval_cfg("eval.k=2", "eval.max_tokens=12", "eval.temperature=1.0",
-                   "eval.benchmarks=[synthetic_visual, synthetic_text]", f"rollout.python={rollout_python}")
+def test_tiny_model_on_vllm_end_to_end(tiny_model_dir, rollout_python, repo_root, tmp_path):
     data = visual_samples(4, seed=1, split="eval") + text_samples(4, seed=1, split="eval")
-    assert {s.source for s in data} == {"synthetic_visual", "synthetic_text"}
+    write_split(data, "eval", tmp_path / "ds", shard_size=4)
+    Store.from_config(StoreConfig(uri=str(tmp_path / "store"))).commit(
+        "datasets/tinyeval", tmp_path / "ds", run="tinyeval", kind="dataset")
+    common = ["--recipe", str(repo_root / "recipes/tiny-cpu.yaml"),
+              "--set", f"store.uri={tmp_path / 'store'}", "--set", f"tracking.uri=sqlite:///{tmp_path}/m.db",
+              "--set", "data.name=tinyeval", "--set", "eval.k=2", "--set", "eval.max_tokens=12",
+              "--set", "eval.benchmarks=[synthetic_visual, synthetic_text]", "--set", f"rollout.python={rollout_python}"]
+    runner = CliRunner()
+    res = runner.invoke(app, ["eval", *common, "--model", str(tiny_model_dir), "--out", str(tmp_path / "eval"),
+                              "--label", "tiny"])
+    assert res.exit_code == 0, res.output
 
-    with local_server(tiny_model_dir, cfg.rollout) as srv:
-        result = evaluate(cfg, [srv.url], data, out_dir=tmp_path / "eval", progress=False, label="tiny", step=0)
-
+    result = EvalResult.load(tmp_path / "eval")
     records = read_records(tmp_path / "eval/responses.jsonl")
     assert len(records) == 16 and result.questions == 8 and result.questions_per_s > 0
     assert all(0 < r.length <= 12 for r in records)
@@ -38,7 +46,10 @@ def test_tiny_model_on_vllm_end_to_end(tiny_model_dir, rollout_python, eval_cfg,
         assert score.mean_length == pytest.approx(sum(r.length for r in mine) / len(mine))
     assert {s.modality for s in result.benchmarks} == {"image", "text"}
 
-    text = build_report(cfg, [result], tmp_path / "report").read_text()
+    res = runner.invoke(app, ["report", *common, "--eval", str(tmp_path / "eval"), "--out", str(tmp_path / "report")])
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "report/report.md").read_text()
     for score in result.benchmarks:
         assert f"| {score.benchmark} | {100 * score.avg_at_k:.1f} |" in text
+    assert f"MLflow run: `{result.mlflow_run_id}`" in text
     assert (tmp_path / "report/figures/accuracy.png").stat().st_size > 1000
