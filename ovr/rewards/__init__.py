@@ -34,4 +34,17 @@ def score_items(items: Iterable[ScoreItem]) -> list[ScoreResult]:
     return [score_item(it) for it in items]
 
 
-__all__ = ["registry", "score_item", "score_items", "validate_item", "RewardOptions"]
+def options_from_config(cfg) -> dict:
+    """``ScoreItem.options`` implied by a :class:`ovr.config.RewardConfig` (format weight, overlong buffer).
+
+    >>> from ovr.config import RewardConfig
+    >>> options_from_config(RewardConfig(format_weight=0.2, overlong_buffer=64))
+    {'format_weight': 0.2, 'overlong_buffer': 64}
+    """
+    opts: dict = {"format_weight": cfg.format_weight}
+    if cfg.overlong_buffer is not None:
+        opts["overlong_buffer"] = cfg.overlong_buffer
+    return opts
+
+
+__all__ = ["options_from_config", "registry", "score_item", "score_items", "validate_item", "RewardOptions"]

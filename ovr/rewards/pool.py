@@ -21,13 +21,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing as mp
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ovr.schema import ScoreItem, ScoreResult
 
 log = logging.getLogger(__name__)
-_WARMUP = ScoreItem(response=r"so \boxed{\frac{1}{2}}", reference="0.5")
+# Scored by every new worker before it takes work: sympy's first comparisons of each kind are slow
+# (caches, lazy imports), and a cold worker would otherwise spend real items' time limits on them.
+WARMUP = [
+    ScoreItem(response=r"\boxed{\frac{1}{2}}", reference="0.5"),
+    ScoreItem(response=r"\boxed{y = 1 + 2x}", reference="y=2x+1"),
+    ScoreItem(response=r"\boxed{(x+1)^2}", reference="x^2+2x+1"),
+    ScoreItem(response=r"\boxed{\{2, 1\}}", reference=r"\{1,2\}"),
+    ScoreItem(response=r"\boxed{(0, 1]}", reference="(0,1]"),
+    ScoreItem(response=r"\boxed{\frac{\sqrt{2}}{2}}", reference=r"\sqrt{2}/2"),
+    ScoreItem(response=r"\boxed{3.14159}", reference=r"\pi"),
+    ScoreItem(response=r"\boxed{50\%}", reference="0.5"),
+]
+READY = "ready"
 
 
 def _worker_main(conn, memory_limit_mb: int | None) -> None:
@@ -39,6 +52,9 @@ def _worker_main(conn, memory_limit_mb: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     from ovr.rewards import score_item
 
+    for item in WARMUP:
+        score_item(item)
+    conn.send(READY)
     while True:
         try:
             chunk = conn.recv()
@@ -59,11 +75,18 @@ def _worker_main(conn, memory_limit_mb: int | None) -> None:
 class _Worker:
     """One worker process and the parent's end of its pipe (used from one thread at a time)."""
 
-    def __init__(self, ctx, memory_limit_mb: int | None):
+    def __init__(self, ctx, memory_limit_mb: int | None, ready_timeout_s: float = 120.0):
         self.conn, child = ctx.Pipe(duplex=True)
         self.proc = ctx.Process(target=_worker_main, args=(child, memory_limit_mb), daemon=True)
         self.proc.start()
         child.close()
+        try:
+            ok = self.conn.poll(ready_timeout_s) and self.conn.recv() == READY
+        except (EOFError, OSError):
+            ok = False
+        if not ok:
+            self.kill()
+            raise RuntimeError(f"verifier worker did not warm up within {ready_timeout_s:.0f} s")
 
     def run(self, items: list[ScoreItem], limit_s: float) -> tuple[list[ScoreResult], str | None]:
         """Results for a prefix of ``items`` and why it stopped early: None, "timeout" or "died"."""
@@ -111,9 +134,9 @@ class VerifierPool:
     """``workers`` verifier processes; ``await score(items)`` returns one result per item, in order."""
 
     def __init__(self, workers: int = 2, time_limit_s: float = 5.0, *, chunk_size: int = 16,
-                 memory_limit_mb: int | None = None, start_method: str = "forkserver"):
-        if workers < 1 or time_limit_s <= 0 or chunk_size < 1:
-            raise ValueError("workers and chunk_size must be >= 1 and time_limit_s > 0")
+                 memory_limit_mb: int | None = None, start_method: str = "forkserver", spares: int = 1):
+        if workers < 1 or time_limit_s <= 0 or chunk_size < 1 or spares < 0:
+            raise ValueError("workers, chunk_size >= 1, spares >= 0 and time_limit_s > 0 required")
         self.n_workers, self.time_limit_s, self.chunk_size = workers, time_limit_s, chunk_size
         self.memory_limit_mb = memory_limit_mb
         self._ctx = mp.get_context(start_method)
@@ -121,6 +144,11 @@ class VerifierPool:
             self._ctx.set_forkserver_preload(["ovr.rewards.functions", "math_verify"])
         self._workers: list[_Worker] = []
         self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reward-worker")
+        # Warm stand-by workers swapped in when one is killed, refilled in the background.
+        self._spares: queue.Queue[_Worker] = queue.Queue()
+        self._n_spares = spares
+        self._spare_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reward-spare")
+        self._closing = False
         self._queue: asyncio.Queue = asyncio.Queue()
         self._loops: list[asyncio.Task] = []
         self.stats = PoolStats()
@@ -128,16 +156,11 @@ class VerifierPool:
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> "VerifierPool":
-        """Start the workers, score a warm-up item in each, then mark the pool ready."""
+        """Start the workers (each scores the warm-up items first), then mark the pool ready."""
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self._threads, self._spawn) for _ in range(self.n_workers)))
-        warm = await asyncio.gather(*(
-            loop.run_in_executor(self._threads, w.run, [_WARMUP], max(60.0, self.time_limit_s))
-            for w in self._workers
-        ))
-        if any(status is not None or res[0].accuracy != 1.0 for res, status in warm):
-            raise RuntimeError(f"verifier workers failed their warm-up check: {warm}")
         self._loops = [asyncio.create_task(self._serve(i)) for i in range(self.n_workers)]
+        self._spare_thread.submit(self._refill_spares)
         self.ready = True
         log.info("verifier pool ready: %d workers, %.1f s per item", self.n_workers, self.time_limit_s)
         return self
@@ -145,14 +168,21 @@ class VerifierPool:
     def _spawn(self) -> None:
         self._workers.append(_Worker(self._ctx, self.memory_limit_mb))
 
+    def _refill_spares(self) -> None:
+        while not self._closing and self._spares.qsize() < self._n_spares:
+            self._spares.put(_Worker(self._ctx, self.memory_limit_mb))
+
     async def close(self) -> None:
-        self.ready = False
+        self.ready, self._closing = False, True
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self._threads, w.stop) for w in self._workers))
         self._threads.shutdown(wait=False, cancel_futures=True)
+        await loop.run_in_executor(None, self._spare_thread.shutdown)
+        while not self._spares.empty():
+            self._spares.get_nowait().stop()
 
     async def __aenter__(self) -> "VerifierPool":
         return await self.start()
@@ -212,8 +242,13 @@ class VerifierPool:
         return ScoreResult(overall=0.0, accuracy=0.0, error="verifier worker died on this item")
 
     def _replace(self, slot: int) -> None:
-        """Kill worker ``slot`` and start a fresh one (runs in the slot's thread)."""
+        """Kill worker ``slot`` and swap in a warm spare (or start a fresh one); runs in the slot's thread."""
         self._workers[slot].kill()
-        self._workers[slot] = _Worker(self._ctx, self.memory_limit_mb)
+        try:
+            self._workers[slot] = self._spares.get_nowait()
+        except queue.Empty:
+            self._workers[slot] = _Worker(self._ctx, self.memory_limit_mb)
+        if not self._closing:
+            self._spare_thread.submit(self._refill_spares)
         self.stats.restarts += 1
         log.warning("verifier worker %d replaced (%d restarts so far)", slot, self.stats.restarts)

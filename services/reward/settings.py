@@ -24,6 +24,9 @@ class RewardSettings(BaseSettings):
     memory_limit_mb: int | None = Field(
         2048, ge=256, description="Address-space limit of each worker (None = unlimited)."
     )
+    spare_workers: int = Field(
+        1, ge=0, description="Warm stand-by workers that replace a killed one at once."
+    )
     start_method: Literal["forkserver", "spawn", "fork"] = Field(
         "forkserver", description="How worker processes are started."
     )

@@ -1,0 +1,149 @@
+"""Client of the reward service, used by the RL trainer and the evaluator.
+
+Async with connection pooling (one ``httpx.AsyncClient`` per client and event loop), large inputs
+split into batches, retries with exponential backoff (honouring ``Retry-After``) on 429, 5xx and
+connection errors, and a deadline per ``score`` call. ``RewardClient.in_process()`` scores in this
+process with no time limit and no HTTP — for unit tests only.
+
+>>> with local_server() as srv:  # doctest: +SKIP
+...     results = RewardClient(srv.url).score_sync([ScoreItem(response=r"\\boxed{4}", reference="4")])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from ovr.schema import ScoreItem, ScoreRequest, ScoreResponse, ScoreResult
+
+log = logging.getLogger(__name__)
+_RETRYABLE = {429, 500, 502, 503, 504}
+
+
+class RewardServiceError(RuntimeError):
+    """The service refused the request for good (4xx other than 429) or retries ran out."""
+
+
+class RewardClient:
+    """``await score(items)`` -> one :class:`ScoreResult` per item, in order."""
+
+    def __init__(self, base_url: str | None, token: str | None = None, timeout_s: float = 600.0,
+                 retries: int = 5, *, batch_size: int = 1024, concurrency: int = 4,
+                 backoff_s: float = 0.5, max_backoff_s: float = 30.0):
+        if timeout_s <= 0 or retries < 0 or batch_size < 1 or concurrency < 1:
+            raise ValueError("timeout_s > 0, retries >= 0, batch_size >= 1 and concurrency >= 1 required")
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.token, self.timeout_s, self.retries = token, timeout_s, retries
+        self.batch_size, self.concurrency = batch_size, concurrency
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self._http: httpx.AsyncClient | None = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def in_process(cls) -> "RewardClient":
+        """A client that calls :func:`ovr.rewards.score_items` directly (unit tests only: no time limit)."""
+        return cls(None)
+
+    @classmethod
+    def from_config(cls, cfg, base_url: str | None = None, **kwargs) -> "RewardClient":
+        """A client for ``cfg`` (a :class:`ovr.config.RewardConfig`): ``base_url`` or ``cfg.url``,
+        the bearer token from the env var named by ``cfg.token_env`` (if set)."""
+        import os
+
+        url = base_url or cfg.url
+        if url is None:
+            raise ValueError("reward.url is not set and no base_url given (start one with local_server())")
+        return cls(url, token=os.environ.get(cfg.token_env) or None, **kwargs)
+
+    # ----------------------------------------------------------------- public API
+    async def score(self, items: Sequence[ScoreItem | dict[str, Any]]) -> list[ScoreResult]:
+        """Score ``items`` (models or dicts); raises TimeoutError past ``timeout_s`` for the whole call."""
+        parsed = [it if isinstance(it, ScoreItem) else ScoreItem.model_validate(it) for it in items]
+        if not parsed:
+            return []
+        if self.base_url is None:
+            from ovr.rewards import score_items
+
+            return await asyncio.to_thread(score_items, parsed)
+        batches = [parsed[i : i + self.batch_size] for i in range(0, len(parsed), self.batch_size)]
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(batch):
+            async with gate:
+                return await self._post_with_retries(batch)
+
+        async with asyncio.timeout(self.timeout_s):
+            chunks = await asyncio.gather(*(one(b) for b in batches))
+        return [r for chunk in chunks for r in chunk]
+
+    def score_sync(self, items: Sequence[ScoreItem | dict[str, Any]]) -> list[ScoreResult]:
+        """Blocking :meth:`score` for code without an event loop (runs its own loop per call)."""
+
+        async def run():
+            try:
+                return await self.score(items)
+            finally:
+                await self.aclose()
+
+        return asyncio.run(run())
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http, self._http_loop = None, None
+
+    async def __aenter__(self) -> "RewardClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    # ----------------------------------------------------------------- internals
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._http_loop is not loop:
+            headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+            self._http = httpx.AsyncClient(
+                base_url=self.base_url, headers=headers,
+                timeout=httpx.Timeout(self.timeout_s, connect=10.0),
+                limits=httpx.Limits(max_connections=max(self.concurrency, 4), max_keepalive_connections=self.concurrency),
+            )
+            self._http_loop = loop
+        return self._http
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after and retry_after.replace(".", "", 1).isdigit():
+            return min(float(retry_after), self.max_backoff_s)
+        base = min(self.backoff_s * 2**attempt, self.max_backoff_s)
+        return base * (0.5 + random.random() / 2)
+
+    async def _post_with_retries(self, batch: list[ScoreItem]) -> list[ScoreResult]:
+        body = ScoreRequest(items=batch).model_dump_json()
+        headers = {"Content-Type": "application/json"}
+        last = ""
+        for attempt in range(self.retries + 1):
+            retry_after = None
+            try:
+                resp = await self._client().post("/v1/score", content=body, headers=headers)
+            except httpx.TransportError as e:
+                last = f"{type(e).__name__}: {e}"
+            else:
+                if resp.status_code == 200:
+                    results = ScoreResponse.model_validate_json(resp.content).results
+                    if len(results) != len(batch):
+                        raise RewardServiceError(f"service answered {len(results)} results for {len(batch)} items")
+                    return results
+                detail = resp.text[:500]
+                if resp.status_code not in _RETRYABLE:
+                    raise RewardServiceError(f"reward service answered {resp.status_code}: {detail}")
+                last, retry_after = f"{resp.status_code}: {detail}", resp.headers.get("Retry-After")
+            if attempt < self.retries:
+                delay = self._delay(attempt, retry_after)
+                log.warning("reward service attempt %d failed (%s); retrying in %.1f s", attempt + 1, last, delay)
+                await asyncio.sleep(delay)
+        raise RewardServiceError(f"reward service failed after {self.retries + 1} attempts: {last}")
