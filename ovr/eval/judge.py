@@ -3,7 +3,9 @@
 For each response and each behaviour the judge is asked to count distinct occurrences and to answer
 ``<count>N</count>`` (the protocol of "Cognitive Behaviors that Enable Self-Improving Reasoners",
 which OVR follows). A reply without exactly one usable count is *unknown* (``None``), never 0:
-a broken judge must not look like a model without the behaviour.
+a broken judge must not look like a model without the behaviour. The judge sees the question text
+and the response (not the image). An endpoint that stays unreachable or rejects requests raises
+:class:`JudgeError` (the responses are already saved by then).
 
 >>> parse_count("Two verification steps. <count>2</count>")
 2

@@ -166,9 +166,11 @@ def evaluate(
     # 2. score answers and count reflection words
     records = build_records(cfg, samples, groups, reward_url, progress)
     t2 = time.perf_counter()
+    write_records(records, out_dir / RESPONSES_FILE)  # kept even if the judge fails below
     # 3. optional LLM judge
     if cfg.eval.judge.enabled:
         add_judge_counts(cfg, records, progress)
+        write_records(records, out_dir / RESPONSES_FILE)
     wall = time.perf_counter() - t0
     timings = {"generate_s": t1 - t0, "score_s": t2 - t1, "judge_s": wall - (t2 - t0)}
 
@@ -184,7 +186,6 @@ def evaluate(
     )
 
     # 5. save and log
-    write_records(records, out_dir / RESPONSES_FILE)
     (out_dir / TABLE_FILE).write_text(result_markdown(result))
     _save_and_log(cfg, result, out_dir)
     return result

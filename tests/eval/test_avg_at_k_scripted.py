@@ -81,3 +81,16 @@ def test_scoring_through_the_reward_service_gives_the_same_avg_at_k(scripted_ser
         result = evaluate(cfg, [srv.url], data, reward_url=reward.url, out_dir=tmp_path, progress=False)
     bench = {s.benchmark: s.avg_at_k for s in result.benchmarks}
     assert bench == pytest.approx({"arith": 0.5, "synthetic_visual": 0.5})
+
+
+def test_unreachable_judge_is_an_error_but_responses_are_kept(scripted_server, eval_cfg, tmp_path):
+    from ovr.eval.judge import JudgeError
+    from ovr.serving import free_port
+
+    data = samples()[:3]
+    srv = scripted_server(policy_rules(samples()[3:]))
+    cfg = eval_cfg("eval.k=4", "eval.benchmarks=[arith]", "tracking.enabled=false", "eval.judge.enabled=true",
+                   f"eval.judge.base_url=http://127.0.0.1:{free_port()}/v1", "eval.judge.retries=0")
+    with pytest.raises(JudgeError, match="failed after 1 tries"):
+        evaluate(cfg, [srv.url], data, out_dir=tmp_path, progress=False)
+    assert len(read_records(tmp_path / "responses.jsonl")) == 12
