@@ -200,9 +200,10 @@ class VerifierPool:
             raise RuntimeError("verifier pool is not started")
         loop = asyncio.get_running_loop()
         futures = []
-        for i in range(0, len(items), self.chunk_size):
+        size = max(1, min(self.chunk_size, -(-len(items) // self.n_workers)))  # a small batch spreads out
+        for i in range(0, len(items), size):
             fut = loop.create_future()
-            chunk = items[i : i + self.chunk_size]
+            chunk = items[i : i + size]
             self.stats.pending += len(chunk)
             self._queue.put_nowait((chunk, fut))
             futures.append(fut)
