@@ -142,12 +142,19 @@ def compare_sizes(rng: random.Random, d: int, size: int) -> VisualTask:
 
 @_task("angle")
 def angle(rng: random.Random, d: int, size: int) -> VisualTask:
-    """Two rays from a vertex; the angle between them in degrees (multiples of 45 at d=1)."""
+    """Two rays from a vertex; the angle between them in degrees (multiples of 45 at d=1).
+
+    Up to d=2 one ray points right from a vertex low in the frame, so the answer is where the other
+    ray goes; from d=3 the pair is rotated at random."""
     step = {1: 45, 2: 30, 3: 15, 4: 10}.get(d, 5)
     value = rng.randrange(step, 180, step)
-    start = rng.uniform(0, 360)
     img, draw = _canvas(size)
-    cx, cy, length = size / 2, size / 2, size * 0.42
+    if d <= 2:
+        start = 0.0
+        cx, cy, length = size * rng.uniform(0.45, 0.55), size * rng.uniform(0.68, 0.75), size * 0.4
+    else:
+        start = rng.uniform(0, 360)
+        cx, cy, length = size / 2, size / 2, size * 0.42
     for a in (start, start + value):
         rad = math.radians(a)
         draw.line([(cx, cy), (cx + length * math.cos(rad), cy - length * math.sin(rad))], fill=(0, 0, 0), width=3)

@@ -87,3 +87,41 @@ def test_bad_arguments_are_clear_errors():
         visual_samples(2, 0, tasks=["juggling"])
     with pytest.raises(ValueError, match="difficulty"):
         text_samples(2, 0, difficulty=9)
+
+
+def _patch_features(samples) -> "torch.Tensor":
+    import numpy as np
+    import torch
+
+    grids = [np.asarray(Image.open(io.BytesIO(s.images[0].data)).convert("RGB").resize((8, 8), Image.BOX)) for s in samples]
+    return 1 - torch.tensor(np.stack(grids), dtype=torch.float32).reshape(len(samples), -1) / 255
+
+
+def test_difficulty_one_answers_are_linearly_decodable_from_the_patch_grid():
+    """Learnability guard for the tiny model: at difficulty 1 every task's answer is readable by a
+    linear map (softmax regression) of 8x8-cell pixel averages, the tiny ViT's patch grid, so a
+    ~1M-parameter model can pick it up in minutes; a task drawn too subtly fails here before it
+    stalls an RL demo."""
+    import torch
+
+    torch.manual_seed(0)
+    train, test = visual_samples(1200, seed=0), visual_samples(400, seed=1)
+    for task in VISUAL_TASKS:
+        a = [s for s in train if s.subject == task]
+        b = [s for s in test if s.subject == task]
+        labels = sorted({s.answer for s in a})
+        x, y = _patch_features(a), torch.tensor([labels.index(s.answer) for s in a])
+        lin = torch.nn.Linear(x.shape[1], len(labels))
+        opt = torch.optim.LBFGS(lin.parameters(), max_iter=300)
+
+        def closure():
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(lin(x), y) + 1e-4 * lin.weight.square().sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        pred = lin(_patch_features(b)).argmax(1).tolist()
+        acc = sum(labels[p] == s.answer for p, s in zip(pred, b)) / len(b)
+        majority = max(Counter(s.answer for s in b).values()) / len(b)
+        assert acc >= 0.8 and acc > majority + 0.3, (task, acc, majority)
