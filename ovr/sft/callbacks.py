@@ -32,6 +32,18 @@ class PackedTrainer(Trainer):
         self.real_tokens = 0
         self.padded_tokens = 0
 
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Reload weights through ``from_pretrained`` (non-DeepSpeed resume).
+
+        transformers writes Qwen2.5-VL in its original key layout (``visual.*``, ``model.layers.*``)
+        and converts keys only inside ``from_pretrained``; the Trainer's plain ``load_state_dict``
+        would match no key at all and silently keep the initial weights.
+        """
+        model = model or self.model
+        loaded = type(model).from_pretrained(resume_from_checkpoint, dtype=next(model.parameters()).dtype)
+        model.load_state_dict(loaded.state_dict(), strict=True)
+        del loaded
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         step = self.state.global_step + 1
         self.row_log.setdefault(step, []).extend(inputs.pop("row_ids").tolist())

@@ -98,8 +98,8 @@ def training_args(cfg: RunConfig, output_dir: Path, progress: bool, world: int):
         fp16=cfg.model.dtype == "float16" and not use_cpu,
         use_cpu=use_cpu,
         deepspeed=deepspeed_config(cfg),
-        gradient_checkpointing=sft.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if sft.gradient_checkpointing else None,
+        activation_checkpointing=sft.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if sft.gradient_checkpointing else None,
         logging_steps=sft.log_every,
         save_strategy="steps",
         save_steps=sft.save_every,
@@ -230,7 +230,11 @@ def run_sft(
         export_prefix = step_prefix(cfg.name, step, "sft-export")
         if rank0:
             processor.save_pretrained(str(export_dir))
-            store.commit_checkpoint(cfg.name, step, export_dir, kind="sft-export", metadata={"data_fingerprint": fingerprint})
+            final = {"final_loss": metrics.losses[-1]} if metrics.losses else {}
+            store.commit_checkpoint(
+                cfg.name, step, export_dir, kind="sft-export",
+                metadata={"data_fingerprint": fingerprint, "metrics": {**final, "global_step": step}},
+            )
             tracker.log_metrics({"final_step": step}, step=step)
     return SFTResult(
         export_dir=export_dir,
