@@ -101,12 +101,12 @@ def run_report(cfg: RunConfig, eval_dirs: list[str], md_path: str, html_path: st
     import markdown
 
     from ovr.eval.records import EvalResult
-    from ovr.eval.report import build_report, inline_images
+    from ovr.eval.report import build_report
 
     results = [EvalResult.load(d) for d in eval_dirs]
     out_dir = Path(tempfile.mkdtemp(prefix="ovr-report-"))
     report = build_report(cfg, results, out_dir)
-    text = inline_images(report.read_text(), report.parent)
+    text = (report.parent / "report_inline.md").read_text()  # figures embedded: one self-contained file
     Path(md_path).write_text(text)
     body = markdown.markdown(text, extensions=["tables"])
     Path(html_path).write_text(f"<!doctype html><meta charset=utf-8><title>{cfg.name}</title>{body}")
