@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from services.reward.server import local_server
+from ovr.serving import ManagedServer
+from services.reward.server import local_server, settings_env
 
 # Small limits so the 413/422/429 paths are cheap to reach; 1 s per item keeps timeouts quick.
 LIMITS = dict(
@@ -22,9 +26,13 @@ def reward_server():
 
 
 @pytest.fixture(scope="session")
-def auth_server(tmp_path_factory):
-    """The reward service with bearer-token auth, the token read from a mounted-secret-style file."""
+def auth_server(tmp_path_factory, repo_root):
+    """The reward service with bearer-token auth (token read from a mounted-secret-style file),
+    started through the container's entry point ``ovr serve reward``."""
     token_file = tmp_path_factory.mktemp("secret") / "token"
     token_file.write_text(TOKEN + "\n")
-    with local_server(workers=1, token_file=token_file) as srv:
+    ovr_cli = str(Path(sys.executable).parent / "ovr")
+    cmd = [ovr_cli, "serve", "reward", "--host", "127.0.0.1", "--port", "{port}"]
+    env = settings_env(workers=1, token_file=token_file, log_level="warning")
+    with ManagedServer(cmd, health_path="/readyz", env=env, cwd=repo_root, name="reward-auth") as srv:
         yield srv
