@@ -46,14 +46,21 @@ def build_data(config: Input[Artifact], dataset: Output[Dataset], metrics: Outpu
     from ovr.config import load_config
     from ovr.data.build import build_dataset
     from ovr.store import Store
+    from ovr.tracking import Tracker
 
     cfg = load_config(config.path, use_env=False)
     manifest = build_dataset(cfg, Store.from_config(cfg.store), progress=False)
+    meta = manifest["metadata"]
     with open(dataset.path, "w") as f:
         json.dump(manifest, f, indent=1, default=str)
     dataset.metadata["store_prefix"] = f"datasets/{cfg.data.name}"
-    for split, n in manifest.get("counts", {}).items():
-        metrics.log_metric(f"samples_{split}", float(sum(n.values()) if isinstance(n, dict) else n))
+    counts = {f"samples_{split}": float(m["count"]) for split, m in meta["splits"].items()}
+    counts["dropped"] = float(sum(sum(r.values()) for r in meta["dropped"].values()))
+    for key, value in counts.items():
+        metrics.log_metric(key, value)
+    with Tracker.open(cfg, "data") as tracker:
+        tracker.log_metrics(counts, step=0)
+        tracker.log_text(json.dumps(meta, indent=1, default=str), "data/manifest.json")
 
 
 @ovr_component
