@@ -205,34 +205,46 @@ class VerifierPool:
             fut = loop.create_future()
             chunk = items[i : i + size]
             self.stats.pending += len(chunk)
-            self._queue.put_nowait((chunk, fut))
+            self._queue.put_nowait((chunk, fut, []))
             futures.append(fut)
         chunks = await asyncio.gather(*futures)
         return [r for chunk in chunks for r in chunk]
 
     async def _serve(self, slot: int) -> None:
-        """Take chunks from the shared queue and run them on worker ``slot``, replacing it on trouble."""
+        """Take chunks from the shared queue and run them on worker ``slot``. When an item times out
+        or kills the worker, the worker is replaced and the chunk's remaining items go to the back of
+        the queue, so a batch of pathological items cannot monopolise the workers."""
         loop = asyncio.get_running_loop()
         while True:
-            chunk, fut = await self._queue.get()
-            results: list[ScoreResult] = []
-            rest = chunk
+            chunk, fut, done = await self._queue.get()
             try:
-                while rest:
-                    out, status = await loop.run_in_executor(
-                        self._threads, self._workers[slot].run, rest, self.time_limit_s
-                    )
-                    results += out
-                    if status is None:
-                        break
-                    results.append(self._failure(status))
+                out, status = await loop.run_in_executor(
+                    self._threads, self._workers[slot].run, chunk, self.time_limit_s
+                )
+                done += out
+                rest = []
+                if status is not None:
+                    done.append(self._failure(status))
+                    rest = chunk[len(out) + 1 :]
                     await loop.run_in_executor(self._threads, self._replace, slot)
-                    rest = rest[len(out) + 1 :]
-            finally:
+            except Exception as e:  # e.g. a replacement failed to start: fail this request, keep serving
+                log.exception("verifier slot %d failed", slot)
                 self.stats.pending -= len(chunk)
-                self.stats.items += len(results)
-            if not fut.done():
-                fut.set_result(results)
+                if not fut.done():
+                    fut.set_exception(RuntimeError(f"verifier pool failure: {e}"))
+                continue
+            except BaseException:
+                self.stats.pending -= len(chunk)
+                if not fut.done():
+                    fut.cancel()
+                raise
+            finished = len(chunk) - len(rest)
+            self.stats.pending -= finished
+            self.stats.items += finished
+            if rest:
+                self._queue.put_nowait((rest, fut, done))
+            elif not fut.done():
+                fut.set_result(done)
 
     def _failure(self, status: str) -> ScoreResult:
         if status == "timeout":

@@ -108,7 +108,9 @@ def test_pathological_inputs_time_out_while_normal_requests_flow(reward_server):
     assert res[2]["overall"] == 0.0
     assert res[3]["accuracy"] == 1.0 and res[3]["reflection"]["wait,"] == 170_000
     assert elapsed < 3 * limit + 8.0, elapsed  # three limited items, worker swaps, a 1 MB body: no hang
-    assert max(latencies) < limit + 1.0, latencies  # the other worker kept answering
+    # a normal request waits at most about one time limit plus a worker swap; most wait for nothing
+    assert max(latencies) < limit + 3.0, latencies
+    assert sorted(latencies)[len(latencies) // 2] < 0.5, latencies
     metrics = httpx.get(reward_server.url + "/metrics").text
     assert _metric(metrics, "ovr_reward_timeouts_total") >= 2
     assert _metric(metrics, "ovr_reward_workers_alive") == LIMITS["workers"]
