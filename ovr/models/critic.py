@@ -61,18 +61,25 @@ class Critic(nn.Module):
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.Tensor | None = None,
         mm_token_type_ids: torch.Tensor | None = None,
+        mm_encoder_outputs: dict | None = None,
     ) -> torch.Tensor:
-        """Values ``[B, L]`` (one per position)."""
+        """Values ``[B, L]`` (one per position); precomputed vision features may come in
+        ``mm_encoder_outputs`` instead of ``pixel_values``."""
         out = self.backbone(
             input_ids=input_ids,
             attention_mask=attention_mask,
             pixel_values=pixel_values,
             image_grid_thw=image_grid_thw,
             mm_token_type_ids=mm_token_type_ids,
+            mm_encoder_outputs=mm_encoder_outputs,
             use_cache=False,
         )
         hidden = out.last_hidden_state
         return self.value_head(hidden).squeeze(-1).float()
+
+    def get_image_features(self, pixel_values, image_grid_thw, **kw):
+        """The backbone's vision features (shared across the rows of one prompt)."""
+        return self.backbone.get_image_features(pixel_values, image_grid_thw, **kw)
 
     # ------------------------------------------------------------------ persistence
     def save(self, out_dir: str | Path, state_dict: dict | None = None) -> Path:

@@ -6,6 +6,10 @@ When the server returned its own ``prompt_token_ids`` and they agree on the imag
 ids are used (no re-tokenisation drift). Sequences are right-padded into one batch; response token
 ``j`` of row ``b`` is predicted at position ``prompt_len[b] + j - 1``, where both its log-prob
 (policy) and its value (critic, ORZ/verl convention) are read.
+
+The ``n`` responses to one prompt share its images: the vision tower runs once per distinct
+prompt in a batch and its features are handed to every row (``mm_encoder_outputs``), so the
+gradient through the vision tower is the sum over the rows, exactly as with repeated images.
 """
 
 from __future__ import annotations
@@ -34,20 +38,30 @@ class SeqBatch:
     input_ids: torch.Tensor  # [B, L]
     attention_mask: torch.Tensor  # [B, L]
     mm_token_type_ids: torch.Tensor  # [B, L]
-    pixel_values: torch.Tensor | None
-    image_grid_thw: torch.Tensor | None
+    pixel_values: torch.Tensor | None  # patches of the distinct prompts' images
+    unique_grid_thw: torch.Tensor | None  # [distinct images, 3]
+    image_grid_thw: torch.Tensor | None  # [images of all rows, 3] (row order)
+    row_images: list[list[int]]  # per row: indices into the distinct images
     response_ids: torch.Tensor  # [B, T]
     response_mask: torch.Tensor  # [B, T] float
     positions: torch.Tensor  # [B, T] index of the logits predicting each response token
 
-    def model_inputs(self) -> dict:
-        return {
+    def model_inputs(self, model) -> dict:
+        """Keyword arguments of ``model``'s forward (policy or critic backbone): vision features
+        computed once per distinct image, shared by the rows that show it."""
+        inputs = {
             "input_ids": self.input_ids,
             "attention_mask": self.attention_mask,
-            "pixel_values": self.pixel_values,
             "image_grid_thw": self.image_grid_thw,
             "mm_token_type_ids": self.mm_token_type_ids,
         }
+        if self.pixel_values is not None:
+            from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+            feats = model.get_image_features(self.pixel_values, self.unique_grid_thw, return_dict=True).pooler_output
+            per_row = tuple(feats[j] for row in self.row_images for j in row)
+            inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=per_row)}
+        return inputs
 
 
 def encode_prompt(processor, sample: Sample, server_ids: list[int] | None = None) -> EncodedPrompt:
@@ -70,10 +84,14 @@ def encode_prompt(processor, sample: Sample, server_ids: list[int] | None = None
 def build_batch(
     prompts: list[EncodedPrompt], responses: list[list[int]], pad_id: int, image_token_id: int
 ) -> SeqBatch:
-    """Concatenate prompt and response ids per row, right-pad, stack images in row order."""
+    """Concatenate prompt and response ids per row, right-pad, stack images in row order.
+
+    A sampled ``<|image_pad|>`` inside a response has no image behind it: it enters the model as
+    the pad token (its own log-prob is still read for the sampled id).
+    """
     if len(prompts) != len(responses):
         raise ValueError("one prompt per response is required")
-    rows = [p.input_ids + list(r) for p, r in zip(prompts, responses)]
+    rows = [p.input_ids + [pad_id if t == image_token_id else t for t in r] for p, r in zip(prompts, responses)]
     L = max(len(r) for r in rows)
     T = max(1, max(len(r) for r in responses))
     B = len(rows)
@@ -91,14 +109,27 @@ def build_batch(
             rmask[b, : len(r)] = 1
         P = len(p.input_ids)
         positions[b] = (P - 1 + torch.arange(T)).clamp(max=L - 1)
-    pix = [p.pixel_values for p in prompts if p.pixel_values is not None]
-    grid = [p.image_grid_thw for p in prompts if p.image_grid_thw is not None]
+    distinct: dict[int, int] = {}  # id(prompt) -> first image index among the distinct prompts
+    pix, ugrid, row_images, grid = [], [], [], []
+    for p in prompts:
+        if p.image_grid_thw is None:
+            row_images.append([])
+            continue
+        if id(p) not in distinct:
+            distinct[id(p)] = sum(len(g) for g in ugrid)
+            pix.append(p.pixel_values)
+            ugrid.append(p.image_grid_thw)
+        first = distinct[id(p)]
+        row_images.append(list(range(first, first + len(p.image_grid_thw))))
+        grid.append(p.image_grid_thw)
     return SeqBatch(
         input_ids=input_ids,
         attention_mask=attention,
         mm_token_type_ids=(input_ids == image_token_id).long(),
         pixel_values=torch.cat(pix) if pix else None,
+        unique_grid_thw=torch.cat(ugrid) if ugrid else None,
         image_grid_thw=torch.cat(grid) if grid else None,
+        row_images=row_images,
         response_ids=resp,
         response_mask=rmask,
         positions=positions,
@@ -113,8 +144,8 @@ def to_device(batch: SeqBatch, device: torch.device | str, dtype: torch.dtype | 
 
     return SeqBatch(
         mv(batch.input_ids), mv(batch.attention_mask), mv(batch.mm_token_type_ids),
-        mv(batch.pixel_values, cast=True), mv(batch.image_grid_thw), mv(batch.response_ids),
-        mv(batch.response_mask), mv(batch.positions),
+        mv(batch.pixel_values, cast=True), mv(batch.unique_grid_thw), mv(batch.image_grid_thw),
+        batch.row_images, mv(batch.response_ids), mv(batch.response_mask), mv(batch.positions),
     )
 
 
@@ -132,7 +163,7 @@ def policy_logprobs(
     """Log-probs ``[B, T]`` of the response tokens under ``model`` (and per-token entropy)."""
     from ovr.rl.algorithms import entropy_from_logits
 
-    out = model(**batch.model_inputs(), use_cache=False)
+    out = model(**batch.model_inputs(model), use_cache=False)
     logits = _gather_positions(out.logits, batch.positions).float()
     if temperature != 1.0:
         logits = logits / temperature
@@ -143,5 +174,5 @@ def policy_logprobs(
 
 def critic_values(critic, batch: SeqBatch) -> torch.Tensor:
     """Values ``[B, T]``: the critic's value of the state before each response token."""
-    values = critic(**batch.model_inputs())
+    values = critic(**batch.model_inputs(critic))
     return _gather_positions(values, batch.positions) * batch.response_mask

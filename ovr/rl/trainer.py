@@ -29,6 +29,7 @@ from ovr.rl.forward import encode_prompt
 from ovr.rl.presets import resolve, uses_critic
 from ovr.rl.update import Batcher, actor_update, advantages, critic_update, pad, score_rows
 from ovr.schema import Sample
+from ovr.store import step_prefix
 
 log = logging.getLogger("ovr.rl")
 
@@ -37,9 +38,11 @@ log = logging.getLogger("ovr.rl")
 class RLResult:
     """What an RL run leaves behind."""
 
-    export_dir: Path  # the final policy (uniform average of the last checkpoints), save_pretrained layout
-    final_step: int
+    export_dir: Path | None  # the final policy (uniform average of the last checkpoints); None if not finished
+    export_prefix: str | None  # its store prefix (kind "rl-export")
+    global_step: int  # steps done so far (== rl.max_steps when finished)
     history: list[dict] = field(default_factory=list)  # per-step metrics of this invocation
+    final_metrics: dict = field(default_factory=dict)  # the last step's metrics
     checkpoint_steps: list[int] = field(default_factory=list)
     resumed_from: int | None = None
     run_id: str | None = None
@@ -77,6 +80,7 @@ def run_rl(
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from ovr.models.critic import Critic
+    from ovr.models.loading import resolve_model_path
     from ovr.rewards.client import RewardClient
     from ovr.rl.engine import make_engine
     from ovr.rollout.client import RolloutClient
@@ -95,9 +99,7 @@ def run_rl(
     samples = _load_samples(cfg, store, samples)
     by_id = {s.id: s for s in samples}
     torch.manual_seed(rl.seed)
-    model_path = Path(cfg.model.path)
-    if not (model_path / "config.json").is_file():
-        raise FileNotFoundError(f"model.path {model_path} is not a local model folder (no config.json)")
+    model_path = init_path = resolve_model_path(cfg.model, cfg.store)
 
     start_step, resumed_folder = 0, None
     resume_step = S.find_resume(store, cfg.name, resume)
@@ -117,7 +119,7 @@ def run_rl(
         critic_engine = make_engine(critic, lr=rl.critic_lr, rl=rl, micro_batch=micro, device=device)
     ref = None
     if rl.kl_coef > 0:
-        ref = AutoModelForImageTextToText.from_pretrained(cfg.model.path, dtype=dtype).to(device).eval()
+        ref = AutoModelForImageTextToText.from_pretrained(str(init_path), dtype=dtype).to(device).eval()
     state = S.TrainState(cursor=S.PromptCursor(len(samples), rl.seed))
     if resumed_folder is not None:
         actor_engine.load_optim(resumed_folder / "actor_optim")
@@ -140,7 +142,7 @@ def run_rl(
             sync.push_weights(actor)  # the servers must sample from the resumed policy
         state.weight_version = sync.version
 
-    result = RLResult(export_dir=Path(), final_step=start_step, resumed_from=resume_step)
+    result = RLResult(export_dir=None, export_prefix=None, global_step=start_step, resumed_from=resume_step)
     last_step = rl.max_steps if stop_after is None else min(rl.max_steps, start_step + stop_after)
     tracker = Tracker.open(cfg, "rl") if dist.is_main else None
     result.run_id = tracker.run_id if tracker else None
@@ -231,11 +233,12 @@ def run_rl(
                 _checkpoint(cfg, store, work, state, actor, processor, actor_engine, critic, critic_engine, dist,
                             metrics)
                 result.checkpoint_steps.append(state.step)
-        result.final_step = state.step
+        result.global_step = state.step
+        result.final_metrics = result.history[-1] if result.history else {}
 
         # ------------------------------------------------------------------ final model
         if dist.is_main and state.step == rl.max_steps:
-            result.export_dir = _export(cfg, store, work, rl.average_last, state.step)
+            result.export_dir, result.export_prefix = _export(cfg, store, work, rl.average_last, state.step)
             if tracker is not None:
                 tracker.log_text(str(result.export_dir), "rl/export_dir.txt")
     except BaseException:
@@ -310,7 +313,7 @@ def _checkpoint(cfg, store, work, state, actor, processor, actor_engine, critic,
     dist.barrier()
 
 
-def _export(cfg, store, work, average_last: int, step: int) -> Path:
+def _export(cfg, store, work, average_last: int, step: int) -> tuple[Path, str]:
     """The final policy: the uniform average of the last ``average_last`` checkpoints."""
     from ovr.rl.averaging import average_models
 
@@ -322,6 +325,7 @@ def _export(cfg, store, work, average_last: int, step: int) -> Path:
             store.download_checkpoint(cfg.name, m.step, local, S.CHECKPOINT_KIND)
         folders.append(local / "actor")
     out = average_models(folders, work / "export")
+    metrics = done[-1].metadata.get("metrics", {}) if done else {}
     store.commit_checkpoint(cfg.name, step, out, kind=S.EXPORT_KIND,
-                            metadata={"averaged_steps": [m.step for m in done]})
-    return out
+                            metadata={"averaged_steps": [m.step for m in done], "metrics": metrics})
+    return out, step_prefix(cfg.name, step, S.EXPORT_KIND)

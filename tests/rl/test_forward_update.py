@@ -106,3 +106,15 @@ def test_truncated_rows_can_be_masked(processor, visual):
     rows[2].truncated = True
     _, _, mask = advantages(rows, resolve(RLConfig(algorithm="grpo")), None, None, mask_truncated=True)
     assert mask[2].sum() == 0 and mask[3].sum() == 3
+
+
+def test_shared_prompt_images_equal_repeated_images(processor, visual, actor):
+    """Rows of one prompt share one vision pass; results equal separately encoded copies."""
+    pad_id, image_id = _ids(processor)
+    shared = encode_prompt(processor, visual[0])
+    copies = [encode_prompt(processor, visual[0]) for _ in range(2)]
+    responses = [[40, 41, 42], [43, image_id, 44]]  # a sampled image token enters as padding
+    a, _ = policy_logprobs(actor, build_batch([shared, shared], responses, pad_id, image_id))
+    b, _ = policy_logprobs(actor, build_batch(copies, responses, pad_id, image_id))
+    assert build_batch([shared, shared], responses, pad_id, image_id).row_images == [[0], [0]]
+    assert torch.allclose(a, b, atol=1e-5) and torch.isfinite(a).all()

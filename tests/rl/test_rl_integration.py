@@ -1,0 +1,118 @@
+"""RL end to end on CPU: the tiny Qwen2.5-VL, a real vLLM server (rollout venv), a real reward
+service (uvicorn), MLflow on sqlite and a local store. One server of each for the whole module."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("weights")
+
+
+@pytest.fixture(scope="module")
+def servers(tiny_model_dir, rollout_python, weights_dir):
+    from ovr.config import RolloutConfig
+    from services.reward.server import local_server as reward_server
+    from services.rollout.launch import local_server as rollout_server
+
+    rcfg = RolloutConfig(max_model_len=512, python=str(rollout_python))
+    with rollout_server(tiny_model_dir, rcfg, weights_dir=weights_dir) as vllm, reward_server(workers=1) as reward:
+        yield [vllm.url], reward.url
+
+
+def _cfg(tmp_path, tiny_model_dir, name, *extra):
+    from ovr.config import load_config
+
+    return load_config(None, [
+        f"name={name}", f"model.path={tiny_model_dir}", f"store.uri={tmp_path}/store",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "rollout.max_model_len=512",
+        "rl.prompts_per_step=4", "rl.samples_per_prompt=4", "rl.warmup_steps=0", "rl.actor_lr=1e-3",
+        "rl.critic_lr=1e-3", "rl.max_response_len_schedule=[{from_step: 0, max_tokens: 12}, {from_step: 2, max_tokens: 16}]",
+        *extra,
+    ], use_env=False)
+
+
+def _weights(folder):
+    from ovr.rl.averaging import load_weights
+
+    return load_weights(folder)
+
+
+def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir, weights_dir, tmp_path):
+    from ovr.rollout.weights import server_versions
+    from ovr.rl.state import CHECKPOINT_KIND
+    from ovr.rl.trainer import run_rl
+    from ovr.data.synthetic import visual_samples
+    from ovr.store import Store
+    from ovr.tracking import Tracker
+
+    endpoints, reward_url = servers
+    samples = visual_samples(8, seed=0)
+    cfg = _cfg(tmp_path, tiny_model_dir, "rl-ppo", "rl.max_steps=3", "rl.save_every=2", "rl.average_last=2",
+               "rl.value_head_init=0.01")
+    start = server_versions(endpoints)[0]
+
+    first = run_rl(cfg, rollout_endpoints=endpoints, reward_url=reward_url, weights_dir=weights_dir,
+                   samples=samples, progress=False, stop_after=2)
+    assert first.global_step == 2 and first.export_dir is None and first.checkpoint_steps == [2]
+    assert server_versions(endpoints)[0] == start + 2  # one push per step
+    h = first.history[0]
+    for key in ("reward_mean", "reward_std", "accuracy", "response_len_mean", "response_len_max", "truncation_rate",
+                "clip_frac", "approx_kl", "entropy", "value_loss", "explained_variance", "adv_mean", "adv_std",
+                "reflection/total", "rollout_seconds", "reward_seconds", "train_seconds", "sync_seconds",
+                "tokens_per_s", "weight_version_lag_mean", "logprob_drift"):
+        assert key in h, key
+    assert h["weight_version_lag_max"] == 0 and h["max_tokens"] == 12
+    assert h["logprob_drift"] < 1e-3  # trainer and vLLM agree on tokens, images and weights
+
+    store = Store.from_config(cfg.store)
+    ckpt = store.checkpoints(cfg.name, CHECKPOINT_KIND)
+    assert [m.step for m in ckpt] == [2]
+    assert {"actor/model.safetensors", "critic/critic.safetensors", "actor_optim/optim.pt", "critic_optim/optim.pt",
+            "state.json", "rng.pt"} <= {f.path for f in ckpt[0].files}
+
+    resumed = run_rl(cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_id": first.run_id})}),
+                     rollout_endpoints=endpoints, reward_url=reward_url, weights_dir=weights_dir,
+                     samples=samples, progress=False)
+    assert resumed.resumed_from == 2 and resumed.global_step == 3 and [h["step"] for h in resumed.history] == [2]
+    assert resumed.history[0]["max_tokens"] == 16  # the staged length moved on at step 2
+    assert server_versions(endpoints)[0] == start + 4  # resumed weights pushed, then one step
+    assert resumed.export_prefix.endswith("rl-export/step-00000003")
+
+    # the policy changed, and the export is the uniform average of checkpoints 2 and 3
+    init = _weights(tiny_model_dir)
+    tmp = tmp_path / "dl"
+    w2 = _weights(store.download_checkpoint(cfg.name, 2, tmp / "2", CHECKPOINT_KIND) / "actor")
+    w3 = _weights(store.download_checkpoint(cfg.name, 3, tmp / "3", CHECKPOINT_KIND) / "actor")
+    final = _weights(resumed.export_dir)
+    name = "model.language_model.layers.0.mlp.down_proj.weight"
+    assert not torch.equal(init[name], w2[name]) and not torch.equal(w2[name], w3[name])
+    assert torch.allclose(final[name], (w2[name] + w3[name]) / 2, atol=1e-6)
+
+    # every step's metrics are in MLflow, in one run across the interruption
+    tracker = Tracker.open(cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_id": first.run_id})}), "rl")
+    assert [s for s, _ in tracker.metric_history("rl/reward_mean")] == [0, 1, 2]
+    tracker.close()
+
+
+def test_grpo_runs_and_learns_from_group_differences(servers, tiny_model_dir, weights_dir, tmp_path):
+    from ovr.data.synthetic import visual_samples
+    from ovr.rl.trainer import run_rl
+    from ovr.rollout.weights import server_versions
+
+    endpoints, reward_url = servers
+    # truncated responses score -1, finished ones 0: the random tiny model's groups differ
+    cfg = _cfg(tmp_path, tiny_model_dir, "rl-grpo", "rl.algorithm=grpo", "rl.max_steps=2", "rl.save_every=2",
+               "rl.truncated_reward=-1", "tracking.enabled=false")
+    res = run_rl(cfg, rollout_endpoints=endpoints, reward_url=reward_url, weights_dir=weights_dir,
+                 samples=visual_samples(8, seed=1), progress=False)
+    assert res.global_step == 2 and "value_loss" not in res.history[0]
+    assert any(h["adv_std"] > 0 for h in res.history)
+    assert server_versions(endpoints)[0] == res.history[-1]["weight_version"]
+    init, final = _weights(tiny_model_dir), _weights(res.export_dir)
+    assert any(not torch.equal(init[k], final[k]) for k in init)
