@@ -132,6 +132,28 @@ def resume_checkpoint(store, cfg: RunConfig, resume: str, fingerprint: str, outp
     return str(folder), latest.step
 
 
+def resave_canonical(folder: Path) -> None:
+    """Rewrite a ZeRO-3 export in ``save_pretrained``'s key layout (run on rank 0 after training).
+
+    The Trainer's ZeRO-3 save names keys ``model.model.layers.*``: transformers reads that back,
+    vLLM's Qwen2.5-VL name mapping does not. Reloading (outside ZeRO-3's partitioned init, which
+    would create empty placeholders) and saving writes the same layout as every other export.
+    """
+    from transformers import AutoModelForImageTextToText
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()  # training is over; the next TrainingArguments sets it again
+    loaded = AutoModelForImageTextToText.from_pretrained(str(folder), dtype="auto")
+    # a model loaded from a file saves back in that file's layout: copy into a fresh one
+    fresh = AutoModelForImageTextToText.from_config(loaded.config, dtype=loaded.dtype)
+    fresh.load_state_dict(loaded.state_dict(), strict=True)
+    fresh.generation_config = loaded.generation_config
+    del loaded
+    for f in folder.glob("model*.safetensors*"):
+        f.unlink()
+    fresh.save_pretrained(str(folder), safe_serialization=True)
+
+
 # --------------------------------------------------------------------------- the stage
 def run_sft(
     cfg: RunConfig,
@@ -226,9 +248,11 @@ def run_sft(
         step = trainer.state.global_step
         if export_dir.exists() and rank0:
             shutil.rmtree(export_dir)
-        trainer.save_model(str(export_dir))
+        trainer.save_model(str(export_dir))  # under ZeRO-3: one gathered state dict
         export_prefix = step_prefix(cfg.name, step, "sft-export")
         if rank0:
+            if sft.zero_stage == 3:
+                resave_canonical(export_dir)
             processor.save_pretrained(str(export_dir))
             final = {"final_loss": metrics.losses[-1]} if metrics.losses else {}
             store.commit_checkpoint(
