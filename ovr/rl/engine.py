@@ -83,12 +83,15 @@ class DeepSpeedEngine(TorchEngine):
                                                        "torch_adam": True}},
             "zero_allow_untested_optimizer": True,
         }
+        if warmup_steps > 0:  # DeepSpeed's linear warm-up, then constant
+            config["scheduler"] = {"type": "WarmupLR", "params": {
+                "warmup_min_lr": 0.0, "warmup_max_lr": lr, "warmup_num_steps": warmup_steps, "warmup_type": "linear"}}
         params = [p for p in module.parameters() if p.requires_grad]
-        engine, optimizer, _, _ = deepspeed.initialize(model=module, model_parameters=params, config=config)
+        engine, optimizer, _, scheduler = deepspeed.initialize(model=module, model_parameters=params, config=config)
         self.ds = engine
         self.module = engine.module
         self.optimizer = optimizer
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_constant(warmup_steps))
+        self.scheduler = scheduler  # stepped by DeepSpeed inside ds.step()
         self.zero_stage = zero_stage
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -97,17 +100,21 @@ class DeepSpeedEngine(TorchEngine):
 
     def step(self) -> float:
         self.ds.step()
-        self.scheduler.step()
         norm = self.ds.get_global_grad_norm()
         return float(norm) if norm is not None else float("nan")
 
+    @property
+    def lr(self) -> float:
+        return float(self.ds.get_lr()[0]) if self.scheduler is not None else self.optimizer.param_groups[0]["lr"]
+
     def save_optim(self, folder) -> None:
-        """DeepSpeed's own (partitioned) checkpoint of weights and optimiser (collective)."""
-        self.ds.save_checkpoint(str(folder), tag="ds", client_state={"scheduler": self.scheduler.state_dict()})
+        """DeepSpeed's own (partitioned) checkpoint of weights, optimiser and schedule (collective)."""
+        self.ds.save_checkpoint(str(folder), tag="ds")
 
     def load_optim(self, folder) -> None:
-        _, client = self.ds.load_checkpoint(str(folder), tag="ds")
-        self.scheduler.load_state_dict(client["scheduler"])
+        path, _ = self.ds.load_checkpoint(str(folder), tag="ds")
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint in {folder}")
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         if self.zero_stage < 3:

@@ -299,7 +299,7 @@ def _adv_stats(adv, ret, mask, values) -> dict:
 
 def _progress_line(step: int, total: int, m: dict) -> str:
     return (f"rl step {step + 1}/{total}  reward {m['reward_mean']:.3f}  acc {m['accuracy']:.3f}  "
-            f"len {m['response_len_mean']:.1f}  kl {m.get('approx_kl', 0):.4f}  "
+            f"len {m['response_len_mean']:.1f}  drift {m.get('logprob_drift', 0):.4f}  "
             f"rollout {m['rollout_seconds']:.1f}s reward {m['reward_seconds']:.1f}s train {m['train_seconds']:.1f}s "
             f"sync {m['sync_seconds']:.1f}s")
 
