@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 from ovr.data.images import to_image_ref
 from ovr.data.prompts import DEFAULT_TEMPLATE, format_choices, to_prompt
+from ovr.registry import Registry
 from ovr.schema import AnswerType, Message, Sample, Split
 
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
@@ -58,34 +59,30 @@ class Adapter:
         return self.fn(row, ctx)
 
 
-ADAPTERS: dict[str, Adapter] = {}
+def _load_builtin() -> None:
+    import ovr.data.adapters  # noqa: F401  (registers the built-in adapters)
+
+
+ADAPTERS: Registry[Adapter] = Registry("adapter", loader=_load_builtin)
 
 
 def adapter(name: str, *, split: Split, columns: Iterable[str]):
     """Register ``fn`` under ``name``; duplicate names are rejected."""
 
     def deco(fn: Callable[[dict, RowContext], Sample]):
-        if name in ADAPTERS:
-            raise ValueError(f"adapter {name!r} is already registered")
         first = (fn.__doc__ or name).strip().split("\n\n", 1)[0]
-        ADAPTERS[name] = Adapter(name, fn, split, tuple(columns), " ".join(first.split()))
+        ADAPTERS.add(name, Adapter(name, fn, split, tuple(columns), " ".join(first.split())))
         return fn
 
     return deco
 
 
 def get_adapter(name: str) -> Adapter:
-    import ovr.data.adapters  # noqa: F401  (registers the built-in adapters)
-
-    if name not in ADAPTERS:
-        raise KeyError(f"unknown adapter {name!r}; known: {sorted(ADAPTERS)}")
-    return ADAPTERS[name]
+    return ADAPTERS.get(name)
 
 
 def all_adapters() -> list[Adapter]:
-    import ovr.data.adapters  # noqa: F401
-
-    return [ADAPTERS[k] for k in sorted(ADAPTERS)]
+    return [ADAPTERS.get(k) for k in ADAPTERS.names()]
 
 
 # --------------------------------------------------------------------------- helpers for adapters

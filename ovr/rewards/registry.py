@@ -12,38 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ovr.registry import Registry
 from ovr.schema import ScoreItem, ScoreResult
 
 RewardFn = Callable[[ScoreItem], ScoreResult]
-_REWARDS: dict[str, RewardFn] = {}
-
-
-def register(name: str) -> Callable[[RewardFn], RewardFn]:
-    """Decorator registering a reward under ``name``; a second registration of a name raises."""
-
-    def deco(fn: RewardFn) -> RewardFn:
-        if name in _REWARDS:
-            raise ValueError(f"reward {name!r} is already registered (by {_REWARDS[name].__qualname__})")
-        _REWARDS[name] = fn
-        return fn
-
-    return deco
-
-
-def get(name: str) -> RewardFn:
-    """The reward registered as ``name`` (KeyError listing the known names otherwise)."""
-    _load_builtin()
-    try:
-        return _REWARDS[name]
-    except KeyError:
-        raise KeyError(f"unknown reward {name!r}; registered: {sorted(_REWARDS)}") from None
-
-
-def names() -> list[str]:
-    """Registered reward names, sorted."""
-    _load_builtin()
-    return sorted(_REWARDS)
 
 
 def _load_builtin() -> None:
     import ovr.rewards.functions  # noqa: F401  (registers the built-in rewards on import)
+
+
+REWARDS: Registry[RewardFn] = Registry("reward", loader=_load_builtin)
+#: ``@register("name")``: a second registration of a name raises ValueError
+register = REWARDS.register
+#: the reward registered as ``name`` (KeyError listing the known names otherwise)
+get = REWARDS.get
+#: registered reward names, sorted
+names = REWARDS.names

@@ -29,7 +29,7 @@ def test_at_least_eight_adapters_each_with_a_fixture():
 
 
 def test_unknown_adapter_is_a_clear_error():
-    with pytest.raises(KeyError, match="unknown adapter 'nope'.*known"):
+    with pytest.raises(KeyError, match="unknown adapter 'nope'.*registered"):
         get_adapter("nope")
 
 
