@@ -59,6 +59,7 @@ class TrainState:
     step: int = 0  # the next step to run
     cursor: PromptCursor = field(default_factory=lambda: PromptCursor(0, 0))
     weight_version: int = 0
+    mlflow_run_id: str | None = None  # a resumed run keeps logging into the same MLflow run
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -66,7 +67,8 @@ class TrainState:
     @classmethod
     def from_json(cls, text: str) -> "TrainState":
         d = json.loads(text)
-        return cls(step=d["step"], cursor=PromptCursor(**d["cursor"]), weight_version=d["weight_version"])
+        return cls(step=d["step"], cursor=PromptCursor(**d["cursor"]), weight_version=d["weight_version"],
+                   mlflow_run_id=d.get("mlflow_run_id"))
 
 
 def rng_state() -> dict:

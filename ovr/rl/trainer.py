@@ -144,8 +144,10 @@ def run_rl(
 
     result = RLResult(export_dir=None, export_prefix=None, global_step=start_step, resumed_from=resume_step)
     last_step = rl.max_steps if stop_after is None else min(rl.max_steps, start_step + stop_after)
+    if state.mlflow_run_id and not cfg.tracking.run_id:  # continue the interrupted run's curves
+        cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_id": state.mlflow_run_id})})
     tracker = Tracker.open(cfg, "rl") if dist.is_main else None
-    result.run_id = tracker.run_id if tracker else None
+    result.run_id = state.mlflow_run_id = tracker.run_id if tracker else None
     try:
         for step in range(start_step, last_step):
             t0 = time.perf_counter()

@@ -38,9 +38,11 @@ def _cfg(tmp_path, tiny_model_dir, name, *extra):
 
 
 def _weights(folder):
+    """Tensors of a model folder keyed by name without the wrapper prefix (the saved layout varies)."""
     from ovr.rl.averaging import load_weights
 
-    return load_weights(folder)
+    return {k.replace("model.language_model.", "model.").removeprefix("model."): v
+            for k, v in load_weights(folder).items()}
 
 
 def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir, weights_dir, tmp_path):
@@ -68,7 +70,8 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
                 "tokens_per_s", "weight_version_lag_mean", "logprob_drift"):
         assert key in h, key
     assert h["weight_version_lag_max"] == 0 and h["max_tokens"] == 12
-    assert h["logprob_drift"] < 1e-3  # trainer and vLLM agree on tokens, images and weights
+    # trainer and vLLM agree on tokens, images and weights (a shifted or mis-imaged row drifts by ~1)
+    assert h["logprob_drift"] < 1e-2
 
     store = Store.from_config(cfg.store)
     ckpt = store.checkpoints(cfg.name, CHECKPOINT_KIND)
@@ -76,9 +79,9 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     assert {"actor/model.safetensors", "critic/critic.safetensors", "actor_optim/optim.pt", "critic_optim/optim.pt",
             "state.json", "rng.pt"} <= {f.path for f in ckpt[0].files}
 
-    resumed = run_rl(cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_id": first.run_id})}),
-                     rollout_endpoints=endpoints, reward_url=reward_url, weights_dir=weights_dir,
+    resumed = run_rl(cfg, rollout_endpoints=endpoints, reward_url=reward_url, weights_dir=weights_dir,
                      samples=samples, progress=False)
+    assert resumed.run_id == first.run_id  # the checkpoint remembers the MLflow run
     assert resumed.resumed_from == 2 and resumed.global_step == 3 and [h["step"] for h in resumed.history] == [2]
     assert resumed.history[0]["max_tokens"] == 16  # the staged length moved on at step 2
     assert server_versions(endpoints)[0] == start + 4  # resumed weights pushed, then one step
@@ -90,7 +93,7 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     w2 = _weights(store.download_checkpoint(cfg.name, 2, tmp / "2", CHECKPOINT_KIND) / "actor")
     w3 = _weights(store.download_checkpoint(cfg.name, 3, tmp / "3", CHECKPOINT_KIND) / "actor")
     final = _weights(resumed.export_dir)
-    name = "model.language_model.layers.0.mlp.down_proj.weight"
+    name = "layers.0.mlp.down_proj.weight"
     assert not torch.equal(init[name], w2[name]) and not torch.equal(w2[name], w3[name])
     assert torch.allclose(final[name], (w2[name] + w3[name]) / 2, atol=1e-6)
 
@@ -115,4 +118,4 @@ def test_grpo_runs_and_learns_from_group_differences(servers, tiny_model_dir, we
     assert any(h["adv_std"] > 0 for h in res.history)
     assert server_versions(endpoints)[0] == res.history[-1]["weight_version"]
     init, final = _weights(tiny_model_dir), _weights(res.export_dir)
-    assert any(not torch.equal(init[k], final[k]) for k in init)
+    assert set(init) == set(final) and any(not torch.equal(init[k], final[k]) for k in init)
