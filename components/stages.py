@@ -70,7 +70,7 @@ def cold_start_sft(
     """Language-only cold-start SFT; on several nodes through a PyTorchJob."""
     import json
 
-    from components.launch import run_stage
+    from components.runtime import run_stage
     from ovr.config import load_config
 
     cfg = load_config(config.path, use_env=False)
@@ -91,7 +91,7 @@ def multimodal_rl(
     """PPO/GRPO with verifiable rewards from the SFT model, rollouts on vLLM."""
     import json
 
-    from components.launch import run_stage
+    from components.runtime import run_stage
     from ovr.config import load_config
 
     cfg = load_config(config.path, use_env=False)
@@ -106,20 +106,21 @@ def multimodal_rl(
 @ovr_component
 def evaluate_model(config: Input[Artifact], model: Input[Model], dataset: Input[Dataset], label: str, results: Output[Artifact], metrics: Output[Metrics]):
     """avg@k on the recipe's benchmarks and behaviour analysis, through the rollout server."""
-    from components.launch import run_eval
+    from components.runtime import run_eval
     from ovr.config import load_config
 
     cfg = load_config(config.path, use_env=False)
     result = run_eval(cfg, model.metadata["store_prefix"], label, results.path)
     results.metadata.update({"label": label, "store_prefix": model.metadata["store_prefix"]})
     for score in result.benchmarks:
-        metrics.log_metric(f"{score.name}_avg@{result.k}", float(score.accuracy))
+        metrics.log_metric(f"{score.benchmark}_avg@{result.k}", score.avg_at_k)
+        metrics.log_metric(f"{score.benchmark}_truncation_rate", score.truncation_rate)
 
 
 @ovr_component
 def make_report(config: Input[Artifact], sft_eval: Input[Artifact], rl_eval: Input[Artifact], report: Output[Markdown], html: Output[dsl.HTML]):
     """The run report (accuracy table, curves, behaviour rates) for the KFP UI and MLflow."""
-    from components.launch import run_report
+    from components.runtime import run_report
     from ovr.config import load_config
 
     cfg = load_config(config.path, use_env=False)

@@ -24,7 +24,7 @@ class LocalRun:
     mlflow_run_id: str | None
     tracking_uri: str
     store_uri: str
-    report: Path | None
+    report: Path
 
 
 def absolute_overrides(recipe: Path, overrides: list[str], workdir: Path) -> list[str]:
@@ -56,7 +56,7 @@ def run_local(recipe: str, overrides: list[str] | None = None, workdir: str | Pa
     t0 = time.monotonic()
     task = ovr_pipeline(recipe=str(path), overrides=overrides, gpus_per_node=0)
     wall = time.monotonic() - t0
-    report = Path(task.outputs["report"].path) if "report" in task.outputs else None
+    report = Path(task.output.path)  # the pipeline's one output: the report Markdown
     run_id = _run_id_from(root)
     return LocalRun(path, root, wall, run_id, cfg.tracking.uri, cfg.store.uri, report)
 

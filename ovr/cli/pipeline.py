@@ -24,8 +24,7 @@ def _summary(run) -> None:
         m = store.latest(cfg.name, kind)
         if m is not None:
             typer.echo(f"{kind:<15}: {store} runs/{cfg.name}/{kind}/step-{m.step:08d} ({len(m.files)} files)")
-    if run.report is not None:
-        typer.echo(f"report         : {run.report}")
+    typer.echo(f"report         : {run.report}")
 
 
 def register(app: typer.Typer) -> None:
