@@ -119,3 +119,33 @@ def test_grpo_runs_and_learns_from_group_differences(servers, tiny_model_dir, we
     assert server_versions(endpoints)[0] == res.history[-1]["weight_version"]
     init, final = _weights(tiny_model_dir), _weights(res.export_dir)
     assert set(init) == set(final) and any(not torch.equal(init[k], final[k]) for k in init)
+
+
+def test_ovr_rl_cli_starts_its_services_and_trains(tiny_model_dir, rollout_python, tmp_path, monkeypatch):
+    """``ovr rl --recipe`` with no endpoints configured: it starts vLLM and the reward service itself,
+    reads the RL prompts from the dataset in the store, and leaves an exported model."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from ovr.cli import app
+    from ovr.config import load_config
+    from ovr.data.build import build_dataset
+    from ovr.rl.state import EXPORT_KIND
+    from ovr.store import Store
+
+    monkeypatch.setenv("OVR_ROLLOUT_PYTHON", str(rollout_python))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "rl-cli", "model": {"path": str(tiny_model_dir)}, "store": {"uri": str(tmp_path / "store")},
+        "tracking": {"enabled": False},
+        "data": {"name": "cli", "synthetic": {"visual_samples": 6, "text_samples": 0, "eval_samples": 0}},
+        "rollout": {"max_model_len": 512}, "reward": {"workers": 1},
+        "rl": {"algorithm": "rloo", "prompts_per_step": 2, "samples_per_prompt": 2, "max_steps": 1, "save_every": 1,
+               "max_response_len_schedule": [{"from_step": 0, "max_tokens": 8}]},
+    }))
+    cfg = load_config(recipe, use_env=False)
+    build_dataset(cfg, Store.from_config(cfg.store), progress=False)
+    r = CliRunner().invoke(app, ["rl", "--recipe", str(recipe), "--no-progress", "--weights-dir", str(tmp_path / "w")])
+    assert r.exit_code == 0, r.output
+    assert "rl finished at step 1" in r.output
+    assert Store.from_config(cfg.store).latest("rl-cli", EXPORT_KIND).step == 1
