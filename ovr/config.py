@@ -276,6 +276,9 @@ class RLConfig(_Section):
         description="Staged max response length; the stage with the largest from_step <= step applies.",
     )
     dynamic_sampling: bool = Field(False, description="Drop groups whose rewards are all equal (DAPO).")
+    skip_uniform_batches: bool = Field(
+        True, description="With a critic, skip the actor update of a batch whose responses all scored the same."
+    )
     mask_truncated: bool = Field(
         False, description="Leave responses cut by the length limit out of the loss (DAPO overlong filtering)."
     )

@@ -196,10 +196,15 @@ def run_rl(
                 # ---------------------------------------------- updates
                 actor.train()
                 norm_len = max_tokens
-                metrics |= actor_update(actor_engine, batcher, rl, old_logp=pad(old_logp), adv=adv, mask=mask,
-                                        ref_logp=pad(ref_logp) if ref_logp else None,
-                                        temperature=cfg.rollout.temperature, norm_len=norm_len, micro=micro,
-                                        seed=rl.seed * 100003 + step)
+                # A batch whose scores are all equal says nothing about the reward; with batch-normalised
+                # GAE its advantages would be pure critic noise at unit scale, so the actor waits.
+                informative = len({r.score for r in rows}) > 1 or critic is None or not rl.skip_uniform_batches
+                metrics["actor_updated"] = float(informative)
+                if informative:
+                    metrics |= actor_update(actor_engine, batcher, rl, old_logp=pad(old_logp), adv=adv, mask=mask,
+                                            ref_logp=pad(ref_logp) if ref_logp else None,
+                                            temperature=cfg.rollout.temperature, norm_len=norm_len, micro=micro,
+                                            seed=rl.seed * 100003 + step)
                 if critic is not None and rl.critic_updates > 0:
                     critic.train()
                     metrics |= critic_update(critic_engine, batcher, rl, old_values=pad(values), returns=ret,
