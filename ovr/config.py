@@ -284,7 +284,10 @@ class RLConfig(_Section):
     )
     truncated_reward: float = Field(0.0, description="Reward of a response cut by the length limit.")
     value_head_init: float = Field(
-        5 ** 0.5, gt=0, description="Critic value head initialised U(-a, a) with a = this (no bias)."
+        5 ** 0.5, gt=0,
+        description="Critic value head (no bias) initialised kaiming_uniform(a=this): U(-b, b) with "
+        "b = sqrt(6 / ((1 + a^2) * hidden)); the papers' 'U(-sqrt5, sqrt5)' is PyTorch's default "
+        "Linear init, a = sqrt(5), i.e. b = 1/sqrt(hidden).",
     )
     zero_stage: Literal[0, 2, 3] = Field(0, description="DeepSpeed ZeRO stage for actor and critic.")
     save_every: int = Field(50, ge=1, description="Checkpoint every N steps.")

@@ -1,7 +1,9 @@
 """The PPO critic: a Qwen2.5-VL backbone (same init as the policy) + a scalar value head.
 
-Open-Reasoner-Zero / OVR initialise the value head ``U(-a, a)`` (``a = cfg.rl.value_head_init``,
-sqrt(5) in the paper) with no bias. The critic reads one value per position from the backbone's
+Open-Reasoner-Zero / OVR describe the value head init as "U(-sqrt5, sqrt5), no bias": their critic
+is a bias-free ``nn.Linear`` left at PyTorch's default init, ``kaiming_uniform_(a=sqrt(5))``, i.e.
+``U(-1/sqrt(hidden), 1/sqrt(hidden))`` (a literal U(-2.24, 2.24) on 3584 features would start
+the values in the hundreds). ``a = cfg.rl.value_head_init``. The critic reads one value per position from the backbone's
 last hidden state; the trainer takes the values at the positions that predict response tokens.
 
 >>> critic = Critic.from_policy(".ovr/models/tiny", init_range=5 ** 0.5, seed=0)   # doctest: +SKIP
@@ -33,10 +35,12 @@ class Critic(nn.Module):
         return self.backbone.config
 
     def init_value_head(self, init_range: float, seed: int) -> None:
-        """``U(-init_range, init_range)``, deterministic for ``seed``."""
+        """``kaiming_uniform_(a=init_range)`` (PyTorch's Linear default for a = sqrt(5)),
+        deterministic for ``seed``."""
         gen = torch.Generator().manual_seed(seed)
+        w = torch.empty(self.value_head.weight.shape)
+        nn.init.kaiming_uniform_(w, a=init_range, generator=gen)
         with torch.no_grad():
-            w = torch.empty(self.value_head.weight.shape).uniform_(-init_range, init_range, generator=gen)
             self.value_head.weight.copy_(w.to(self.value_head.weight))
 
     @classmethod

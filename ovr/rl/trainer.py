@@ -158,7 +158,8 @@ def run_rl(
             payload = None
             if dist.is_main:
                 batch = [by_id[i] for i in batch_ids]
-                groups = asyncio.run(_generate(rollout, batch, rl.samples_per_prompt, max_tokens, progress))
+                seed = (rl.seed * 1_000_003 + step) * 10_007  # reproducible sampling per step and prompt
+                groups = asyncio.run(_generate(rollout, batch, rl.samples_per_prompt, max_tokens, progress, seed))
                 t_rollout = time.perf_counter() - t0
                 items = score_items(groups, by_id, cfg.reward.name, max_tokens)
                 results = reward.score_sync(items)
@@ -274,9 +275,9 @@ class _Gathered:
         return getattr(self._model, name)
 
 
-async def _generate(client, batch, n, max_tokens, progress):
+async def _generate(client, batch, n, max_tokens, progress, seed):
     try:
-        return await client.generate(batch, n=n, max_tokens=max_tokens, progress=progress)
+        return await client.generate(batch, n=n, max_tokens=max_tokens, progress=progress, seed=seed)
     finally:
         await client.close()
 

@@ -46,9 +46,11 @@ def parse_version(value: Any) -> int:
     return int(value)
 
 
-def chat_request(sample: Sample, model: str, n: int, max_tokens: int, temperature: float, top_p: float) -> dict:
-    """The ``/v1/chat/completions`` body for one prompt."""
-    return {
+def chat_request(
+    sample: Sample, model: str, n: int, max_tokens: int, temperature: float, top_p: float, seed: int | None = None
+) -> dict:
+    """The ``/v1/chat/completions`` body for one prompt (``seed`` makes its sampling reproducible)."""
+    body = {
         "model": model,
         "messages": openai_messages(sample),
         "n": n,
@@ -59,6 +61,9 @@ def chat_request(sample: Sample, model: str, n: int, max_tokens: int, temperatur
         "top_logprobs": 0,
         "return_token_ids": True,
     }
+    if seed is not None:
+        body["seed"] = seed
+    return body
 
 
 def parse_group(sample_id: str, body: dict, n: int, version: int) -> RolloutGroup:
@@ -184,8 +189,12 @@ class RolloutClient:
         temperature: float | None = None,
         top_p: float | None = None,
         progress: bool = True,
+        seed: int | None = None,
     ) -> list[RolloutGroup]:
-        """``n`` responses for every sample, one group per sample in the same order."""
+        """``n`` responses for every sample, one group per sample in the same order.
+
+        With ``seed``, prompt ``i`` is sampled with seed ``seed + i``: the same weights, prompts and
+        seed give the same responses on any replica (a retried prompt keeps its seed)."""
         if n < 1 or max_tokens < 1:
             raise ValueError(f"n and max_tokens must be >= 1 (got n={n}, max_tokens={max_tokens})")
         temperature = self.cfg.temperature if temperature is None else temperature
@@ -193,9 +202,10 @@ class RolloutClient:
         sem = asyncio.Semaphore(self.cfg.max_concurrency)
         tasks = [
             asyncio.ensure_future(
-                self._one(s, chat_request(s, self.cfg.served_model_name, n, max_tokens, temperature, top_p), n, sem)
+                self._one(s, chat_request(s, self.cfg.served_model_name, n, max_tokens, temperature, top_p,
+                                          None if seed is None else seed + i), n, sem)
             )
-            for s in samples
+            for i, s in enumerate(samples)
         ]
         bar = tqdm(total=len(tasks), desc="rollout", unit="prompt", disable=not progress or len(tasks) < 2)
         for task in tasks:

@@ -77,8 +77,8 @@ def test_critic_update_fits_returns_and_gae_advantages(processor, visual, tiny_m
     pad_id, image_id = _ids(processor)
     rows = _rows(processor, visual)
     rl = resolve(RLConfig(algorithm="ppo", critic_updates=2, value_clip=None))
-    critic = Critic.from_policy(tiny_model_dir, init_range=0.01, seed=0)
-    assert critic.value_head.bias is None and critic.value_head.weight.abs().max() <= 0.01
+    critic = Critic.from_policy(tiny_model_dir, init_range=5 ** 0.5, seed=0)
+    assert critic.value_head.bias is None
     batcher = Batcher(rows, pad_id, image_id, "cpu", torch.float32)
     _, values = score_rows(batcher, 4, critic=critic)
     adv, ret, mask = advantages(rows, rl, values, None, mask_truncated=False)
@@ -118,3 +118,19 @@ def test_shared_prompt_images_equal_repeated_images(processor, visual, actor):
     b, _ = policy_logprobs(actor, build_batch(copies, responses, pad_id, image_id))
     assert build_batch([shared, shared], responses, pad_id, image_id).row_images == [[0], [0]]
     assert torch.allclose(a, b, atol=1e-5) and torch.isfinite(a).all()
+
+
+def test_value_head_is_pytorch_default_linear_init_without_bias(tiny_model_dir):
+    """ORZ's 'U(-sqrt5, sqrt5), no bias' = nn.Linear's kaiming_uniform(a=sqrt5): U(-1/sqrt(h), 1/sqrt(h))."""
+    import math
+
+    from ovr.models.critic import Critic
+
+    hidden = Critic.from_policy(tiny_model_dir, init_range=math.sqrt(5), seed=0).config.text_config.hidden_size
+    a = Critic.from_policy(tiny_model_dir, init_range=math.sqrt(5), seed=0).value_head
+    b = Critic.from_policy(tiny_model_dir, init_range=math.sqrt(5), seed=0).value_head
+    c = Critic.from_policy(tiny_model_dir, init_range=math.sqrt(5), seed=1).value_head
+    bound = 1 / math.sqrt(hidden)
+    assert a.bias is None
+    assert a.weight.abs().max() <= bound and a.weight.abs().max() > 0.8 * bound
+    assert torch.equal(a.weight, b.weight) and not torch.equal(a.weight, c.weight)

@@ -56,7 +56,7 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     endpoints, reward_url = servers
     samples = visual_samples(8, seed=0)
     cfg = _cfg(tmp_path, tiny_model_dir, "rl-ppo", "rl.max_steps=3", "rl.save_every=2", "rl.average_last=2",
-               "rl.value_head_init=0.01", "rl.skip_uniform_batches=false")  # the random model scores 0
+               "rl.skip_uniform_batches=false")  # the random model scores 0
     start = server_versions(endpoints)[0]
 
     first = run_rl(cfg, rollout_endpoints=endpoints, reward_url=reward_url, weights_dir=weights_dir,
