@@ -16,6 +16,8 @@ from typing import Callable, Literal
 
 import torch
 
+from ovr.registry import Registry
+
 Tensor = torch.Tensor
 LossAgg = Literal["token_mean", "seq_mean", "seq_sum_norm"]
 
@@ -79,25 +81,10 @@ class AdvantageInput:
 
 
 Estimator = Callable[[AdvantageInput], tuple[Tensor, Tensor]]
-ADVANTAGES: dict[str, Estimator] = {}
-
-
-def register_advantage(name: str) -> Callable[[Estimator], Estimator]:
-    """Register an estimator ``fn(AdvantageInput) -> (advantages [B,T], returns [B,T])``."""
-
-    def deco(fn: Estimator) -> Estimator:
-        if name in ADVANTAGES:
-            raise ValueError(f"advantage estimator {name!r} is already registered")
-        ADVANTAGES[name] = fn
-        return fn
-
-    return deco
-
-
-def get_advantage(name: str) -> Estimator:
-    if name not in ADVANTAGES:
-        raise KeyError(f"unknown advantage estimator {name!r}; known: {sorted(ADVANTAGES)}")
-    return ADVANTAGES[name]
+#: estimators ``fn(AdvantageInput) -> (advantages [B,T], returns [B,T])`` by name
+ADVANTAGES: Registry[Estimator] = Registry("advantage estimator")
+register_advantage = ADVANTAGES.register
+get_advantage = ADVANTAGES.get
 
 
 def _token_rewards(inp: AdvantageInput) -> Tensor:
