@@ -158,8 +158,7 @@ def run_rl(
             payload = None
             if dist.is_main:
                 batch = [by_id[i] for i in batch_ids]
-                seed = (rl.seed * 1_000_003 + step) * 10_007  # reproducible sampling per step and prompt
-                groups = asyncio.run(_generate(rollout, batch, rl.samples_per_prompt, max_tokens, progress, seed))
+                groups = asyncio.run(_generate(rollout, batch, rl.samples_per_prompt, max_tokens, progress))
                 t_rollout = time.perf_counter() - t0
                 items = score_items(groups, by_id, cfg.reward.name, max_tokens)
                 results = reward.score_sync(items)
@@ -275,9 +274,9 @@ class _Gathered:
         return getattr(self._model, name)
 
 
-async def _generate(client, batch, n, max_tokens, progress, seed):
+async def _generate(client, batch, n, max_tokens, progress):
     try:
-        return await client.generate(batch, n=n, max_tokens=max_tokens, progress=progress, seed=seed)
+        return await client.generate(batch, n=n, max_tokens=max_tokens, progress=progress)
     finally:
         await client.close()
 

