@@ -37,6 +37,7 @@ def test_chat_request_and_version_parsing(samples):
     assert body["n"] == 4 and body["return_token_ids"] and body["logprobs"] and body["top_p"] == 0.9
     assert body["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/png;base64,")
     assert parse_version("default") == 0 and parse_version("7") == 7
+    assert "seed" not in body and chat_request(s, "policy", 4, 32, 1.0, 0.9, seed=11)["seed"] == 11
 
 
 def test_logprob_mismatch_values_and_errors():
