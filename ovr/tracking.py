@@ -34,13 +34,18 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         uri = cfg.tracking.uri
+        artifacts = None  # a server decides; a local database keeps them beside itself, not in ./mlruns
         if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            db = Path(uri.removeprefix("sqlite:///"))
+            db.parent.mkdir(parents=True, exist_ok=True)
+            artifacts = (db.parent / "mlartifacts").resolve().as_uri()
         client = MlflowClient(tracking_uri=uri)
         run_id = cfg.tracking.run_id
         if run_id is None:
             exp = client.get_experiment_by_name(cfg.tracking.experiment)
-            exp_id = exp.experiment_id if exp else client.create_experiment(cfg.tracking.experiment)
+            exp_id = exp.experiment_id if exp else client.create_experiment(
+                cfg.tracking.experiment, artifact_location=artifacts
+            )
             run = client.create_run(exp_id, run_name=cfg.tracking.run_name or cfg.name, tags={"ovr.run": cfg.name})
             run_id = run.info.run_id
             tracker = cls(cfg, stage, client, run_id)

@@ -35,3 +35,15 @@ def test_disabled_tracking_is_a_no_op(repo_root):
     with Tracker.open(cfg, "sft") as tr:
         tr.log_metrics({"loss": 1.0}, step=1)
     assert tr.run_id is None and tr.metric_history("sft/loss") == []
+
+
+def test_local_database_keeps_artifacts_beside_it(repo_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "track" / "mlflow.db"
+    cfg = load_config(repo_root / "recipes/tiny-cpu.yaml", [f"tracking.uri=sqlite:///{db}"], use_env=False)
+    note = tmp_path / "note.md"
+    note.write_text("hello")
+    with Tracker.open(cfg, "eval") as tr:
+        tr.log_artifact(note, "reports")
+    assert list((db.parent / "mlartifacts").rglob("note.md"))
+    assert not (tmp_path / "mlruns").exists()
