@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import signal
+import sys
 
 import typer
 
@@ -36,4 +38,7 @@ _register_all()
 
 
 def main() -> None:
+    # SIGTERM (kubectl delete, kill, a KFP task cancelled) unwinds like Ctrl-C, so the servers a
+    # command started (vLLM, the reward service) are stopped instead of orphaned.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     app()
