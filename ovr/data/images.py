@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -67,4 +66,4 @@ def encoded_bytes(value: Any, base_dir: Path | None = None) -> bytes:
 def to_image_ref(value: Any, base_dir: Path | None = None) -> ImageRef:
     """One image cell as an inline :class:`ImageRef` with its sha256."""
     data = encoded_bytes(value, base_dir)
-    return ImageRef(data=data, sha256=hashlib.sha256(data).hexdigest())
+    return ImageRef.from_bytes(data)

@@ -11,7 +11,6 @@ set equals the smaller set. Answers are known by construction and always fit in 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import random
 
@@ -124,7 +123,7 @@ def visual_samples(
                 split=split,
                 modality="image",
                 prompt=to_prompt(task.question, 1, template),
-                images=[ImageRef(data=data, sha256=hashlib.sha256(data).hexdigest())],
+                images=[ImageRef.from_bytes(data)],
                 answer=task.answer,
                 answer_type=task.answer_type,
                 subject=name,
