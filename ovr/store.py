@@ -16,7 +16,6 @@ Credentials come from env vars or a mounted secret folder and are never logged.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tempfile

@@ -89,7 +89,7 @@ def test_bad_arguments_are_clear_errors():
         text_samples(2, 0, difficulty=9)
 
 
-def _patch_features(samples) -> "torch.Tensor":
+def _patch_features(samples):
     import numpy as np
     import torch
 

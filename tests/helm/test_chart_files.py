@@ -8,7 +8,7 @@ import py_compile
 import re
 import pytest
 import yaml
-from conftest import CHART, NAMESPACE, RELEASE, REPO, find, helm, render_docs, render_notes
+from conftest import CHART, NAMESPACE, RELEASE, REPO, find, render_docs, render_notes
 
 SYNC_HINT = "run: .venv/bin/ovr pipeline compile  (it refreshes the chart copies)"
 

@@ -7,7 +7,6 @@ import re
 import time
 
 import httpx
-import pytest
 
 from ovr.rewards import score_items
 from ovr.schema import ScoreItem, ScoreResponse
