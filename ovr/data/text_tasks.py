@@ -114,6 +114,20 @@ def compare_sides(rng: random.Random, d: int) -> TextTask:
     )
 
 
+@_task("name_colour")
+def name_colour(rng: random.Random, d: int) -> TextTask:
+    """The words-only mirror of the ``shape_colour`` image task."""
+    colours = COLOURS[:3] if d == 1 else COLOURS
+    colour, kind = rng.choice(colours), rng.choice(SHAPES)[:-1]
+    if d <= 2:
+        return TextTask(f"An image shows a large {colour} {kind}. What colour is the shape?",
+                        [f"The shape is {colour}."], colour, "string")
+    other = rng.choice([c for c in colours if c != colour])
+    other_kind = rng.choice([s[:-1] for s in SHAPES if s[:-1] != kind])
+    return TextTask(f"An image shows a {other} {other_kind} and a {colour} {kind}. What colour is the {kind}?",
+                    [f"The {kind} is {colour}."], colour, "string")
+
+
 @_task("triangle_angle")
 def triangle_angle(rng: random.Random, d: int) -> TextTask:
     step = max(5, 30 // d)

@@ -3,7 +3,7 @@
 Each task is a pure function ``(rng, difficulty, size) -> VisualTask`` that draws one image and
 knows its answer by construction. Difficulty 1 is made to be learnable by a ~1M-parameter model in
 minutes: large, high-contrast shapes on a white canvas, tiny answer spaces (counts 1-4, left/right,
-bar position 1-3, angles 45/90/135) and one-token answers. Higher levels add objects, distractors,
+bar position 1-3, angles 45/90/135, three colours) and one-token answers. Higher levels add objects, distractors,
 smaller differences and finer angles.
 """
 
@@ -160,3 +160,28 @@ def angle(rng: random.Random, d: int, size: int) -> VisualTask:
         draw.line([(cx, cy), (cx + length * math.cos(rad), cy - length * math.sin(rad))], fill=(0, 0, 0), width=3)
     draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=PALETTE["red"])
     return VisualTask(img, "What is the angle between the two lines, in degrees?", str(value), "number")
+
+
+@_task("shape_colour")
+def shape_colour(rng: random.Random, d: int, size: int) -> VisualTask:
+    """The colour of a shape: one large shape in red/green/blue at d=1, any of six colours at d=2,
+    and from d=3 a smaller target among distractors of other kinds and colours ("the triangle").
+
+    Colour is visible in every image token the shape covers, so no position has to be read: this
+    is the task a freshly initialised vision tower is first learnt on, as the sanity floor for RL."""
+    names = ["red", "green", "blue"] if d == 1 else list(PALETTE)
+    img, draw = _canvas(size)
+    if d <= 2:
+        colour, kind = rng.choice(names), rng.choice(KINDS)
+        r = size * rng.uniform(0.28, 0.38)
+        jitter = size / 2 - r - 1
+        _shape(draw, kind, size / 2 + rng.uniform(-jitter, jitter), size / 2 + rng.uniform(-jitter, jitter), r, PALETTE[colour])
+        return VisualTask(img, "What colour is the shape?", colour, "string")
+    n = min(d - 1, len(KINDS))
+    kinds, colours = rng.sample(KINDS, n), rng.sample(names, n)
+    cell = size / n
+    for i, (kind, colour) in enumerate(zip(kinds, colours)):
+        r = cell * rng.uniform(0.25, 0.38)
+        _shape(draw, kind, (i + 0.5) * cell, size / 2 + rng.uniform(-size * 0.2, size * 0.2), r, PALETTE[colour])
+    k = rng.randrange(n)
+    return VisualTask(img, f"What colour is the {kinds[k]}?", colours[k], "string")

@@ -37,7 +37,7 @@ def test_text_traces_verified_by_reward_for_every_item(difficulty):
 
 @pytest.mark.parametrize("difficulty", [1, 2, 3, 5])
 def test_visual_answers_verified_by_reward_for_every_item(difficulty):
-    samples = visual_samples(200, seed=7, difficulty=difficulty, image_size=112)
+    samples = visual_samples(40 * len(VISUAL_TASKS), seed=7, difficulty=difficulty, image_size=112)
     for s in samples:
         assert s.split == "rl" and s.modality == "image" and s.source == "synthetic_visual"
         assert _score(f"I see it. \\boxed{{{s.answer}}}", s) == 1.0, s
@@ -45,7 +45,7 @@ def test_visual_answers_verified_by_reward_for_every_item(difficulty):
         assert _score(f"\\boxed{{{wrong}}}", s) == 0.0
         img = Image.open(io.BytesIO(s.images[0].data))
         assert img.format == "PNG" and img.size == (112, 112)
-    assert Counter(s.subject for s in samples) == {t: 50 for t in VISUAL_TASKS}
+    assert Counter(s.subject for s in samples) == {t: 40 for t in VISUAL_TASKS}
 
 
 def test_difficulty_one_has_tiny_answer_spaces():
@@ -57,7 +57,19 @@ def test_difficulty_one_has_tiny_answer_spaces():
         "bar_chart": {"1", "2", "3"},
         "compare_sizes": {"left", "right"},
         "angle": {"45", "90", "135"},
+        "shape_colour": {"red", "green", "blue"},
     }
+
+
+@pytest.mark.parametrize("difficulty", [1, 2, 4])
+def test_shape_colour_answer_is_drawn_in_the_image(difficulty):
+    from ovr.data.visual_tasks import PALETTE
+
+    for s in visual_samples(30, seed=1, tasks=["shape_colour"], difficulty=difficulty):
+        colours = {c for _, c in Image.open(io.BytesIO(s.images[0].data)).convert("RGB").getcolors(1 << 16)}
+        drawn = {name for name, rgb in PALETTE.items() if rgb in colours}
+        assert s.answer in drawn
+        assert len(drawn) == (1 if difficulty <= 2 else min(difficulty - 1, 3)), (s.prompt, drawn)
 
 
 def test_higher_difficulty_widens_answer_space():
