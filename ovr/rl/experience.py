@@ -72,6 +72,16 @@ def dynamic_filter(rows: list[Experience]) -> tuple[list[Experience], int, int]:
     return [r for g in kept for r in g], len(kept), len(by_group)
 
 
+def subject_rewards(rows: list[Experience], groups: list[RolloutGroup], samples: dict[str, Sample]) -> dict[str, float]:
+    """Mean reward per task (``reward_mean/<subject or source>``): which tasks a run is learning."""
+    by: dict[str, list[float]] = {}
+    for r in rows:
+        s = samples[groups[r.group].sample_id]
+        name = "".join(ch if ch.isalnum() else "_" for ch in (s.subject or s.source)).strip("_") or "unknown"
+        by.setdefault(name, []).append(r.score)
+    return {f"reward_mean/{k}": float(np.mean(v)) for k, v in sorted(by.items())}
+
+
 def rollout_metrics(rows: list[Experience], results: list[ScoreResult], reflection_words: list[str],
                     trainer_version: int) -> dict[str, float]:
     """Reward, accuracy, length, truncation, reflection-word and weight-lag statistics of a batch."""

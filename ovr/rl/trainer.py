@@ -24,7 +24,7 @@ import torch
 from ovr.config import RunConfig
 from ovr.rl import state as S
 from ovr.rl.distributed import Dist
-from ovr.rl.experience import build_experience, dynamic_filter, rollout_metrics, score_items
+from ovr.rl.experience import build_experience, dynamic_filter, rollout_metrics, score_items, subject_rewards
 from ovr.rl.forward import encode_prompt
 from ovr.rl.presets import resolve, uses_critic
 from ovr.rl.update import Batcher, actor_update, advantages, critic_update, pad, score_rows
@@ -171,6 +171,7 @@ def run_rl(
                     encoded[g.sample_id] = encode_prompt(processor, by_id[g.sample_id], g.prompt_token_ids)
             rows = build_experience(groups, encoded, results, rl.truncated_reward)
             metrics = rollout_metrics(rows, results, cfg.eval.reflection_words, state.weight_version)
+            metrics |= subject_rewards(rows, groups, by_id)
             kept_groups = len(groups)
             if rl.dynamic_sampling:
                 rows, kept_groups, _ = dynamic_filter(rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ovr.config import RLConfig
-from ovr.rl.experience import Experience, dynamic_filter
+from ovr.rl.experience import Experience, dynamic_filter, subject_rewards
 from ovr.rl.forward import build_batch, critic_values, encode_prompt, policy_logprobs
 from ovr.rl.presets import resolve
 from ovr.rl.update import Batcher, actor_update, advantages, critic_update, pad, score_rows
@@ -134,3 +134,14 @@ def test_value_head_is_pytorch_default_linear_init_without_bias(tiny_model_dir):
     assert a.bias is None
     assert a.weight.abs().max() <= bound and a.weight.abs().max() > 0.8 * bound
     assert torch.equal(a.weight, b.weight) and not torch.equal(a.weight, c.weight)
+
+
+def test_subject_rewards_are_per_task_means(processor, visual):
+    from ovr.schema import Completion, RolloutGroup
+
+    rows = _rows(processor, visual)
+    rows[1].score = 1.0  # group 0 (visual[0]): 1, 1; group 1 (visual[1]): 0, 1
+    groups = [RolloutGroup(sample_id=s.id, completions=[Completion(text="")] * 2) for s in visual[:2]]
+    got = subject_rewards(rows, groups, {s.id: s for s in visual})
+    assert visual[0].subject != visual[1].subject
+    assert got == {f"reward_mean/{visual[0].subject}": 1.0, f"reward_mean/{visual[1].subject}": 0.5}
