@@ -128,6 +128,16 @@ def training_history(cfg: RunConfig, run_id: str | None) -> dict[str, list[tuple
     return {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in CURVES}
 
 
+def reward_gain(curve: Sequence[tuple[int, float]], head: int = 3, tail: int = 5) -> tuple[float, float] | None:
+    """(mean of the first ``head`` values, mean of the last ``tail``) of a per-step curve: the RL
+    learning figure, averaged because one step's batch mean is noisy. ``None`` if the curve is
+    shorter than ``head + tail`` (the two windows would overlap)."""
+    values = [v for _, v in sorted(curve)]
+    if len(values) < head + tail:
+        return None
+    return sum(values[:head]) / head, sum(values[-tail:]) / tail
+
+
 def report_markdown(cfg: RunConfig, results: Sequence[EvalResult], figures: dict[str, Path | None],
                     history: dict[str, list[tuple[int, float]]], run_id: str | None) -> str:
     """The report text; figures are linked relative to the report's folder."""
@@ -142,7 +152,12 @@ def report_markdown(cfg: RunConfig, results: Sequence[EvalResult], figures: dict
     parts += ["## Training curves"]
     if figures.get("training"):
         finals = [f"{CURVES[k]}: {v[-1][1]:.4g} at step {v[-1][0]}" for k, v in history.items() if v]
-        parts += ["; ".join(finals) + ".", "![training curves](figures/training.png)"]
+        parts += ["; ".join(finals) + "."]
+        gain = reward_gain(history.get("rl/reward_mean", []))
+        if gain:
+            parts += [f"RL reward: mean {gain[0]:.3f} over the first 3 steps, {gain[1]:.3f} over the last 5 "
+                      f"({gain[1] - gain[0]:+.3f})."]
+        parts += ["![training curves](figures/training.png)"]
     else:
         parts += ["No training metrics (rl/*, sft/loss) in this run."]
     parts += ["## Behaviours"]

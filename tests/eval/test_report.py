@@ -11,7 +11,7 @@ import re
 
 from PIL import Image
 
-from ovr.eval.report import build_report
+from ovr.eval.report import build_report, reward_gain
 from ovr.eval.runner import evaluate
 from ovr.tracking import Tracker
 from scripted_data import improved_rules, policy_rules, samples
@@ -27,7 +27,9 @@ def test_report_renders_accuracy_curves_and_behaviours(scripted_server, eval_cfg
     data = samples()
     cfg = eval_cfg("eval.k=4", "eval.benchmarks=[arith, synthetic_visual]")
     with Tracker.open(cfg, "rl") as rl:  # the run the checkpoints belong to, with its training curves
-        for step, (reward, length) in enumerate([(0.2, 40.0), (0.35, 36.0), (0.5, 31.0)], start=1):
+        curve = [(0.2, 40.0), (0.3, 39.0), (0.1, 38.0), (0.35, 36.0), (0.4, 35.0), (0.6, 33.0), (0.55, 32.0),
+                 (0.5, 31.0)]
+        for step, (reward, length) in enumerate(curve, start=1):
             rl.log_metrics({"reward_mean": reward, "response_len_mean": length, "accuracy": reward}, step=step)
     cfg.tracking.run_id = rl.run_id
 
@@ -43,7 +45,8 @@ def test_report_renders_accuracy_curves_and_behaviours(scripted_server, eval_cfg
 
     assert "| benchmark | sft (avg@4) | rl-step-3 (avg@4) |" in text
     assert "| arith | 50.0 | 100.0 |" in text and "| synthetic_visual | 50.0 | 100.0 |" in text
-    assert "RL reward (mean): 0.5 at step 3" in text and "RL response length (tokens): 31 at step 3" in text
+    assert "RL reward (mean): 0.5 at step 8" in text and "RL response length (tokens): 31 at step 8" in text
+    assert "RL reward: mean 0.200 over the first 3 steps, 0.480 over the last 5 (+0.280)." in text
     assert "| vision | image | 8 |" in text  # behaviour table at the last checkpoint
     assert "| kw_wait | 1.00 |" in text  # all responses say "Wait," in both modalities: transfer 1.0
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
@@ -71,3 +74,10 @@ def test_report_without_training_metrics(scripted_server, eval_cfg, tmp_path):
     text = build_report(cfg, [result], tmp_path / "r").read_text()
     assert "No training metrics" in text and "| arith | 50.0 |" in text
     assert not (tmp_path / "r/figures/training.png").exists()
+
+
+def test_reward_gain_windows():
+    curve = [(s, float(s)) for s in range(10)]
+    assert reward_gain(curve) == (1.0, 7.0)
+    assert reward_gain(list(reversed(curve)), head=1, tail=1) == (0.0, 9.0)  # by step, not list order
+    assert reward_gain(curve[:7]) is None  # windows would overlap
