@@ -69,7 +69,11 @@ def _shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float,
 
 @_task("count_shapes")
 def count_shapes(rng: random.Random, d: int, size: int) -> VisualTask:
-    """Count shapes placed in distinct grid cells (1-4 on a 2x2 grid at difficulty 1)."""
+    """Count shapes placed in distinct grid cells (1-4 equal circles on a 2x2 grid at difficulty 1;
+    sizes vary from 2, kinds and colours too, and from 3 one kind is counted among distractors).
+
+    Equal sizes at d=1 make the count proportional to the covered area, which the tiny model learns
+    supervised in ~100 steps (varied sizes: still ~45 % after 100 steps)."""
     grid = min(d + 1, 4)
     cells = rng.sample(range(grid * grid), rng.randint(1, grid * grid))
     cell = size / grid
@@ -77,7 +81,7 @@ def count_shapes(rng: random.Random, d: int, size: int) -> VisualTask:
     kinds = [rng.choice(KINDS) if d > 1 else "circle" for _ in cells]
     colours = [rng.choice(list(PALETTE)) if d > 1 else "blue" for _ in cells]
     for c, kind, colour in zip(cells, kinds, colours):
-        r = cell * rng.uniform(0.25, 0.38)
+        r = cell * (0.36 if d == 1 else rng.uniform(0.25, 0.38))
         jitter = cell / 2 - r - 1
         cx = (c % grid + 0.5) * cell + rng.uniform(-jitter, jitter)
         cy = (c // grid + 0.5) * cell + rng.uniform(-jitter, jitter)

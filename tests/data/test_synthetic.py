@@ -137,3 +137,14 @@ def test_difficulty_one_answers_are_linearly_decodable_from_the_patch_grid():
         acc = sum(labels[p] == s.answer for p, s in zip(pred, b)) / len(b)
         majority = max(Counter(s.answer for s in b).values()) / len(b)
         assert acc >= 0.8 and acc > majority + 0.3, (task, acc, majority)
+
+
+def test_count_shapes_area_tracks_the_count_at_difficulty_one():
+    def per_shape(s):
+        img = Image.open(io.BytesIO(s.images[0].data)).convert("RGB")
+        return sum(n for n, c in img.getcolors(1 << 16) if c != (255, 255, 255)) / int(s.answer)
+
+    easy = [per_shape(s) for s in visual_samples(40, seed=2, tasks=["count_shapes"], difficulty=1)]
+    assert max(easy) / min(easy) < 1.05  # equal circles: covered area = count x one circle
+    varied = [per_shape(s) for s in visual_samples(40, seed=2, tasks=["count_shapes"], difficulty=2)]
+    assert max(varied) / min(varied) > 1.3  # sizes vary from d=2
