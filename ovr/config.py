@@ -109,7 +109,7 @@ class SyntheticConfig(_Section):
     visual_samples: int = Field(0, ge=0, description="Image tasks (RL set).")
     eval_samples: int = Field(0, ge=0, description="Held-out image+text samples for eval.")
     tasks: list[str] = Field(
-        default_factory=lambda: ["count_shapes", "bar_chart", "compare_sizes", "angle"],
+        default_factory=lambda: ["shape_colour", "count_shapes", "bar_chart", "compare_sizes", "angle"],
         description="Visual task names to draw from.",
     )
     difficulty: int = Field(1, ge=1, le=5, description="Difficulty knob of every task (1 = easiest).")
