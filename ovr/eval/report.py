@@ -128,6 +128,12 @@ def training_history(cfg: RunConfig, run_id: str | None) -> dict[str, list[tuple
     return {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in CURVES}
 
 
+def training_order(result: EvalResult) -> tuple[int, int]:
+    """Sort key of checkpoints in training order: cold-start (``sft*`` labels) before RL, then by
+    step. SFT and RL count their steps separately (a 160-step SFT precedes RL step 80)."""
+    return (0 if result.label.startswith("sft") else 1, result.step)
+
+
 def reward_gain(curve: Sequence[tuple[int, float]], head: int = 3, tail: int = 5) -> tuple[float, float] | None:
     """(mean of the first ``head`` values, mean of the last ``tail``) of a per-step curve: the RL
     learning figure, averaged because one step's batch mean is noisy. ``None`` if the curve is
@@ -180,7 +186,7 @@ def build_report(cfg: RunConfig, results: Sequence[EvalResult], out_dir: Path) -
     """Write the report (see module doc) for ``results`` (checkpoints in order), log it; returns report.md."""
     if not results:
         raise ValueError("a report needs at least one eval result")
-    results = sorted(results, key=lambda r: r.step)
+    results = sorted(results, key=training_order)
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     run_id = cfg.tracking.run_id or next((r.mlflow_run_id for r in reversed(results) if r.mlflow_run_id), None)

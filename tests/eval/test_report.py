@@ -11,7 +11,7 @@ import re
 
 from PIL import Image
 
-from ovr.eval.report import build_report, reward_gain
+from ovr.eval.report import build_report, reward_gain, training_order
 from ovr.eval.runner import evaluate
 from ovr.tracking import Tracker
 from scripted_data import improved_rules, policy_rules, samples
@@ -81,3 +81,10 @@ def test_reward_gain_windows():
     assert reward_gain(curve) == (1.0, 7.0)
     assert reward_gain(list(reversed(curve)), head=1, tail=1) == (0.0, 9.0)  # by step, not list order
     assert reward_gain(curve[:7]) is None  # windows would overlap
+
+
+def test_training_order_puts_the_cold_start_first():
+    from types import SimpleNamespace as R
+
+    results = [R(label="rl", step=80), R(label="rl-step-40", step=40), R(label="sft", step=160)]
+    assert [r.label for r in sorted(results, key=training_order)] == ["sft", "rl-step-40", "rl"]
