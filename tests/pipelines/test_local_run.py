@@ -35,7 +35,8 @@ def test_local_run_completes_every_stage_and_leaves_a_report(repo_root, tmp_path
 
     text = run.report.read_text()
     assert text.startswith("# ovr run report: tiny-cpu") and "synthetic_visual" in text
-    assert "| rl (avg@2) | sft (avg@2) |" in text and "data:image/png;base64," in text
+    assert "| sft (avg@2) | rl (avg@2) |" in text  # training order, though SFT ran more steps
+    assert "data:image/png;base64," in text
 
     cfg = load_config(repo_root / "recipes/tiny-cpu.yaml", [f"store.uri={run.store_uri}"], use_env=False)
     store = Store.from_config(cfg.store)
