@@ -138,7 +138,7 @@ def triangle_angle(rng: random.Random, d: int) -> TextTask:
         a, b, c = 60, 60, 60
     return TextTask(
         f"Two angles of a triangle are {a} and {b} degrees. What is the third angle in degrees?",
-        [f"The angles sum to 180.", f"180 - {a} - {b} = {c}."],
+        ["The angles sum to 180.", f"180 - {a} - {b} = {c}."],
         str(c),
         "number",
         f"Let me recheck: {a} + {b} + {c} = 180.",

@@ -3,8 +3,8 @@
 Each task is a pure function ``(rng, difficulty, size) -> VisualTask`` that draws one image and
 knows its answer by construction. Difficulty 1 is made to be learnable by a ~1M-parameter model in
 minutes: large, high-contrast shapes on a white canvas, tiny answer spaces (counts 1-4, left/right,
-bar position 1-3, angles 45/90/135, three colours) and one-token answers. Higher levels add objects, distractors,
-smaller differences and finer angles.
+bar position 1-3, angles 45/90/135, three colours) and one-token answers. Higher levels add objects,
+distractors, smaller differences and finer angles.
 """
 
 from __future__ import annotations
@@ -132,7 +132,8 @@ def compare_sizes(rng: random.Random, d: int, size: int) -> VisualTask:
         left_big = rng.random() < 0.5
         for cx, r in ((size * 0.27, big if left_big else small), (size * 0.73, small if left_big else big)):
             _shape(draw, kind, cx, size / 2 + rng.uniform(-size * 0.1, size * 0.1), r, PALETTE["red"])
-        return VisualTask(img, "Which shape is larger, the left or the right?", "left" if left_big else "right", "string")
+        side = "left" if left_big else "right"
+        return VisualTask(img, "Which shape is larger, the left or the right?", side, "string")
     colours = rng.sample(list(PALETTE), 3)
     big = size * 0.16
     radii = [big, big / ratio, big / ratio / rng.uniform(1.0, 1.3)]
@@ -172,14 +173,15 @@ def shape_colour(rng: random.Random, d: int, size: int) -> VisualTask:
     and from d=3 a smaller target among distractors of other kinds and colours ("the triangle").
 
     Colour is visible in every image token the shape covers, so no position has to be read: this
-    is the task a freshly initialised vision tower is first learnt on, as the sanity floor for RL."""
+    is what a tiny model with a freshly initialised vision tower learns first (the demo's RL floor)."""
     names = ["red", "green", "blue"] if d == 1 else list(PALETTE)
     img, draw = _canvas(size)
     if d <= 2:
         colour, kind = rng.choice(names), rng.choice(KINDS)
         r = size * rng.uniform(0.28, 0.38)
         jitter = size / 2 - r - 1
-        _shape(draw, kind, size / 2 + rng.uniform(-jitter, jitter), size / 2 + rng.uniform(-jitter, jitter), r, PALETTE[colour])
+        cx, cy = size / 2 + rng.uniform(-jitter, jitter), size / 2 + rng.uniform(-jitter, jitter)
+        _shape(draw, kind, cx, cy, r, PALETTE[colour])
         return VisualTask(img, "What colour is the shape?", colour, "string")
     n = min(d - 1, len(KINDS))
     kinds, colours = rng.sample(KINDS, n), rng.sample(names, n)

@@ -134,7 +134,11 @@ def training_order(result: EvalResult) -> tuple[int, int]:
     return (0 if result.label.startswith("sft") else 1, result.step)
 
 
-def reward_gain(curve: Sequence[tuple[int, float]], head: int = 3, tail: int = 5) -> tuple[float, float] | None:
+GAIN_HEAD, GAIN_TAIL = 3, 5  # steps averaged at each end of the RL reward curve
+
+
+def reward_gain(curve: Sequence[tuple[int, float]], head: int = GAIN_HEAD,
+                tail: int = GAIN_TAIL) -> tuple[float, float] | None:
     """(mean of the first ``head`` values, mean of the last ``tail``) of a per-step curve: the RL
     learning figure, averaged because one step's batch mean is noisy. ``None`` if the curve is
     shorter than ``head + tail`` (the two windows would overlap)."""
@@ -161,7 +165,8 @@ def report_markdown(cfg: RunConfig, results: Sequence[EvalResult], figures: dict
         parts += ["; ".join(finals) + "."]
         gain = reward_gain(history.get("rl/reward_mean", []))
         if gain:
-            parts += [f"RL reward: mean {gain[0]:.3f} over the first 3 steps, {gain[1]:.3f} over the last 5 "
+            parts += [f"RL reward: mean {gain[0]:.3f} over the first {GAIN_HEAD} steps, {gain[1]:.3f} over the "
+                      f"last {GAIN_TAIL} "
                       f"({gain[1] - gain[0]:+.3f})."]
         parts += ["![training curves](figures/training.png)"]
     else:

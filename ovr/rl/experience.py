@@ -27,7 +27,8 @@ class Experience:
     weight_version: int
 
 
-def score_items(groups: list[RolloutGroup], samples: dict[str, Sample], reward: str, max_tokens: int) -> list[ScoreItem]:
+def score_items(groups: list[RolloutGroup], samples: dict[str, Sample], reward: str,
+                max_tokens: int) -> list[ScoreItem]:
     """One reward request item per response, in group order."""
     items = []
     for g in groups:
@@ -72,12 +73,17 @@ def dynamic_filter(rows: list[Experience]) -> tuple[list[Experience], int, int]:
     return [r for g in kept for r in g], len(kept), len(by_group)
 
 
+def _metric_name(text: str) -> str:
+    """``text`` as an MLflow-friendly metric name part (alphanumerics, others become ``_``)."""
+    return "".join(ch if ch.isalnum() else "_" for ch in text).strip("_")
+
+
 def subject_rewards(rows: list[Experience], groups: list[RolloutGroup], samples: dict[str, Sample]) -> dict[str, float]:
     """Mean reward per task (``reward_mean/<subject or source>``): which tasks a run is learning."""
     by: dict[str, list[float]] = {}
     for r in rows:
         s = samples[groups[r.group].sample_id]
-        name = "".join(ch if ch.isalnum() else "_" for ch in (s.subject or s.source)).strip("_") or "unknown"
+        name = _metric_name(s.subject or s.source) or "unknown"
         by.setdefault(name, []).append(r.score)
     return {f"reward_mean/{k}": float(np.mean(v)) for k, v in sorted(by.items())}
 
@@ -105,7 +111,6 @@ def rollout_metrics(rows: list[Experience], results: list[ScoreResult], reflecti
         for w, c in res.reflection.items():
             totals[w] = totals.get(w, 0) + c
     for w, c in totals.items():
-        name = "".join(ch if ch.isalnum() else "_" for ch in w).strip("_")
-        out[f"reflection/{name}"] = c / len(results)
+        out[f"reflection/{_metric_name(w)}"] = c / len(results)
     out["reflection/total"] = sum(totals.values()) / len(results)
     return out
