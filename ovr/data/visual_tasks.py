@@ -1,10 +1,15 @@
 """Pillow-drawn visual tasks with exactly checkable answers.
 
 Each task is a pure function ``(rng, difficulty, size) -> VisualTask`` that draws one image and
-knows its answer by construction. Difficulty 1 is made to be learnable by a ~1M-parameter model in
-minutes: large, high-contrast shapes on a white canvas, tiny answer spaces (counts 1-4, left/right,
-bar position 1-3, angles 45/90/135, three colours) and one-token answers. Higher levels add objects,
-distractors, smaller differences and finer angles.
+knows its answer by construction. Difficulty 1 keeps images simple: large, high-contrast shapes on a
+white canvas, tiny answer spaces (counts 1-4, left/right, bar position 1-3, angles 45/90/135, three
+colours) and one-token answers. Higher levels add objects, distractors, smaller differences and
+finer angles.
+
+The tiny offline model learns ``shape_colour`` and ``count_shapes`` at difficulty 1 within minutes
+(what the demo's RL trains on). The tasks that need positions read out of the image tokens
+(``compare_sizes``, ``bar_chart``, ``angle``) stay at chance for it even with supervision, though the
+answers are linearly decodable from its vision features: they are for larger models.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ CHAT_TEMPLATE = (
 @dataclass(frozen=True)
 class TinySpec:
     """Sizes of the tiny model. Defaults give ~2.6M parameters: fast on 2 CPU cores, able to learn
-    the procedural tasks within minutes."""
+    the position-free procedural tasks (shape_colour, count_shapes) within minutes."""
 
     vocab_target: int = 1024  # BPE merges stop here; special tokens come after
     hidden_size: int = 128
