@@ -40,6 +40,7 @@ def main() -> None:
         return load_config(REPO / "recipes/tiny-cpu.yaml", [
             "tracking.enabled=false", f"eval.k={args.k}", f"eval.max_tokens={args.max_tokens}",
             f"eval.benchmarks={benches}", f"rollout.max_concurrency={concurrency}",
+            *([f"rollout.endpoints=[{endpoint}]"] if endpoint else []),
         ], use_env=False)
 
     with tempfile.TemporaryDirectory(prefix="ovr-bench-eval-") as tmp, contextlib.ExitStack() as stack:
@@ -51,10 +52,10 @@ def main() -> None:
             model = args.model or make_tiny(Path(tmp) / "tiny", seed=0)
             endpoint = stack.enter_context(local_server(model, cfg(1).rollout)).url
         # warm-up (first requests compile/allocate)
-        evaluate(cfg(4), [endpoint], samples[:2] + samples[-2:], out_dir=Path(tmp) / "warm", progress=False)
+        evaluate(cfg(4), samples[:2] + samples[-2:], out_dir=Path(tmp) / "warm", progress=False)
         runs = {}
         for name, conc in (("baseline: 1 request at a time", 1), (f"eval: {args.concurrency} in flight", args.concurrency)):
-            r = evaluate(cfg(conc), [endpoint], samples, out_dir=Path(tmp) / f"c{conc}", progress=False)
+            r = evaluate(cfg(conc), samples, out_dir=Path(tmp) / f"c{conc}", progress=False)
             runs[name] = r
             tokens = sum(s.mean_length * s.responses for s in r.benchmarks)
             print(f"{name:32s} {r.questions} questions x k={r.k} in {r.wall_s:6.2f} s: "

@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="Model folder (default: build the tiny model).")
     args = parser.parse_args()
 
-    from ovr.config import RolloutConfig
+    from ovr.config import LocalServerConfig, RolloutConfig
     from ovr.data.synthetic import text_samples, visual_samples
     from ovr.models.tiny import make_tiny
     from ovr.rollout.client import RolloutClient
@@ -62,7 +62,7 @@ def main() -> None:
     model_dir = args.model or make_tiny(tmp / "model", seed=0)
     half = args.prompts // 2
     samples = visual_samples(half, seed=3, split="rl") + text_samples(args.prompts - half, seed=3, split="rl")
-    cfg = RolloutConfig(dtype="float32", max_model_len=1024, temperature=1.0, top_p=1.0)
+    cfg = RolloutConfig(local_server=LocalServerConfig(dtype="float32", max_model_len=1024), temperature=1.0, top_p=1.0)
 
     hf_rate, hf_tokens = hf_tokens_per_s(model_dir, samples, args.n, args.max_tokens)
 

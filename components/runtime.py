@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 
 from ovr.config import RunConfig, dump_config
-from ovr.store import Store
+from ovr.schema import StageResult
+from ovr.store import EXPORT_KINDS, Store, export_prefix
 
 
 def param_overrides(model_path: str, dataset_name: str, sft_max_steps: int, rl_max_steps: int) -> list[str]:
@@ -23,7 +24,7 @@ def param_overrides(model_path: str, dataset_name: str, sft_max_steps: int, rl_m
     return [f"{key}={value}" for key, value in pairs if value]
 
 
-def run_stage(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, init_prefix: str | None = None) -> dict:
+def run_stage(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, init_prefix: str | None = None) -> StageResult:
     """Run ``sft`` or ``rl`` and describe its exported model (store prefix, step, metrics)."""
     store = Store.from_config(cfg.store)
     if init_prefix:
@@ -33,18 +34,13 @@ def run_stage(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, init_p
     if stage == "sft":
         from ovr.sft.train import run_sft
 
-        res = run_sft(cfg, progress=False)
-        return {"export_prefix": res.export_prefix, "global_step": res.global_step,
-                "final_loss": res.losses[-1] if res.losses else None}
+        return run_sft(cfg, progress=False).stage_result()
     if stage == "rl":
         from ovr.rl.trainer import run_rl
         from services.local import local_services
 
-        with tempfile.TemporaryDirectory(prefix="ovr-weights-") as weights_dir:
-            with local_services(cfg, cfg.model.path, weights_dir=weights_dir) as (endpoints, reward_url):
-                res = run_rl(cfg, rollout_endpoints=endpoints, reward_url=reward_url,
-                             weights_dir=Path(weights_dir), progress=False)
-        return {"export_prefix": res.export_prefix, "global_step": res.global_step, "metrics": res.final_metrics}
+        with local_services(cfg, cfg.model.path) as served:
+            return run_rl(served, progress=False).stage_result()
     raise ValueError(f"unknown stage {stage!r}")
 
 
@@ -54,7 +50,7 @@ def _fetch_model(store: Store, prefix: str) -> str:
     return str(store.download(prefix, dest))
 
 
-def _run_pytorchjob(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, store: Store) -> dict:
+def _run_pytorchjob(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, store: Store) -> StageResult:
     from components.images import OVR_IMAGE
     from components.resources import GPU_TOLERATION, PLACEMENTS, SECRET_ENV
     from ovr.k8s.pytorchjob import PyTorchJobSpec, run_pytorchjob
@@ -74,26 +70,23 @@ def _run_pytorchjob(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, 
         shm_size=placement.shm,
     )
     run_pytorchjob(spec)
-    kind = "sft-export" if stage == "sft" else "rl-export"
-    manifest = store.latest(cfg.name, kind)
+    manifest = store.latest(cfg.name, EXPORT_KINDS[stage])
     if manifest is None:
-        raise RuntimeError(f"the {stage} PyTorchJob succeeded but committed no {kind} to {store}")
-    prefix = f"runs/{cfg.name}/{kind}/step-{manifest.step:08d}"
-    return {"export_prefix": prefix, "global_step": manifest.step, "metrics": manifest.metadata.get("metrics", {})}
+        raise RuntimeError(f"the {stage} PyTorchJob succeeded but committed no {EXPORT_KINDS[stage]} to {store}")
+    return StageResult.from_manifest(export_prefix(cfg.name, stage, manifest.step), manifest)
 
 
 def run_eval(cfg: RunConfig, model_prefix: str, label: str, out_path: str):
-    """Serve the exported model (local vLLM unless endpoints are configured) and evaluate it."""
+    """Serve the exported model (local vLLM unless endpoints are configured) and evaluate it,
+    scoring through the reward service (the install's, or a local one)."""
     from ovr.eval.runner import evaluate
     from services.local import local_services
 
     store = Store.from_config(cfg.store)
     model_dir = _fetch_model(store, model_prefix) if not cfg.rollout.endpoints else None
     step = int(store.read_manifest(model_prefix).step)
-    out_dir = Path(out_path)
-    with local_services(cfg, model_dir, reward=False) as (endpoints, _):
-        result = evaluate(cfg, endpoints, out_dir=out_dir, label=label, step=step, progress=False)
-    return result
+    with local_services(cfg, model_dir) as served:
+        return evaluate(served, out_dir=Path(out_path), label=label, step=step, progress=False)
 
 
 def run_report(cfg: RunConfig, eval_dirs: list[str], md_path: str, html_path: str) -> Path:

@@ -45,7 +45,7 @@ def build_data(config: Input[Artifact], dataset: Output[Dataset], metrics: Outpu
 
     from ovr.config import load_config
     from ovr.data.build import build_dataset
-    from ovr.store import Store
+    from ovr.store import Store, dataset_prefix
     from ovr.tracking import Tracker
 
     cfg = load_config(config.path, use_env=False)
@@ -53,7 +53,7 @@ def build_data(config: Input[Artifact], dataset: Output[Dataset], metrics: Outpu
     meta = manifest["metadata"]
     with open(dataset.path, "w") as f:
         json.dump(manifest, f, indent=1, default=str)
-    dataset.metadata["store_prefix"] = f"datasets/{cfg.data.name}"
+    dataset.metadata["store_prefix"] = dataset_prefix(cfg.data.name)
     counts = {f"samples_{split}": float(m["count"]) for split, m in meta["splits"].items()}
     counts["dropped"] = float(sum(sum(r.values()) for r in meta["dropped"].values()))
     for key, value in counts.items():
@@ -68,19 +68,17 @@ def cold_start_sft(
     config: Input[Artifact], dataset: Input[Dataset], nodes: int, gpus_per_node: int, model: Output[Model], metrics: Output[Metrics],
 ):
     """Language-only cold-start SFT; on several nodes through a PyTorchJob."""
-    import json
-
     from components.runtime import run_stage
     from ovr.config import load_config
 
     cfg = load_config(config.path, use_env=False)
     result = run_stage("sft", cfg, nodes, gpus_per_node)
-    model.metadata.update({"store_prefix": result["export_prefix"], "stage": "sft"})
+    model.metadata.update({"store_prefix": result.export_prefix, "stage": "sft"})
     with open(model.path, "w") as f:
-        json.dump(result, f, indent=1)
-    for key in ("global_step", "final_loss"):
-        if result.get(key) is not None:
-            metrics.log_metric(key, float(result[key]))
+        f.write(result.model_dump_json(indent=1))
+    metrics.log_metric("global_step", float(result.global_step))
+    for key, value in result.metrics.items():
+        metrics.log_metric(key, value)
 
 
 @ovr_component
@@ -89,18 +87,17 @@ def multimodal_rl(
     model: Output[Model], metrics: Output[Metrics],
 ):
     """PPO/GRPO with verifiable rewards from the SFT model, rollouts on vLLM."""
-    import json
-
     from components.runtime import run_stage
     from ovr.config import load_config
 
     cfg = load_config(config.path, use_env=False)
     result = run_stage("rl", cfg, nodes, gpus_per_node, init_prefix=init_model.metadata["store_prefix"])
-    model.metadata.update({"store_prefix": result["export_prefix"], "stage": "rl"})
+    model.metadata.update({"store_prefix": result.export_prefix, "stage": "rl"})
     with open(model.path, "w") as f:
-        json.dump(result, f, indent=1)
-    for key, value in result.get("metrics", {}).items():
-        metrics.log_metric(key, float(value))
+        f.write(result.model_dump_json(indent=1))
+    metrics.log_metric("global_step", float(result.global_step))
+    for key, value in result.metrics.items():
+        metrics.log_metric(key, value)
 
 
 @ovr_component

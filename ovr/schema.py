@@ -178,3 +178,19 @@ class CheckpointManifest(_Model):
     files: list[FileEntry]
     metadata: dict[str, Any] = Field(default_factory=dict)
     created: float = Field(..., description="Unix time of the commit.")
+
+
+# --------------------------------------------------------------------------- stage results
+class StageResult(_Model):
+    """What a training stage (SFT, RL) hands to the next, whether it ran in the task's pod or as a
+    multi-node job: the store prefix of its exported model, its last step, its final metrics."""
+
+    export_prefix: str | None = Field(..., description="Store prefix of the exported model; None if unfinished.")
+    global_step: int = Field(..., ge=0, description="Optimizer steps done (SFT) or RL steps done.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Final metrics (final_loss, reward_mean...).")
+
+    @classmethod
+    def from_manifest(cls, prefix: str, manifest: CheckpointManifest) -> "StageResult":
+        """The result recorded in an export's manifest (its metadata carries the metrics)."""
+        metrics = {k: float(v) for k, v in manifest.metadata.get("metrics", {}).items() if v is not None}
+        return cls(export_prefix=prefix, global_step=manifest.step, metrics=metrics)

@@ -1,8 +1,9 @@
 """Datasets and checkpoints on S3-compatible storage (MinIO) or a local folder, one interface.
 
-Layout under the store root::
+Layout under the store root (this module is its only owner: everything else asks
+:func:`step_prefix`, :func:`dataset_prefix` and :class:`Kind`)::
 
-    runs/<run>/<kind>/step-00000042/<files...>        kind: checkpoint | export | ...
+    runs/<run>/<kind>/step-00000042/<files...>        kind: a Kind (sft, sft-export, rl, rl-export)
     runs/<run>/<kind>/step-00000042/manifest.json     written LAST
     datasets/<name>/<files...> + manifest.json
 
@@ -20,6 +21,7 @@ import os
 import shutil
 import tempfile
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -42,8 +44,35 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+class Kind(StrEnum):
+    """What a committed step prefix holds."""
+
+    SFT = "sft"  # SFT Trainer checkpoints (resume)
+    SFT_EXPORT = "sft-export"  # the cold-start model (save_pretrained + processor)
+    RL = "rl"  # RL checkpoints: actor, critic, optimisers, state (resume)
+    RL_EXPORT = "rl-export"  # the final RL policy (average of the last checkpoints)
+
+
+EXPORT_KINDS = {"sft": Kind.SFT_EXPORT, "rl": Kind.RL_EXPORT}  # stage -> the kind of its exported model
+
+
 def step_prefix(run: str, step: int, kind: str = "checkpoint") -> str:
-    return f"runs/{run}/{kind}/step-{step:08d}"
+    """``runs/<run>/<kind>/step-<8 digits>``."""
+    return f"runs/{run}/{_kind(kind)}/step-{step:08d}"
+
+
+def export_prefix(run: str, stage: str, step: int) -> str:
+    """Store prefix of the model a stage (``sft`` or ``rl``) exported at ``step``."""
+    return step_prefix(run, step, EXPORT_KINDS[stage])
+
+
+def dataset_prefix(name: str) -> str:
+    """``datasets/<name>``: a built dataset's shards, card and manifest."""
+    return f"datasets/{name}"
+
+
+def _kind(kind: str) -> str:
+    return str(kind)  # a Kind or its value
 
 
 # --------------------------------------------------------------------------- backends
@@ -280,7 +309,7 @@ class Store:
             if progress:
                 progress(rel)
         manifest = CheckpointManifest(
-            run=run, step=step, kind=kind, files=entries, metadata=metadata or {}, created=time.time()
+            run=run, step=step, kind=_kind(kind), files=entries, metadata=metadata or {}, created=time.time()
         )
         self.put_bytes(f"{prefix}/{MANIFEST}", manifest.model_dump_json(indent=1).encode())
         return manifest
@@ -298,7 +327,7 @@ class Store:
 
     def checkpoints(self, run: str, kind: str = "checkpoint") -> list[CheckpointManifest]:
         """Complete checkpoints of a run (those with a manifest), oldest first."""
-        base = f"runs/{run}/{kind}/"
+        base = f"runs/{run}/{_kind(kind)}/"
         prefixes = {k[: -len(MANIFEST) - 1] for k in self.list(base) if k.endswith("/" + MANIFEST)}
         found = [m for p in prefixes if (m := self.read_manifest(p)) is not None]
         return sorted(found, key=lambda m: m.step)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,25 @@ def rollout_python() -> Path:
     if not ROLLOUT_PYTHON.exists():
         pytest.fail(f"rollout venv missing at {ROLLOUT_PYTHON}: run scripts/env/make_venvs.sh rollout")
     return ROLLOUT_PYTHON
+
+
+@pytest.fixture()
+def scripted_server(tmp_path):
+    """Factory: ``start(rules) -> ManagedServer`` running tests/eval/scripted_openai.py; stopped after the test."""
+    from ovr.serving import ManagedServer
+
+    servers: list[ManagedServer] = []
+
+    def start(rules: list[dict]) -> "ManagedServer":
+        script = tmp_path / f"rules-{len(servers)}.json"
+        script.write_text(json.dumps(rules))
+        srv = ManagedServer(
+            [sys.executable, str(REPO / "tests/eval/scripted_openai.py"), "--script", str(script), "--port", "{port}"],
+            health_path="/health", name="scripted-openai", startup_timeout_s=60,
+        )
+        servers.append(srv.start())
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.stop()

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         import logging
 
         from ovr.data.build import build_dataset
-        from ovr.store import Store
+        from ovr.store import Store, dataset_prefix
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         cfg = load(recipe, set_)
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
             mix = ", ".join(f"{k}={v}" for k, v in info["sources"].items()) or "-"
             typer.echo(f"{split:5s} {info['count']:8d} samples in {len(info['shards'])} shard(s)  [{mix}]")
         dropped = sum(n for reasons in meta["dropped"].values() for n in reasons.values())
-        typer.echo(f"dropped {dropped} item(s); card and manifest at {store}/datasets/{meta['name']}/")
+        typer.echo(f"dropped {dropped} item(s); card and manifest at {store}/{dataset_prefix(meta['name'])}/")
 
     @group.command("adapters")
     def adapters() -> None:

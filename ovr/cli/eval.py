@@ -39,7 +39,8 @@ def register(app: typer.Typer) -> None:
         kind: Annotated[str, typer.Option(help="Checkpoint kind in the store (with --checkpoint).")] = "checkpoint",
         label: Annotated[str | None, typer.Option(help="Name of the checkpoint in tables and plots.")] = None,
         step: Annotated[int, typer.Option(help="Training step of the checkpoint (x axis of reports).")] = 0,
-        reward_url: Annotated[str | None, typer.Option(help="Score through this reward service instead of in-process.")] = None,
+        reward_url: Annotated[str | None, typer.Option(help="Score through this reward service (default: reward.url, "
+                                                        "else in this process).")] = None,
     ) -> None:
         """Evaluate a checkpoint: avg@k per benchmark/subject, truncation, length, behaviours."""
         import contextlib
@@ -48,18 +49,20 @@ def register(app: typer.Typer) -> None:
         from ovr.eval.runner import evaluate
 
         cfg = load(recipe, set_)
-        endpoints = list(endpoint or cfg.rollout.endpoints)
+        if endpoint:
+            cfg.rollout.endpoints = list(endpoint)
+        if reward_url:
+            cfg.reward.url = reward_url
         step = checkpoint if checkpoint is not None and step == 0 else step
         with contextlib.ExitStack() as stack:
-            if not endpoints:
-                from services.rollout.launch import local_server
+            if not cfg.rollout.endpoints:
+                from services.local import local_services
 
                 work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ovr-eval-")))
                 model_dir = _model_dir(cfg, model, checkpoint, kind, work)
                 typer.echo(f"starting a local vLLM server for {model_dir} ...")
-                endpoints = [stack.enter_context(local_server(model_dir, cfg.rollout)).url]
-            result = evaluate(cfg, endpoints, reward_url=reward_url or cfg.reward.url, out_dir=out,
-                              label=label, step=step)
+                cfg = stack.enter_context(local_services(cfg, model_dir, reward=False))
+            result = evaluate(cfg, out_dir=out, label=label, step=step)
         typer.echo((out / "results.md").read_text())
         typer.echo(f"{result.questions} questions in {result.wall_s:.1f} s ({result.questions_per_s:.2f} questions/s); "
                    f"results in {out}")

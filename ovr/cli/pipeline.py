@@ -12,7 +12,7 @@ from ovr.cli._common import SetOpt
 
 def _summary(run) -> None:
     from ovr.config import load_config
-    from ovr.store import Store
+    from ovr.store import Kind, Store, step_prefix
 
     cfg = load_config(run.recipe, use_env=False, overrides=[f"store.uri={run.store_uri}"])
     store = Store.from_config(cfg.store)
@@ -20,10 +20,10 @@ def _summary(run) -> None:
     typer.echo(f"MLflow run     : {run.mlflow_run_id} in {run.tracking_uri}")
     if run.tracking_uri.startswith("sqlite:///"):
         typer.echo(f"                 browse it with: .venv/bin/mlflow ui --backend-store-uri {run.tracking_uri}")
-    for kind in ("sft-export", "rl-export"):
+    for kind in (Kind.SFT_EXPORT, Kind.RL_EXPORT):
         m = store.latest(cfg.name, kind)
         if m is not None:
-            typer.echo(f"{kind:<15}: {store} runs/{cfg.name}/{kind}/step-{m.step:08d} ({len(m.files)} files)")
+            typer.echo(f"{kind:<15}: {store} {step_prefix(cfg.name, m.step, kind)} ({len(m.files)} files)")
     typer.echo(f"report         : {run.report}")
 
 

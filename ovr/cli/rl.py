@@ -20,29 +20,29 @@ def register(app: typer.Typer) -> None:
         set_: SetOpt = None,
         resume: Annotated[str, typer.Option(help="auto (newest checkpoint), never, or a step number.")] = "auto",
         weights_dir: Annotated[
-            Path | None, typer.Option(help="Folder shared with the rollout servers for weight pushes.")
+            Path | None, typer.Option(help="Folder shared with the rollout servers for weight pushes "
+                                      "(sets rollout.weights_dir).")
         ] = None,
         progress: Annotated[bool, typer.Option(help="Show progress lines.")] = True,
     ) -> None:
         """Multimodal RL (PPO with a critic, or the GRPO family) from the recipe's starting model."""
         import os
-        import tempfile
         from contextlib import nullcontext
 
         from ovr.models.loading import resolve_model_path
         from ovr.rl.trainer import run_rl
 
         cfg = load(recipe, set_)
+        if weights_dir is not None:
+            cfg.rollout.weights_dir = str(weights_dir)
         main = os.environ.get("RANK", "0") == "0"
-        folder = Path(weights_dir or tempfile.mkdtemp(prefix="ovr-weights-"))
         if main:
             from services.local import local_services
 
-            services = local_services(cfg, resolve_model_path(cfg.model, cfg.store), weights_dir=folder)
-        else:
-            services = nullcontext(([], None))
-        with services as (endpoints, reward_url):
-            res = run_rl(cfg, rollout_endpoints=endpoints, reward_url=reward_url or "", weights_dir=folder,
-                         resume=resume, progress=progress)
+            services = local_services(cfg, resolve_model_path(cfg.model, cfg.store))
+        else:  # other ranks train only; rank 0 talks to the services
+            services = nullcontext(cfg)
+        with services as cfg:
+            res = run_rl(cfg, resume=resume, progress=progress)
         if main:
             typer.echo(f"rl finished at step {res.global_step}; final model {res.export_prefix} ({res.export_dir})")

@@ -24,15 +24,11 @@ from ovr.data.registry import Drop, RowContext, get_adapter
 from ovr.data.shards import count_by, write_split
 from ovr.data.sources import fetch_s3, iter_rows, resolve
 from ovr.schema import Sample
-from ovr.store import Store
+from ovr.store import Store, dataset_prefix
 
 log = logging.getLogger("ovr.data")
 SPLITS = ("sft", "rl", "eval")
 MAX_EXAMPLES = 50  # skipped-row examples kept in the manifest
-
-
-def dataset_prefix(name: str) -> str:
-    return f"datasets/{name}"
 
 
 class Report:

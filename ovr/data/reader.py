@@ -12,14 +12,14 @@ from typing import Iterator
 
 from ovr.data.shards import read_shard
 from ovr.schema import Sample, Split
-from ovr.store import Store, StoreError, sha256_file
+from ovr.store import Store, StoreError, dataset_prefix, sha256_file
 
 SPLITS = ("sft", "rl", "eval")
 
 
 def dataset_manifest(store: Store, name: str):
     """The committed manifest of ``datasets/<name>``; ``StoreError`` when the dataset is not built."""
-    manifest = store.read_manifest(f"datasets/{name}")
+    manifest = store.read_manifest(dataset_prefix(name))
     if manifest is None:
         raise StoreError(f"dataset {name!r} not found in {store} (run `ovr data build`)")
     return manifest
@@ -36,9 +36,9 @@ def iter_samples(store: Store, name: str, split: Split, source: str | None = Non
     shards = sorted((f for f in manifest.files if f.path.startswith(f"{split}/")), key=lambda f: f.path)
     with tempfile.TemporaryDirectory(prefix="ovr-shard-") as tmp:
         for entry in shards:
-            local = store.get_file(f"datasets/{name}/{entry.path}", Path(tmp) / "shard.parquet")
+            local = store.get_file(f"{dataset_prefix(name)}/{entry.path}", Path(tmp) / "shard.parquet")
             if sha256_file(local) != entry.sha256:
-                raise StoreError(f"hash mismatch for datasets/{name}/{entry.path}")
+                raise StoreError(f"hash mismatch for {dataset_prefix(name)}/{entry.path}")
             for sample in read_shard(local):
                 if source is None or sample.source == source:
                     yield sample

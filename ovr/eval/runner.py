@@ -1,10 +1,12 @@
 """Evaluate a served checkpoint on eval benchmarks: sample k responses, score, analyse, save, log.
 
-The checkpoint is whatever the rollout servers at ``endpoints`` serve (``ovr eval`` starts a local
-vLLM server when none is given). Answers are checked by the same reward function RL trains with
-(in-process, or through the reward service when ``reward_url`` is given), so eval accuracy and
-RL accuracy mean the same thing. Outputs in ``out_dir``: ``responses.jsonl`` (one row per response),
-``results.md`` (tables) and ``result.json`` (:class:`EvalResult`, read by ``ovr report``).
+The checkpoint is whatever the rollout servers at ``cfg.rollout.endpoints`` serve (``ovr eval``
+starts a local vLLM server when none is configured). Responses are sampled and scored by the path
+RL uses (:func:`ovr.rollout.scoring.sample_and_score`: the same reward function and options), through
+the reward service at ``cfg.reward.url`` (in this process when it is None: tests and offline
+analysis), so eval accuracy and RL accuracy mean the same thing. Outputs in ``out_dir``:
+``responses.jsonl`` (one row per response), ``results.md`` (tables) and ``result.json``
+(:class:`EvalResult`, read by ``ovr report``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from ovr.config import EvalConfig, RewardConfig, RunConfig
+from ovr.config import EvalConfig, RunConfig
 from ovr.eval import behaviour, metrics
 from ovr.eval.records import RESPONSES_FILE, TABLE_FILE, EvalResult, ResponseRecord, write_records
 from ovr.eval.tables import result_markdown
-from ovr.schema import RolloutGroup, Sample, ScoreItem, ScoreResult
+from ovr.rollout.scoring import Scored
+from ovr.schema import Sample
 
 
 # --------------------------------------------------------------------------- samples
@@ -55,73 +58,32 @@ def select_samples(samples: list[Sample], cfg: EvalConfig) -> list[Sample]:
 
 
 # --------------------------------------------------------------------------- stages
-async def generate(cfg: RunConfig, endpoints: list[str], samples: list[Sample], progress: bool) -> list[RolloutGroup]:
-    """k responses per sample from the rollout servers, with eval's sampling settings."""
+def sample_and_score(cfg: RunConfig, samples: list[Sample], progress: bool) -> Scored:
+    """k responses per sample with eval's sampling settings, scored like RL scores them."""
+    from ovr.rewards.client import RewardClient
     from ovr.rollout.client import RolloutClient
+    from ovr.rollout.scoring import sample_and_score_sync
 
-    client = RolloutClient(endpoints, cfg.rollout)
-    try:
-        groups = await client.generate(
-            samples, n=cfg.eval.k, max_tokens=cfg.eval.max_tokens,
-            temperature=cfg.eval.temperature, top_p=cfg.eval.top_p, progress=progress,
-        )
-    finally:
-        await client.close()
-    if len(groups) != len(samples):
-        raise RuntimeError(f"rollout returned {len(groups)} groups for {len(samples)} samples")
-    return groups
+    reward = RewardClient.from_config(cfg.reward) if cfg.reward.url else RewardClient.in_process()
+    e = cfg.eval
+    return sample_and_score_sync(RolloutClient(cfg.rollout.endpoints, cfg.rollout), reward, samples, n=e.k,
+                                 max_tokens=e.max_tokens, cfg=cfg, temperature=e.temperature, top_p=e.top_p,
+                                 progress=progress)
 
 
-def score_items(
-    items: list[ScoreItem], reward_url: str | None, progress: bool, reward_cfg: RewardConfig | None = None
-) -> list[ScoreResult]:
-    """Score through the reward service when ``reward_url`` is given, else in this process."""
-    if reward_url:
-        from ovr.rewards.client import RewardClient
-
-        reward_cfg = reward_cfg or RewardConfig()
-
-        async def run() -> list[ScoreResult]:
-            async with RewardClient.from_config(reward_cfg, base_url=reward_url) as client:
-                return await client.score(items)
-
-        return asyncio.run(run())
-    from tqdm.auto import tqdm
-
-    from ovr.rewards import score_item
-
-    return [score_item(it) for it in tqdm(items, desc="score", unit="resp", disable=not progress)]
-
-
-def build_records(
-    cfg: RunConfig, samples: list[Sample], groups: list[RolloutGroup], reward_url: str | None, progress: bool
-) -> list[ResponseRecord]:
-    """Score every completion and count its reflection keywords."""
+def build_records(samples: list[Sample], scored: Scored, words: list[str]) -> list[ResponseRecord]:
+    """One record per response: its score and its reflection keyword counts."""
     by_id = {s.id: s for s in samples}
-    pairs = []
-    for g in groups:
-        if g.sample_id not in by_id:
-            raise RuntimeError(f"rollout returned an unknown sample id {g.sample_id}")
-        pairs += [(by_id[g.sample_id], i, c) for i, c in enumerate(g.completions)]
-    items = [
-        ScoreItem(
-            response=c.text, reference=s.answer, answer_type=s.answer_type, reward=cfg.reward.name,
-            truncated=c.truncated, choices=s.choices, response_tokens=len(c.token_ids),
-            max_tokens=cfg.eval.max_tokens,
-        )
-        for s, _, c in pairs
-    ]
-    results = score_items(items, reward_url, progress, cfg.reward)
-    words = cfg.eval.reflection_words
-    return [
-        ResponseRecord(
+    records = []
+    for g, i, c, r in scored.pairs():
+        s = by_id[g.sample_id]
+        records.append(ResponseRecord(
             sample_id=s.id, benchmark=s.source, subject=s.subject, modality=s.modality, index=i,
             prompt=s.prompt, reference=s.answer, text=c.text, finish_reason=c.finish_reason,
             length=len(c.token_ids), accuracy=r.accuracy, extracted=r.extracted, score_error=r.error,
             keywords=behaviour.keyword_counts(c.text, words),
-        )
-        for (s, i, c), r in zip(pairs, results, strict=True)
-    ]
+        ))
+    return records
 
 
 def add_judge_counts(cfg: RunConfig, records: list[ResponseRecord], progress: bool) -> None:
@@ -143,28 +105,25 @@ def add_judge_counts(cfg: RunConfig, records: list[ResponseRecord], progress: bo
 # --------------------------------------------------------------------------- entry
 def evaluate(
     cfg: RunConfig,
-    endpoints: list[str],
     samples: list[Sample] | None = None,
     *,
-    reward_url: str | None = None,
     out_dir: Path,
     progress: bool = True,
     label: str | None = None,
     step: int = 0,
 ) -> EvalResult:
-    """Evaluate the model served at ``endpoints`` (see the module doc); ``samples`` default to the store's."""
-    if not endpoints:
-        raise ValueError("evaluate needs at least one rollout endpoint")
+    """Evaluate the model served at ``cfg.rollout.endpoints`` (see the module doc); ``samples``
+    default to the store's eval split."""
+    if not cfg.rollout.endpoints:
+        raise ValueError("evaluate needs at least one rollout endpoint (rollout.endpoints)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     samples = select_samples(samples if samples is not None else load_eval_samples(cfg), cfg.eval)
 
-    # 1. generate k responses per question
+    # 1-2. generate k responses per question, score them, count reflection words
     t0 = time.perf_counter()
-    groups = asyncio.run(generate(cfg, endpoints, samples, progress))
-    t1 = time.perf_counter()
-    # 2. score answers and count reflection words
-    records = build_records(cfg, samples, groups, reward_url, progress)
+    scored = sample_and_score(cfg, samples, progress)
+    records = build_records(samples, scored, cfg.eval.reflection_words)
     t2 = time.perf_counter()
     write_records(records, out_dir / RESPONSES_FILE)  # kept even if the judge fails below
     # 3. optional LLM judge
@@ -172,7 +131,7 @@ def evaluate(
         add_judge_counts(cfg, records, progress)
         write_records(records, out_dir / RESPONSES_FILE)
     wall = time.perf_counter() - t0
-    timings = {"generate_s": t1 - t0, "score_s": t2 - t1, "judge_s": wall - (t2 - t0)}
+    timings = {"generate_s": scored.rollout_s, "score_s": scored.reward_s, "judge_s": wall - (t2 - t0)}
 
     # 4. aggregate
     benches, subjects = metrics.score_benchmarks(records)

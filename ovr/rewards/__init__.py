@@ -11,11 +11,15 @@ reward service runs the same function in worker processes under a per-item time 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from ovr.rewards import registry
 from ovr.rewards.options import RewardOptions
 from ovr.schema import ScoreItem, ScoreResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ovr.config import RewardConfig
 
 
 def validate_item(item: ScoreItem) -> None:
@@ -34,16 +38,19 @@ def score_items(items: Iterable[ScoreItem]) -> list[ScoreResult]:
     return [score_item(it) for it in items]
 
 
-def options_from_config(cfg) -> dict:
-    """``ScoreItem.options`` implied by a :class:`ovr.config.RewardConfig` (format weight, overlong buffer).
+def options_from_config(cfg: RewardConfig, reflection_words: Sequence[str] | None = None) -> dict:
+    """``ScoreItem.options`` implied by a :class:`ovr.config.RewardConfig` (format weight, overlong
+    shaping, truncated reward) and the reflection words behaviour metrics count.
 
     >>> from ovr.config import RewardConfig
     >>> options_from_config(RewardConfig(format_weight=0.2, overlong_buffer=64))
-    {'format_weight': 0.2, 'overlong_buffer': 64}
+    {'format_weight': 0.2, 'truncated_reward': 0.0, 'overlong_buffer': 64, 'overlong_penalty': 1.0}
     """
-    opts: dict = {"format_weight": cfg.format_weight}
+    opts: dict = {"format_weight": cfg.format_weight, "truncated_reward": cfg.truncated_reward}
     if cfg.overlong_buffer is not None:
-        opts["overlong_buffer"] = cfg.overlong_buffer
+        opts |= {"overlong_buffer": cfg.overlong_buffer, "overlong_penalty": cfg.overlong_penalty}
+    if reflection_words is not None:
+        opts["reflection_words"] = list(reflection_words)
     return opts
 
 

@@ -15,11 +15,14 @@ import asyncio
 import logging
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ovr.schema import ScoreItem, ScoreRequest, ScoreResponse, ScoreResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ovr.config import RewardConfig
 
 log = logging.getLogger(__name__)
 _RETRYABLE = {429, 500, 502, 503, 504}
@@ -50,7 +53,7 @@ class RewardClient:
         return cls(None)
 
     @classmethod
-    def from_config(cls, cfg, base_url: str | None = None, **kwargs) -> "RewardClient":
+    def from_config(cls, cfg: RewardConfig, base_url: str | None = None, **kwargs) -> "RewardClient":
         """A client for ``cfg`` (a :class:`ovr.config.RewardConfig`): ``base_url`` or ``cfg.url``,
         the bearer token from the env var named by ``cfg.token_env`` (if set)."""
         import os
@@ -58,6 +61,7 @@ class RewardClient:
         url = base_url or cfg.url
         if url is None:
             raise ValueError("reward.url is not set and no base_url given (start one with local_server())")
+        kwargs.setdefault("timeout_s", cfg.timeout_s)
         return cls(url, token=os.environ.get(cfg.token_env) or None, **kwargs)
 
     # ----------------------------------------------------------------- public API

@@ -1,7 +1,8 @@
 """The built-in rewards. Each is a pure function of a :class:`~ovr.schema.ScoreItem`.
 
-Shared rules (in :func:`finish`): a truncated response gets accuracy 0 and format 0 (the paper);
-``overall = accuracy + format_weight * format`` plus the optional DAPO overlong penalty;
+Shared rules (in :func:`finish`): a truncated response gets accuracy 0 and format 0 (the paper) and
+``overall = truncated_reward`` (default 0); otherwise ``overall = accuracy + format_weight * format``;
+either way plus the optional DAPO overlong penalty;
 ORZ reflection-word counts are reported in ``reflection`` and never rewarded.
 The checker is chosen by ``item.answer_type`` (see :mod:`ovr.rewards.checkers`).
 """
@@ -37,7 +38,7 @@ def finish(item: ScoreItem, opts: RewardOptions, extracted: str | None, accuracy
         accuracy, fmt = 0.0, 0.0
     weight = default_format_weight if opts.format_weight is None else opts.format_weight
     extra: dict[str, float] = {}
-    overall = accuracy + weight * fmt
+    overall = opts.truncated_reward if item.truncated else accuracy + weight * fmt
     if opts.overlong_buffer is not None:
         extra["overlong"] = overlong_penalty(item.response_tokens, item.max_tokens, opts)
         overall += extra["overlong"]

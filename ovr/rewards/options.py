@@ -23,6 +23,9 @@ class RewardOptions(BaseModel):
         None, ge=1, description="DAPO overlong shaping: penalise responses within this many tokens of the limit."
     )
     overlong_penalty: float = Field(1.0, ge=0, description="Penalty at the limit (linear over the buffer).")
+    truncated_reward: float = Field(
+        0.0, description="Base `overall` of a response cut by the length limit (overlong shaping is added)."
+    )
     rel_tol: float = Field(1e-4, ge=0, description="Relative tolerance of the `number` checker.")
     abs_tol: float = Field(1e-8, ge=0, description="Absolute tolerance of the `number` checker.")
     float_rounding: int = Field(6, ge=0, le=16, description="Decimals math-verify rounds floats to.")

@@ -19,7 +19,6 @@ import torch
 from ovr.registry import Registry
 
 Tensor = torch.Tensor
-LossAgg = Literal["token_mean", "seq_mean", "seq_sum_norm"]
 
 
 # --------------------------------------------------------------------------- masked statistics
@@ -192,37 +191,50 @@ def normalize_advantages(adv: Tensor, mask: Tensor, group: Tensor, mode: str, ep
 
 
 # --------------------------------------------------------------------------- losses
+Aggregation = Callable[..., Tensor]
+#: token-loss reductions ``fn(loss, mask, *, total_tokens, total_seqs, norm_len) -> scalar`` by name
+LOSS_AGGS: Registry[Aggregation] = Registry("loss aggregation")
+
+
+@LOSS_AGGS.register("token_mean")
+def _token_mean(loss: Tensor, mask: Tensor, *, total_tokens=None, total_seqs=None, norm_len=None) -> Tensor:
+    """``sum(l * m) / N_tokens`` (DAPO, ORZ): every token weighs the same."""
+    denom = total_tokens if total_tokens is not None else mask.sum().clamp(min=1)
+    return masked_sum(loss, mask) / denom
+
+
+@LOSS_AGGS.register("seq_mean")
+def _seq_mean(loss: Tensor, mask: Tensor, *, total_tokens=None, total_seqs=None, norm_len=None) -> Tensor:
+    """``mean_b( sum_t(l * m) / len_b )`` (GRPO): every response weighs the same."""
+    per_seq = masked_sum(loss, mask, -1) / mask.sum(-1).clamp(min=1)
+    denom = total_seqs if total_seqs is not None else loss.shape[0]
+    return per_seq.sum() / denom
+
+
+@LOSS_AGGS.register("seq_sum_norm")
+def _seq_sum_norm(loss: Tensor, mask: Tensor, *, total_tokens=None, total_seqs=None, norm_len=None) -> Tensor:
+    """``sum(l * m) / (B * norm_len)`` (Dr. GRPO; ``norm_len`` a constant such as the max response
+    length, default ``T``)."""
+    seqs = total_seqs if total_seqs is not None else loss.shape[0]
+    return masked_sum(loss, mask) / (seqs * (norm_len or loss.shape[1]))
+
+
 def aggregate(
     loss: Tensor,
     mask: Tensor,
-    mode: LossAgg,
+    mode: str,
     *,
     total_tokens: float | None = None,
     total_seqs: float | None = None,
     norm_len: float | None = None,
 ) -> Tensor:
-    """Reduce token losses ``[B, T]`` to a scalar.
-
-    - ``token_mean``: ``sum(l * m) / N_tokens`` (DAPO, ORZ) — every token weighs the same;
-    - ``seq_mean``: ``mean_b( sum_t(l * m) / len_b )`` (GRPO) — every response weighs the same;
-    - ``seq_sum_norm``: ``sum(l * m) / (B * norm_len)`` (Dr. GRPO; ``norm_len`` a constant such as
-      the max response length, default ``T``).
+    """Reduce token losses ``[B, T]`` to a scalar with the registered aggregation ``mode``.
 
     ``total_tokens``/``total_seqs`` let a micro-batch use the whole mini-batch's counts, so summing
     micro-batch losses gives exactly the mini-batch loss (gradient accumulation).
     """
-    mask = mask.to(loss.dtype)
-    if mode == "token_mean":
-        denom = total_tokens if total_tokens is not None else mask.sum().clamp(min=1)
-        return masked_sum(loss, mask) / denom
-    if mode == "seq_mean":
-        per_seq = masked_sum(loss, mask, -1) / mask.sum(-1).clamp(min=1)
-        denom = total_seqs if total_seqs is not None else loss.shape[0]
-        return per_seq.sum() / denom
-    if mode == "seq_sum_norm":
-        seqs = total_seqs if total_seqs is not None else loss.shape[0]
-        return masked_sum(loss, mask) / (seqs * (norm_len or loss.shape[1]))
-    raise ValueError(f"unknown loss aggregation {mode!r}")
+    return LOSS_AGGS.get(mode)(loss, mask.to(loss.dtype), total_tokens=total_tokens, total_seqs=total_seqs,
+                               norm_len=norm_len)
 
 
 def ppo_policy_loss(
@@ -233,7 +245,7 @@ def ppo_policy_loss(
     *,
     clip_low: float = 0.2,
     clip_high: float = 0.2,
-    agg: LossAgg = "token_mean",
+    agg: str = "token_mean",
     **agg_kw,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO clipped surrogate with decoupled clip range (DAPO's clip-higher).
@@ -265,7 +277,7 @@ def value_loss(
     mask: Tensor,
     *,
     clip: float | None = 0.2,
-    agg: LossAgg = "token_mean",
+    agg: str = "token_mean",
     **agg_kw,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Clipped value loss: ``0.5 * max((V - R)^2, (V_old + clip(V - V_old, -c, c) - R)^2)``;

@@ -1,9 +1,11 @@
 """One trainable model with its optimiser: plain PyTorch (CPU, one process) or DeepSpeed ZeRO.
 
-Both give the trainer the same five calls: ``module`` (forward), ``backward(loss)``, ``step()``
+Both give the trainer the same calls: ``module`` (forward), ``backward(loss)``, ``step()``
 (clip, optimiser step, schedule; returns the grad norm), ``save_optim(dir)`` / ``load_optim(dir)``
-of the optimiser and schedule, and ``full_state_dict()`` (the full weights on rank 0, gathered
-from ZeRO-3 shards when needed). The schedule is the recipe's: linear warm-up, then constant.
+of the optimiser and schedule, ``full_state_dict()`` (the full weights, gathered from ZeRO-3
+shards when needed) and ``pushable(model)`` (what a weight push may save or stream). The schedule
+is the recipe's, one definition for both engines (:func:`warmup_constant`): linear warm-up, then
+constant.
 """
 
 from __future__ import annotations
@@ -13,8 +15,18 @@ from torch import nn
 
 
 def warmup_constant(warmup_steps: int):
-    """LR multiplier: ``(s + 1) / warmup`` for the first ``warmup`` steps, then 1."""
+    """LR multiplier of update ``s`` (from 0): ``(s + 1) / warmup`` for the first ``warmup`` updates,
+    then 1 — the first update already learns (a multiplier of 0 would waste a step's rollouts).
+
+    >>> [warmup_constant(4)(s) for s in range(5)]
+    [0.25, 0.5, 0.75, 1.0, 1.0]
+    """
     return lambda s: min(1.0, (s + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+def warmup_scheduler(warmup_steps: int):
+    """``optimizer -> LambdaLR`` of :func:`warmup_constant` (DeepSpeed takes this callable too)."""
+    return lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_constant(warmup_steps))
 
 
 class TorchEngine:
@@ -25,7 +37,7 @@ class TorchEngine:
         self.module = module
         params = [p for p in module.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_constant(warmup_steps))
+        self.scheduler = warmup_scheduler(warmup_steps)(self.optimizer)
         self.grad_clip = grad_clip
 
     def backward(self, loss: torch.Tensor) -> None:
@@ -61,6 +73,10 @@ class TorchEngine:
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         return self.module.state_dict()
 
+    def pushable(self, model):
+        """``model`` as a weight push sees it (collective under ZeRO-3: call on every rank)."""
+        return model
+
 
 class DeepSpeedEngine(TorchEngine):
     """The same calls over ``deepspeed.initialize`` (ZeRO stage 2 or 3, bf16 on GPU).
@@ -83,11 +99,9 @@ class DeepSpeedEngine(TorchEngine):
                                                        "torch_adam": True}},
             "zero_allow_untested_optimizer": True,
         }
-        if warmup_steps > 0:  # DeepSpeed's linear warm-up, then constant
-            config["scheduler"] = {"type": "WarmupLR", "params": {
-                "warmup_min_lr": 0.0, "warmup_max_lr": lr, "warmup_num_steps": warmup_steps, "warmup_type": "linear"}}
         params = [p for p in module.parameters() if p.requires_grad]
-        engine, optimizer, _, scheduler = deepspeed.initialize(model=module, model_parameters=params, config=config)
+        engine, optimizer, _, scheduler = deepspeed.initialize(model=module, model_parameters=params, config=config,
+                                                               lr_scheduler=warmup_scheduler(warmup_steps))
         self.ds = engine
         self.module = engine.module
         self.optimizer = optimizer
@@ -105,7 +119,7 @@ class DeepSpeedEngine(TorchEngine):
 
     @property
     def lr(self) -> float:
-        return float(self.ds.get_lr()[0]) if self.scheduler is not None else self.optimizer.param_groups[0]["lr"]
+        return float(self.ds.get_lr()[0])
 
     def save_optim(self, folder) -> None:
         """DeepSpeed's own (partitioned) checkpoint of weights, optimiser and schedule (collective)."""
@@ -124,6 +138,24 @@ class DeepSpeedEngine(TorchEngine):
         params = list(self.module.parameters())
         with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
             return {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
+
+    def pushable(self, model):
+        if self.zero_stage < 3:
+            return model
+        return _Gathered(model, self.full_state_dict())
+
+
+class _Gathered:
+    """A ZeRO-3 model seen with its gathered weights (what a folder weight push saves)."""
+
+    def __init__(self, model, state_dict):
+        self._model, self._state = model, state_dict
+
+    def save_pretrained(self, path, **kw):
+        return self._model.save_pretrained(path, state_dict=self._state, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
 
 
 def make_engine(module: nn.Module, *, lr: float, rl, micro_batch: int, device: str):

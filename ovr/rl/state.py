@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ovr.store import Store, step_prefix
+from ovr.store import Kind, Store, step_prefix
 
-CHECKPOINT_KIND = "rl"
-EXPORT_KIND = "rl-export"
+CHECKPOINT_KIND = Kind.RL
+EXPORT_KIND = Kind.RL_EXPORT
 
 
 @dataclass

@@ -55,18 +55,20 @@ def score_rows(batcher: Batcher, micro: int, *, actor=None, critic=None, tempera
     return logps, values
 
 
-def advantages(rows: list[Experience], rl, values: list[torch.Tensor] | None, kl: list[torch.Tensor] | None,
-               mask_truncated: bool):
-    """Advantages and returns per row (after the recipe's normalisation), plus the loss mask."""
+def advantages(rows: list[Experience], rl, values: list[torch.Tensor] | None, kl: list[torch.Tensor] | None):
+    """Advantages and returns per row (after the recipe's normalisation), plus the loss mask.
+
+    ``kl``: per-token ``log pi_old - log ref`` of each row, folded into the token rewards scaled by
+    ``rl.kl_reward_coef`` (the reward-side KL); None when that KL is off."""
     mask = pad([torch.ones(max(1, len(r.response_ids))) * (len(r.response_ids) > 0) for r in rows])
-    if mask_truncated:
+    if rl.mask_truncated:
         mask = mask * torch.tensor([0.0 if r.truncated else 1.0 for r in rows])[:, None]
     inp = A.AdvantageInput(
         scores=torch.tensor([r.score for r in rows], dtype=torch.float32),
         mask=mask,
         group=torch.tensor([r.group for r in rows]),
         values=pad(values) if values else None,
-        kl=pad(kl) * rl.kl_coef if kl else None,
+        kl=pad(kl) * rl.kl_reward_coef if kl else None,
         gamma=rl.gamma,
         lam=rl.lam,
     )
@@ -84,7 +86,8 @@ def _row_slice(t: torch.Tensor, idx: list[int], T: int, device) -> torch.Tensor:
 
 def actor_update(engine, batcher: Batcher, rl, *, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
                  ref_logp: torch.Tensor | None, temperature: float, norm_len: int, micro: int, seed: int) -> dict:
-    """``rl.policy_updates`` optimiser steps of the PPO clip loss over shuffled mini-batches."""
+    """``rl.policy_updates`` optimiser steps of the PPO clip loss over shuffled mini-batches, plus the
+    loss-side KL ``rl.kl_loss_coef * k3(pi || ref)`` when ``ref_logp`` is given and the coefficient > 0."""
     order = list(range(len(batcher.rows)))
     random.Random(seed).shuffle(order)
     n_mini = min(rl.policy_updates, len(order))
@@ -105,10 +108,10 @@ def actor_update(engine, batcher: Batcher, rl, *, old_logp: torch.Tensor, adv: t
             entropy = A.aggregate(ent, m, rl.loss_agg, total_tokens=tokens, total_seqs=len(mini), norm_len=norm_len)
             if rl.entropy_coef > 0:
                 loss = loss - rl.entropy_coef * entropy
-            if ref_logp is not None and rl.kl_coef > 0:
+            if ref_logp is not None and rl.kl_loss_coef > 0:
                 kl = A.kl_penalty(logp, _row_slice(ref_logp, idx, T, logp.device))
                 kl_term = A.aggregate(kl, m, rl.loss_agg, total_tokens=tokens, total_seqs=len(mini), norm_len=norm_len)
-                loss = loss + rl.kl_coef * kl_term
+                loss = loss + rl.kl_loss_coef * kl_term
                 stats.setdefault("kl_ref", []).append(float(kl_term.detach()) * len(idx) / len(mini))
             engine.backward(loss)
             w = float(m.sum()) / tokens

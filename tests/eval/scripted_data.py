@@ -57,3 +57,11 @@ def improved_rules(vis: list[Sample]) -> list[dict]:
     """A "later checkpoint": every question answered correctly 4 of 4 times, with reflection words."""
     answers = {"t1": "5", "t2": "7", "t3": "6", "v0": vis[0].answer, "v1": vis[1].answer}
     return [{"match": f"[{q}]", "responses": [f"Wait, let me recheck. \\boxed{{{a}}}"] * 4} for q, a in answers.items()]
+
+
+def served(cfg, url: str, reward_url: str | None = None):
+    """``cfg`` pointed at the rollout server ``url`` (and the reward service, if given)."""
+    cfg = cfg.model_copy(deep=True)
+    cfg.rollout.endpoints = [url]
+    cfg.reward.url = reward_url
+    return cfg

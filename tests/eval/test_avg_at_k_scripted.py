@@ -9,7 +9,7 @@ import pytest
 
 from ovr.eval.records import EvalResult, read_records
 from ovr.eval.runner import evaluate
-from scripted_data import judge_rules, policy_rules, samples
+from scripted_data import served, judge_rules, policy_rules, samples
 
 
 def test_avg_at_k_matches_hand_computed_values(scripted_server, eval_cfg, tmp_path):
@@ -22,7 +22,7 @@ def test_avg_at_k_matches_hand_computed_values(scripted_server, eval_cfg, tmp_pa
         "eval.judge.behaviours=[verification, backtracking, visual_reflection]",
     )
     out = tmp_path / "eval"
-    result = evaluate(cfg, [srv.url], data, out_dir=out, progress=False, label="ckpt", step=7)
+    result = evaluate(served(cfg, srv.url), data, out_dir=out, progress=False, label="ckpt", step=7)
 
     bench = {s.benchmark: s for s in result.benchmarks}
     assert bench["arith"].avg_at_k == pytest.approx((0.5 + 0.0 + 1.0) / 3)
@@ -68,7 +68,7 @@ def test_avg_at_k_matches_hand_computed_values(scripted_server, eval_cfg, tmp_pa
 def test_unknown_benchmark_is_a_clear_error(eval_cfg, tmp_path):
     cfg = eval_cfg("eval.benchmarks=[mathvista]")
     with pytest.raises(ValueError, match=r"\['mathvista'\] have no eval samples; available: \['arith'"):
-        evaluate(cfg, ["http://127.0.0.1:9"], samples(), out_dir=tmp_path, progress=False)
+        evaluate(served(cfg, "http://127.0.0.1:9"), samples(), out_dir=tmp_path, progress=False)
 
 
 def test_scoring_through_the_reward_service_gives_the_same_avg_at_k(scripted_server, eval_cfg, tmp_path):
@@ -78,7 +78,7 @@ def test_scoring_through_the_reward_service_gives_the_same_avg_at_k(scripted_ser
     srv = scripted_server(policy_rules(data[3:]))
     cfg = eval_cfg("eval.k=4", "eval.benchmarks=[arith, synthetic_visual]", "tracking.enabled=false")
     with local_server(workers=1) as reward:
-        result = evaluate(cfg, [srv.url], data, reward_url=reward.url, out_dir=tmp_path, progress=False)
+        result = evaluate(served(cfg, srv.url, reward.url), data, out_dir=tmp_path, progress=False)
     bench = {s.benchmark: s.avg_at_k for s in result.benchmarks}
     assert bench == pytest.approx({"arith": 0.5, "synthetic_visual": 0.5})
 
@@ -92,5 +92,5 @@ def test_unreachable_judge_is_an_error_but_responses_are_kept(scripted_server, e
     cfg = eval_cfg("eval.k=4", "eval.benchmarks=[arith]", "tracking.enabled=false", "eval.judge.enabled=true",
                    f"eval.judge.base_url=http://127.0.0.1:{free_port()}/v1", "eval.judge.retries=0")
     with pytest.raises(JudgeError, match="failed after 1 tries"):
-        evaluate(cfg, [srv.url], data, out_dir=tmp_path, progress=False)
+        evaluate(served(cfg, srv.url), data, out_dir=tmp_path, progress=False)
     assert len(read_records(tmp_path / "responses.jsonl")) == 12

@@ -14,7 +14,7 @@ from PIL import Image
 from ovr.eval.report import build_report, reward_gain, training_order
 from ovr.eval.runner import evaluate
 from ovr.tracking import Tracker
-from scripted_data import improved_rules, policy_rules, samples
+from scripted_data import served, improved_rules, policy_rules, samples
 
 
 def _png_ok(data: bytes) -> tuple[int, int]:
@@ -33,9 +33,9 @@ def test_report_renders_accuracy_curves_and_behaviours(scripted_server, eval_cfg
             rl.log_metrics({"reward_mean": reward, "response_len_mean": length, "accuracy": reward}, step=step)
     cfg.tracking.run_id = rl.run_id
 
-    early = evaluate(cfg, [scripted_server(policy_rules(data[3:])).url], data, out_dir=tmp_path / "e0",
+    early = evaluate(served(cfg, scripted_server(policy_rules(data[3:])).url), data, out_dir=tmp_path / "e0",
                      progress=False, label="sft", step=0)
-    late = evaluate(cfg, [scripted_server(improved_rules(data[3:])).url], data, out_dir=tmp_path / "e3",
+    late = evaluate(served(cfg, scripted_server(improved_rules(data[3:])).url), data, out_dir=tmp_path / "e3",
                     progress=False, label="rl-step-3", step=3)
     assert early.mlflow_run_id == late.mlflow_run_id == rl.run_id
 
@@ -69,7 +69,7 @@ def test_report_renders_accuracy_curves_and_behaviours(scripted_server, eval_cfg
 def test_report_without_training_metrics(scripted_server, eval_cfg, tmp_path):
     data = samples()
     cfg = eval_cfg("eval.k=4", "eval.benchmarks=[arith]", "tracking.enabled=false")
-    result = evaluate(cfg, [scripted_server(policy_rules(data[3:])).url], data[:3], out_dir=tmp_path / "e",
+    result = evaluate(served(cfg, scripted_server(policy_rules(data[3:])).url), data[:3], out_dir=tmp_path / "e",
                       progress=False)
     text = build_report(cfg, [result], tmp_path / "r").read_text()
     assert "No training metrics" in text and "| arith | 50.0 |" in text

@@ -26,7 +26,7 @@ def test_tiny_model_on_vllm_end_to_end(tiny_model_dir, rollout_python, repo_root
     common = ["--recipe", str(repo_root / "recipes/tiny-cpu.yaml"),
               "--set", f"store.uri={tmp_path / 'store'}", "--set", f"tracking.uri=sqlite:///{tmp_path}/m.db",
               "--set", "data.name=tinyeval", "--set", "eval.k=2", "--set", "eval.max_tokens=12",
-              "--set", "eval.benchmarks=[synthetic_visual, synthetic_text]", "--set", f"rollout.python={rollout_python}"]
+              "--set", "eval.benchmarks=[synthetic_visual, synthetic_text]", "--set", f"rollout.local_server.python={rollout_python}"]
     runner = CliRunner()
     res = runner.invoke(app, ["eval", *common, "--model", str(tiny_model_dir), "--out", str(tmp_path / "eval"),
                               "--label", "tiny"])

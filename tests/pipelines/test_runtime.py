@@ -6,6 +6,7 @@ import yaml
 
 from components import runtime
 from ovr.config import load_config
+from ovr.schema import StageResult
 from ovr.store import Store
 
 
@@ -39,5 +40,6 @@ def test_multi_node_stage_becomes_a_pytorchjob_and_reads_its_export(repo_root, t
     assert "torchrun -m ovr sft --recipe /tmp/ovr.yaml" in container["command"][-1]
     shipped = yaml.safe_load(spec.env["OVR_CONFIG_YAML"])
     assert shipped["sft"]["global_batch_size"] == 640  # the resolved config travels with the job
-    assert out == {"export_prefix": "runs/ovr-7b/sft-export/step-00000120", "global_step": 120,
-                   "metrics": {"loss": 0.5}}
+    # the job path describes its result in the same shape as the in-pod path
+    assert out == StageResult(export_prefix="runs/ovr-7b/sft-export/step-00000120", global_step=120,
+                              metrics={"loss": 0.5})

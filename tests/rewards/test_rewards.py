@@ -110,4 +110,18 @@ def test_extraction_edge_cases():
 def test_options_from_config():
     from ovr.config import RewardConfig
 
-    assert options_from_config(RewardConfig()) == {"format_weight": 0.0}
+    assert options_from_config(RewardConfig()) == {"format_weight": 0.0, "truncated_reward": 0.0}
+    opts = options_from_config(RewardConfig(overlong_buffer=8, truncated_reward=-1), ["wait,"])
+    assert opts["overlong_buffer"] == 8 and opts["truncated_reward"] == -1 and opts["reflection_words"] == ["wait,"]
+
+
+def test_truncated_reward_and_overlong_shaping_add_up():
+    """A truncated response scores ``truncated_reward`` plus the full overlong penalty; a finished one
+    near the limit keeps its accuracy minus the partial penalty (the service applies both)."""
+    opts = {"truncated_reward": -0.5, "overlong_buffer": 10}
+    cut = score_item(ScoreItem(response=r"\boxed{4}", reference="4", truncated=True, response_tokens=100,
+                               max_tokens=100, options=opts))
+    assert cut.accuracy == 0.0 and cut.overall == pytest.approx(-1.5)
+    near = score_item(ScoreItem(response=r"\boxed{4}", reference="4", response_tokens=95, max_tokens=100,
+                                options=opts))
+    assert near.accuracy == 1.0 and near.overall == pytest.approx(0.5)

@@ -7,18 +7,20 @@ import pytest
 import torch
 
 
-@pytest.fixture()
-def gloo(monkeypatch):
+@pytest.fixture(scope="module")
+def gloo():
+    """One single-rank gloo group for the module (DeepSpeed caches the first group it sees)."""
     import torch.distributed as dist
 
     from ovr.serving import free_port
 
-    for k, v in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-                 "MASTER_PORT": str(free_port())}.items():
-        monkeypatch.setenv(k, v)
-    dist.init_process_group("gloo")
-    yield
-    dist.destroy_process_group()
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                     "MASTER_PORT": str(free_port())}.items():
+            mp.setenv(k, v)
+        dist.init_process_group("gloo")
+        yield
+        dist.destroy_process_group()
 
 
 def _loss(model, ids):
@@ -58,3 +60,29 @@ def test_zero3_step_matches_torch_adamw(gloo, tiny_model_dir, tmp_path):
     zero.save_optim(tmp_path / "ds")
     zero.load_optim(tmp_path / "ds")
     assert (tmp_path / "ds" / "latest").is_file()
+
+
+def test_both_engines_warm_up_alike(gloo, tiny_model_dir):
+    """One warm-up definition: plain AdamW and DeepSpeed ZeRO-3 give the same learning rate at every
+    update (the first one at lr/warmup, not 0) and therefore the same weights."""
+    from transformers import AutoModelForImageTextToText
+
+    from ovr.config import RLConfig
+    from ovr.rl.engine import TorchEngine, make_engine
+
+    rl = RLConfig(zero_stage=3, warmup_steps=3)
+    ids = torch.randint(0, 600, (2, 12), generator=torch.Generator().manual_seed(1))
+    plain = TorchEngine(AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir)), lr=1e-3, betas=rl.adam_betas,
+                        weight_decay=0.0, warmup_steps=3, grad_clip=1.0)
+    zero = make_engine(AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir)), lr=1e-3, rl=rl,
+                       micro_batch=2, device="cpu")
+    lrs = []
+    for _ in range(4):
+        lrs.append((plain.lr, zero.lr))
+        for engine in (plain, zero):
+            engine.backward(_loss(engine.module, ids))
+            engine.step()
+    assert [p for p, _ in lrs] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3, 1e-3])
+    assert [z for _, z in lrs] == pytest.approx([p for p, _ in lrs])
+    k = "model.language_model.layers.0.mlp.down_proj.weight"
+    assert torch.allclose(zero.full_state_dict()[k], plain.full_state_dict()[k], atol=1e-5)

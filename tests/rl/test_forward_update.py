@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ovr.config import RLConfig
-from ovr.rl.experience import Experience, dynamic_filter, subject_rewards
+from ovr.rl.experience import Experience
+from ovr.rl.metrics import subject_rewards
 from ovr.rl.forward import build_batch, critic_values, encode_prompt, policy_logprobs
 from ovr.rl.presets import resolve
 from ovr.rl.update import Batcher, actor_update, advantages, critic_update, pad, score_rows
@@ -59,7 +60,7 @@ def test_actor_update_moves_logprobs_the_way_advantages_point(processor, visual,
     rl = resolve(RLConfig(algorithm="grpo", warmup_steps=0, mini_batch_size=3))
     batcher = Batcher(rows, pad_id, image_id, "cpu", torch.float32)
     before, _ = score_rows(batcher, 4, actor=actor)
-    adv, _, mask = advantages(rows, rl, None, None, mask_truncated=False)
+    adv, _, mask = advantages(rows, rl, None, None)
     engine = TorchEngine(actor, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.0, warmup_steps=0, grad_clip=1.0)
     stats = actor_update(engine, batcher, rl, old_logp=pad(before), adv=adv, mask=mask, ref_logp=None,
                          temperature=1.0, norm_len=4, micro=3, seed=0)
@@ -81,7 +82,7 @@ def test_critic_update_fits_returns_and_gae_advantages(processor, visual, tiny_m
     assert critic.value_head.bias is None
     batcher = Batcher(rows, pad_id, image_id, "cpu", torch.float32)
     _, values = score_rows(batcher, 4, critic=critic)
-    adv, ret, mask = advantages(rows, rl, values, None, mask_truncated=False)
+    adv, ret, mask = advantages(rows, rl, values, None)
     # GAE(1, 1): returns are the score on every token; batch-normalised advantages have mean 0
     assert torch.allclose(ret[0, :3], torch.ones(3)) and torch.allclose(ret[1, :4], torch.zeros(4), atol=1e-6)
     assert abs(float(adv[mask.bool()].mean())) < 1e-5
@@ -94,17 +95,10 @@ def test_critic_update_fits_returns_and_gae_advantages(processor, visual, tiny_m
     assert critic_values(critic, b).shape == b.response_mask.shape
 
 
-def test_dynamic_filter_drops_uniform_groups(processor, visual):
-    rows = _rows(processor, visual)
-    rows[1].score = 1.0  # group 0 now all ones
-    kept, n_kept, n_seen = dynamic_filter(rows)
-    assert (n_kept, n_seen) == (1, 2) and {r.group for r in kept} == {1}
-
-
 def test_truncated_rows_can_be_masked(processor, visual):
     rows = _rows(processor, visual)
     rows[2].truncated = True
-    _, _, mask = advantages(rows, resolve(RLConfig(algorithm="grpo")), None, None, mask_truncated=True)
+    _, _, mask = advantages(rows, resolve(RLConfig(algorithm="grpo", mask_truncated=True)), None, None)
     assert mask[2].sum() == 0 and mask[3].sum() == 3
 
 

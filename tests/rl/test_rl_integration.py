@@ -16,21 +16,24 @@ def weights_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers(tiny_model_dir, rollout_python, weights_dir):
-    from ovr.config import RolloutConfig
+    from ovr.config import LocalServerConfig, RolloutConfig
     from services.reward.server import local_server as reward_server
     from services.rollout.launch import local_server as rollout_server
 
-    rcfg = RolloutConfig(max_model_len=512, python=str(rollout_python))
+    rcfg = RolloutConfig(local_server=LocalServerConfig(max_model_len=512, python=str(rollout_python)))
     with rollout_server(tiny_model_dir, rcfg, weights_dir=weights_dir) as vllm, reward_server(workers=1) as reward:
         yield [vllm.url], reward.url
 
 
-def _cfg(tmp_path, tiny_model_dir, name, *extra):
+def _cfg(tmp_path, tiny_model_dir, name, servers, weights_dir, *extra):
+    """A small RL config pointed at the module's servers (what local_services would fill in)."""
     from ovr.config import load_config
 
+    endpoints, reward_url = servers
     return load_config(None, [
         f"name={name}", f"model.path={tiny_model_dir}", f"store.uri={tmp_path}/store",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", "rollout.max_model_len=512",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"rollout.endpoints={endpoints}",
+        f"rollout.weights_dir={weights_dir}", f"reward.url={reward_url}",
         "rl.prompts_per_step=4", "rl.samples_per_prompt=4", "rl.warmup_steps=0", "rl.actor_lr=1e-3",
         "rl.critic_lr=1e-3", "rl.max_response_len_schedule=[{from_step: 0, max_tokens: 12}, {from_step: 2, max_tokens: 16}]",
         *extra,
@@ -55,14 +58,13 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
 
     endpoints, reward_url = servers
     samples = visual_samples(8, seed=0)
-    cfg = _cfg(tmp_path, tiny_model_dir, "rl-ppo", "rl.max_steps=3", "rl.save_every=2", "rl.average_last=2",
+    cfg = _cfg(tmp_path, tiny_model_dir, "rl-ppo", servers, weights_dir, "rl.max_steps=3", "rl.save_every=2", "rl.average_last=2",
                "rl.skip_uniform_batches=false")  # the random model scores 0
     start = server_versions(endpoints)[0]
 
-    first = run_rl(cfg, rollout_endpoints=endpoints, reward_url=reward_url, weights_dir=weights_dir,
-                   samples=samples, progress=False, stop_after=2)
+    first = run_rl(cfg, samples=samples, progress=False, stop_after=2)
     assert first.global_step == 2 and first.export_dir is None and first.checkpoint_steps == [2]
-    assert server_versions(endpoints)[0] == start + 2  # one push per step
+    assert server_versions(endpoints)[0] == start + 3  # the initial weights, then one push per step
     h = first.history[0]
     for key in ("reward_mean", "reward_std", "accuracy", "response_len_mean", "response_len_max", "truncation_rate",
                 "clip_frac", "approx_kl", "entropy", "value_loss", "explained_variance", "adv_mean", "adv_std",
@@ -79,12 +81,11 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     assert {"actor/model.safetensors", "critic/critic.safetensors", "actor_optim/optim.pt", "critic_optim/optim.pt",
             "state.json", "rng.pt"} <= {f.path for f in ckpt[0].files}
 
-    resumed = run_rl(cfg, rollout_endpoints=endpoints, reward_url=reward_url, weights_dir=weights_dir,
-                     samples=samples, progress=False)
+    resumed = run_rl(cfg, samples=samples, progress=False)
     assert resumed.run_id == first.run_id  # the checkpoint remembers the MLflow run
     assert resumed.resumed_from == 2 and resumed.global_step == 3 and [h["step"] for h in resumed.history] == [2]
     assert resumed.history[0]["max_tokens"] == 16  # the staged length moved on at step 2
-    assert server_versions(endpoints)[0] == start + 4  # resumed weights pushed, then one step
+    assert server_versions(endpoints)[0] == start + 5  # resumed weights pushed, then one step
     assert resumed.export_prefix.endswith("rl-export/step-00000003")
 
     # the policy changed, and the export is the uniform average of checkpoints 2 and 3
@@ -103,19 +104,22 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     tracker.close()
 
 
-def test_grpo_runs_and_learns_from_group_differences(servers, tiny_model_dir, weights_dir, tmp_path):
+def test_dapo_runs_refills_and_learns_from_group_differences(servers, tiny_model_dir, weights_dir, tmp_path):
+    """DAPO (GRPO advantages, clip-higher, dynamic sampling with refill) against the real servers."""
     from ovr.data.synthetic import visual_samples
     from ovr.rl.trainer import run_rl
     from ovr.rollout.weights import server_versions
 
-    endpoints, reward_url = servers
+    endpoints, _ = servers
     # truncated responses score -1, finished ones 0: the random tiny model's groups differ
-    cfg = _cfg(tmp_path, tiny_model_dir, "rl-grpo", "rl.algorithm=grpo", "rl.max_steps=2", "rl.save_every=2",
-               "rl.truncated_reward=-1", "tracking.enabled=false")
-    res = run_rl(cfg, rollout_endpoints=endpoints, reward_url=reward_url, weights_dir=weights_dir,
-                 samples=visual_samples(8, seed=1), progress=False)
+    cfg = _cfg(tmp_path, tiny_model_dir, "rl-dapo", servers, weights_dir, "rl.algorithm=dapo", "rl.max_steps=2",
+               "rl.save_every=2", "reward.truncated_reward=-1", "rl.max_generation_rounds=3", "tracking.enabled=false")
+    res = run_rl(cfg, samples=visual_samples(8, seed=1), progress=False)
     assert res.global_step == 2 and "value_loss" not in res.history[0]
     assert any(h["adv_std"] > 0 for h in res.history)
+    for h in res.history:  # the kept groups are informative; a step refills while it has fewer than 4
+        assert 1 <= h["generation_rounds"] <= 3 and 0 < h["groups_kept_frac"] <= 1
+        assert h["generation_rounds"] == 1 or h["groups_kept_frac"] < 1
     assert server_versions(endpoints)[0] == res.history[-1]["weight_version"]
     init, final = _weights(tiny_model_dir), _weights(res.export_dir)
     assert set(init) == set(final) and any(not torch.equal(init[k], final[k]) for k in init)
@@ -139,7 +143,7 @@ def test_ovr_rl_cli_starts_its_services_and_trains(tiny_model_dir, rollout_pytho
         "name": "rl-cli", "model": {"path": str(tiny_model_dir)}, "store": {"uri": str(tmp_path / "store")},
         "tracking": {"enabled": False},
         "data": {"name": "cli", "synthetic": {"visual_samples": 6, "text_samples": 0, "eval_samples": 0}},
-        "rollout": {"max_model_len": 512}, "reward": {"workers": 1},
+        "rollout": {"local_server": {"max_model_len": 512}},
         "rl": {"algorithm": "rloo", "prompts_per_step": 2, "samples_per_prompt": 2, "max_steps": 1, "save_every": 1,
                "max_response_len_schedule": [{"from_step": 0, "max_tokens": 8}]},
     }))

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from ovr.config import RolloutConfig
+from ovr.config import LocalServerConfig, RolloutConfig
 from ovr.schema import ImageRef, Sample
 
 
@@ -34,4 +34,4 @@ def samples() -> list[Sample]:
 @pytest.fixture(scope="session")
 def rollout_cfg() -> RolloutConfig:
     """float32 serving so vLLM and HF agree to float rounding on the tiny model."""
-    return RolloutConfig(dtype="float32", max_model_len=1024, max_attempts=4)
+    return RolloutConfig(local_server=LocalServerConfig(dtype="float32", max_model_len=1024), max_attempts=4)

@@ -1,0 +1,40 @@
+"""What an RL run leaves in the store: checkpoints every ``rl.save_every`` steps (every rank
+takes part: ZeRO gathers and DeepSpeed saves are collective) and, at the end, the final policy —
+the uniform average of the last ``rl.average_last`` checkpoints — committed as ``rl-export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ovr.rl import state as S
+from ovr.rl.setup import RLRun
+from ovr.store import export_prefix
+
+
+def save_checkpoint(run: RLRun, metrics: dict) -> None:
+    """Write this step's checkpoint folder and commit it (manifest last) to the store."""
+    folder = run.work / f"ckpt-{run.state.step:08d}"
+    S.save_checkpoint(folder, actor=run.actor, processor=run.processor, actor_engine=run.actor_engine,
+                      critic=run.critic, critic_engine=run.critic_engine, state=run.state, is_main=run.dist.is_main)
+    if run.dist.is_main:
+        S.commit(run.store, run.cfg.name, run.state.step, folder, run.rl.keep_checkpoints, metrics)
+    run.dist.barrier()
+
+
+def export_final(run: RLRun) -> tuple[Path, str]:
+    """Average the last checkpoints into the final policy and commit it; returns (folder, store prefix)."""
+    from ovr.rl.averaging import average_models
+
+    store, name = run.store, run.cfg.name
+    done = store.checkpoints(name, S.CHECKPOINT_KIND)[-run.rl.average_last:]
+    folders = []
+    for m in done:
+        local = run.work / f"avg-{m.step:08d}"
+        if not local.exists():
+            store.download_checkpoint(name, m.step, local, S.CHECKPOINT_KIND)
+        folders.append(local / "actor")
+    out = average_models(folders, run.work / "export")
+    metrics = done[-1].metadata.get("metrics", {}) if done else {}
+    store.commit_checkpoint(name, run.state.step, out, kind=S.EXPORT_KIND,
+                            metadata={"averaged_steps": [m.step for m in done], "metrics": metrics})
+    return out, export_prefix(name, "rl", run.state.step)

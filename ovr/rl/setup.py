@@ -1,0 +1,173 @@
+"""Everything an RL run holds between steps, built once: :func:`setup_rl` -> :class:`RLRun`.
+
+It resolves the algorithm preset, finds the checkpoint to resume from, loads the actor (and the
+critic and the frozen reference when the recipe needs them) with their optimiser engines, and
+restores the prompt cursor, RNG and weight version. The services the run talks to (rollout
+replicas, reward service, weight sync) are opened by :func:`connect` on the main rank only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ovr.config import RLConfig, RunConfig
+from ovr.rl import state as S
+from ovr.rl.distributed import Dist
+from ovr.rl.presets import resolve, uses_critic, uses_reference
+from ovr.schema import Sample
+from ovr.store import Kind, Store
+
+log = logging.getLogger("ovr.rl")
+
+
+@dataclass
+class RLRun:
+    """The models, engines and bookkeeping of one RL run (every rank holds its own)."""
+
+    cfg: RunConfig
+    rl: RLConfig  # cfg.rl with its preset applied
+    dist: Dist
+    device: str
+    dtype: torch.dtype
+    store: Store
+    samples: list[Sample]
+    processor: object
+    actor: torch.nn.Module
+    actor_engine: object
+    critic: torch.nn.Module | None
+    critic_engine: object | None
+    ref: torch.nn.Module | None
+    state: S.TrainState
+    work: Path  # local scratch: downloaded checkpoints, checkpoint folders, the export
+    resumed_from: int | None = None
+    encoded: dict = field(default_factory=dict)  # sample id -> EncodedPrompt (the processor's work, cached)
+
+    @property
+    def by_id(self) -> dict[str, Sample]:
+        return {s.id: s for s in self.samples}
+
+    @property
+    def pad_id(self) -> int:
+        return self.processor.tokenizer.pad_token_id
+
+    @property
+    def image_token_id(self) -> int:
+        return self.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+
+
+@dataclass
+class Services:
+    """What the main rank talks to: the rollout replicas, the reward service, the weight sync."""
+
+    rollout: object  # ovr.rollout.client.RolloutClient
+    reward: object  # ovr.rewards.client.RewardClient
+    sync: object  # ovr.rollout.weights.WeightSync
+
+    def close(self) -> None:
+        self.sync.close()
+
+
+def _device(cfg: RunConfig) -> str:
+    if cfg.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.device
+
+
+def _samples(cfg: RunConfig, store: Store, samples: list[Sample] | None) -> list[Sample]:
+    if samples is None:
+        from ovr.data.reader import load_samples
+
+        samples = load_samples(store, cfg.data.name, "rl")
+    if not samples:
+        raise ValueError("no RL prompts: the dataset's rl split is empty")
+    return samples
+
+
+def setup_rl(cfg: RunConfig, samples: list[Sample] | None = None, resume: str = "auto") -> RLRun:
+    """Build the run: resolve, resume point, models and engines, restored state."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from ovr.models.loading import resolve_model_path
+
+    rl = resolve(cfg.rl)
+    cfg = cfg.model_copy(update={"rl": rl})
+    store = Store.from_config(cfg.store)
+    samples = _samples(cfg, store, samples)
+    torch.manual_seed(rl.seed)
+    init_path = resolve_model_path(cfg.model, cfg.store)
+    work = Path(tempfile.mkdtemp(prefix="ovr-rl-"))
+    resume_step = S.find_resume(store, cfg.name, resume)
+    folder = None
+    if resume_step is not None:
+        folder = store.download_checkpoint(cfg.name, resume_step, work / f"resume-{resume_step}", Kind.RL)
+    device, dtype = _device(cfg), getattr(torch, cfg.model.dtype)
+    load = dict(dtype=dtype, attn_implementation=cfg.model.attn_implementation)
+    actor_path = folder / "actor" if folder else init_path
+    actor = AutoModelForImageTextToText.from_pretrained(str(actor_path), **load).to(device)
+    ref = AutoModelForImageTextToText.from_pretrained(str(init_path), **load).to(device).eval() \
+        if uses_reference(rl) else None
+    run = RLRun(cfg=cfg, rl=rl, dist=Dist.from_env(), device=device, dtype=dtype, store=store, samples=samples,
+                processor=AutoProcessor.from_pretrained(str(actor_path)), actor=actor, actor_engine=None,
+                critic=None, critic_engine=None, ref=ref, state=S.TrainState(cursor=S.PromptCursor(len(samples), rl.seed)),
+                work=work, resumed_from=resume_step)
+    _engines(run, init_path, folder)
+    if folder is not None:
+        _restore(run, folder)
+    return run
+
+
+def _engines(run: RLRun, init_path, folder: Path | None) -> None:
+    """The actor's engine; the critic (initialised from the policy, or resumed) and its engine."""
+    from ovr.models.critic import Critic
+    from ovr.rl.engine import make_engine
+
+    rl, micro = run.rl, run.rl.responses_per_pass()
+    run.actor_engine = make_engine(run.actor, lr=rl.actor_lr, rl=rl, micro_batch=micro, device=run.device)
+    if not uses_critic(rl):
+        return
+    critic = (Critic.load(folder / "critic", run.dtype) if folder else
+              Critic.from_policy(init_path, init_range=rl.value_head_init, seed=rl.seed, dtype=run.dtype))
+    run.critic = critic.to(run.device)
+    run.critic_engine = make_engine(run.critic, lr=rl.critic_lr, rl=rl, micro_batch=micro, device=run.device)
+
+
+def _restore(run: RLRun, folder: Path) -> None:
+    """Optimiser states, schedule, RNG, prompt cursor and weight version of a checkpoint."""
+    run.actor_engine.load_optim(folder / "actor_optim")
+    if run.critic_engine is not None:
+        run.critic_engine.load_optim(folder / "critic_optim")
+    run.state = S.load_state(folder)
+    if run.state.cursor.n != len(run.samples):
+        raise ValueError(f"checkpoint walked {run.state.cursor.n} prompts, this run has {len(run.samples)}")
+
+
+def connect(run: RLRun) -> Services | None:
+    """Open the rollout and reward clients and the weight sync (main rank; None elsewhere)."""
+    if not run.dist.is_main:
+        return None
+    from ovr.rewards.client import RewardClient
+    from ovr.rollout.client import RolloutClient
+    from ovr.rollout.weights import make_weight_sync
+
+    ro = run.cfg.rollout
+    if not ro.endpoints:
+        raise ValueError("rollout.endpoints is empty: point it at the replicas (or run through local_services)")
+    rollout = RolloutClient(ro.endpoints, ro)
+    longest = max(s.max_tokens for s in run.rl.max_response_len_schedule)
+
+    async def check():
+        try:
+            await rollout.check_context(longest)
+        finally:
+            await rollout.close()
+
+    asyncio.run(check())
+    weights_dir = ro.weights_dir or tempfile.mkdtemp(prefix="ovr-weights-")
+    return Services(rollout=rollout, reward=RewardClient.from_config(run.cfg.reward),
+                    sync=make_weight_sync(ro, ro.endpoints, weights_dir))

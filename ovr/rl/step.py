@@ -1,0 +1,111 @@
+"""One RL step, top to bottom: sample -> score -> experience -> advantages -> update -> sync.
+
+The main rank samples and scores through the services and hands the result to every rank; each
+rank trains on its share of the rows in lockstep (DeepSpeed ZeRO under ``torchrun``); the new
+weights are pushed to the replicas. Returns the step's metrics.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ovr.rl.experience import build_experience
+from ovr.rl.forward import encode_prompt
+from ovr.rl.metrics import advantage_stats, logprob_drift, rollout_metrics, subject_rewards
+from ovr.rl.sampling import Collected, collect
+from ovr.rl.setup import RLRun, Services
+from ovr.rl.update import Batcher, actor_update, advantages, critic_update, pad, score_rows
+from ovr.rollout.scoring import sample_and_score_sync
+
+
+def rl_step(run: RLRun, svc: Services | None, step: int, progress: bool = False) -> dict[str, float]:
+    t0 = time.perf_counter()
+    rl, max_tokens = run.rl, run.rl.max_tokens_at(step)
+
+    # 1-2. sample prompts, generate n responses each, score them (main rank), share with every rank
+    got: Collected = run.dist.broadcast(sample_step(run, svc, max_tokens, progress) if svc is not None else None)
+    run.state.cursor = got.cursor
+    groups, results = got.kept()
+
+    # 3. experience rows, metrics of everything sampled
+    for g in got.groups:
+        if g.sample_id not in run.encoded:
+            run.encoded[g.sample_id] = encode_prompt(run.processor, run.by_id[g.sample_id], g.prompt_token_ids)
+    every = build_experience(got.groups, run.encoded, got.results)
+    metrics = rollout_metrics(every, got.results, run.cfg.eval.reflection_words, run.state.weight_version)
+    metrics |= subject_rewards(every, got.groups, run.by_id)
+    metrics |= {"groups_kept_frac": len(groups) / len(got.groups), "generation_rounds": got.rounds}
+    rows = build_experience(groups, run.encoded, results)
+
+    # 4-5. advantages and updates
+    t1 = time.perf_counter()
+    if rows:
+        metrics |= train_on(run, rows, max_tokens, step)
+    t2 = time.perf_counter()
+
+    # 6. push the new weights to the replicas
+    if rows:
+        push_weights(run, svc)
+    tokens = sum(len(c.token_ids) for g in got.groups for c in g.completions)
+    step_s = time.perf_counter() - t0
+    return metrics | {
+        "step_seconds": step_s, "rollout_seconds": got.rollout_s, "reward_seconds": got.reward_s,
+        "train_seconds": t2 - t1, "sync_seconds": time.perf_counter() - t2,
+        "rollout_tokens_per_s": tokens / max(got.rollout_s, 1e-9), "tokens_per_s": tokens / max(step_s, 1e-9),
+        "weight_version": run.state.weight_version, "max_tokens": max_tokens, "epoch": run.state.cursor.epoch,
+        "updated": float(bool(rows)),
+    }
+
+
+def sample_step(run: RLRun, svc: Services, max_tokens: int, progress: bool) -> Collected:
+    """Prompts from the cursor, sampled and scored (refilled under dynamic sampling)."""
+    rl = run.rl
+
+    def sample(batch):
+        return sample_and_score_sync(svc.rollout, svc.reward, batch, n=rl.samples_per_prompt, max_tokens=max_tokens,
+                                     cfg=run.cfg, progress=progress)
+
+    return collect(sample, run.samples, run.state.cursor, want=rl.prompts_per_step, dynamic=rl.dynamic_sampling,
+                   max_rounds=rl.max_generation_rounds)
+
+
+def train_on(run: RLRun, rows, max_tokens: int, step: int) -> dict[str, float]:
+    """Old log-probs (and values, reference log-probs), advantages, then the actor and critic updates."""
+    rl, dist, temperature = run.rl, run.dist, run.cfg.rollout.temperature
+    micro = rl.responses_per_pass()
+    shard = dist.shard_indices(len(rows))
+    mine = [rows[i] for i in shard]
+    batcher = Batcher(mine, run.pad_id, run.image_token_id, run.device, run.dtype)
+    run.actor.eval()
+    old_logp, _ = score_rows(batcher, micro, actor=run.actor_engine.module, temperature=temperature)
+    values = score_rows(batcher, micro, critic=run.critic_engine.module)[1] if run.critic is not None else None
+    ref_logp = score_rows(batcher, micro, actor=run.ref, temperature=temperature)[0] if run.ref is not None else None
+    kl = [a - b for a, b in zip(old_logp, ref_logp)] if ref_logp is not None and rl.kl_reward_coef > 0 else None
+    if values is None and kl is None:  # group baselines need every row, not one rank's share
+        adv, ret, mask = (t[shard] for t in advantages(rows, rl, None, None))
+    else:
+        adv, ret, mask = advantages(mine, rl, values, kl)
+    metrics = logprob_drift(mine, old_logp) | advantage_stats(adv, ret, mask, pad(values) if values else None)
+
+    run.actor.train()
+    # A batch whose scores are all equal says nothing about the reward; with batch-normalised GAE
+    # its advantages would be pure critic noise at unit scale, so the actor waits.
+    informative = len({r.score for r in rows}) > 1 or run.critic is None or not rl.skip_uniform_batches
+    metrics["actor_updated"] = float(informative)
+    seed = rl.seed * 100003 + step
+    if informative:
+        metrics |= actor_update(run.actor_engine, batcher, rl, old_logp=pad(old_logp), adv=adv, mask=mask,
+                                ref_logp=pad(ref_logp) if ref_logp is not None else None, temperature=temperature,
+                                norm_len=max_tokens, micro=micro, seed=seed)
+    if run.critic is not None and rl.critic_updates > 0:
+        run.critic.train()
+        metrics |= critic_update(run.critic_engine, batcher, rl, old_values=pad(values), returns=ret, mask=mask,
+                                 micro=micro, seed=seed)
+    return metrics
+
+
+def push_weights(run: RLRun, svc: Services | None) -> None:
+    """Make the replicas serve the actor's current weights (call on every rank: ZeRO-3 gathers)."""
+    model = run.actor_engine.pushable(run.actor)
+    if svc is not None:
+        run.state.weight_version = svc.sync.push_weights(model)
