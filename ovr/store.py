@@ -285,6 +285,31 @@ class Store:
         return len(keys)
 
     # manifest-last commits
+    def upload(self, prefix: str, local_dir: str | Path, files: list[Path] | None = None,
+               progress: Callable[[str], None] | None = None) -> list[FileEntry]:
+        """Upload ``files`` (default: every file) of ``local_dir`` under ``prefix``; no manifest."""
+        root = Path(local_dir)
+        if files is None:
+            files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
+        entries = []
+        for path in files:
+            rel = path.relative_to(root).as_posix()
+            entries.append(FileEntry(path=rel, size=path.stat().st_size, sha256=sha256_file(path)))
+            self.backend.put_file(f"{prefix}/{rel}", path)
+            if progress:
+                progress(rel)
+        return entries
+
+    def write_manifest(self, prefix: str, entries: list[FileEntry], *, run: str, step: int = 0,
+                       kind: str = "checkpoint", metadata: dict | None = None) -> CheckpointManifest:
+        """Make ``prefix`` visible: the manifest of files already uploaded (by one or several writers)."""
+        if not entries:
+            raise StoreError(f"nothing to commit under {prefix}")
+        manifest = CheckpointManifest(run=run, step=step, kind=_kind(kind), files=sorted(entries, key=lambda e: e.path),
+                                      metadata=metadata or {}, created=time.time())
+        self.put_bytes(f"{prefix}/{MANIFEST}", manifest.model_dump_json(indent=1).encode())
+        return manifest
+
     def commit(
         self,
         prefix: str,
@@ -297,22 +322,10 @@ class Store:
         progress: Callable[[str], None] | None = None,
     ) -> CheckpointManifest:
         """Upload every file of ``local_dir`` under ``prefix``, then the manifest."""
-        root = Path(local_dir)
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
-        if not files:
-            raise StoreError(f"nothing to commit in {root}")
-        entries = []
-        for path in files:
-            rel = path.relative_to(root).as_posix()
-            entries.append(FileEntry(path=rel, size=path.stat().st_size, sha256=sha256_file(path)))
-            self.backend.put_file(f"{prefix}/{rel}", path)
-            if progress:
-                progress(rel)
-        manifest = CheckpointManifest(
-            run=run, step=step, kind=_kind(kind), files=entries, metadata=metadata or {}, created=time.time()
-        )
-        self.put_bytes(f"{prefix}/{MANIFEST}", manifest.model_dump_json(indent=1).encode())
-        return manifest
+        entries = self.upload(prefix, local_dir, progress=progress)
+        if not entries:
+            raise StoreError(f"nothing to commit in {local_dir}")
+        return self.write_manifest(prefix, entries, run=run, step=step, kind=kind, metadata=metadata)
 
     def commit_checkpoint(
         self, run: str, step: int, local_dir: str | Path, kind: str = "checkpoint", metadata: dict | None = None
@@ -336,13 +349,16 @@ class Store:
         done = self.checkpoints(run, kind)
         return done[-1] if done else None
 
-    def download(self, prefix: str, dest: str | Path) -> Path:
-        """Download a committed prefix into ``dest`` and verify every file's sha256."""
+    def download(self, prefix: str, dest: str | Path, select: Callable[[str], bool] | None = None) -> Path:
+        """Download a committed prefix into ``dest`` (only the files ``select`` accepts, if given)
+        and verify every file's sha256."""
         manifest = self.read_manifest(prefix)
         if manifest is None:
             raise StoreError(f"{prefix} has no manifest: not a complete commit")
         dest = Path(dest)
         for entry in manifest.files:
+            if select is not None and not select(entry.path):
+                continue
             target = dest / entry.path
             self.get_file(f"{prefix}/{entry.path}", target)
             digest = sha256_file(target)
@@ -352,5 +368,6 @@ class Store:
         (dest / MANIFEST).write_text(manifest.model_dump_json(indent=1))
         return dest
 
-    def download_checkpoint(self, run: str, step: int, dest: str | Path, kind: str = "checkpoint") -> Path:
-        return self.download(step_prefix(run, step, kind), dest)
+    def download_checkpoint(self, run: str, step: int, dest: str | Path, kind: str = "checkpoint",
+                            select: Callable[[str], bool] | None = None) -> Path:
+        return self.download(step_prefix(run, step, kind), dest, select)

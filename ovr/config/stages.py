@@ -162,8 +162,18 @@ class RLConfig(_Section):
     samples_per_prompt: int = Field(16, ge=1, description="Responses per prompt (n).")
     policy_updates: int = Field(1, ge=1, description="Actor optimizer updates per generation.")
     critic_updates: int = Field(4, ge=0, description="Critic optimizer updates per generation.")
-    mini_batch_size: int | None = Field(
-        None, ge=1, description="Responses per forward pass; None = whole batch in one pass."
+    max_tokens_per_micro: int | None = Field(
+        None, ge=1, description="Token budget of one forward/backward pass per rank: rows (longest first) are "
+        "packed into micro-batches of at most this many padded tokens (rows x longest row), one row at least; "
+        "None = all of a rank's rows in one pass (tiny CPU runs)."
+    )
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (actor and critic).")
+    dist_timeout_s: float = Field(
+        1800.0, gt=0, description="Timeout of the training process group's collectives (DeepSpeed's)."
+    )
+    wait_timeout_s: float = Field(
+        4 * 3600.0, gt=0, description="Timeout of the CPU group where ranks wait for the main rank's rollouts, "
+        "weight pushes and checkpoint uploads."
     )
     max_steps: int = Field(900, ge=1, description="RL steps.")
     max_response_len_schedule: list[LengthStage] = Field(
@@ -224,10 +234,6 @@ class RLConfig(_Section):
         if not v or steps[0] != 0 or steps != sorted(set(steps)):
             raise ValueError("max_response_len_schedule must start at step 0 and increase strictly")
         return v
-
-    def responses_per_pass(self) -> int:
-        """Rows of one forward/backward pass: ``mini_batch_size``, or the whole step's responses."""
-        return self.mini_batch_size or self.prompts_per_step * self.samples_per_prompt
 
     def max_tokens_at(self, step: int) -> int:
         """Max response length in force at ``step``."""

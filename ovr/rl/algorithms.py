@@ -38,13 +38,25 @@ def masked_var(x: Tensor, mask: Tensor) -> Tensor:
     return masked_mean((x - mean) ** 2, mask)
 
 
-def masked_whiten(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
-    """``(x - mean) / sqrt(var + eps)`` over the masked elements; padding stays 0.
+Reduce = Callable[[Tensor], Tensor]
+
+
+def masked_whiten(x: Tensor, mask: Tensor, eps: float = 1e-8, reduce: Reduce | None = None) -> Tensor:
+    """``(x - mean) / sqrt(var + eps)`` over the masked elements; padding stays 0. ``reduce`` sums
+    ``[count, sum, sum of squares]`` over the ranks that hold the rest of the batch, so several ranks
+    whiten with the statistics of the whole batch.
 
     >>> masked_whiten(torch.tensor([[1., 3.]]), torch.ones(1, 2))
     tensor([[-1.,  1.]])
     """
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    if reduce is None:
+        mean, var = masked_mean(x, mask), masked_var(x, mask)
+    else:
+        m = mask.double()
+        n, total, sq = reduce(torch.stack([m.sum(), (x.double() * m).sum(), (x.double() ** 2 * m).sum()])).tolist()
+        mean = total / max(n, 1.0)
+        var = max(sq / max(n, 1.0) - mean ** 2, 0.0)
+        mean, var = torch.tensor(mean, dtype=x.dtype), torch.tensor(var, dtype=x.dtype)
     return (x - mean) * torch.rsqrt(var + eps) * mask
 
 
@@ -77,6 +89,7 @@ class AdvantageInput:
     gamma: float = 1.0
     lam: float = 1.0
     eps: float = 1e-6
+    reduce: Reduce | None = None  # sums statistics over ranks (batch-level whitening), see masked_whiten
 
 
 Estimator = Callable[[AdvantageInput], tuple[Tensor, Tensor]]
@@ -171,16 +184,17 @@ def reinforce_pp(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
         running = rewards[:, t] + inp.gamma * running
         returns[:, t] = running
     returns = returns * mask
-    return masked_whiten(returns, mask, eps=inp.eps), returns
+    return masked_whiten(returns, mask, eps=inp.eps, reduce=inp.reduce), returns
 
 
-def normalize_advantages(adv: Tensor, mask: Tensor, group: Tensor, mode: str, eps: float = 1e-8) -> Tensor:
-    """``batch``: whiten over every real token of the batch; ``group``: whiten within each prompt's
-    responses; ``none``: unchanged."""
+def normalize_advantages(adv: Tensor, mask: Tensor, group: Tensor, mode: str, eps: float = 1e-8,
+                         reduce: Reduce | None = None) -> Tensor:
+    """``batch``: whiten over every real token of the batch (of every rank, with ``reduce``);
+    ``group``: whiten within each prompt's responses; ``none``: unchanged."""
     if mode == "none":
         return adv
     if mode == "batch":
-        return masked_whiten(adv, mask, eps)
+        return masked_whiten(adv, mask, eps, reduce)
     if mode == "group":
         out = torch.zeros_like(adv)
         for g in torch.unique(group):

@@ -1,6 +1,7 @@
 """What an RL run leaves in the store: checkpoints every ``rl.save_every`` steps (every rank
-takes part: ZeRO gathers and DeepSpeed saves are collective) and, at the end, the final policy —
-the uniform average of the last ``rl.average_last`` checkpoints — committed as ``rl-export``."""
+takes part: ZeRO gathers and DeepSpeed saves are collective, and each rank uploads its own
+partitions) and, at the end, the final policy — the uniform average of the last
+``rl.average_last`` checkpoints — committed as ``rl-export`` by the main rank."""
 
 from __future__ import annotations
 
@@ -14,11 +15,10 @@ from ovr.store import export_prefix
 def save_checkpoint(run: RLRun, metrics: dict) -> None:
     """Write this step's checkpoint folder and commit it (manifest last) to the store."""
     folder = run.work / f"ckpt-{run.state.step:08d}"
+    run.state.world = run.dist.world
     S.save_checkpoint(folder, actor=run.actor, processor=run.processor, actor_engine=run.actor_engine,
                       critic=run.critic, critic_engine=run.critic_engine, state=run.state, is_main=run.dist.is_main)
-    if run.dist.is_main:
-        S.commit(run.store, run.cfg.name, run.state.step, folder, run.rl.keep_checkpoints, metrics)
-    run.dist.barrier()
+    S.commit(run.store, run.dist, run.cfg.name, run.state.step, folder, run.rl.keep_checkpoints, metrics)
 
 
 def export_final(run: RLRun) -> tuple[Path, str]:
@@ -30,8 +30,8 @@ def export_final(run: RLRun) -> tuple[Path, str]:
     folders = []
     for m in done:
         local = run.work / f"avg-{m.step:08d}"
-        if not local.exists():
-            store.download_checkpoint(name, m.step, local, S.CHECKPOINT_KIND)
+        if not local.exists():  # the actor's weights only: no optimiser partitions
+            store.download_checkpoint(name, m.step, local, S.CHECKPOINT_KIND, select=lambda p: p.startswith("actor/"))
         folders.append(local / "actor")
     out = average_models(folders, run.work / "export")
     metrics = done[-1].metadata.get("metrics", {}) if done else {}

@@ -1,11 +1,11 @@
 """One trainable model with its optimiser: plain PyTorch (CPU, one process) or DeepSpeed ZeRO.
 
-Both give the trainer the same calls: ``module`` (forward), ``backward(loss)``, ``step()``
-(clip, optimiser step, schedule; returns the grad norm), ``save_optim(dir)`` / ``load_optim(dir)``
-of the optimiser and schedule, ``full_state_dict()`` (the full weights, gathered from ZeRO-3
-shards when needed) and ``pushable(model)`` (what a weight push may save or stream). The schedule
-is the recipe's, one definition for both engines (:func:`warmup_constant`): linear warm-up, then
-constant.
+Both give the trainer the same calls: ``module`` (forward), ``backward(loss, last)`` (gradients
+accumulate until ``step``; ``last`` marks the final micro-batch before it), ``step()`` (clip,
+optimiser step, schedule; returns the grad norm), ``save_optim(dir)`` / ``load_optim(dir)`` of the
+optimiser and schedule, and ``weights(model)`` (its full weights, gathered a layer at a time under
+ZeRO-3: :class:`ovr.rl.gathered.GatheredWeights`). The schedule is the recipe's, one definition for
+both engines (:func:`warmup_constant`): linear warm-up, then constant.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class TorchEngine:
         self.scheduler = warmup_scheduler(warmup_steps)(self.optimizer)
         self.grad_clip = grad_clip
 
-    def backward(self, loss: torch.Tensor) -> None:
+    def backward(self, loss: torch.Tensor, last: bool = True) -> None:
         loss.backward()
 
     def step(self) -> float:
@@ -70,19 +70,18 @@ class TorchEngine:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
 
-    def full_state_dict(self) -> dict[str, torch.Tensor]:
-        return self.module.state_dict()
+    def weights(self, model, grouping=None):
+        """``model``'s full weights for a push or a checkpoint (iterate on every rank under ZeRO-3)."""
+        from ovr.rl.gathered import GatheredWeights, layer_groups
 
-    def pushable(self, model):
-        """``model`` as a weight push sees it (collective under ZeRO-3: call on every rank)."""
-        return model
+        return GatheredWeights(model, zero3=getattr(self, "zero_stage", 0) == 3, grouping=grouping or layer_groups)
 
 
 class DeepSpeedEngine(TorchEngine):
     """The same calls over ``deepspeed.initialize`` (ZeRO stage 2 or 3, bf16 on GPU).
 
-    Every rank must call ``module`` forward/backward and ``step`` in lockstep; ``full_state_dict``
-    gathers ZeRO-3 partitions (collective: call it on every rank).
+    Every rank must call ``module`` forward/backward and ``step`` in lockstep, and iterate
+    ``weights(...)`` together (ZeRO-3 gathers are collectives).
     """
 
     def __init__(self, module: nn.Module, lr: float, betas: tuple[float, float], weight_decay: float,
@@ -91,7 +90,8 @@ class DeepSpeedEngine(TorchEngine):
 
         config = {
             "train_micro_batch_size_per_gpu": micro_batch,
-            "gradient_accumulation_steps": 1,
+            "gradient_accumulation_steps": 1,  # boundaries are marked per call (backward's `last`)
+            "data_types": {"grad_accum_dtype": "fp32"},
             "gradient_clipping": grad_clip,
             "zero_optimization": {"stage": zero_stage, "stage3_gather_16bit_weights_on_model_save": True},
             "bf16": {"enabled": bf16},
@@ -108,9 +108,14 @@ class DeepSpeedEngine(TorchEngine):
         self.scheduler = scheduler  # stepped by DeepSpeed inside ds.step()
         self.zero_stage = zero_stage
 
-    def backward(self, loss: torch.Tensor) -> None:
-        # Gradients accumulate across our micro-batches; the loss is already scaled by the trainer.
+    def backward(self, loss: torch.Tensor, last: bool = True) -> None:
+        # The loss is already scaled by the trainer. Gradients accumulate across our micro-batches:
+        # the boundary (reduction, optimiser step) is the last one, and ZeRO-3 counts micro-steps in
+        # DeepSpeed's own forward, which our calls of `module` bypass, so the count is advanced here.
+        self.ds.set_gradient_accumulation_boundary(last)
         self.ds.backward(loss, scale_wrt_gas=False)
+        if hasattr(self.ds.optimizer, "clear_backward_seen_flag"):
+            self.ds.optimizer.clear_backward_seen_flag()
 
     def step(self) -> float:
         self.ds.step()
@@ -130,39 +135,21 @@ class DeepSpeedEngine(TorchEngine):
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint in {folder}")
 
-    def full_state_dict(self) -> dict[str, torch.Tensor]:
-        if self.zero_stage < 3:
-            return self.module.state_dict()
-        import deepspeed
 
-        params = list(self.module.parameters())
-        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-            return {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
-
-    def pushable(self, model):
-        if self.zero_stage < 3:
-            return model
-        return _Gathered(model, self.full_state_dict())
-
-
-class _Gathered:
-    """A ZeRO-3 model seen with its gathered weights (what a folder weight push saves)."""
-
-    def __init__(self, model, state_dict):
-        self._model, self._state = model, state_dict
-
-    def save_pretrained(self, path, **kw):
-        return self._model.save_pretrained(path, state_dict=self._state, **kw)
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
-
-
-def make_engine(module: nn.Module, *, lr: float, rl, micro_batch: int, device: str):
-    """The engine the recipe asks for (``rl.zero_stage``: 0 = plain PyTorch)."""
+def make_engine(module: nn.Module, *, lr: float, rl, device: str, world: int = 1):
+    """The engine the recipe asks for (``rl.zero_stage``: 0 = plain PyTorch, one process only), with
+    gradient checkpointing on the module when ``rl.gradient_checkpointing``."""
+    if rl.gradient_checkpointing:
+        target = getattr(module, "backbone", module)  # the critic checkpoints its backbone
+        target.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     common = dict(lr=lr, betas=rl.adam_betas, weight_decay=rl.weight_decay, warmup_steps=rl.warmup_steps,
                   grad_clip=rl.grad_clip)
     if rl.zero_stage == 0:
+        if world > 1:
+            raise ValueError("rl.zero_stage=0 trains in one process; with several ranks use ZeRO (2 or 3)")
         return TorchEngine(module, **common)
-    return DeepSpeedEngine(module, **common, zero_stage=rl.zero_stage, micro_batch=micro_batch,
-                           bf16=device == "cuda")
+    from ovr.distributed import ensure_single_process_env
+
+    ensure_single_process_env()
+    # batch sizes vary by token budget; DeepSpeed's per-GPU micro-batch size is only bookkeeping here
+    return DeepSpeedEngine(module, **common, zero_stage=rl.zero_stage, micro_batch=1, bf16=device == "cuda")

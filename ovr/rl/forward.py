@@ -45,6 +45,24 @@ class SeqBatch:
     response_ids: torch.Tensor  # [B, T]
     response_mask: torch.Tensor  # [B, T] float
     positions: torch.Tensor  # [B, T] index of the logits predicting each response token
+    dummy_vision: bool = False  # a text-only batch still runs the vision tower (see _dummy_vision)
+    anchor: torch.Tensor | float = 0.0  # that run's zero, added to the outputs (set by model_inputs)
+
+    def _dummy_vision(self, model) -> torch.Tensor:
+        """0, tied to the vision tower: its output on one blank 2x2-patch image, times 0.
+
+        Under ZeRO-3 every rank must run the same modules in the same order: a rank whose
+        micro-batch is text-only while another's shows images would skip the vision tower's
+        parameter gathers and hang both. With ``dummy_vision`` a text-only batch runs the tower at
+        the point a batch with images would (before the language model), forward and backward,
+        without changing any value or gradient."""
+        vc = model.config.vision_config
+        merge = getattr(vc, "spatial_merge_size", 2)
+        patch = vc.in_channels * vc.temporal_patch_size * vc.patch_size ** 2
+        grid = torch.tensor([[1, merge, merge]], device=self.input_ids.device)
+        pixels = torch.zeros((merge * merge, patch), device=self.input_ids.device, dtype=next(model.parameters()).dtype)
+        feats = model.get_image_features(pixels, grid, return_dict=True).pooler_output
+        return sum(f.sum() for f in feats) * 0.0
 
     def model_inputs(self, model) -> dict:
         """Keyword arguments of ``model``'s forward (policy or critic backbone): vision features
@@ -55,6 +73,7 @@ class SeqBatch:
             "image_grid_thw": self.image_grid_thw,
             "mm_token_type_ids": self.mm_token_type_ids,
         }
+        self.anchor = self._dummy_vision(model) if self.dummy_vision and self.pixel_values is None else 0.0
         if self.pixel_values is not None:
             from transformers.modeling_outputs import BaseModelOutputWithPooling
 
@@ -145,7 +164,7 @@ def to_device(batch: SeqBatch, device: torch.device | str, dtype: torch.dtype | 
     return SeqBatch(
         mv(batch.input_ids), mv(batch.attention_mask), mv(batch.mm_token_type_ids),
         mv(batch.pixel_values, cast=True), mv(batch.unique_grid_thw), mv(batch.image_grid_thw),
-        batch.row_images, mv(batch.response_ids), mv(batch.response_mask), mv(batch.positions),
+        batch.row_images, mv(batch.response_ids), mv(batch.response_mask), mv(batch.positions), batch.dummy_vision,
     )
 
 
@@ -169,10 +188,10 @@ def policy_logprobs(
         logits = logits / temperature
     logp = torch.log_softmax(logits, dim=-1).gather(-1, batch.response_ids[..., None]).squeeze(-1)
     entropy = entropy_from_logits(logits) if with_entropy else None
-    return logp * batch.response_mask, entropy
+    return logp * batch.response_mask + batch.anchor, entropy
 
 
 def critic_values(critic, batch: SeqBatch) -> torch.Tensor:
     """Values ``[B, T]``: the critic's value of the state before each response token."""
     values = critic(**batch.model_inputs(critic))
-    return _gather_positions(values, batch.positions) * batch.response_mask
+    return _gather_positions(values, batch.positions) * batch.response_mask + batch.anchor

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ovr.rl.algorithms import explained_variance, masked_mean
+from ovr.distributed import Dist
 from ovr.rl.experience import Experience
 from ovr.schema import RolloutGroup, Sample, ScoreResult
 
@@ -56,23 +56,36 @@ def rollout_metrics(rows: list[Experience], results: list[ScoreResult], reflecti
     return out
 
 
-def logprob_drift(rows: list[Experience], old_logp: list[torch.Tensor]) -> dict[str, float]:
-    """Mean |trainer - sampler| log-prob per token: ~0 when both sides see the same tokens and weights."""
+def logprob_drift(rows: list[Experience], old_logp: list[torch.Tensor], dist: Dist | None = None) -> dict[str, float]:
+    """Mean |trainer - sampler| log-prob per token over every rank's rows: ~0 when both sides see the
+    same tokens and weights."""
     diffs = [(lp - torch.tensor(r.sampler_logprobs[: len(lp)])).abs() for r, lp in zip(rows, old_logp)
              if r.sampler_logprobs and len(r.sampler_logprobs) == len(lp)]
-    if not diffs:
-        return {}
-    return {"logprob_drift": float(torch.cat(diffs).mean())}
+    total, n = (dist or Dist()).sum([float(sum(d.sum() for d in diffs)), float(sum(d.numel() for d in diffs))])
+    return {"logprob_drift": total / n} if n else {}
 
 
-def advantage_stats(adv: torch.Tensor, ret: torch.Tensor, mask: torch.Tensor, values: torch.Tensor | None) -> dict:
-    """Advantage and return statistics over the real tokens; critic fit when values are given."""
-    a = adv[mask.bool()]
-    out = {"adv_mean": float(a.mean()), "adv_std": float(a.std()) if a.numel() > 1 else 0.0,
-           "adv_min": float(a.min()), "adv_max": float(a.max()), "return_mean": float(masked_mean(ret, mask))}
+def advantage_stats(adv: torch.Tensor, ret: torch.Tensor, mask: torch.Tensor, values: torch.Tensor | None,
+                    dist: Dist | None = None) -> dict:
+    """Advantage and return statistics over every rank's real tokens; critic fit when values are given."""
+    dist = dist or Dist()
+    m = mask.bool()
+    a, r = adv[m].double(), ret[m].double()
+    sums = [a.numel(), a.sum(), (a ** 2).sum(), r.sum(), (r ** 2).sum()]
     if values is not None:
-        out["value_mean"] = float(masked_mean(values, mask))
-        out["explained_variance"] = float(explained_variance(values, ret, mask))
+        v = values[m].double()
+        sums += [v.sum(), ((r - v)).sum(), ((r - v) ** 2).sum()]
+    n, sa, sa2, sr, sr2, *rest = dist.sum([float(x) for x in sums])
+    n = max(n, 1.0)
+    extremes = dist.all_gather((float(a.min()), float(a.max())) if a.numel() else None)
+    ranges = [e for e in extremes if e is not None] or [(0.0, 0.0)]
+    out = {"adv_mean": sa / n, "adv_std": max(sa2 / n - (sa / n) ** 2, 0.0) ** 0.5,
+           "adv_min": min(e[0] for e in ranges), "adv_max": max(e[1] for e in ranges), "return_mean": sr / n}
+    if values is not None:
+        sv, sd, sd2 = rest
+        var_r, var_d = sr2 / n - (sr / n) ** 2, sd2 / n - (sd / n) ** 2
+        out["value_mean"] = sv / n
+        out["explained_variance"] = 1 - var_d / max(var_r, 1e-8)
     return out
 
 

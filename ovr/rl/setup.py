@@ -18,7 +18,7 @@ import torch
 
 from ovr.config import RLConfig, RunConfig
 from ovr.rl import state as S
-from ovr.rl.distributed import Dist
+from ovr.distributed import Dist
 from ovr.rl.presets import resolve, uses_critic, uses_reference
 from ovr.schema import Sample
 from ovr.store import Kind, Store
@@ -97,22 +97,21 @@ def setup_rl(cfg: RunConfig, samples: list[Sample] | None = None, resume: str = 
 
     rl = resolve(cfg.rl)
     cfg = cfg.model_copy(update={"rl": rl})
+    dist = Dist.from_env(rl.dist_timeout_s, rl.wait_timeout_s)
     store = Store.from_config(cfg.store)
     samples = _samples(cfg, store, samples)
     torch.manual_seed(rl.seed)
     init_path = resolve_model_path(cfg.model, cfg.store)
     work = Path(tempfile.mkdtemp(prefix="ovr-rl-"))
     resume_step = S.find_resume(store, cfg.name, resume)
-    folder = None
-    if resume_step is not None:
-        folder = store.download_checkpoint(cfg.name, resume_step, work / f"resume-{resume_step}", Kind.RL)
+    folder = _download(store, dist, cfg.name, resume_step, work) if resume_step is not None else None
     device, dtype = _device(cfg), getattr(torch, cfg.model.dtype)
     load = dict(dtype=dtype, attn_implementation=cfg.model.attn_implementation)
     actor_path = folder / "actor" if folder else init_path
     actor = AutoModelForImageTextToText.from_pretrained(str(actor_path), **load).to(device)
     ref = AutoModelForImageTextToText.from_pretrained(str(init_path), **load).to(device).eval() \
         if uses_reference(rl) else None
-    run = RLRun(cfg=cfg, rl=rl, dist=Dist.from_env(), device=device, dtype=dtype, store=store, samples=samples,
+    run = RLRun(cfg=cfg, rl=rl, dist=dist, device=device, dtype=dtype, store=store, samples=samples,
                 processor=AutoProcessor.from_pretrained(str(actor_path)), actor=actor, actor_engine=None,
                 critic=None, critic_engine=None, ref=ref, state=S.TrainState(cursor=S.PromptCursor(len(samples), rl.seed)),
                 work=work, resumed_from=resume_step)
@@ -122,19 +121,33 @@ def setup_rl(cfg: RunConfig, samples: list[Sample] | None = None, resume: str = 
     return run
 
 
+def _download(store: Store, dist: Dist, run_name: str, step: int, work: Path) -> Path:
+    """This rank's share of checkpoint ``step`` (shared files + its own partitions), after checking
+    that it was written by as many ranks as this run has."""
+    from ovr.sharded import download_for_rank, ranks_in
+    from ovr.store import step_prefix
+
+    prefix = step_prefix(run_name, step, Kind.RL)
+    written = ranks_in(store.read_manifest(prefix))
+    if written not in (None, dist.world):
+        raise ValueError(f"checkpoint {prefix} was written by {written} ranks; resume it with {written} ranks "
+                         f"(this run has {dist.world}), or start a new run name")
+    return download_for_rank(store, prefix, work / f"resume-{step}", dist.rank)
+
+
 def _engines(run: RLRun, init_path, folder: Path | None) -> None:
     """The actor's engine; the critic (initialised from the policy, or resumed) and its engine."""
     from ovr.models.critic import Critic
     from ovr.rl.engine import make_engine
 
-    rl, micro = run.rl, run.rl.responses_per_pass()
-    run.actor_engine = make_engine(run.actor, lr=rl.actor_lr, rl=rl, micro_batch=micro, device=run.device)
+    rl, world = run.rl, run.dist.world
+    run.actor_engine = make_engine(run.actor, lr=rl.actor_lr, rl=rl, device=run.device, world=world)
     if not uses_critic(rl):
         return
     critic = (Critic.load(folder / "critic", run.dtype) if folder else
               Critic.from_policy(init_path, init_range=rl.value_head_init, seed=rl.seed, dtype=run.dtype))
     run.critic = critic.to(run.device)
-    run.critic_engine = make_engine(run.critic, lr=rl.critic_lr, rl=rl, micro_batch=micro, device=run.device)
+    run.critic_engine = make_engine(run.critic, lr=rl.critic_lr, rl=rl, device=run.device, world=world)
 
 
 def _restore(run: RLRun, folder: Path) -> None:

@@ -1,8 +1,9 @@
 """Resumable RL state: the prompt cursor, RNG, and checkpoints through ``ovr.store``.
 
 A checkpoint folder holds ``actor/`` (``save_pretrained`` + processor), ``critic/`` (when PPO),
-``actor_optim/`` and ``critic_optim/`` (optimiser + schedule), ``rng.pt`` and ``state.json``
-(next step, prompt cursor, weight version). It is committed manifest-last as
+``actor_optim/`` and ``critic_optim/`` (optimiser + schedule; under ZeRO one partition file per
+rank), ``rng.pt`` and ``state.json`` (next step, prompt cursor, weight version, world size). Every
+rank uploads its own files and the manifest is written last (:mod:`ovr.sharded`) as
 ``runs/<run>/rl/step-<N>``, so an interrupted save is invisible and ``--resume auto`` picks the
 newest complete one.
 """
@@ -60,6 +61,7 @@ class TrainState:
     cursor: PromptCursor = field(default_factory=lambda: PromptCursor(0, 0))
     weight_version: int = 0
     mlflow_run_id: str | None = None  # a resumed run keeps logging into the same MLflow run
+    world: int = 1  # ranks that wrote the checkpoint (ZeRO partitions fit only the same world size)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -68,7 +70,7 @@ class TrainState:
     def from_json(cls, text: str) -> "TrainState":
         d = json.loads(text)
         return cls(step=d["step"], cursor=PromptCursor(**d["cursor"]), weight_version=d["weight_version"],
-                   mlflow_run_id=d.get("mlflow_run_id"))
+                   mlflow_run_id=d.get("mlflow_run_id"), world=d.get("world", 1))
 
 
 def rng_state() -> dict:
@@ -83,16 +85,22 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(folder: Path, *, actor, processor, actor_engine, critic=None, critic_engine=None,
                     state: TrainState, is_main: bool = True) -> Path:
-    """Write a checkpoint folder (call on every rank: ZeRO gathers and DeepSpeed saves are
-    collective; only the main rank writes the full weights and the state)."""
+    """Write this rank's part of a checkpoint folder (call on every rank: ZeRO gathers and
+    DeepSpeed saves are collective). The main rank writes the full weights and the state."""
     folder.mkdir(parents=True, exist_ok=True)
-    actor_state = actor_engine.full_state_dict()
-    critic_state = critic_engine.full_state_dict() if critic is not None else None
+    actor_weights = actor_engine.weights(actor)
     if is_main:
-        actor.save_pretrained(folder / "actor", state_dict=actor_state, safe_serialization=True)
+        actor_weights.save_pretrained(folder / "actor", safe_serialization=True)
         processor.save_pretrained(folder / "actor")
-        if critic is not None:
-            critic.save(folder / "critic", state_dict=critic_state)
+    else:
+        actor_weights.drain()
+    if critic is not None:
+        critic_weights = critic_engine.weights(critic)
+        if is_main:
+            critic.save(folder / "critic", state_dict=critic_weights.state_dict())
+        else:
+            critic_weights.drain()
+    if is_main:
         torch.save(rng_state(), folder / "rng.pt")
         (folder / "state.json").write_text(state.to_json())
     actor_engine.save_optim(folder / "actor_optim")
@@ -101,10 +109,14 @@ def save_checkpoint(folder: Path, *, actor, processor, actor_engine, critic=None
     return folder
 
 
-def commit(store: Store, run: str, step: int, folder: Path, keep: int | None, metrics: dict | None = None) -> None:
-    """Commit ``folder`` as checkpoint ``step``; drop all but the newest ``keep`` ones."""
-    store.commit_checkpoint(run, step, folder, kind=CHECKPOINT_KIND, metadata={"metrics": metrics or {}})
-    if keep is not None:
+def commit(store: Store, dist, run: str, step: int, folder: Path, keep: int | None, metrics: dict | None = None) -> None:
+    """Commit every rank's part of ``folder`` as checkpoint ``step`` (manifest last, once all ranks
+    uploaded); the main rank then drops all but the newest ``keep`` checkpoints."""
+    from ovr.sharded import commit_sharded
+
+    commit_sharded(store, dist, step_prefix(run, step, CHECKPOINT_KIND), folder, run=run, step=step,
+                   kind=CHECKPOINT_KIND, metadata={"metrics": metrics or {}})
+    if keep is not None and dist.is_main:
         for old in store.checkpoints(run, CHECKPOINT_KIND)[:-keep]:
             store.delete_prefix(step_prefix(run, old.step, CHECKPOINT_KIND))
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 from ovr.rl.experience import build_experience
 from ovr.rl.forward import encode_prompt
 from ovr.rl.metrics import advantage_stats, logprob_drift, rollout_metrics, subject_rewards
 from ovr.rl.sampling import Collected, collect
 from ovr.rl.setup import RLRun, Services
-from ovr.rl.update import Batcher, actor_update, advantages, critic_update, pad, score_rows
+from ovr.rl.update import Batcher, actor_update, advantages, critic_update, mini_batches, pad, score_rows
 from ovr.rollout.scoring import sample_and_score_sync
 
 
@@ -70,42 +72,65 @@ def sample_step(run: RLRun, svc: Services, max_tokens: int, progress: bool) -> C
 
 
 def train_on(run: RLRun, rows, max_tokens: int, step: int) -> dict[str, float]:
-    """Old log-probs (and values, reference log-probs), advantages, then the actor and critic updates."""
+    """Old log-probs (and values, reference log-probs) of this rank's groups, advantages, then the
+    actor and critic updates (every rank in lockstep; see ovr/rl/update.py)."""
     rl, dist, temperature = run.rl, run.dist, run.cfg.rollout.temperature
-    micro = rl.responses_per_pass()
-    shard = dist.shard_indices(len(rows))
-    mine = [rows[i] for i in shard]
-    batcher = Batcher(mine, run.pad_id, run.image_token_id, run.device, run.dtype)
+    n_groups = max(r.group for r in rows) + 1
+    costs = [0.0] * n_groups
+    for r in rows:
+        costs[r.group] += len(r.prompt.input_ids) + len(r.response_ids)
+    mine_groups = set(dist.shard_groups(costs))
+    mine = [r for r in rows if r.group in mine_groups]
+    batcher = Batcher(mine, run.pad_id, run.image_token_id, run.device, run.dtype, filler=rows[0],
+                      budget=rl.max_tokens_per_micro, dummy_vision=rl.zero_stage == 3 and dist.world > 1, dist=dist)
     run.actor.eval()
-    old_logp, _ = score_rows(batcher, micro, actor=run.actor_engine.module, temperature=temperature)
-    values = score_rows(batcher, micro, critic=run.critic_engine.module)[1] if run.critic is not None else None
-    ref_logp = score_rows(batcher, micro, actor=run.ref, temperature=temperature)[0] if run.ref is not None else None
+    old_logp, _ = score_rows(batcher, actor=run.actor_engine.module, temperature=temperature)
+    values = score_rows(batcher, critic=run.critic_engine.module)[1] if run.critic is not None else None
+    ref_logp = score_rows(batcher, actor=run.ref, temperature=temperature)[0] if run.ref is not None else None
     kl = [a - b for a, b in zip(old_logp, ref_logp)] if ref_logp is not None and rl.kl_reward_coef > 0 else None
-    if values is None and kl is None:  # group baselines need every row, not one rank's share
-        adv, ret, mask = (t[shard] for t in advantages(rows, rl, None, None))
-    else:
-        adv, ret, mask = advantages(mine, rl, values, kl)
-    metrics = logprob_drift(mine, old_logp) | advantage_stats(adv, ret, mask, pad(values) if values else None)
+    adv, ret, mask = advantages(mine, rl, values, kl, dist) if mine else _empty(rl)
+    metrics = logprob_drift(mine, old_logp, dist)
+    metrics |= advantage_stats(adv, ret, mask, _padded(values) if run.critic is not None else None, dist)
 
     run.actor.train()
     # A batch whose scores are all equal says nothing about the reward; with batch-normalised GAE
     # its advantages would be pure critic noise at unit scale, so the actor waits.
     informative = len({r.score for r in rows}) > 1 or run.critic is None or not rl.skip_uniform_batches
     metrics["actor_updated"] = float(informative)
+    groups = [r.group for r in mine]
     seed = rl.seed * 100003 + step
     if informative:
-        metrics |= actor_update(run.actor_engine, batcher, rl, old_logp=pad(old_logp), adv=adv, mask=mask,
-                                ref_logp=pad(ref_logp) if ref_logp is not None else None, temperature=temperature,
-                                norm_len=max_tokens, micro=micro, seed=seed)
+        minis = mini_batches(groups, n_groups, rl.policy_updates, seed)
+        metrics |= actor_update(run.actor_engine, batcher, rl, old_logp=_padded(old_logp), adv=adv, mask=mask,
+                                ref_logp=_padded(ref_logp) if ref_logp is not None else None,
+                                temperature=temperature, norm_len=max_tokens, minis=minis)
     if run.critic is not None and rl.critic_updates > 0:
         run.critic.train()
-        metrics |= critic_update(run.critic_engine, batcher, rl, old_values=pad(values), returns=ret, mask=mask,
-                                 micro=micro, seed=seed)
+        minis = mini_batches(groups, n_groups, rl.critic_updates, seed + 1)
+        metrics |= critic_update(run.critic_engine, batcher, rl, old_values=_padded(values), returns=ret, mask=mask,
+                                 minis=minis)
     return metrics
 
 
+def _padded(rows: list) -> torch.Tensor:
+    return pad(rows) if rows else torch.zeros((0, 1))
+
+
+def _empty(rl):
+    """Advantages, returns and mask of a rank that owns no group this step."""
+    z = torch.zeros((0, 1))
+    return z, z, z
+
+
 def push_weights(run: RLRun, svc: Services | None) -> None:
-    """Make the replicas serve the actor's current weights (call on every rank: ZeRO-3 gathers)."""
-    model = run.actor_engine.pushable(run.actor)
+    """Make the replicas serve the actor's current weights (call on every rank: under ZeRO-3 the
+    weights are gathered a layer at a time, the main rank streams or writes them, the others drain)."""
+    nccl = run.cfg.rollout.weight_sync == "nccl"
+    grouping = None
+    if nccl:
+        from ovr.rl.gathered import vllm_grouping as grouping
+    weights = run.actor_engine.weights(run.actor, grouping)
     if svc is not None:
-        run.state.weight_version = svc.sync.push_weights(model)
+        run.state.weight_version = svc.sync.push_weights(weights)
+    else:
+        weights.drain()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from ovr.config import RunConfig
+from ovr.distributed import ensure_single_process_env  # noqa: F401  (re-exported for the SFT stage)
 
 
 def deepspeed_config(cfg: RunConfig) -> dict | None:
@@ -54,20 +55,6 @@ def deepspeed_config(cfg: RunConfig) -> dict | None:
         "steps_per_print": 1_000_000,
         "wall_clock_breakdown": False,
     }
-
-
-def ensure_single_process_env() -> bool:
-    """Set a one-process world when no launcher did; returns True if it set anything."""
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return False
-    from ovr.serving import free_port
-
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("LOCAL_RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(free_port()))
-    return True
 
 
 def world_size() -> int:

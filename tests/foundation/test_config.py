@@ -165,7 +165,6 @@ def _receivers(trees, section: str, cls: str) -> set[str]:
 READ_BY_CONFIG = {
     ".seed": "RunConfig's validator hands it to data/sft/rl seeds",
     "rl.max_response_len_schedule.from_step": "RLConfig.max_tokens_at picks the stage in force",
-    "rl.mini_batch_size": "RLConfig.responses_per_pass sizes the forward passes",
 }
 
 

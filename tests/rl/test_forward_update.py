@@ -57,14 +57,15 @@ def test_actor_update_moves_logprobs_the_way_advantages_point(processor, visual,
 
     pad_id, image_id = _ids(processor)
     rows = _rows(processor, visual)
-    rl = resolve(RLConfig(algorithm="grpo", warmup_steps=0, mini_batch_size=3))
-    batcher = Batcher(rows, pad_id, image_id, "cpu", torch.float32)
-    before, _ = score_rows(batcher, 4, actor=actor)
+    rl = resolve(RLConfig(algorithm="grpo", warmup_steps=0, max_tokens_per_micro=3 * 64))
+    batcher = Batcher(rows, pad_id, image_id, "cpu", torch.float32, budget=rl.max_tokens_per_micro)
+    assert len(batcher.passes([0, 1, 2, 3])) > 1  # the update accumulates over micro-batches
+    before, _ = score_rows(batcher, actor=actor)
     adv, _, mask = advantages(rows, rl, None, None)
     engine = TorchEngine(actor, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.0, warmup_steps=0, grad_clip=1.0)
     stats = actor_update(engine, batcher, rl, old_logp=pad(before), adv=adv, mask=mask, ref_logp=None,
-                         temperature=1.0, norm_len=4, micro=3, seed=0)
-    after, _ = score_rows(batcher, 4, actor=actor)
+                         temperature=1.0, norm_len=4, minis=[[0, 1, 2, 3]])
+    after, _ = score_rows(batcher, actor=actor)
     delta = [float((a - b).sum()) for a, b in zip(after, before)]
     assert delta[0] > 0 and delta[3] > 0 and delta[1] < 0 and delta[2] < 0
     assert stats["approx_kl"] == 0.0 and stats["clip_frac"] == 0.0  # first update: ratio is exactly 1
@@ -81,15 +82,16 @@ def test_critic_update_fits_returns_and_gae_advantages(processor, visual, tiny_m
     critic = Critic.from_policy(tiny_model_dir, init_range=5 ** 0.5, seed=0)
     assert critic.value_head.bias is None
     batcher = Batcher(rows, pad_id, image_id, "cpu", torch.float32)
-    _, values = score_rows(batcher, 4, critic=critic)
+    _, values = score_rows(batcher, critic=critic)
     adv, ret, mask = advantages(rows, rl, values, None)
     # GAE(1, 1): returns are the score on every token; batch-normalised advantages have mean 0
     assert torch.allclose(ret[0, :3], torch.ones(3)) and torch.allclose(ret[1, :4], torch.zeros(4), atol=1e-6)
     assert abs(float(adv[mask.bool()].mean())) < 1e-5
     engine = TorchEngine(critic, lr=3e-3, betas=(0.9, 0.95), weight_decay=0.0, warmup_steps=0, grad_clip=1.0)
-    first = critic_update(engine, batcher, rl, old_values=pad(values), returns=ret, mask=mask, micro=4, seed=0)
+    minis = [[0, 2], [1, 3]]
+    first = critic_update(engine, batcher, rl, old_values=pad(values), returns=ret, mask=mask, minis=minis)
     for _ in range(5):
-        last = critic_update(engine, batcher, rl, old_values=pad(values), returns=ret, mask=mask, micro=4, seed=0)
+        last = critic_update(engine, batcher, rl, old_values=pad(values), returns=ret, mask=mask, minis=minis)
     assert last["value_loss"] < first["value_loss"]
     b = batcher([0, 1])
     assert critic_values(critic, b).shape == b.response_mask.shape

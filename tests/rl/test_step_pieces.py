@@ -97,13 +97,13 @@ def test_kl_loss_pulls_the_policy_towards_the_reference(processor, visual, actor
     with torch.no_grad():  # a policy that has drifted from the reference
         for p in actor.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 0.02)
-    ref_logp, _ = score_rows(batcher, 4, actor=ref)
-    old, _ = score_rows(batcher, 4, actor=actor)
+    ref_logp, _ = score_rows(batcher, actor=ref)
+    old, _ = score_rows(batcher, actor=actor)
     rl = resolve(RLConfig(algorithm="grpo", kl_loss_coef=1.0, warmup_steps=0))
     adv, _, mask = advantages(rows, rl, None, None)
     engine = TorchEngine(actor, lr=1e-5, betas=(0.9, 0.95), weight_decay=0.0, warmup_steps=0, grad_clip=1.0)
     stats = actor_update(engine, batcher, rl, old_logp=pad(old), adv=adv * 0, mask=mask, ref_logp=pad(ref_logp),
-                         temperature=1.0, norm_len=4, micro=4, seed=0)
-    new, _ = score_rows(batcher, 4, actor=actor)
+                         temperature=1.0, norm_len=4, minis=[[0, 1, 2, 3]])
+    new, _ = score_rows(batcher, actor=actor)
     k3 = lambda lps: float(sum(kl_penalty(a, b).sum() for a, b in zip(lps, ref_logp)))  # noqa: E731
     assert stats["kl_ref"] > 0 and k3(new) < k3(old)  # the estimate the loss term minimises went down
