@@ -9,6 +9,7 @@ under ``datasets/<name>/`` (manifest last). The same config and seed give byte-i
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -18,9 +19,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ovr.config import DataConfig, DataSourceConfig, RunConfig, StoreConfig
-from ovr.data import filters, mix, synthetic
+from ovr.data import filters, hub, mix, synthetic
 from ovr.data.card import render_card
-from ovr.data.registry import Drop, RowContext, get_adapter
+from ovr.data.registry import Drop, Reject, RowContext, get_adapter
 from ovr.data.shards import count_by, write_split
 from ovr.data.sources import fetch_s3, iter_rows, resolve
 from ovr.schema import Sample
@@ -28,7 +29,8 @@ from ovr.store import Store
 
 log = logging.getLogger("ovr.data")
 SPLITS = ("sft", "rl", "eval")
-MAX_EXAMPLES = 50  # skipped-row examples kept in the manifest
+EXAMPLES_PER_REASON = 3  # dropped-row examples kept in the manifest per (source, reason)
+DROPPED_FILE = "dropped.jsonl"  # every dropped row (source, row, reason, detail), listed in the manifest
 
 
 def dataset_prefix(name: str) -> str:
@@ -36,21 +38,28 @@ def dataset_prefix(name: str) -> str:
 
 
 class Report:
-    """Counts of what was read, kept and dropped (with reasons), per source."""
+    """Counts of what was read, kept and dropped (with reasons), per source, and every dropped row."""
 
     def __init__(self) -> None:
         self.read: dict[str, int] = defaultdict(int)
         self.dropped: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.examples: list[dict] = []
+        self.rows: list[dict] = []
 
     def drop(self, source: str, reason: str, row: int | str | None = None, detail: str | None = None) -> None:
         self.dropped[source][reason] += 1
-        if len(self.examples) < MAX_EXAMPLES:
-            self.examples.append({"source": source, "row": row, "reason": reason, "detail": detail})
+        record = {"source": source, "row": row, "reason": reason, "detail": detail}
+        self.rows.append(record)
+        if self.dropped[source][reason] <= EXAMPLES_PER_REASON:
+            self.examples.append(record)
+
+    def write_rows(self, path: Path) -> None:
+        """Every dropped row as one JSON line, in the order they were dropped."""
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows), encoding="utf-8")
 
     def drop_all(self, dropped: list[tuple[Sample, str]]) -> None:
         for sample, reason in dropped:
-            self.drop(sample.source, reason, sample.provenance.get("row", sample.id))
+            self.drop(sample.source, reason, sample.provenance.get("row", sample.id), sample.id)
 
     def as_dict(self) -> dict:
         return {
@@ -69,11 +78,14 @@ def load_source(src: DataSourceConfig, dc: DataConfig, store_cfg: StoreConfig, r
     if src.path is None:
         raise ValueError(f"data source {name} ({src.adapter}) needs a path")
     path = src.path
-    if path.startswith("s3://"):
+    if hub.is_hub(path):
+        source = hub.HubSource.parse(path, src.hf_config, src.hf_split, src.revision)
+        path = str(hub.mirror(source, Store.from_config(store_cfg), Path(dc.cache_dir)))
+    elif path.startswith("s3://"):
         path = str(fetch_s3(path, store_cfg, Path(dc.cache_dir)))
     files = resolve(path)
     out: list[Sample] = []
-    rows = iter_rows(files, hf_split=src.options.get("hf_split"))
+    rows = iter_rows(files, hf_split=src.hf_split)
     for index, row in enumerate(tqdm(rows, desc=f"read {name}", unit="row", disable=not progress)):
         report.read[name] += 1
         if isinstance(row, Exception):
@@ -82,11 +94,14 @@ def load_source(src: DataSourceConfig, dc: DataConfig, store_cfg: StoreConfig, r
         ctx = RowContext(name, src.split, index, src.path, files.root, dc.prompt_template, src.options)
         try:
             sample = adapter(row, ctx)
+        except Reject as why:
+            report.drop(name, f"corrupt row: {why.reason}", index, why.detail)
+            continue
         except Drop as why:
-            report.drop(name, str(why), index)
+            report.drop(name, why.reason, index, why.detail)
             continue
         except Exception as err:  # a bad row never stops the build; it is reported with its reason
-            report.drop(name, f"corrupt row: {type(err).__name__}", index, str(err)[:300])
+            report.drop(name, f"corrupt row: {type(err).__name__}", index, f"{type(err).__name__}: {err}"[:300])
             log.warning("%s row %d skipped: %s: %s", name, index, type(err).__name__, err)
             continue
         if sample.pass_rate is None and row.get("pass_rate") is not None:
@@ -192,6 +207,8 @@ def build_dataset(cfg: RunConfig, store: Store, progress: bool = True) -> dict:
             "config": dc.model_dump(mode="json"),
         }
         (out / "README.md").write_text(render_card(metadata))
+        if report.rows:
+            report.write_rows(out / DROPPED_FILE)
         prefix = dataset_prefix(dc.name)
         if store.read_manifest(prefix) is not None:
             store.delete_prefix(prefix)
