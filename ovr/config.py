@@ -94,9 +94,12 @@ class DataSourceConfig(_Section):
         None, description="Local path, s3:// URI (save_to_disk, parquet, JSONL, JSON, row folders) or "
         "hf://datasets/ORG/NAME (downloaded once, then read from the store's mirror)."
     )
-    hf_config: str | None = Field(None, description="Configuration (subset) of an hf:// dataset, e.g. testmini.")
+    hf_config: str | None = Field(
+        None, description="Configuration (subset) of an hf:// dataset or a downloaded hub folder, e.g. testmini."
+    )
     hf_split: str | None = Field(
-        None, description="Split of an hf:// dataset or of a save_to_disk DatasetDict, e.g. test; None = its only one."
+        None, description="Split of an hf:// dataset, a downloaded hub folder or a save_to_disk DatasetDict; "
+        "None = its only one."
     )
     revision: str | None = Field(None, description="Hub revision (tag, branch or commit) of an hf:// dataset.")
     split: Literal["sft", "rl", "eval"] = Field("rl", description="Which set the samples feed.")

@@ -83,9 +83,9 @@ def load_source(src: DataSourceConfig, dc: DataConfig, store_cfg: StoreConfig, r
         path = str(hub.mirror(source, Store.from_config(store_cfg), Path(dc.cache_dir)))
     elif path.startswith("s3://"):
         path = str(fetch_s3(path, store_cfg, Path(dc.cache_dir)))
-    files = resolve(path)
+    files = resolve(path, snapshot=src.hf_config is not None or src.hf_split is not None)
     out: list[Sample] = []
-    rows = iter_rows(files, hf_split=src.hf_split)
+    rows = iter_rows(files, hf_split=src.hf_split, hf_config=src.hf_config)
     for index, row in enumerate(tqdm(rows, desc=f"read {name}", unit="row", disable=not progress)):
         report.read[name] += 1
         if isinstance(row, Exception):

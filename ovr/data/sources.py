@@ -1,7 +1,10 @@
 """Read a source's rows, whatever it was saved as: ``datasets.save_to_disk`` folders, parquet
 (a file or a folder of shards), JSONL, a JSON array or object of rows, or a folder of one folder
 per row holding ``data.json`` (Geometry3K's raw layout); locally or under ``s3://bucket/prefix``
-(hub ids ``hf://datasets/ORG/NAME`` are mirrored by :mod:`ovr.data.hub`).
+(hub ids ``hf://datasets/ORG/NAME`` are mirrored by :mod:`ovr.data.hub`). A folder downloaded from
+the hub (``huggingface-cli download --repo-type dataset ORG/NAME --local-dir DIR``) is read through
+``datasets.load_dataset(DIR, config, split)`` when a config or split is asked for, so its README's
+configurations and split file names mean what they mean on the hub.
 
 Rows come out as plain dicts in the source's own columns. Image columns keep their storage form
 (``{"bytes", "path"}``) so nothing is decoded twice. Rows that have a name but no column for it get
@@ -29,7 +32,7 @@ ROW_FILE = "data.json"  # the file of each row folder in a folder-per-row layout
 class SourceFiles:
     """A source resolved to local files."""
 
-    kind: str  # "hf_disk" | "parquet" | "jsonl" | "json" | "row_dirs"
+    kind: str  # "hf_disk" | "hf_snapshot" | "parquet" | "jsonl" | "json" | "row_dirs"
     root: Path  # folder relative image paths are resolved against
     files: tuple[Path, ...]
 
@@ -53,14 +56,17 @@ def fetch_s3(uri: str, store_cfg: StoreConfig, cache_dir: Path) -> Path:
     return dest if len(keys) > 1 else dest / Path(keys[0]).name
 
 
-def resolve(path: str | Path) -> SourceFiles:
-    """What kind of source a local path is, and its files in a stable order."""
+def resolve(path: str | Path, snapshot: bool = False) -> SourceFiles:
+    """What kind of source a local path is, and its files in a stable order. ``snapshot``: a folder
+    that is not a ``save_to_disk`` one is a hub snapshot, read by ``datasets.load_dataset``."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"source not found: {p}")
     if p.is_dir():
         if any((p / f).is_file() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
             return SourceFiles("hf_disk", p, (p,))
+        if snapshot:
+            return SourceFiles("hf_snapshot", p, (p,))
         for kind, pattern in (("parquet", "*.parquet"), ("jsonl", "*.jsonl")):
             files = tuple(sorted(f for f in p.rglob(pattern) if not f.name.startswith(".")))
             if files:
@@ -79,10 +85,14 @@ def resolve(path: str | Path) -> SourceFiles:
     return SourceFiles(kind, p.parent, (p,))
 
 
-def _hf_rows(path: Path, hf_split: str | None, batch: int) -> Iterator[dict]:
-    from datasets import DatasetDict, load_from_disk
+def _hf_rows(path: Path, hf_split: str | None, batch: int, kind: str = "hf_disk",
+             hf_config: str | None = None) -> Iterator[dict]:
+    from datasets import DatasetDict, load_dataset, load_from_disk
 
-    ds = load_from_disk(str(path))
+    if kind == "hf_snapshot":
+        ds = load_dataset(str(path), name=hf_config, split=hf_split)
+    else:
+        ds = load_from_disk(str(path))
     if isinstance(ds, DatasetDict):
         if hf_split is None:
             if len(ds) != 1:
@@ -146,11 +156,12 @@ def _row_dir_rows(path: Path, root: Path) -> Iterator[RowOrError]:
     yield {**row, KEY: key} if isinstance(row, dict) else ValueError(f"{key}/{path.name}: not a JSON object")
 
 
-def iter_rows(src: SourceFiles, hf_split: str | None = None, batch: int = 256) -> Iterator[RowOrError]:
+def iter_rows(src: SourceFiles, hf_split: str | None = None, batch: int = 256,
+              hf_config: str | None = None) -> Iterator[RowOrError]:
     """Rows of a resolved source, in file order then row order."""
     for file in src.files:
-        if src.kind == "hf_disk":
-            yield from _hf_rows(file, hf_split, batch)
+        if src.kind in ("hf_disk", "hf_snapshot"):
+            yield from _hf_rows(file, hf_split, batch, src.kind, hf_config)
         elif src.kind == "parquet":
             yield from _parquet_rows(file, batch)
         elif src.kind == "jsonl":

@@ -91,6 +91,40 @@ def test_hub_config_with_images_and_a_pinned_revision(source_files, hf_cache, tm
     assert all(s.images and s.images[0].data[:4] == b"\x89PNG" for s in samples)
 
 
+SNAPSHOT_README = """---
+configs:
+- config_name: testmini
+  data_files:
+  - split: testmini
+    path: testmini.parquet
+- config_name: testmini_text_only
+  data_files:
+  - split: testmini
+    path: testmini_text_only.parquet
+---
+# a hub dataset card
+"""
+
+
+def test_downloaded_hub_folder_read_by_config_and_split(source_files, hf_cache, tmp_path):
+    """A folder as ``huggingface-cli download --local-dir`` leaves it: README configurations + files."""
+    from datasets import load_from_disk
+
+    folder = tmp_path / "MathVerse"
+    folder.mkdir()
+    (folder / "README.md").write_text(SNAPSHOT_README)
+    load_from_disk(str(source_files["mathverse"].path))["testmini"].to_parquet(str(folder / "testmini.parquet"))
+    load_from_disk(str(source_files["mathverse_text_only"].path))["testmini"].to_parquet(
+        str(folder / "testmini_text_only.parquet"))
+    base = {"adapter": "mathverse", "path": str(folder), "hf_split": "testmini", "split": "eval"}
+    cfg = RunConfig.model_validate({"store": {"uri": str(tmp_path / "store")}, "data": {"name": "snap", "sources": [
+        {**base, "name": "vision", "hf_config": "testmini", "options": {"versions": ["Vision Only"]}},
+        {**base, "name": "text", "hf_config": "testmini_text_only"}]}})
+    meta = build_dataset(cfg, Store.from_config(cfg.store), progress=False)["metadata"]
+    assert meta["splits"]["eval"]["sources"] == {"text": 3, "vision": 2}
+    assert meta["splits"]["eval"]["modalities"] == {"image": 2, "text": 3}
+
+
 @pytest.mark.parametrize("uri", ["hf://datasets/", "hf://datasets/a/b/c", "hf://models/org/name", "org/name"])
 def test_bad_hub_ids_are_clear_errors(uri):
     with pytest.raises(ValueError, match="must look like hf://datasets/ORG/NAME"):
