@@ -3,8 +3,9 @@
 Reads top to bottom: (1) adapt every configured source row by row, recording why rows are
 skipped; (2) generate the procedural sets; (3) drop items the reward functions cannot check;
 (4) deduplicate, decontaminate against every eval item, apply the pass-rate band; (5) apply
-mixing weights and a seeded shuffle per split; (6) write shards + dataset card and commit them
-under ``datasets/<name>/`` (manifest last). The same config and seed give byte-identical shards.
+mixing weights and a seeded shuffle per split; (6) write shards + dataset card (+ ``dropped.jsonl``:
+every skipped row with its reason) and commit them under ``datasets/<name>/`` (manifest last).
+The same config and seed give byte-identical shards.
 """
 
 from __future__ import annotations
@@ -202,6 +203,7 @@ def build_dataset(cfg: RunConfig, store: Store, progress: bool = True) -> dict:
             "splits": meta_splits,
             "benchmarks": sorted({s.source for s in splits["eval"]}),
             **report.as_dict(),
+            "dropped_rows": DROPPED_FILE if report.rows else None,
             "seconds": {"read": round(t_read - t0, 3), "verify": round(t_verify - t_read, 3),
                         "filter": round(t_filter - t_verify, 3), "write": round(t_write - t_filter, 3)},
             "config": dc.model_dump(mode="json"),

@@ -64,7 +64,7 @@ def test_build_counts_mix_and_drop_reasons(built):
 def test_manifest_lists_every_dropped_row_with_its_reason(built):
     _, store, manifest = built
     meta = manifest["metadata"]
-    assert "dropped.jsonl" in {f["path"] for f in manifest["files"]}
+    assert meta["dropped_rows"] == "dropped.jsonl" and "dropped.jsonl" in {f["path"] for f in manifest["files"]}
     rows = [json.loads(line) for line in store.get_bytes("datasets/mix/dropped.jsonl").decode().splitlines()]
     assert len(rows) == sum(n for reasons in meta["dropped"].values() for n in reasons.values())
     by_source = {(r["source"], r["row"]): r for r in rows}
