@@ -6,6 +6,7 @@ Layout under the store root (this module is its only owner: everything else asks
     runs/<run>/<kind>/step-00000042/<files...>        kind: a Kind (sft, sft-export, rl, rl-export)
     runs/<run>/<kind>/step-00000042/manifest.json     written LAST
     datasets/<name>/<files...> + manifest.json
+    sources/hub/<org>/<name>/<config>/<split>@<revision>/...   a hub source, mirrored once
 
 A commit uploads every file, then writes ``manifest.json`` (file list, sizes, sha256, step,
 metadata). Readers only trust prefixes that have a manifest, so a checkpoint interrupted before its
@@ -69,6 +70,11 @@ def export_prefix(run: str, stage: str, step: int) -> str:
 def dataset_prefix(name: str) -> str:
     """``datasets/<name>``: a built dataset's shards, card and manifest."""
     return f"datasets/{name}"
+
+
+def mirror_prefix(repo_id: str, config: str | None, split: str | None, revision: str | None) -> str:
+    """``sources/hub/<org>/<name>/<config>/<split>@<revision>``: a hub dataset mirrored into the store."""
+    return f"sources/hub/{repo_id}/{config or 'default'}/{split or 'all'}@{revision or 'default'}"
 
 
 def _kind(kind: str) -> str:

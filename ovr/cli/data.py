@@ -29,7 +29,10 @@ def register(app: typer.Typer) -> None:
             mix = ", ".join(f"{k}={v}" for k, v in info["sources"].items()) or "-"
             typer.echo(f"{split:5s} {info['count']:8d} samples in {len(info['shards'])} shard(s)  [{mix}]")
         dropped = sum(n for reasons in meta["dropped"].values() for n in reasons.values())
-        typer.echo(f"dropped {dropped} item(s); card and manifest at {store}/{dataset_prefix(meta['name'])}/")
+        where = f"{store}/{dataset_prefix(meta['name'])}"
+        typer.echo(f"dropped {dropped} item(s); card and manifest at {where}/")
+        if meta.get("dropped_rows"):
+            typer.echo(f"every dropped row with its reason: {where}/{meta['dropped_rows']}")
 
     @group.command("adapters")
     def adapters() -> None:

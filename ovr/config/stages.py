@@ -27,8 +27,17 @@ class DataSourceConfig(_Section):
         None, description="Source name in Sample.source and the manifest; defaults to the adapter name."
     )
     path: str | None = Field(
-        None, description="Local path or s3:// URI (datasets save_to_disk, parquet or JSONL)."
+        None, description="Local path, s3:// URI (save_to_disk, parquet, JSONL, JSON, row folders) or "
+        "hf://datasets/ORG/NAME (downloaded once, then read from the store's mirror)."
     )
+    hf_config: str | None = Field(
+        None, description="Configuration (subset) of an hf:// dataset or a downloaded hub folder, e.g. testmini."
+    )
+    hf_split: str | None = Field(
+        None, description="Split of an hf:// dataset, a downloaded hub folder or a save_to_disk DatasetDict; "
+        "None = its only one."
+    )
+    revision: str | None = Field(None, description="Hub revision (tag, branch or commit) of an hf:// dataset.")
     split: Literal["sft", "rl", "eval"] = Field("rl", description="Which set the samples feed.")
     weight: float = Field(
         1.0, ge=0, description="Mixing weight: keeps round(weight * n) of the source's n filtered items "

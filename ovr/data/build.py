@@ -3,12 +3,14 @@
 Reads top to bottom: (1) adapt every configured source row by row, recording why rows are
 skipped; (2) generate the procedural sets; (3) drop items the reward functions cannot check;
 (4) deduplicate, decontaminate against every eval item, apply the pass-rate band; (5) apply
-mixing weights and a seeded shuffle per split; (6) write shards + dataset card and commit them
-under ``datasets/<name>/`` (manifest last). The same config and seed give byte-identical shards.
+mixing weights and a seeded shuffle per split; (6) write shards + dataset card (+ ``dropped.jsonl``:
+every skipped row with its reason) and commit them under ``datasets/<name>/`` (manifest last).
+The same config and seed give byte-identical shards.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -18,9 +20,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ovr.config import DataConfig, DataSourceConfig, RunConfig, StoreConfig
-from ovr.data import filters, mix, synthetic
+from ovr.data import filters, hub, mix, synthetic
 from ovr.data.card import render_card
-from ovr.data.registry import Drop, RowContext, get_adapter
+from ovr.data.registry import Drop, Reject, RowContext, get_adapter
 from ovr.data.shards import count_by, write_split
 from ovr.data.sources import fetch_s3, iter_rows, resolve
 from ovr.schema import Sample
@@ -28,25 +30,33 @@ from ovr.store import Store, dataset_prefix
 
 log = logging.getLogger("ovr.data")
 SPLITS = ("sft", "rl", "eval")
-MAX_EXAMPLES = 50  # skipped-row examples kept in the manifest
+EXAMPLES_PER_REASON = 3  # dropped-row examples kept in the manifest per (source, reason)
+DROPPED_FILE = "dropped.jsonl"  # every dropped row (source, row, reason, detail), listed in the manifest
 
 
 class Report:
-    """Counts of what was read, kept and dropped (with reasons), per source."""
+    """Counts of what was read, kept and dropped (with reasons), per source, and every dropped row."""
 
     def __init__(self) -> None:
         self.read: dict[str, int] = defaultdict(int)
         self.dropped: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self.examples: list[dict] = []
+        self.rows: list[dict] = []
 
     def drop(self, source: str, reason: str, row: int | str | None = None, detail: str | None = None) -> None:
         self.dropped[source][reason] += 1
-        if len(self.examples) < MAX_EXAMPLES:
-            self.examples.append({"source": source, "row": row, "reason": reason, "detail": detail})
+        record = {"source": source, "row": row, "reason": reason, "detail": detail}
+        self.rows.append(record)
+        if self.dropped[source][reason] <= EXAMPLES_PER_REASON:
+            self.examples.append(record)
+
+    def write_rows(self, path: Path) -> None:
+        """Every dropped row as one JSON line, in the order they were dropped."""
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.rows), encoding="utf-8")
 
     def drop_all(self, dropped: list[tuple[Sample, str]]) -> None:
         for sample, reason in dropped:
-            self.drop(sample.source, reason, sample.provenance.get("row", sample.id))
+            self.drop(sample.source, reason, sample.provenance.get("row", sample.id), sample.id)
 
     def as_dict(self) -> dict:
         return {
@@ -65,11 +75,14 @@ def load_source(src: DataSourceConfig, dc: DataConfig, store_cfg: StoreConfig, r
     if src.path is None:
         raise ValueError(f"data source {name} ({src.adapter}) needs a path")
     path = src.path
-    if path.startswith("s3://"):
+    if hub.is_hub(path):
+        source = hub.HubSource.parse(path, src.hf_config, src.hf_split, src.revision)
+        path = str(hub.mirror(source, Store.from_config(store_cfg), Path(dc.cache_dir)))
+    elif path.startswith("s3://"):
         path = str(fetch_s3(path, store_cfg, Path(dc.cache_dir)))
-    files = resolve(path)
+    files = resolve(path, snapshot=src.hf_config is not None or src.hf_split is not None)
     out: list[Sample] = []
-    rows = iter_rows(files, hf_split=src.options.get("hf_split"))
+    rows = iter_rows(files, hf_split=src.hf_split, hf_config=src.hf_config)
     for index, row in enumerate(tqdm(rows, desc=f"read {name}", unit="row", disable=not progress)):
         report.read[name] += 1
         if isinstance(row, Exception):
@@ -78,11 +91,14 @@ def load_source(src: DataSourceConfig, dc: DataConfig, store_cfg: StoreConfig, r
         ctx = RowContext(name, src.split, index, src.path, files.root, dc.prompt_template, src.options)
         try:
             sample = adapter(row, ctx)
+        except Reject as why:
+            report.drop(name, f"corrupt row: {why.reason}", index, why.detail)
+            continue
         except Drop as why:
-            report.drop(name, str(why), index)
+            report.drop(name, why.reason, index, why.detail)
             continue
         except Exception as err:  # a bad row never stops the build; it is reported with its reason
-            report.drop(name, f"corrupt row: {type(err).__name__}", index, str(err)[:300])
+            report.drop(name, f"corrupt row: {type(err).__name__}", index, f"{type(err).__name__}: {err}"[:300])
             log.warning("%s row %d skipped: %s: %s", name, index, type(err).__name__, err)
             continue
         if sample.pass_rate is None and row.get("pass_rate") is not None:
@@ -105,6 +121,61 @@ def synthetic_sets(dc: DataConfig) -> dict[str, list[Sample]]:
                                          split="eval", template=tpl)
         + synthetic.text_samples(sc.eval_samples, eval_seed, sc.difficulty, split="eval", template=tpl),
     }
+
+
+def filter_train_splits(groups: dict[tuple[str, str], list[Sample]], dc, report: Report) -> None:
+    """Exact and near duplicates (across the sources of a split), eval n-gram overlap, and the RL
+    pass-rate band, applied to the sft and rl groups in place."""
+    eval_items = [s for (split, _), items in groups.items() if split == "eval" for s in items]
+    for split in ("sft", "rl"):
+        keys = [k for k in groups if k[0] == split]
+        pool = [s for k in keys for s in groups[k]]
+        if dc.dedup:
+            pool, dropped = filters.drop_exact_duplicates(pool, dc.prompt_template)
+            report.drop_all(dropped)
+        if dc.near_dup_threshold is not None:
+            pool, dropped = filters.drop_near_duplicates(pool, dc.near_dup_threshold, dc.prompt_template)
+            report.drop_all(dropped)
+        pool, dropped = filters.decontaminate(pool, eval_items, dc.decontaminate_ngram, dc.prompt_template)
+        report.drop_all(dropped)
+        if split == "rl":
+            pool, dropped = filters.pass_rate_band(pool, dc.pass_rate_band)
+            report.drop_all(dropped)
+        for k in keys:
+            groups[k] = [s for s in pool if s.source == k[1]]
+
+
+def commit_dataset(store: Store, dc, splits: dict[str, list[Sample]], report: Report, seconds: dict,
+                   progress: bool):
+    """Shards, card and dropped-row list of the splits, committed manifest-last (replacing an older build)."""
+    with tempfile.TemporaryDirectory(prefix="ovr-data-") as tmp:
+        out = Path(tmp)
+        meta_splits = {}
+        t0 = time.perf_counter()
+        for split, items in tqdm(splits.items(), desc="write shards", unit="split", disable=not progress):
+            meta_splits[split] = {
+                "count": len(items),
+                "shards": write_split(items, split, out, dc.shard_size) if items else [],
+                "sources": count_by(items, "source"),
+                "modalities": count_by(items, "modality"),
+                "subjects": count_by(items, "subject"),
+            }
+        metadata = {
+            "name": dc.name,
+            "splits": meta_splits,
+            "benchmarks": sorted({s.source for s in splits["eval"]}),
+            **report.as_dict(),
+            "dropped_rows": DROPPED_FILE if report.rows else None,
+            "seconds": {k: round(v, 3) for k, v in (seconds | {"write": time.perf_counter() - t0}).items()},
+            "config": dc.model_dump(mode="json"),
+        }
+        (out / "README.md").write_text(render_card(metadata))
+        if report.rows:
+            report.write_rows(out / DROPPED_FILE)
+        prefix = dataset_prefix(dc.name)
+        if store.read_manifest(prefix) is not None:
+            store.delete_prefix(prefix)
+        return store.commit(prefix, out, run=dc.name, step=0, kind="dataset", metadata=metadata)
 
 
 # --------------------------------------------------------------------------- the build
@@ -140,23 +211,7 @@ def build_dataset(cfg: RunConfig, store: Store, progress: bool = True) -> dict:
     t_verify = time.perf_counter()
 
     # 4. dedup (train splits, across sources), decontamination, pass-rate band
-    eval_items = [s for (split, _), items in groups.items() if split == "eval" for s in items]
-    for split in ("sft", "rl"):
-        keys = [k for k in groups if k[0] == split]
-        pool = [s for k in keys for s in groups[k]]
-        if dc.dedup:
-            pool, dropped = filters.drop_exact_duplicates(pool, dc.prompt_template)
-            report.drop_all(dropped)
-        if dc.near_dup_threshold is not None:
-            pool, dropped = filters.drop_near_duplicates(pool, dc.near_dup_threshold, dc.prompt_template)
-            report.drop_all(dropped)
-        pool, dropped = filters.decontaminate(pool, eval_items, dc.decontaminate_ngram, dc.prompt_template)
-        report.drop_all(dropped)
-        if split == "rl":
-            pool, dropped = filters.pass_rate_band(pool, dc.pass_rate_band)
-            report.drop_all(dropped)
-        for k in keys:
-            groups[k] = [s for s in pool if s.source == k[1]]
+    filter_train_splits(groups, dc, report)
     t_filter = time.perf_counter()
 
     # 5. mixing weights, then one seeded shuffle per split
@@ -166,32 +221,9 @@ def build_dataset(cfg: RunConfig, store: Store, progress: bool = True) -> dict:
     splits = {s: mix.shuffled(items, seed=f"{dc.seed}:{s}") for s, items in splits.items()}
 
     # 6. shards + card, committed manifest-last
-    with tempfile.TemporaryDirectory(prefix="ovr-data-") as tmp:
-        out = Path(tmp)
-        meta_splits = {}
-        for split, items in tqdm(splits.items(), desc="write shards", unit="split", disable=not progress):
-            meta_splits[split] = {
-                "count": len(items),
-                "shards": write_split(items, split, out, dc.shard_size) if items else [],
-                "sources": count_by(items, "source"),
-                "modalities": count_by(items, "modality"),
-                "subjects": count_by(items, "subject"),
-            }
-        t_write = time.perf_counter()
-        metadata = {
-            "name": dc.name,
-            "splits": meta_splits,
-            "benchmarks": sorted({s.source for s in splits["eval"]}),
-            **report.as_dict(),
-            "seconds": {"read": round(t_read - t0, 3), "verify": round(t_verify - t_read, 3),
-                        "filter": round(t_filter - t_verify, 3), "write": round(t_write - t_filter, 3)},
-            "config": dc.model_dump(mode="json"),
-        }
-        (out / "README.md").write_text(render_card(metadata))
-        prefix = dataset_prefix(dc.name)
-        if store.read_manifest(prefix) is not None:
-            store.delete_prefix(prefix)
-        manifest = store.commit(prefix, out, run=dc.name, step=0, kind="dataset", metadata=metadata)
+    seconds = {"read": t_read - t0, "verify": t_verify - t_read, "filter": t_filter - t_verify}
+    manifest = commit_dataset(store, dc, splits, report, seconds, progress)
+    meta_splits = manifest.metadata["splits"]
     total = sum(m["count"] for m in meta_splits.values())
     log.info("dataset %s: %d samples (%s) in %.1fs", dc.name, total,
              ", ".join(f"{k}={v['count']}" for k, v in meta_splits.items()), time.perf_counter() - t0)

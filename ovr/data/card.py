@@ -38,6 +38,8 @@ def render_card(meta: dict) -> str:
     lines += ["## Dropped items", ""]
     drops = [[src, reason, n] for src, reasons in meta["dropped"].items() for reason, n in reasons.items()]
     lines += (_table(["source", "reason", "items"], drops) if drops else ["Nothing was dropped."]) + [""]
+    if drops:
+        lines += ["Every dropped row, with its reason and detail: `dropped.jsonl` (one JSON object a line).", ""]
     lines += ["## Rows read per source", ""]
     lines += _table(["source", "rows"], [[k, v] for k, v in meta["read"].items()]) + [""]
     lines += ["## Build config", "", "```yaml", yaml.safe_dump(meta["config"], sort_keys=False).rstrip(), "```", ""]

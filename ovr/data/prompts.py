@@ -20,6 +20,8 @@ DEFAULT_TEMPLATE: str = DataConfig.model_fields["prompt_template"].default
 _EMPTY_BOX = re.compile(r"\\boxed\{\s*\}")
 _SENTENCE_END = re.compile(r"(?<=[.?!:])\s+")
 _SOURCE_IMAGE_MARK = re.compile(r"<image\s*\d*>", re.IGNORECASE)
+_BLANK_RUNS = re.compile(r"[ \t]*\n[ \t\n]*|[ \t]{2,}")
+_SPACE_BEFORE_PUNCT = re.compile(r"[ \t]+([?.,;:!])")
 
 
 def strip_instruction(question: str) -> str:
@@ -37,23 +39,39 @@ def strip_instruction(question: str) -> str:
     return "\n".join(lines).strip()
 
 
-def mark_images(question: str, n_images: int) -> str:
+class ImageMarkError(ValueError):
+    """The question's image marks and the row's images disagree."""
+
+
+def mark_images(question: str, n_images: int, combined: bool = False) -> str:
     """Rewrite source image marks (``<image1>``, ``<image>``) to ovr's ``<image>``; when the source
-    has none, put one mark per image in front. Raises ``ValueError`` when the counts disagree."""
+    has none, put one mark per image in front. Raises :class:`ImageMarkError` when the counts disagree.
+
+    ``combined``: the source drew every figure of a question into one image (MathVision's
+    ``<image1>`` ... ``<image8>`` with one ``decoded_image``); the first mark becomes the image and
+    the later ones, parts of that same image, are removed.
+
+    >>> mark_images("<image1> or <image2>?", 1, combined=True)
+    '<image> or?'
+    """
     marks = len(_SOURCE_IMAGE_MARK.findall(question))
     if marks == 0:
         return "".join(f"{IMAGE_MARK}\n" for _ in range(n_images)) + question
+    if combined and n_images == 1 and marks > 1:
+        first, *rest = _SOURCE_IMAGE_MARK.split(question)
+        tail = _SPACE_BEFORE_PUNCT.sub(r"\1", "".join(rest))
+        return (first + IMAGE_MARK + _BLANK_RUNS.sub(lambda m: "\n" if "\n" in m.group() else " ", tail)).rstrip()
     if marks != n_images:
-        raise ValueError(f"question has {marks} image marks but {n_images} images")
+        raise ImageMarkError(f"question has {marks} image marks but {n_images} images")
     return _SOURCE_IMAGE_MARK.sub(IMAGE_MARK, question)
 
 
-def to_prompt(question: str, n_images: int = 0, template: str = DEFAULT_TEMPLATE) -> str:
-    """The normalised prompt of a raw source question."""
+def to_prompt(question: str, n_images: int = 0, template: str = DEFAULT_TEMPLATE, combined: bool = False) -> str:
+    """The normalised prompt of a raw source question (``combined``: see :func:`mark_images`)."""
     question = strip_instruction(question)
     if not question.replace(IMAGE_MARK, "").strip():
         raise ValueError("empty question")
-    marked = mark_images(question, n_images)
+    marked = mark_images(question, n_images, combined)
     # Image marks stay inside the question; the template only adds the instruction.
     return template.format(question=marked)
 

@@ -1,8 +1,10 @@
 """The adapter registry: one pure function per real source, from that source's own columns to a ``Sample``.
 
 An adapter is ``fn(row: dict, ctx: RowContext) -> Sample``. It raises :class:`Drop` to skip a row
-for a reason that is not an error (a proof, no verified trace); any other exception marks the row
-corrupt. Either way the build records the reason and goes on. Register with::
+for a reason that is not an error (a proof, no verified trace) and :class:`Reject` for a row that
+does not fit its layout (an answer naming no option, a missing image file), each with a short
+reason and the offending value as detail; any other exception marks the row corrupt with its
+message. Either way the build records the reason per row in the manifest and goes on. Register with::
 
     @adapter("math500", split="eval", columns=("problem", "answer"))
     def math500(row, ctx):
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ovr.data.images import to_image_ref
-from ovr.data.prompts import DEFAULT_TEMPLATE, format_choices, to_prompt
+from ovr.data.prompts import DEFAULT_TEMPLATE, ImageMarkError, format_choices, to_prompt
 from ovr.registry import Registry
 from ovr.schema import AnswerType, Message, Sample, Split
 
@@ -26,7 +28,20 @@ _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 
 
 class Drop(Exception):
-    """Skip this row for the given reason (e.g. 'proof', 'no verified generation')."""
+    """Skip this row for the given reason (e.g. 'proof', 'no verified generation').
+
+    ``reason`` is short and the same for every row it applies to (the manifest counts rows by it);
+    ``detail`` holds what differs per row (the offending value).
+    """
+
+    def __init__(self, reason: str, detail: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class Reject(Drop):
+    """The row does not fit the layout (recorded as ``corrupt row: <reason>``)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,7 @@ class Adapter:
     def __call__(self, row: dict, ctx: RowContext) -> Sample:
         missing = [c for c in self.columns if c not in row]
         if missing:
-            raise KeyError(f"missing columns {missing} (the {self.name} layout needs {list(self.columns)})")
+            raise Reject("missing columns", f"{missing} (the {self.name} layout needs {list(self.columns)})")
         return self.fn(row, ctx)
 
 
@@ -103,6 +118,35 @@ def letter(index: int) -> str:
     return chr(65 + index)
 
 
+def number_answer(value: Any) -> str:
+    """A numeric reference as plain digits: ``3159.0`` -> ``3159``, ``1,234`` -> ``1234``, ``-7``;
+    :class:`Reject` when it is not a number.
+
+    >>> number_answer(3159.0), number_answer("3159.0"), number_answer(" 1,234 "), number_answer("-0.5")
+    ('3159', '3159', '1234', '-0.5')
+    """
+    text = clean(value).replace(",", "").rstrip(".")
+    if not _NUMBER.fullmatch(text):
+        raise Reject("answer is not a number", repr(clean(value)))
+    number = float(text)
+    return str(int(number)) if number.is_integer() else text.lstrip("+")
+
+
+def choice_reference(answer: Any, choices: list[str]) -> str:
+    """A choice reference as its option letter(s), ``"A, C"`` for several: from letters in any
+    spelling (``(C)``, ``A\\nC``) or from the text of an option; :class:`Reject` when it names none.
+
+    >>> choice_reference("(C)", list("ABCD")), choice_reference("A\\nC", list("ABCD")), choice_reference("False", ["True", "False"])
+    ('C', 'A, C', 'B')
+    """
+    from ovr.rewards.checkers import choice_set
+
+    named = choice_set(clean(answer), choices)
+    if not named or any(ord(c) - 65 >= len(choices) for c in named):
+        raise Reject("answer names no option", f"{clean(answer)!r} (options {choices})")
+    return ", ".join(sorted(named))
+
+
 def clean(value: Any) -> str:
     """A cell as stripped text (numbers included); empty for None."""
     if value is None:
@@ -126,16 +170,26 @@ def make_sample(
     difficulty: float | None = None,
     source_id: Any = None,
     provenance: dict[str, Any] | None = None,
+    combined_image: bool = False,
 ) -> Sample:
-    """Build a normalised Sample: template applied, images encoded, choices listed (unless the
-    question already lists them: ``list_choices=False``), id made stable."""
+    """Build a normalised Sample: template applied, images encoded (empty cells skipped), choices
+    listed (unless the question already lists them: ``list_choices=False``), id made stable.
+    ``combined_image``: the question's several image marks all refer to its one image."""
     answer = clean(answer)
     if not answer:
         raise Drop("empty reference answer")
-    refs = [to_image_ref(img, ctx.base_dir) for img in images if img is not None]
+    try:
+        refs = [to_image_ref(img, ctx.base_dir) for img in images if img is not None and img != ""]
+    except ValueError as err:
+        raise Reject("image unreadable", str(err)) from None
     if choices and list_choices:
         question = f"{question.rstrip()}\n{format_choices(choices)}"
-    prompt = to_prompt(question, len(refs), ctx.template)
+    try:
+        prompt = to_prompt(question, len(refs), ctx.template, combined=combined_image)
+    except ImageMarkError as err:
+        raise Reject("image marks do not match the images", str(err)) from None
+    except ValueError as err:
+        raise Reject(str(err)) from None
     messages = None
     if assistant is not None:
         messages = [Message(role="user", content=prompt), Message(role="assistant", content=assistant)]

@@ -1,9 +1,16 @@
 """Read a source's rows, whatever it was saved as: ``datasets.save_to_disk`` folders, parquet
-(a file or a folder of shards), JSONL or a JSON array; locally or under ``s3://bucket/prefix``.
+(a file or a folder of shards), JSONL, a JSON array or object of rows, or a folder of one folder
+per row holding ``data.json`` (Geometry3K's raw layout); locally or under ``s3://bucket/prefix``
+(hub ids ``hf://datasets/ORG/NAME`` are mirrored by :mod:`ovr.data.hub`). A folder downloaded from
+the hub (``huggingface-cli download --repo-type dataset ORG/NAME --local-dir DIR``) is read through
+``datasets.load_dataset(DIR, config, split)`` when a config or split is asked for, so its README's
+configurations and split file names mean what they mean on the hub.
 
 Rows come out as plain dicts in the source's own columns. Image columns keep their storage form
-(``{"bytes", "path"}``) so nothing is decoded twice. A JSONL line that does not parse is yielded as
-the exception, so the build reports it and goes on.
+(``{"bytes", "path"}``) so nothing is decoded twice. Rows that have a name but no column for it get
+it as ``__key__``: the key of a JSON object of rows (ScienceQA's ``problems.json``: pid -> row) or
+the row folder relative to the source (``test/2401``). A JSONL line that does not parse is yielded
+as the exception, so the build reports it and goes on.
 """
 
 from __future__ import annotations
@@ -17,13 +24,15 @@ from typing import Iterator
 from ovr.config import StoreConfig
 
 RowOrError = dict | Exception
+KEY = "__key__"  # a row's name when the source keeps it outside the row (object key, row folder)
+ROW_FILE = "data.json"  # the file of each row folder in a folder-per-row layout
 
 
 @dataclass(frozen=True)
 class SourceFiles:
     """A source resolved to local files."""
 
-    kind: str  # "hf_disk" | "parquet" | "jsonl" | "json"
+    kind: str  # "hf_disk" | "hf_snapshot" | "parquet" | "jsonl" | "json" | "row_dirs"
     root: Path  # folder relative image paths are resolved against
     files: tuple[Path, ...]
 
@@ -47,19 +56,28 @@ def fetch_s3(uri: str, store_cfg: StoreConfig, cache_dir: Path) -> Path:
     return dest if len(keys) > 1 else dest / Path(keys[0]).name
 
 
-def resolve(path: str | Path) -> SourceFiles:
-    """What kind of source a local path is, and its files in a stable order."""
+def resolve(path: str | Path, snapshot: bool = False) -> SourceFiles:
+    """What kind of source a local path is, and its files in a stable order. ``snapshot``: a folder
+    that is not a ``save_to_disk`` one is a hub snapshot, read by ``datasets.load_dataset``."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"source not found: {p}")
     if p.is_dir():
         if any((p / f).is_file() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
             return SourceFiles("hf_disk", p, (p,))
-        for kind, pattern in (("parquet", "*.parquet"), ("jsonl", "*.jsonl"), ("json", "*.json")):
+        if snapshot:
+            return SourceFiles("hf_snapshot", p, (p,))
+        for kind, pattern in (("parquet", "*.parquet"), ("jsonl", "*.jsonl")):
             files = tuple(sorted(f for f in p.rglob(pattern) if not f.name.startswith(".")))
             if files:
                 return SourceFiles(kind, p, files)
-        raise ValueError(f"{p} holds no datasets save_to_disk folder, parquet, JSONL or JSON files")
+        row_files = [f for f in p.rglob(ROW_FILE) if f.parent != p]
+        if row_files:
+            return SourceFiles("row_dirs", p, tuple(sorted(row_files, key=lambda f: _natural(f.relative_to(p)))))
+        files = tuple(sorted(f for f in p.rglob("*.json") if not f.name.startswith(".")))
+        if files:
+            return SourceFiles("json", p, files)
+        raise ValueError(f"{p} holds no datasets save_to_disk folder, parquet, JSONL, JSON or */{ROW_FILE} files")
     suffix = p.suffix.lower()
     kind = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "json"}.get(suffix)
     if kind is None:
@@ -67,14 +85,18 @@ def resolve(path: str | Path) -> SourceFiles:
     return SourceFiles(kind, p.parent, (p,))
 
 
-def _hf_rows(path: Path, hf_split: str | None, batch: int) -> Iterator[dict]:
-    from datasets import DatasetDict, load_from_disk
+def _hf_rows(path: Path, hf_split: str | None, batch: int, kind: str = "hf_disk",
+             hf_config: str | None = None) -> Iterator[dict]:
+    from datasets import DatasetDict, load_dataset, load_from_disk
 
-    ds = load_from_disk(str(path))
+    if kind == "hf_snapshot":
+        ds = load_dataset(str(path), name=hf_config, split=hf_split)
+    else:
+        ds = load_from_disk(str(path))
     if isinstance(ds, DatasetDict):
         if hf_split is None:
             if len(ds) != 1:
-                raise ValueError(f"{path} has splits {list(ds)}: set options.hf_split")
+                raise ValueError(f"{path} has splits {list(ds)}: set the source's hf_split")
             hf_split = next(iter(ds))
         if hf_split not in ds:
             raise ValueError(f"{path} has no split {hf_split!r} (has {list(ds)})")
@@ -105,24 +127,46 @@ def _jsonl_rows(path: Path) -> Iterator[RowOrError]:
                 yield ValueError(f"{path.name}:{lineno}: bad JSON line: {err}")
 
 
+def _natural(path: Path) -> tuple:
+    """Sort key putting ``2/`` before ``10/``."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts)
+
+
 def _json_rows(path: Path) -> Iterator[RowOrError]:
     data = json.loads(path.read_text(encoding="utf-8"))
-    if isinstance(data, dict):  # {"data": [...]} or {"id": {...}, ...}
-        data = data.get("data", list(data.values()))
+    if isinstance(data, dict) and isinstance(data.get("data"), list):  # {"data": [...]}
+        data = data["data"]
+    if isinstance(data, dict):  # {"<key>": {...}, ...}: the key names the row
+        for key, row in data.items():
+            yield {**row, KEY: key} if isinstance(row, dict) else ValueError(f"{path.name}: {key!r} is not an object")
+        return
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON array of rows")
+        raise ValueError(f"{path}: expected a JSON array or object of rows")
     for row in data:
         yield row if isinstance(row, dict) else ValueError(f"{path.name}: row is not an object")
 
 
-def iter_rows(src: SourceFiles, hf_split: str | None = None, batch: int = 256) -> Iterator[RowOrError]:
+def _row_dir_rows(path: Path, root: Path) -> Iterator[RowOrError]:
+    key = path.parent.relative_to(root).as_posix()
+    try:
+        row = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        yield ValueError(f"{key}/{path.name}: bad JSON: {err}")
+        return
+    yield {**row, KEY: key} if isinstance(row, dict) else ValueError(f"{key}/{path.name}: not a JSON object")
+
+
+def iter_rows(src: SourceFiles, hf_split: str | None = None, batch: int = 256,
+              hf_config: str | None = None) -> Iterator[RowOrError]:
     """Rows of a resolved source, in file order then row order."""
     for file in src.files:
-        if src.kind == "hf_disk":
-            yield from _hf_rows(file, hf_split, batch)
+        if src.kind in ("hf_disk", "hf_snapshot"):
+            yield from _hf_rows(file, hf_split, batch, src.kind, hf_config)
         elif src.kind == "parquet":
             yield from _parquet_rows(file, batch)
         elif src.kind == "jsonl":
             yield from _jsonl_rows(file)
+        elif src.kind == "row_dirs":
+            yield from _row_dir_rows(file, src.root)
         else:
             yield from _json_rows(file)

@@ -1,5 +1,6 @@
 """Answer checkers, one per answer type: ``math`` (math-verify), ``number`` (numeric tolerance),
-``choice`` (option letters) and ``string`` (exact after normalisation).
+``choice`` (option letters, option text, several letters for multiple-answer questions) and
+``string`` (exact after normalisation).
 
 Each checker is a pure function ``(predicted, reference, choices, options) -> bool``. math-verify is
 called with its own ``signal.alarm`` timeouts disabled: callers that need a time limit (the reward
@@ -8,6 +9,8 @@ service) run checks in worker processes and enforce the limit themselves.
 >>> check("0.5", r"\\frac{1}{2}", "math")
 True
 >>> check("(B)", "B", "choice"), check("3.1416", "3.14159", "number")
+(True, True)
+>>> check("C and A", "A\\nC", "choice"), check("False", "B", "choice", ["True", "False"])
 (True, True)
 """
 
@@ -21,7 +24,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from functools import lru_cache
 
-from ovr.rewards.extract import choice_letter
+from ovr.rewards.extract import choice_letter, choice_letters
 from ovr.rewards.options import RewardOptions
 
 Checker = Callable[[str, str, "list[str] | None", RewardOptions], bool]
@@ -97,22 +100,50 @@ def check_number(pred: str, ref: str, choices: list[str] | None, opts: RewardOpt
     return math.isclose(p, r, rel_tol=opts.rel_tol, abs_tol=opts.abs_tol)
 
 
-def _as_letter(answer: str, choices: list[str] | None) -> str | None:
-    letter = choice_letter(answer)
-    if letter is not None:
-        return letter
+def _option_index(answer: str, choices: list[str]) -> int | None:
+    """The one option whose text the answer is: same normalised text, else (for numbers and LaTeX)
+    the same value by :func:`check_math`; None when no option, or several, match."""
+    norm = normalize_string(answer)
+    same = [i for i, option in enumerate(choices) if normalize_string(option) == norm]
+    if not same and re.search(r"[\d\\]", answer):
+        value, opts = answer.replace("$", ""), RewardOptions()
+        same = [i for i, option in enumerate(choices) if check_math(value, option.replace("$", ""), None, opts)]
+    return same[0] if len(same) == 1 else None
+
+
+def choice_set(answer: str, choices: list[str] | None) -> frozenset[str] | None:
+    """The options an answer names, as letters: letters in any spelling (several for
+    multiple-answer questions), the text of an option (or a comma/``and`` list of option texts),
+    or a letter followed by its text (``B) 15 cm``); None when it names none.
+
+    >>> sorted(choice_set("(A) and (C)", None)), sorted(choice_set("12 cm, 18 cm", ["12 cm", "15 cm", "18 cm"]))
+    (['A', 'C'], ['A', 'C'])
+    >>> choice_set("15 cm", ["12 cm", "15 cm"]), choice_set(r"$\\frac{1}{2}$", ["0.5", "2"])
+    (frozenset({'B'}), frozenset({'A'}))
+    """
+    letters = choice_letters(answer, len(choices) if choices else None)
+    if letters:
+        return frozenset(letters)
     if choices:
-        norm = normalize_string(answer)
-        for i, option in enumerate(choices):
-            if normalize_string(option) == norm:
-                return chr(ord("A") + i)
-    return None
+        index = _option_index(answer, choices)
+        if index is not None:
+            return frozenset({chr(65 + index)})
+        parts = [p for p in re.split(r"\s*(?:[,;\n]|\band\b)\s*", answer.strip()) if p]
+        indices = [_option_index(p, choices) for p in parts] if len(parts) > 1 else [None]
+        if all(i is not None for i in indices):
+            return frozenset(chr(65 + i) for i in indices)
+    letter = choice_letter(answer)
+    return frozenset({letter}) if letter else None
 
 
 def check_choice(pred: str, ref: str, choices: list[str] | None, opts: RewardOptions) -> bool:
-    """Same option: letters in any common spelling, or option text mapped to its letter via ``choices``."""
-    p, r = _as_letter(pred, choices), _as_letter(ref, choices)
-    return p is not None and p == r
+    """Same set of options (order-insensitive for multiple answers), each side read by
+    :func:`choice_set`; a reference that names no option (``True`` with no choices given) is
+    compared as text."""
+    r = choice_set(ref, choices)
+    if r is None:
+        return check_string(pred, ref, choices, opts)
+    return choice_set(pred, choices) == r
 
 
 def check_string(pred: str, ref: str, choices: list[str] | None, opts: RewardOptions) -> bool:

@@ -2,7 +2,8 @@
 
 Forms understood: the last ``\\boxed{...}`` (nested braces), ``<answer>...</answer>``, final-answer
 phrases ("The final answer is 7", "**Answer:** B"), and multiple-choice letters in their common
-spellings (``B``, ``(B)``, ``B.``, ``B) text``). ORZ's reflection-word counts live here too.
+spellings (``B``, ``(B)``, ``B.``, ``B) text``; several letters ``A, C`` / ``A and C`` / ``(A)(C)``
+for multiple-answer questions). ORZ's reflection-word counts live here too.
 
 >>> last_boxed(r"so \\boxed{\\frac{1}{2}} then \\boxed{3}")
 '3'
@@ -22,6 +23,10 @@ _ANSWER_PHRASE = re.compile(
     r"answer\**\s*(?:is\b|[:：])[ \t*:]*([^\n]+)", re.IGNORECASE
 )
 _LETTER = re.compile(r"^\(?([A-Z])\)?(?:[.:)]|\s|$)")
+_ONE_LETTER = r"\(?[A-Za-z]\)?\.?"
+_LETTER_LIST = re.compile(rf"{_ONE_LETTER}(?:\s*(?:,|;|&|\band\b|\s)\s*{_ONE_LETTER})*")
+_COMPACT_LETTERS = re.compile(r"[A-Z]{2,}")
+_AND = re.compile(r"\band\b")
 _TEXT_CMD = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\{([^{}]*)\}")
 
 
@@ -110,12 +115,46 @@ def choice_letter(text: str) -> str | None:
     return m.group(1) if m else None
 
 
+def choice_letters(text: str, n_choices: int | None = None) -> tuple[str, ...] | None:
+    """The option letters a short answer names, sorted and unique, or None when it is not only letters.
+
+    Accepts one letter (``C``, ``(c)``, ``C.``, ``\\text{C}``) or several separated by commas,
+    semicolons, ``and``, spaces or newlines (``A, C``, ``A\\nC``, ``(A)(C)``). Run-together capitals
+    (``AC``) count only when ``n_choices`` is given and every letter is one of the first ``n_choices``.
+
+    >>> [choice_letters(s) for s in ["(C)", "C.", "C, A", "A\\nC", "(A) and (c)", "B) 15 cm", "AC"]]
+    [('C',), ('C',), ('A', 'C'), ('A', 'C'), ('A', 'C'), None, None]
+    >>> choice_letters("AC", n_choices=4), choice_letters("AX", n_choices=4)
+    (('A', 'C'), None)
+    """
+    s = _TEXT_CMD.sub(r"\1", text).strip().strip("*$ ").strip().replace(")(", ") (")
+    if _LETTER_LIST.fullmatch(s):
+        letters = re.findall(r"[A-Za-z]", _AND.sub(" ", s))
+    elif n_choices and _COMPACT_LETTERS.fullmatch(s) and all(ord(c) - 65 < n_choices for c in s):
+        letters = list(s)
+    else:
+        return None
+    return tuple(sorted({c.upper() for c in letters}))
+
+
+def choice_answer(text: str) -> str:
+    """A choice answer in canonical form when it names only letters (``"(C)"`` -> ``"C"``,
+    ``"C and A"`` -> ``"A, C"``); any other text is returned unchanged (the checker maps option
+    text and ``B) 15 cm`` spellings with the question's choices).
+
+    >>> choice_answer(r"\\text{(C)}"), choice_answer("C and A"), choice_answer("B) 15 cm")
+    ('C', 'A, C', 'B) 15 cm')
+    """
+    letters = choice_letters(text)
+    return ", ".join(letters) if letters else text
+
+
 def extract_answer(text: str, answer_type: str = "math", *, answer_tag_name: str = "answer") -> str | None:
     """The answer of a response in any supported form, first found of: last ``\\boxed{}``,
-    last ``<answer>`` tag (whose own ``\\boxed{}`` wins), final-answer phrase. For ``choice`` the
-    letter is returned when the answer names one.
+    last ``<answer>`` tag (whose own ``\\boxed{}`` wins), final-answer phrase. For ``choice`` an
+    answer made only of option letters is put in canonical form (:func:`choice_answer`).
 
-    >>> extract_answer(r"<answer>\\boxed{x=2}</answer>", "math"), extract_answer("Answer: B) 5", "choice")
+    >>> extract_answer(r"<answer>\\boxed{x=2}</answer>", "math"), extract_answer("Answer: (b)", "choice")
     ('x=2', 'B')
     """
     ans = last_boxed(text)
@@ -126,7 +165,7 @@ def extract_answer(text: str, answer_type: str = "math", *, answer_tag_name: str
     if ans is None:
         ans = answer_phrase(text)
     if ans is not None and answer_type == "choice":
-        return choice_letter(ans) or ans
+        return choice_answer(ans)
     return ans
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from ovr.rewards.checkers import check
-from ovr.rewards.extract import choice_letter, extract_answer, last_boxed, reflection_counts
+from ovr.rewards.extract import choice_answer, extract_answer, last_boxed, reflection_counts
 from ovr.rewards.options import RewardOptions
 from ovr.rewards.registry import register
 from ovr.schema import ScoreItem, ScoreResult
@@ -57,12 +57,15 @@ def _accuracy(answer: str | None, item: ScoreItem, opts: RewardOptions) -> float
 @register("ovr_boxed")
 def ovr_boxed(item: ScoreItem) -> ScoreResult:
     """The paper's reward: 1 iff the content of the last ``\\boxed{}`` matches the reference
-    (choice letters compared for ``answer_type="choice"``); truncated -> 0. ``format`` is 1 when a
-    box is present (weight 0 unless ``options.format_weight`` is set).
+    (for ``answer_type="choice"``: the same options, named by letter(s) or by option text, see
+    :func:`ovr.rewards.checkers.check_choice`); truncated -> 0. ``format`` is 1 when a box is
+    present (weight 0 unless ``options.format_weight`` is set).
 
     >>> ovr_boxed(ScoreItem(response=r"... so \\boxed{\\frac{1}{2}}", reference="0.5")).overall
     1.0
-    >>> ovr_boxed(ScoreItem(response=r"\\boxed{(B)}", reference="B", answer_type="choice")).accuracy
+    >>> ovr_boxed(ScoreItem(response=r"\\boxed{(B)}", reference="B", answer_type="choice", choices=["1", "2"])).accuracy
+    1.0
+    >>> ovr_boxed(ScoreItem(response=r"\\boxed{C, A}", reference="A\\nC", answer_type="choice", choices=list("ABCD"))).accuracy
     1.0
     >>> ovr_boxed(ScoreItem(response=r"\\boxed{2}", reference="2", truncated=True)).overall
     0.0
@@ -70,7 +73,7 @@ def ovr_boxed(item: ScoreItem) -> ScoreResult:
     opts = RewardOptions.model_validate(item.options)
     answer = last_boxed(item.response)
     if answer is not None and item.answer_type == "choice":
-        answer = choice_letter(answer) or answer
+        answer = choice_answer(answer)
     return finish(item, opts, answer, _accuracy(answer, item, opts), float(answer is not None), 0.0)
 
 

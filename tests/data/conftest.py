@@ -1,17 +1,17 @@
-"""Fixtures of the data tests: every source written once per session in its real layout."""
+"""Fixtures of the data tests: every source written once per session in its real layouts."""
 
 from __future__ import annotations
 
 import pytest
 
-from source_layouts import WRITERS
+from layouts import write_all
 
 
 @pytest.fixture(scope="session")
 def source_files(tmp_path_factory):
-    """``adapter name -> (path, options, expected good rows)`` for every built-in adapter."""
-    root = tmp_path_factory.mktemp("sources")
-    return {name: write(root) for name, write in WRITERS.items()}
+    """``fixture name -> Layout`` (adapter, path, source fields, expected good rows) for every
+    real layout of every built-in adapter."""
+    return write_all(tmp_path_factory.mktemp("sources"))
 
 
 @pytest.fixture(scope="session")

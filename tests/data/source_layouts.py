@@ -1,7 +1,12 @@
 """Small source files written in each public dataset's own column layout (as published on the Hub),
 saved the way users get them: ``datasets.save_to_disk`` folders, parquet exports (image columns as
 ``{bytes, path}`` structs), and JSONL with image files beside it. Each writer returns
-``(path, options, expected_good_rows)``; some plant a corrupt or unverifiable row on purpose.
+``(path, source_fields, expected_good_rows)`` where ``source_fields`` are extra DataSourceConfig
+fields (``options``, ``hf_split``); some plant a corrupt or unverifiable row on purpose. The rows are
+written here from the published schemas (no benchmark text is copied).
+
+The authors' own release layouts (folders per problem, JSON beside image folders) are in
+``release_layouts.py``.
 """
 
 from __future__ import annotations
@@ -158,6 +163,7 @@ def mathvision(root: Path):
     (root / "mathvision" / "images").mkdir(parents=True, exist_ok=True)
     (root / "mathvision" / "images" / "1.jpg").write_bytes(jpeg(7))
     (root / "mathvision" / "images" / "2.png").write_bytes(png(8))
+    (root / "mathvision" / "images" / "4.png").write_bytes(png(14))
     rows = [
         {"id": "1", "question": "Which shape comes next?\n<image1>", "options": ["A", "B", "C", "D", "E"],
          "image": "images/1.jpg", "answer": "C", "solution": None, "level": 2, "subject": "logic"},
@@ -165,33 +171,77 @@ def mathvision(root: Path):
          "answer": "7", "solution": None, "level": 1, "subject": "counting"},
         {"id": "3", "question": "<image1> missing file", "options": [], "image": "images/404.png", "answer": "1",
          "solution": None, "level": 1, "subject": "counting"},
+        # one combined image for several marks (about a tenth of the real test set)
+        {"id": "4", "question": "The tile <image1> is turned. Which picture shows it?\n<image2>\n<image3>\n<image4>",
+         "options": ["A", "B", "C", "D", "E"], "image": "images/4.png", "answer": "B", "solution": None, "level": 3,
+         "subject": "transformation geometry"},
+        {"id": "5", "question": "<image1>\n<image2>\nHow many squares are shaded in both figures together?",
+         "options": [], "image": "images/4.png", "answer": "9", "solution": None, "level": 2, "subject": "counting"},
     ]
-    return _jsonl(root / "mathvision" / "test.jsonl", rows), {}, 2
+    return _jsonl(root / "mathvision" / "test.jsonl", rows), {}, 4
 
 
-def mathverse(root: Path):
-    from datasets import Dataset, DatasetDict, Features, Image as HFImage, Value
+def _mathverse_features(image_feature):
+    from datasets import Features, Value
 
-    feats = Features({
+    return Features({
         "sample_index": Value("string"), "problem_index": Value("string"), "problem_version": Value("string"),
-        "question": Value("string"), "image": HFImage(), "answer": Value("string"), "question_type": Value("string"),
+        "question": Value("string"), "image": image_feature, "answer": Value("string"),
+        "question_type": Value("string"),
         "metadata": {"split": Value("string"), "source": Value("string"), "subject": Value("string"),
                      "subfield": Value("string")},
         "query_wo": Value("string"), "query_cot": Value("string"), "question_for_eval": Value("string"),
     })
+
+
+def _mathverse_rows(rows: list[tuple]) -> dict:
+    """(sample_index, problem_index, version, question, image, answer, question_type) -> columns."""
     meta = {"split": "testmini", "source": "GeoQA", "subject": "Plane Geometry", "subfield": "Angle"}
-    data = {
-        "sample_index": ["1", "2", "3"], "problem_index": ["1", "1", "2"],
-        "problem_version": ["Text Dominant", "Vision Only", "Text Lite"],
-        "question": ["As shown in the figure, AB is parallel to CD, angle 1 = 50. Find angle 2.\nChoices:\nA:40°\nB:50°\nC:130°\nD:140°",
-                     "", "Find the length of AC."],
-        "image": [{"bytes": png(9), "path": None}, {"bytes": png(9), "path": None}, {"bytes": png(10), "path": None}],
-        "answer": ["C", "C", "5"], "question_type": ["multi-choice", "multi-choice", "free-form"],
-        "metadata": [meta] * 3, "query_wo": ["..."] * 3, "query_cot": ["..."] * 3, "question_for_eval": ["..."] * 3,
-    }
+    keys = ["sample_index", "problem_index", "problem_version", "question", "image", "answer", "question_type"]
+    data = {k: [r[i] for r in rows] for i, k in enumerate(keys)}
+    n = len(rows)
+    return {**data, "metadata": [meta] * n, "query_wo": ["..."] * n, "query_cot": ["..."] * n,
+            "question_for_eval": ["..."] * n}
+
+
+def mathverse(root: Path):
+    from datasets import Dataset, DatasetDict, Image as HFImage
+
+    img = lambda seed: {"bytes": png(seed), "path": None}  # noqa: E731
+    rows = [
+        ("1", "1", "Text Dominant", "As shown in the figure, AB is parallel to CD, angle 1 = 50. Find angle 2.\n"
+         "Choices:\nA:40°\nB:50°\nC:130°\nD:140°", img(9), "C", "multi-choice"),
+        ("2", "1", "Vision Only", "", img(9), "C", "multi-choice"),
+        ("3", "2", "Text Lite", "Find the length of AC.", img(10), "5", "free-form"),
+        # answers as the release writes them: (C), several letters, True/False, a bearing
+        ("4", "3", "Vision Intensive", "Which angle is acute?\nChoices:\n(A) angle 1\n(B) angle 2\n(C) angle 3",
+         img(15), "(C)", "multi-choice"),
+        ("5", "4", "Vision Only", "", img(16), "A\nC", "multi-choice"),
+        ("6", "5", "Text Lite", "Give the bearing of T from the port.", img(17), "090^\\circ T", "free-form"),
+        ("7", "6", "Vision Dominant", "Is line a parallel to line b?\nChoices:\nA:True\nB:False", img(18), "False",
+         "multi-choice"),
+    ]
     path = root / "mathverse"
-    DatasetDict({"testmini": Dataset.from_dict(data, features=feats)}).save_to_disk(str(path))
-    return path, {}, 3
+    ds = Dataset.from_dict(_mathverse_rows(rows), features=_mathverse_features(HFImage()))
+    DatasetDict({"testmini": ds}).save_to_disk(str(path))
+    return path, {}, 7
+
+
+def mathverse_text_only(root: Path):
+    """The ``testmini_text_only`` configuration: ``image`` is a string column holding ``""``."""
+    from datasets import Dataset, DatasetDict, Value
+
+    rows = [
+        ("3941", "1", "Text Only", "In triangle ABC, angle A = 30 and angle B = 60. Find angle C.\nChoices:\n"
+         "A:60\nB:90\nC:120\nD:150", "", "(B)", "multi-choice"),
+        ("3942", "2", "Text Only", "Two lines with equal slopes never meet. True or False?", "", "True", "free-form"),
+        ("3943", "3", "Text Only", "A square has side 3. Find its area.", "", "9", "free-form"),
+        ("3944", "4", "Text Only", "", "", "1", "free-form"),  # no text and no image: nothing to ask
+    ]
+    path = root / "mathverse_text_only"
+    ds = Dataset.from_dict(_mathverse_rows(rows), features=_mathverse_features(Value("string")))
+    DatasetDict({"testmini": ds, "extra": ds.select([0])}).save_to_disk(str(path))
+    return path, {"hf_split": "testmini"}, 3
 
 
 def mathvista(root: Path):
@@ -224,8 +274,83 @@ def mathvista(root: Path):
     return path, {}, 2
 
 
+def amc(root: Path):
+    """AI-MO/aimo-validation-amc: answers stored as floats, negative or above 999."""
+    url = "https://artofproblemsolving.com/wiki/index.php/{}_AMC_{}_Problems/Problem_{}"
+    rows = [
+        {"id": 0, "problem": "What is $3^7 + 972$?", "answer": 3159.0, "url": url.format(2022, "12A", 4)},
+        {"id": 1, "problem": "Find the smallest root of $x^2 + 10x - 24 = 0$.", "answer": -12.0,
+         "url": url.format(2023, "10B", 7)},
+        {"id": 2, "problem": "How many positive divisors does $2^{26}$ have?", "answer": 27.0,
+         "url": url.format(2023, "12B", 12)},
+        {"id": 3, "problem": "Which letter is shown?", "answer": float("nan"), "url": url.format(2022, "10A", 1)},
+    ]
+    return _parquet(root / "amc" / "data" / "train-00000-of-00001.parquet", rows), {}, 3
+
+
+def gsm8k(root: Path):
+    """openai/gsm8k ``main``: the answer ends in ``#### N`` after calculator notes."""
+    rows = [
+        {"question": "A farm has 48 hens and half as many ducks. How many birds are there?",
+         "answer": "Ducks: 48/2 = <<48/2=24>>24.\nBirds: 48 + 24 = <<48+24=72>>72.\n#### 72"},
+        {"question": "A school buys 617 books for $2 each. How much does it spend in cents?",
+         "answer": "617 * 2 = <<617*2=1234>>1234 dollars is 123,400 cents.\n#### 123,400"},
+        {"question": "A broken row", "answer": "The answer is 5."},
+    ]
+    return _parquet(root / "gsm8k" / "main" / "test-00000-of-00001.parquet", rows), {}, 2
+
+
+def wemath(root: Path):
+    """We-Math/We-Math testmini parquet: ``option`` is one string, ``image_path`` the image struct."""
+    schema = pa.schema([
+        ("ID", pa.string()), ("split", pa.string()), ("knowledge concept", pa.string()), ("question", pa.string()),
+        ("option", pa.string()), ("answer", pa.string()), ("image_path", IMG_STRUCT), ("key", pa.string()),
+        ("question number", pa.int64()), ("knowledge concept description", pa.string()),
+    ])
+    common = {"split": "testmini", "knowledge concept description": "..."}
+    rows = [
+        {**common, "ID": "1@3steps_1", "knowledge concept": "Angles", "question": "Find the angle marked x.",
+         "option": "A. 30°; B. 60°; C. 90°; D. 120°; E. No correct answer", "answer": "B",
+         "image_path": {"bytes": png(19), "path": "1.png"}, "key": "1@3steps", "question number": 1},
+        {**common, "ID": "2@1step", "knowledge concept": "Area", "question": "Find the area of the rectangle.",
+         "option": "A. 12; B. 14; C. 24; D. 28", "answer": "C",
+         "image_path": {"bytes": png(20), "path": "2.png"}, "key": "2@1step", "question number": 1},
+        {**common, "ID": "3@1step", "knowledge concept": "Area", "question": "Which is larger?",
+         "option": "A. left; B. right", "answer": "F", "image_path": {"bytes": png(21), "path": "3.png"},
+         "key": "3@1step", "question number": 1},
+    ]
+    return _parquet(root / "wemath" / "testmini.parquet", rows, schema), {}, 2
+
+
+def dynamath(root: Path):
+    """DynaMath/DynaMath_Sample: one split per variant (``hf_split`` picks one)."""
+    from datasets import Dataset, DatasetDict, Features, Image as HFImage, Value
+
+    feats = Features({
+        "id": Value("string"), "question": Value("string"), "image": Value("string"), "decoded_image": HFImage(),
+        "ground_truth": Value("string"), "answer_type": Value("string"), "subject": Value("string"),
+        "knowledge_level": Value("string"),
+    })
+    data = {
+        "id": ["1", "2", "3"],
+        "question": ["Which function is increasing on the interval shown?\nChoices:\n(A) f\n(B) g\n(C) h",
+                     "What is the slope of the line in the graph?", "What color is the largest bar?"],
+        "image": ["images/1.png", "images/2.png", "images/3.png"],
+        "decoded_image": [{"bytes": png(22), "path": None}, {"bytes": png(23), "path": None},
+                          {"bytes": png(24), "path": None}],
+        "ground_truth": ["B", "0.5", "red"], "answer_type": ["multiple choice", "float", "free form"],
+        "subject": ["analytic geometry", "analytic geometry", "statistics"],
+        "knowledge_level": ["high school", "high school", "elementary school"],
+    }
+    path = root / "dynamath"
+    ds = Dataset.from_dict(data, features=feats)
+    DatasetDict({"sample_variant1": ds, "sample_variant2": ds.select([0])}).save_to_disk(str(path))
+    return path, {"hf_split": "sample_variant1"}, 3
+
+
 WRITERS = {
     "openr1_math": openr1_math, "math": hendrycks_math, "numina_math": numina_math, "geometry3k": geometry3k,
     "chartqa": chartqa, "scienceqa": scienceqa, "math500": math500, "aime": aime, "mathvision": mathvision,
-    "mathverse": mathverse, "mathvista": mathvista,
+    "mathverse": mathverse, "mathvista": mathvista, "amc": amc, "gsm8k": gsm8k, "wemath": wemath,
+    "dynamath": dynamath,
 }

@@ -1,4 +1,4 @@
-"""Every adapter maps a small file in its source's real layout to valid, checkable Samples."""
+"""Every adapter maps small files in its source's real layouts to valid, checkable Samples."""
 
 from __future__ import annotations
 
@@ -9,23 +9,25 @@ from ovr.data.build import Report, load_source
 from ovr.data.filters import verification_problem
 from ovr.data.registry import all_adapters, get_adapter
 from ovr.models.chat import prompt_parts
-from source_layouts import WRITERS
+from layouts import LAYOUTS
 
 TEMPLATE_TAIL = "put your final answer within \\boxed{}."
 
 
-def adapt(source_files, name, **options):
-    path, opts, _ = source_files[name]
-    src = DataSourceConfig(adapter=name, path=str(path), split=get_adapter(name).split, options={**opts, **options})
+def adapt(source_files, name, *, split=None, **options):
+    """Load one fixture through its adapter (``options`` added to the fixture's)."""
+    fields = source_files[name].source(name, **options)
+    if split is not None:
+        fields["split"] = split
     report = Report()
-    samples = load_source(src, DataConfig(), StoreConfig(), report, progress=False)
+    samples = load_source(DataSourceConfig(**fields), DataConfig(), StoreConfig(), report, progress=False)
     return samples, report
 
 
-def test_at_least_eight_adapters_each_with_a_fixture():
+def test_every_adapter_has_a_fixture_in_a_real_layout():
     names = {a.name for a in all_adapters()}
-    assert len(names) >= 8
-    assert names == set(WRITERS)
+    assert len(names) >= 16
+    assert names == {adapter for adapter, _ in LAYOUTS.values()}
 
 
 def test_unknown_adapter_is_a_clear_error():
@@ -33,10 +35,10 @@ def test_unknown_adapter_is_a_clear_error():
         get_adapter("nope")
 
 
-@pytest.mark.parametrize("name", sorted(WRITERS))
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
 def test_adapter_maps_real_layout_to_valid_verifiable_samples(source_files, name):
     samples, report = adapt(source_files, name)
-    expected = source_files[name][2]
+    expected = source_files[name].expected
     assert len(samples) == expected, report.as_dict()
     assert report.read[name] == sum(report.dropped[name].values()) + expected
     for s in samples:
@@ -75,8 +77,8 @@ def test_scienceqa_choices_letters_and_corrupt_row(source_files):
     assert (ocean.answer, ocean.answer_type, ocean.modality) == ("B", "choice", "image")
     assert "A. the Indian Ocean\nB. the Pacific Ocean" in ocean.prompt
     assert rhyme.modality == "text" and rhyme.prompt.startswith("Context: Rhymes")
-    assert report.dropped["scienceqa"] == {"corrupt row: ValueError": 1}
-    assert "outside 2 choices" in report.examples[0]["detail"]
+    assert report.dropped["scienceqa"] == {"corrupt row: answer index outside the choices": 1}
+    assert report.examples[0]["detail"] == "7 (of 2 choices)"
     only_images, _ = adapt(source_files, "scienceqa", require_image=True)
     assert [s.modality for s in only_images] == ["image"]
 
@@ -89,23 +91,36 @@ def test_chartqa_types_and_jpeg_kept_as_is(source_files):
 
 def test_mathvision_image_marks_paths_and_missing_file(source_files):
     samples, report = adapt(source_files, "mathvision")
-    shape, dots = samples
+    shape, dots = samples[:2]
     assert shape.answer_type == "choice" and shape.choices == ["A", "B", "C", "D", "E"]
     assert shape.prompt.startswith("Which shape comes next?\n<image>")
     assert dots.prompt.startswith("<image>\nHow many dots") and dots.answer_type == "number"
-    assert report.dropped["mathvision"] == {"corrupt row: ValueError": 1}
+    assert report.dropped["mathvision"] == {"corrupt row: image unreadable": 1}
+    assert "image file not found" in report.examples[0]["detail"] and "404.png" in report.examples[0]["detail"]
+
+
+def test_mathvision_several_marks_for_one_combined_image(source_files):
+    samples, _ = adapt(source_files, "mathvision")
+    tile, squares = samples[2:]
+    assert len(tile.images) == 1 and tile.prompt.count("<image>") == 1
+    assert tile.prompt.startswith("The tile <image> is turned. Which picture shows it?\nA. A\nB. B")
+    assert "<image2>" not in tile.prompt and tile.answer == "B"
+    assert squares.prompt.startswith("<image>\nHow many squares") and squares.answer == "9"
 
 
 def test_mathverse_choices_versions_and_hf_split(source_files):
     samples, _ = adapt(source_files, "mathverse")
-    text_dominant, vision_only, lite = samples
+    text_dominant, vision_only, lite = samples[:3]
     assert text_dominant.choices == ["40°", "50°", "130°", "140°"] and text_dominant.answer == "C"
     assert text_dominant.prompt.count("Choices:") == 1
     assert vision_only.choices == ["A", "B", "C", "D"] and "shown in the image" in vision_only.prompt
     assert lite.answer_type == "number"
     only, report = adapt(source_files, "mathverse", versions=["Vision Only"])
-    assert [s.subject for s in only] == ["Vision Only"]
-    assert sum(report.dropped["mathverse"].values()) == 2
+    assert [s.subject for s in only] == ["Vision Only", "Vision Only"]
+    assert report.dropped["mathverse"] == {"problem_version 'Text Dominant' not selected": 1,
+                                           "problem_version 'Text Lite' not selected": 2,
+                                           "problem_version 'Vision Intensive' not selected": 1,
+                                           "problem_version 'Vision Dominant' not selected": 1}
 
 
 def test_mathvista_choice_text_becomes_letter(source_files):
@@ -113,7 +128,8 @@ def test_mathvista_choice_text_becomes_letter(source_files):
     spring, bar = samples
     assert (spring.answer, spring.choices) == ("B", ["object A", "object B"])
     assert bar.answer_type == "number" and "(Unit: cm)" in bar.prompt
-    assert "not one of the choices" in report.examples[0]["detail"]
+    assert report.dropped["mathvista"] == {"corrupt row: answer names no option": 1}
+    assert report.examples[0]["detail"].startswith("'maybe'")
 
 
 def test_math500_bad_json_line_reported(source_files):
@@ -127,3 +143,13 @@ def test_geometry3k_from_save_to_disk_sequence_of_images(source_files):
     assert [s.answer for s in samples] == ["3", "24\\sqrt{3}"]
     assert samples[0].prompt.startswith("<image>Find x.")
     assert report.dropped["geometry3k"] == {"no image": 1}
+
+
+@pytest.mark.parametrize("module", ["ovr.data.registry", "ovr.data.prompts", "ovr.data.hub",
+                                    "ovr.data.adapters.visual_evalsets"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

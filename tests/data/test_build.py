@@ -12,20 +12,18 @@ import pytest
 from ovr.config import RunConfig, load_config
 from ovr.data.build import build_dataset
 from ovr.data.reader import iter_samples, load_samples
-from ovr.data.registry import get_adapter
 from ovr.store import Store, StoreError
 from source_layouts import png
 
 
 def make_cfg(source_files, store_uri, seed=0, **data) -> RunConfig:
-    leaky = next(iter(source_files.values()))[0].parent / "leaky.jsonl"
+    leaky = next(iter(source_files.values())).path.parent / "leaky.jsonl"
     leaky.write_text("".join(json.dumps(r) + "\n" for r in [
         {"problem": "Compute $\\dbinom{5}{2}$.", "answer": "10"},  # a MATH500 item: leak
         {"problem": "Evaluate $6 \\cdot 7$ exactly.", "answer": "42"},
         {"problem": "evaluate $6 \\cdot 7$  exactly.", "answer": "42"},  # exact duplicate
     ]))
-    sources = [{"adapter": name, "path": str(path), "split": get_adapter(name).split, "options": opts}
-               for name, (path, opts, _) in source_files.items()]
+    sources = [layout.source(name) for name, layout in source_files.items()]
     sources.append({"adapter": "math500", "name": "leaky", "path": str(leaky), "split": "rl"})
     return RunConfig.model_validate({
         "store": {"uri": str(store_uri)},
@@ -43,28 +41,46 @@ def built(source_files, tmp_path_factory):
 
 
 def test_build_counts_mix_and_drop_reasons(built):
-    _, _, manifest = built
+    _, store, manifest = built
     meta = manifest["metadata"]
     assert manifest["kind"] == "dataset"
-    assert meta["splits"]["sft"]["sources"] == {"math": 2, "numina_math": 2, "openr1_math": 2, "synthetic_text": 20}
-    assert meta["splits"]["rl"]["sources"] == {"chartqa": 3, "geometry3k": 2, "leaky": 1, "scienceqa": 2,
-                                               "synthetic_visual": 12}
-    assert set(meta["benchmarks"]) == {"aime", "math500", "mathverse", "mathvision", "mathvista",
-                                       "synthetic_text", "synthetic_visual"}
+    assert meta["splits"]["sft"]["sources"] == {"math": 2, "math500_layout": 2, "numina_math": 2, "openr1_math": 2,
+                                                "synthetic_text": 20}
+    assert meta["splits"]["rl"]["sources"] == {"chartqa": 3, "chartqa_raw": 3, "geometry3k": 2, "geometry3k_raw": 3,
+                                               "leaky": 1, "scienceqa": 2, "scienceqa_raw": 2, "synthetic_visual": 12}
+    assert meta["splits"]["eval"]["sources"] == {
+        "aime": 2, "aime25": 3, "amc": 3, "dynamath": 3, "gsm8k": 2, "logicvista": 2, "math500": 2, "mathverse": 7,
+        "mathverse_text_only": 3, "mathvision": 4, "mathvista": 2, "synthetic_text": 4, "synthetic_visual": 4,
+        "wemath": 2}
     assert meta["dropped"]["leaky"] == {"eval contamination: same item": 1, "exact duplicate": 1}
-    # corrupt rows are reported with their reasons and did not stop the build
-    assert meta["dropped"]["scienceqa"] == {"corrupt row: ValueError": 1}
+    # rejected rows are reported with a reason per row and did not stop the build
+    assert meta["dropped"]["scienceqa"] == {"corrupt row: answer index outside the choices": 1}
+    assert meta["dropped"]["scienceqa_raw"] == {"corrupt row: image unreadable": 1, "split not in ['test']": 1}
     assert meta["dropped"]["math500"] == {"corrupt row: unreadable": 1}
     assert any(e["source"] == "mathvision" and "not found" in e["detail"] for e in meta["examples"])
-    assert meta["splits"]["rl"]["shards"] == ["rl/rl-00000-of-00003.parquet", "rl/rl-00001-of-00003.parquet",
-                                              "rl/rl-00002-of-00003.parquet"]
+    assert meta["splits"]["rl"]["shards"] == [f"rl/rl-0000{i}-of-00004.parquet" for i in range(4)]
+
+
+def test_manifest_lists_every_dropped_row_with_its_reason(built):
+    _, store, manifest = built
+    meta = manifest["metadata"]
+    assert meta["dropped_rows"] == "dropped.jsonl" and "dropped.jsonl" in {f["path"] for f in manifest["files"]}
+    rows = [json.loads(line) for line in store.get_bytes("datasets/mix/dropped.jsonl").decode().splitlines()]
+    assert len(rows) == sum(n for reasons in meta["dropped"].values() for n in reasons.values())
+    by_source = {(r["source"], r["row"]): r for r in rows}
+    assert by_source[("gsm8k", 2)]["reason"] == "corrupt row: no '#### <number>' final answer"
+    assert by_source[("geometry3k_raw", 3)]["detail"] == "'E' (options ['1', '2', '3', '4'])"
+    assert by_source[("amc", 3)] == {"source": "amc", "row": 3, "reason": "corrupt row: answer is not a number",
+                                     "detail": "'nan'"}
+    assert all(r["reason"] != "corrupt row: ValueError" for r in rows)  # every reason says what was wrong
+    assert {(e["source"], e["reason"]) for e in meta["examples"]} == {(r["source"], r["reason"]) for r in rows}
 
 
 def test_reader_streams_every_shard_and_card_is_stored(built):
     cfg, store, manifest = built
     rl = list(iter_samples(store, "mix", "rl"))
-    assert len(rl) == manifest["metadata"]["splits"]["rl"]["count"] == 20
-    assert len({s.id for s in rl}) == 20
+    assert len(rl) == manifest["metadata"]["splits"]["rl"]["count"] == 28
+    assert len({s.id for s in rl}) == 28
     assert {s.modality for s in rl} == {"image", "text"}
     visual_eval = load_samples(store, "mix", "eval", source="synthetic_visual")
     assert len(visual_eval) == 4 and all(s.images[0].data for s in visual_eval)
@@ -82,7 +98,7 @@ def test_same_seed_gives_byte_identical_shards(built, source_files, tmp_path):
     other = build_dataset(make_cfg(source_files, tmp_path / "store3", seed=1),
                           Store.from_config(cfg.store.model_copy(update={"uri": str(tmp_path / "store3")})),
                           progress=False)
-    assert digest(other)["rl/rl-00000-of-00003.parquet"] != digest(first)["rl/rl-00000-of-00003.parquet"]
+    assert digest(other)["rl/rl-00000-of-00004.parquet"] != digest(first)["rl/rl-00000-of-00004.parquet"]
 
 
 def test_weights_and_pass_rate_band(tmp_path):
@@ -126,7 +142,7 @@ def test_cli_builds_the_tiny_recipe(repo_root, tmp_path):
 def test_s3_source_into_s3_store(source_files, s3_cfg, tmp_path):
     """Sources and the store both on an S3 server (moto): the cluster's MinIO path."""
     raw = Store.from_config(s3_cfg.model_copy(update={"uri": "s3://raw-sources"}))
-    path, _, expected = source_files["geometry3k"]
+    path, expected = source_files["geometry3k"].path, source_files["geometry3k"].expected
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         raw.put_file(f"geometry3k/{file.relative_to(path)}", file)
     cfg = RunConfig.model_validate({

@@ -2,7 +2,9 @@
 
 - :mod:`.text`: cold-start text sources (OpenR1-Math-220k, MATH, NuminaMath).
 - :mod:`.multimodal`: multimodal RL sources (Geometry3K, ChartQA, ScienceQA).
-- :mod:`.evalsets`: evaluation benchmarks (MATH500, AIME, MathVision, MathVerse, MathVista).
+- :mod:`.evalsets`: text evaluation benchmarks (MATH500, AIME, AMC, GSM8K).
+- :mod:`.visual_evalsets`: visual evaluation benchmarks (MathVision, MathVerse, MathVista, We-Math,
+  DynaMath, LogicVista).
 """
 
-from ovr.data.adapters import evalsets, multimodal, text  # noqa: F401
+from ovr.data.adapters import evalsets, multimodal, text, visual_evalsets  # noqa: F401

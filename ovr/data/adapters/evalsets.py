@@ -1,19 +1,37 @@
-"""Evaluation benchmarks in their published layouts (split ``eval`` by default)."""
+"""Text evaluation benchmarks in their published layouts (split ``eval`` by default): MATH500,
+AIME, AMC, GSM8K."""
 
 from __future__ import annotations
 
 import re
 
-from ovr.data.registry import Drop, RowContext, adapter, clean, letter, make_sample
+from ovr.data.registry import Reject, RowContext, adapter, clean, make_sample, number_answer
 
-_CHOICE_LINE = re.compile(r"^\s*\(?([A-H])[:.)]\s*(.+?)\s*$")
+# AoPS wiki addresses name the contest: .../2022_AMC_12A_Problems/Problem_10, .../2024_AIME_I_Problems/...
+_CONTEST_URL = re.compile(r"((?:19|20)\d{2})_(AIME|AMC)_?([\w]*?)_Problems", re.IGNORECASE)
+_YEAR_ID = re.compile(r"^((?:19|20)\d{2})(?:\D|$)")  # ids such as "2025-I-3"
+_GSM8K_FINAL = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
+_CALCULATOR = re.compile(r"<<[^<>]*>>")
 
 
-def _image(row: dict, *names: str):
+def _question(row: dict, *names: str) -> str:
     for name in names:
-        if row.get(name):
-            return row[name]
-    raise Drop(f"no image in columns {list(names)}")
+        if clean(row.get(name)):
+            return clean(row[name])
+    raise Reject("missing columns", f"no question in any of {list(names)}")
+
+
+def _contest(row: dict, ctx: RowContext) -> tuple[str, str]:
+    """(year, exam) of a contest problem: the ``year`` column, else the AoPS ``url``
+    (``2022_AMC_12A_Problems`` -> 2022, 12A), else an id starting with the year, else option ``year``."""
+    url = _CONTEST_URL.search(clean(row.get("url")))
+    exam = url.group(3) if url else ""
+    year = clean(row.get("year"))
+    if not year and url:
+        year = url.group(1)
+    if not year and (m := _YEAR_ID.match(clean(row.get("id")))):
+        year = m.group(1)
+    return year or clean(ctx.options.get("year")), exam
 
 
 @adapter("math500", split="eval", columns=("problem", "answer"))
@@ -26,97 +44,55 @@ def math500(row: dict, ctx: RowContext):
     )
 
 
-@adapter("aime", split="eval", columns=("problem", "answer"))
+@adapter("aime", split="eval", columns=("answer",))
 def aime(row: dict, ctx: RowContext):
-    """AIME (HuggingFaceH4/aime_2024, AI-MO/aimo-validation-aime, AIME 2025 sets): id, problem,
-    solution, answer, url, year. Answers are integers 0-999."""
-    answer = clean(row["answer"])
-    if not re.fullmatch(r"\d{1,3}", answer):
-        raise ValueError(f"AIME answer {answer!r} is not an integer 0-999")
-    return make_sample(
-        ctx, question=row["problem"], answer=answer, answer_type="number", source_id=row.get("id"),
-        subject=f"AIME {clean(row.get('year'))}".strip(),
-    )
+    """AIME (HuggingFaceH4/aime_2024, AI-MO/aimo-validation-aime, the 30-row AIME 2025 JSONL sets):
+    id, problem (or question), solution, answer, url, year. Answers are integers 0-999.
 
-
-@adapter("mathvision", split="eval", columns=("question", "answer"))
-def mathvision(row: dict, ctx: RowContext):
-    """MathVision (MathLLMs/MathVision): id, question ('<image1>' marks), options, image (path),
-    decoded_image, answer (a letter when options are given), solution, level, subject."""
-    options = [clean(o) for o in row.get("options") or []]
-    answer = clean(row["answer"])
-    if options and not re.fullmatch(r"[A-H]", answer):
-        raise ValueError(f"choice answer {answer!r} is not an option letter")
-    return make_sample(
-        ctx, question=clean(row["question"]), answer=answer, answer_type="choice" if options else None,
-        choices=options or None, images=[_image(row, "decoded_image", "image")], subject=row.get("subject"),
-        difficulty=float(row["level"]) if row.get("level") is not None else None, source_id=row.get("id"),
-    )
-
-
-def _listed_choices(text: str) -> list[str]:
-    """Options listed after 'Choices:' as 'A:...', 'B. ...' or '(C) ...' lines."""
-    _, found, tail = text.partition("Choices:")
-    if not found:
-        return []
-    out = []
-    for line in tail.strip().splitlines():
-        m = _CHOICE_LINE.match(line)
-        if not m or m.group(1) != letter(len(out)):
-            break
-        out.append(m.group(2))
-    return out
-
-
-@adapter("mathverse", split="eval", columns=("question", "image", "answer", "question_type"))
-def mathverse(row: dict, ctx: RowContext):
-    """MathVerse (AI4Math/MathVerse testmini): sample_index, problem_index, problem_version,
-    question, image, answer, question_type ('multi-choice' | 'free-form'), metadata, query_wo,
-    query_cot, question_for_eval.
-
-    Option ``versions`` (e.g. ``["Vision Only"]``) keeps only those problem versions. Vision-only
-    questions live in the image; their options are then the letters themselves.
+    The subject is ``AIME <year>``: the year comes from ``year``, else the AoPS ``url``, else an id
+    such as ``2025-I-3``, else option ``year``.
     """
-    version = clean(row.get("problem_version"))
-    wanted = ctx.options.get("versions")
-    if wanted and version not in wanted:
-        raise Drop(f"problem_version {version!r} not selected")
-    question = clean(row["question"]) or "Answer the question shown in the image."
-    answer = clean(row["answer"])
-    choices = None
-    if clean(row["question_type"]) == "multi-choice":
-        if not re.fullmatch(r"[A-H]", answer):
-            raise ValueError(f"multi-choice answer {answer!r} is not an option letter")
-        choices = _listed_choices(question)  # already in the question text: not listed again
-        if not choices:  # options drawn in the image
-            choices = [letter(i) for i in range(max(4, ord(answer) - 64))]
+    answer = number_answer(row["answer"])
+    if not re.fullmatch(r"\d{1,3}", answer):
+        raise Reject("AIME answer is not an integer 0-999", repr(answer))
+    year, exam = _contest(row, ctx)
     return make_sample(
-        ctx, question=question, answer=answer, answer_type="choice" if choices else None, choices=choices,
-        list_choices=False, images=[row["image"]],
-        subject=version or None, source_id=row.get("sample_index"),
+        ctx, question=_question(row, "problem", "question"), answer=answer, answer_type="number",
+        source_id=row.get("id"), subject=f"AIME {year}".strip(), provenance={"exam": exam} if exam else None,
     )
 
 
-@adapter("mathvista", split="eval", columns=("question", "answer", "question_type"))
-def mathvista(row: dict, ctx: RowContext):
-    """MathVista (AI4Math/MathVista testmini): pid, question, image (path), decoded_image, choices,
-    unit, precision, answer (the option text for multi_choice), question_type, answer_type,
-    metadata, query."""
-    answer = clean(row["answer"])
-    question = clean(row["question"])
-    if clean(row.get("unit")):
-        question += f" (Unit: {clean(row['unit'])})"
-    choices = None
-    if clean(row["question_type"]) == "multi_choice":
-        choices = [clean(c) for c in row.get("choices") or []]
-        if answer not in choices:
-            raise ValueError(f"answer {answer!r} is not one of the choices {choices}")
-        answer = letter(choices.index(answer))
-    kind = clean(row.get("answer_type"))
-    answer_type = "choice" if choices else {"integer": "number", "float": "number", "text": "string"}.get(kind, "math")
+@adapter("amc", split="eval", columns=("answer",))
+def amc(row: dict, ctx: RowContext):
+    """AMC 10/12 (AI-MO/aimo-validation-amc, the AMC 2023 sets): id, problem (or question), answer
+    (a float such as ``3159.0``; may be negative or above 999), url.
+
+    References become plain numbers (``3159.0`` -> ``3159``); the subject is ``AMC <year>`` (year
+    from ``year``, the AoPS ``url`` or option ``year``), the exam (``12A``) goes to provenance.
+    """
+    year, exam = _contest(row, ctx)
     return make_sample(
-        ctx, question=question, answer=answer, answer_type=answer_type, choices=choices,
-        images=[_image(row, "decoded_image", "image")], source_id=row.get("pid"),
-        subject=(row.get("metadata") or {}).get("task") if isinstance(row.get("metadata"), dict) else None,
-        provenance={"precision": row.get("precision")},
+        ctx, question=_question(row, "problem", "question"), answer=number_answer(row["answer"]),
+        answer_type="number", source_id=row.get("id"), subject=f"AMC {year}".strip(),
+        provenance={"exam": exam} if exam else None,
     )
+
+
+@adapter("gsm8k", split="eval", columns=("question", "answer"))
+def gsm8k(row: dict, ctx: RowContext):
+    """GSM8K (openai/gsm8k, configs main/socratic): question, answer (the worked solution with
+    ``<<48/2=24>>`` calculator notes, ending in ``#### 72``).
+
+    The reference is the number after ``####`` without thousands separators (``#### 1,234`` ->
+    ``1234``). For the ``sft`` split the solution, notes removed, is the trace, ending in a box.
+    """
+    solution = clean(row["answer"])
+    final = _GSM8K_FINAL.search(solution)
+    if not final:
+        raise Reject("no '#### <number>' final answer", repr(solution[-80:]))
+    answer = number_answer(final.group(1).strip("$ "))
+    assistant = None
+    if ctx.split == "sft":
+        steps = _CALCULATOR.sub("", solution[: final.start()]).strip()
+        assistant = f"{steps}\nThe final answer is $\\boxed{{{answer}}}$."
+    return make_sample(ctx, question=row["question"], answer=answer, answer_type="number", assistant=assistant)

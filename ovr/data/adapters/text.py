@@ -57,17 +57,20 @@ def openr1_math(row: dict, ctx: RowContext):
 
 @adapter("math", split="sft", columns=("problem", "solution"))
 def hendrycks_math(row: dict, ctx: RowContext):
-    """MATH (hendrycks competition_math): problem, level ('Level 1'..'Level 5'), type, solution.
+    """MATH (hendrycks competition_math: problem, level ('Level 1'..'Level 5'), type, solution) and
+    its MATH500 subset's layout (problem, solution, answer, subject, level (1-5), unique_id).
 
-    The reference is the last ``\\boxed{}`` of the solution; the solution is the SFT trace.
+    The reference is the ``answer`` column when present, else the last ``\\boxed{}`` of the
+    solution; the solution is the SFT trace; the subject is ``type`` or ``subject``.
     """
-    answer = last_boxed(clean(row["solution"]))
+    answer = clean(row.get("answer")) or last_boxed(clean(row["solution"]))
     if not answer:
         raise Drop("no \\boxed{} answer in the solution")
     return make_sample(
         ctx, question=row["problem"], answer=answer, answer_type="math",
         assistant=clean(row["solution"]) if ctx.split == "sft" else None,
-        subject=row.get("type"), difficulty=_level(row.get("level")),
+        subject=row.get("type") or row.get("subject"), difficulty=_level(row.get("level")),
+        source_id=row.get("unique_id"),
     )
 
 
