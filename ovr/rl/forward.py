@@ -53,9 +53,11 @@ class SeqBatch:
 
         Under ZeRO-3 every rank must run the same modules in the same order: a rank whose
         micro-batch is text-only while another's shows images would skip the vision tower's
-        parameter gathers and hang both. With ``dummy_vision`` a text-only batch runs the tower at
-        the point a batch with images would (before the language model), forward and backward,
-        without changing any value or gradient."""
+        parameter gathers and hang both; and a parameter left out of a backward keeps the gradient
+        partition of the previous step (seen: a text-only mini-batch after an image one stepped with
+        stale vision gradients). With ``dummy_vision`` a text-only batch runs the tower at the point
+        a batch with images would (before the language model), forward and backward, without
+        changing any value or gradient."""
         vc = model.config.vision_config
         merge = getattr(vc, "spatial_merge_size", 2)
         patch = vc.in_channels * vc.temporal_patch_size * vc.patch_size ** 2

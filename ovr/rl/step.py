@@ -82,7 +82,7 @@ def train_on(run: RLRun, rows, max_tokens: int, step: int) -> dict[str, float]:
     mine_groups = set(dist.shard_groups(costs))
     mine = [r for r in rows if r.group in mine_groups]
     batcher = Batcher(mine, run.pad_id, run.image_token_id, run.device, run.dtype, filler=rows[0],
-                      budget=rl.max_tokens_per_micro, dummy_vision=rl.zero_stage == 3 and dist.world > 1, dist=dist)
+                      budget=rl.max_tokens_per_micro, dummy_vision=rl.zero_stage == 3, dist=dist)
     run.actor.eval()
     old_logp, _ = score_rows(batcher, actor=run.actor_engine.module, temperature=temperature)
     values = score_rows(batcher, critic=run.critic_engine.module)[1] if run.critic is not None else None

@@ -94,27 +94,26 @@ class MetricsCallback(TrainerCallback):
 
 
 class StoreCheckpointCallback(TrainerCallback):
-    """Commit ``checkpoint-<step>`` folders to the store as kind ``sft`` (rank 0, after a barrier).
+    """Commit ``checkpoint-<step>`` folders to the store as kind ``sft``: every rank uploads the
+    files it owns (its DeepSpeed partitions and RNG state), the main rank writes the manifest after
+    all of them (:mod:`ovr.sharded`), so ``output_dir`` need not be shared between nodes."""
 
-    On several nodes the Trainer's ``output_dir`` must be a shared volume, so that rank 0 sees the
-    DeepSpeed shards of every rank before it uploads them.
-    """
-
-    def __init__(self, store: Store, run: str, metadata: dict):
+    def __init__(self, store: Store, run: str, metadata: dict, dist):
         self.store = store
         self.run = run
         self.metadata = metadata
+        self.dist = dist
         self.committed: list[int] = []
 
     def on_save(self, args, state, control, **kw):
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.barrier()
-        if not state.is_world_process_zero:
-            return
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        (folder / OVR_STATE).write_text(json.dumps({**self.metadata, "global_step": state.global_step}))
-        self.store.commit_checkpoint(
-            self.run, state.global_step, folder, kind=Kind.SFT, metadata={**self.metadata, "epoch": state.epoch}
-        )
-        self.committed.append(state.global_step)
+        from ovr.sharded import commit_sharded
+        from ovr.store import step_prefix
 
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero:
+            (folder / OVR_STATE).write_text(json.dumps({**self.metadata, "global_step": state.global_step}))
+        self.dist.barrier()  # every rank's files are on disk
+        commit_sharded(self.store, self.dist, step_prefix(self.run, state.global_step, Kind.SFT), folder,
+                       run=self.run, step=state.global_step, kind=Kind.SFT,
+                       metadata={**self.metadata, "epoch": state.epoch})
+        self.committed.append(state.global_step)

@@ -117,9 +117,14 @@ def training_args(cfg: RunConfig, output_dir: Path, progress: bool, world: int):
     )
 
 
-def resume_checkpoint(store, cfg: RunConfig, resume: str, fingerprint: str, output_dir: Path) -> tuple[str | None, int | None]:
-    """The newest complete store checkpoint, downloaded as ``output_dir/checkpoint-<step>``."""
-    from ovr.store import Kind
+def resume_checkpoint(store, cfg: RunConfig, resume: str, fingerprint: str, output_dir: Path,
+                      dist) -> tuple[str | None, int | None]:
+    """The newest complete store checkpoint as ``output_dir/checkpoint-<step>``: each rank fetches its
+    own partitions, the first rank of the folder's node the shared files (call on every rank)."""
+    import os
+
+    from ovr.sharded import download_for_rank, ranks_in
+    from ovr.store import Kind, step_prefix
 
     if resume not in ("auto", "never"):
         raise ValueError(f"resume must be 'auto' or 'never', not {resume!r}")
@@ -131,10 +136,16 @@ def resume_checkpoint(store, cfg: RunConfig, resume: str, fingerprint: str, outp
             f"checkpoint step {latest.step} of run {cfg.name!r} was trained on other data or packing "
             f"({latest.metadata.get('data_fingerprint')} != {fingerprint}); use --resume never or a new run name"
         )
+    if ranks_in(latest) not in (None, dist.world):
+        raise ValueError(f"checkpoint step {latest.step} of run {cfg.name!r} was written by {ranks_in(latest)} ranks; "
+                         f"resume it with that many (this run has {dist.world})")
     folder = output_dir / f"checkpoint-{latest.step}"
-    if folder.exists():
+    first_of_node = int(os.environ.get("LOCAL_RANK", "0")) == 0
+    if first_of_node and folder.exists():
         shutil.rmtree(folder)
-    store.download_checkpoint(cfg.name, latest.step, folder, kind=Kind.SFT)
+    dist.barrier()
+    download_for_rank(store, step_prefix(cfg.name, latest.step, Kind.SFT), folder, dist.rank, shared=first_of_node)
+    dist.barrier()
     return str(folder), latest.step
 
 
@@ -201,6 +212,12 @@ def prepare(cfg: RunConfig, samples: list[Sample] | None, progress: bool) -> SFT
     store = Store.from_config(cfg.store)
     work = Path(sft.work_dir) / cfg.name / "sft"
     args = training_args(cfg, work / "checkpoints", progress, world_size())  # before the model: ZeRO-3 init
+    if sft.zero_stage:
+        # The Trainer's arguments set up torch.distributed but not DeepSpeed's communicator, and
+        # without it DeepSpeed sizes its batches for one rank (seen at 2 ranks: 4 != 2 * 1 * 1).
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     model_dir = resolve_model_path(cfg.model, cfg.store)
     processor = load_processor(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(
@@ -251,23 +268,26 @@ def run_sft(
     callbacks: list | None = None,
 ) -> SFTResult:
     """Train ``cfg.model`` on the SFT split (or ``samples``); commit checkpoints and the export."""
+    from ovr.distributed import Dist
     from ovr.sft.callbacks import MetricsCallback, PackedTrainer, StoreCheckpointCallback
     from ovr.sft.loss import step_loss
     from ovr.sft.packing import PackedCollator, RowDataset
     from ovr.tracking import Tracker
 
-    # 1. model, data rows, resume point
+    # 1. model, data rows, trainer, resume point
     job = prepare(cfg, samples, progress)
-    ckpt, resumed_from = resume_checkpoint(job.store, cfg, resume, job.fingerprint, job.ckpt_dir)
-
-    # 2. train (the Trainer resumes optimizer, schedule, RNG and data position from `ckpt`)
     trainer = PackedTrainer(model=job.model, args=job.args, train_dataset=RowDataset(job.rows),
                             data_collator=PackedCollator(job.encoded, job.rows, job.processor.tokenizer.pad_token_id),
                             compute_loss_func=step_loss)
     rank0 = trainer.is_world_process_zero()
+    dist = Dist.from_env()  # the launcher's group is up (the Trainer set it up); adds the CPU group
+    ckpt, resumed_from = resume_checkpoint(job.store, cfg, resume, job.fingerprint, job.ckpt_dir, dist)
+
+    # 2. train (the Trainer resumes optimizer, schedule, RNG and data position from `ckpt`)
     with Tracker.open(cfg, "sft") if rank0 else Tracker(cfg, "sft", None, None) as tracker:
         metrics = MetricsCallback(trainer, tracker)
-        saver = StoreCheckpointCallback(job.store, cfg.name, {"data_fingerprint": job.fingerprint, "rows": len(job.rows)})
+        saver = StoreCheckpointCallback(job.store, cfg.name, {"data_fingerprint": job.fingerprint, "rows": len(job.rows)},
+                                        dist)
         for cb in [metrics, saver, *(callbacks or [])]:
             trainer.add_callback(cb)
         tracker.log_metrics(job.log, step=resumed_from or 0)
