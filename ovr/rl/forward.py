@@ -10,6 +10,10 @@ ids are used (no re-tokenisation drift). Sequences are right-padded into one bat
 The ``n`` responses to one prompt share its images: the vision tower runs once per distinct
 prompt in a batch and its features are handed to every row (``mm_encoder_outputs``), so the
 gradient through the vision tower is the sum over the rows, exactly as with repeated images.
+
+Memory: log-probs are computed from the response positions' hidden states only, the LM head
+applied a chunk of tokens at a time (:mod:`ovr.models.lm_head`): no ``[B, L, V]`` logits exist.
+The critic's value head likewise reads the response positions only.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from ovr.models.chat import hf_messages, pil_images
+from ovr.models.lm_head import DEFAULT_CHUNK, HeadInput, capture_head_input, token_logprobs
 from ovr.schema import Sample
 
 
@@ -44,7 +49,7 @@ class SeqBatch:
     row_images: list[list[int]]  # per row: indices into the distinct images
     response_ids: torch.Tensor  # [B, T]
     response_mask: torch.Tensor  # [B, T] float
-    positions: torch.Tensor  # [B, T] index of the logits predicting each response token
+    positions: torch.Tensor  # [B, T] index of the position predicting each response token
 
     def model_inputs(self, model) -> dict:
         """Keyword arguments of ``model``'s forward (policy or critic backbone): vision features
@@ -158,9 +163,38 @@ def _gather_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 
 
 def policy_logprobs(
+    model, batch: SeqBatch, temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = False,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs ``[B, T]`` (fp32) of the response tokens under ``model``, and their entropy.
+
+    Only the response positions' hidden states reach the LM head, ``chunk_size`` tokens at a time
+    (:mod:`ovr.models.lm_head`): no ``[B, L, V]`` logits. The entropy is a detached metric unless
+    ``entropy_grad`` (an entropy bonus). Padding positions hold 0 in both.
+    """
+    with capture_head_input(model):
+        out = model(**batch.model_inputs(model), use_cache=False)
+    head_in: HeadInput = out["head_input"]
+    rows, cols = batch.response_mask.nonzero(as_tuple=True)
+    hidden = head_in.hidden[rows, batch.positions[rows, cols]]  # [N, H]
+    logp, entropy = token_logprobs(
+        head_in.head, hidden, batch.response_ids[rows, cols], temperature=temperature,
+        chunk_size=chunk_size, with_entropy=with_entropy, entropy_grad=entropy_grad,
+    )
+    shape = batch.response_mask.shape
+
+    def spread(v: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(shape, dtype=v.dtype, device=v.device).index_put((rows, cols), v)
+
+    return spread(logp), (spread(entropy) if entropy is not None else None)
+
+
+def policy_logprobs_full(
     model, batch: SeqBatch, temperature: float = 1.0, with_entropy: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probs ``[B, T]`` of the response tokens under ``model`` (and per-token entropy)."""
+    """The full-vocabulary computation: every position's logits, upcast, ``log_softmax``, entropy
+    under autograd. The reference :func:`policy_logprobs` is tested against, and the "old" path
+    of ``bench/memory.py``; not for training a large model."""
     from ovr.rl.algorithms import entropy_from_logits
 
     out = model(**batch.model_inputs(model), use_cache=False)
@@ -173,6 +207,7 @@ def policy_logprobs(
 
 
 def critic_values(critic, batch: SeqBatch) -> torch.Tensor:
-    """Values ``[B, T]``: the critic's value of the state before each response token."""
-    values = critic(**batch.model_inputs(critic))
-    return _gather_positions(values, batch.positions) * batch.response_mask
+    """Values ``[B, T]``: the critic's value of the state before each response token (the value
+    head runs on the response positions only)."""
+    values = critic(**batch.model_inputs(critic), positions=batch.positions)
+    return values * batch.response_mask
