@@ -41,25 +41,39 @@ class HeadInput:
 @contextmanager
 def capture_head_input(model: nn.Module) -> Iterator[None]:
     """While active, ``model``'s forward runs its LM head on zero positions (its logits are
-    ``[B, 0, V]``) and its output carries ``output["head_input"]``, a :class:`HeadInput`."""
+    ``[B, 0, V]``) and its output carries ``output["head_input"]``, a :class:`HeadInput`.
+
+    Only the head call made inside ``model``'s forward is intercepted: the head can be applied
+    to the captured states (e.g. by a loss) while the context is still open.
+    """
     head = model.get_output_embeddings()
     if head is None:
         raise ValueError(f"{type(model).__name__} has no output embeddings (LM head) to capture")
-    kept: dict[str, Tensor] = {}
+    state: dict = {"in_forward": False}
+
+    def begin(module, args):
+        state["in_forward"] = True
 
     def keep(module, args):
-        kept["hidden"] = args[0]
+        if not state["in_forward"]:
+            return None
+        state["hidden"] = args[0]
         return (args[0][..., :0, :], *args[1:])
 
     def attach(module, args, output):
-        if "hidden" not in kept:
+        state["in_forward"] = False
+        if "hidden" not in state:
             raise RuntimeError(f"{type(model).__name__}'s forward did not call its LM head")
         if not hasattr(output, "keys"):
             raise TypeError("capture_head_input needs a model returning a ModelOutput (return_dict=True)")
-        output["head_input"] = HeadInput(kept.pop("hidden"), head)
+        output["head_input"] = HeadInput(state.pop("hidden"), head)
         return output
 
-    handles = [head.register_forward_pre_hook(keep), model.register_forward_hook(attach)]
+    handles = [
+        model.register_forward_pre_hook(begin),
+        head.register_forward_pre_hook(keep),
+        model.register_forward_hook(attach),
+    ]
     try:
         yield
     finally:
