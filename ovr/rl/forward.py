@@ -50,6 +50,7 @@ class SeqBatch:
     response_ids: torch.Tensor  # [B, T]
     response_mask: torch.Tensor  # [B, T] float
     positions: torch.Tensor  # [B, T] index of the position predicting each response token
+    response_index: torch.Tensor  # [2, N] (row, column) of every real response token, built host-side
 
     def model_inputs(self, model) -> dict:
         """Keyword arguments of ``model``'s forward (policy or critic backbone): vision features
@@ -105,7 +106,10 @@ def build_batch(
     resp = torch.full((B, T), pad_id, dtype=torch.long)
     rmask = torch.zeros((B, T))
     positions = torch.zeros((B, T), dtype=torch.long)
+    index_rows, index_cols = [], []
     for b, (p, r) in enumerate(zip(prompts, responses)):
+        index_rows += [b] * len(r)
+        index_cols += range(len(r))
         n = len(rows[b])
         input_ids[b, :n] = torch.tensor(rows[b])
         attention[b, :n] = 1
@@ -138,6 +142,7 @@ def build_batch(
         response_ids=resp,
         response_mask=rmask,
         positions=positions,
+        response_index=torch.tensor([index_rows, index_cols], dtype=torch.long).reshape(2, -1),
     )
 
 
@@ -151,6 +156,7 @@ def to_device(batch: SeqBatch, device: torch.device | str, dtype: torch.dtype | 
         mv(batch.input_ids), mv(batch.attention_mask), mv(batch.mm_token_type_ids),
         mv(batch.pixel_values, cast=True), mv(batch.unique_grid_thw), mv(batch.image_grid_thw),
         batch.row_images, mv(batch.response_ids), mv(batch.response_mask), mv(batch.positions),
+        mv(batch.response_index),
     )
 
 
@@ -175,7 +181,7 @@ def policy_logprobs(
     with capture_head_input(model):
         out = model(**batch.model_inputs(model), use_cache=False)
     head_in: HeadInput = out["head_input"]
-    rows, cols = batch.response_mask.nonzero(as_tuple=True)
+    rows, cols = batch.response_index
     hidden = head_in.hidden[rows, batch.positions[rows, cols]]  # [N, H]
     logp, entropy = token_logprobs(
         head_in.head, hidden, batch.response_ids[rows, cols], temperature=temperature,

@@ -36,10 +36,16 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.pad(loss, (0, 1))
 
 
-def hidden_token_losses(head_input: HeadInput, labels: torch.Tensor, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
-    """:func:`token_losses` from the final hidden states: only labelled positions reach the LM head."""
+def hidden_token_losses(
+    head_input: HeadInput, labels: torch.Tensor, chunk_size: int = DEFAULT_CHUNK, index: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:func:`token_losses` from the final hidden states: only labelled positions reach the LM head.
+
+    ``index`` (``[2, N]`` row, column) names the positions to score when the caller knows them
+    (default: every position whose next label is not ignored).
+    """
     shift_labels = labels[:, 1:]
-    rows, cols = (shift_labels != IGNORE).nonzero(as_tuple=True)
+    rows, cols = (shift_labels != IGNORE).nonzero(as_tuple=True) if index is None else index
     logp, _ = token_logprobs(
         head_input.head, head_input.hidden[rows, cols], shift_labels[rows, cols], chunk_size=chunk_size
     )

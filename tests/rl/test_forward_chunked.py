@@ -39,7 +39,9 @@ def batch(processor, visual):
     pad_id, image_id = tok.pad_token_id, tok.convert_tokens_to_ids("<|image_pad|>")
     prompts = [encode_prompt(processor, s) for s in visual[:2]]
     responses = [[40, 41, 42, 43, 44, 45, 46], [50, 51], [60, 61, 62, 63, 64, 65]]  # 15 tokens
-    return build_batch([prompts[0], prompts[0], prompts[1]], responses, pad_id, image_id)
+    b = build_batch([prompts[0], prompts[0], prompts[1]], responses, pad_id, image_id)
+    assert torch.equal(b.response_index, b.response_mask.nonzero().T)
+    return b
 
 
 def _grads(model) -> dict[str, torch.Tensor]:

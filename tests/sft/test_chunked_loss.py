@@ -51,6 +51,8 @@ def test_chunked_token_losses_and_step_gradients_equal_full_cross_entropy(packed
         losses = hidden_token_losses(out["head_input"], labels, chunk_size=chunk)
         assert torch.allclose(losses, full.detach(), atol=1e-5)
         assert (losses[:, :-1][labels[:, 1:] == IGNORE] == 0).all()
+    given = (labels[:, 1:] != IGNORE).nonzero().T  # a caller that knows the labelled positions
+    assert torch.allclose(hidden_token_losses(out["head_input"], labels, index=given), full.detach(), atol=1e-5)
     with capture_head_input(model):
         loss = step_loss(model(**inputs), labels, num_items_in_batch=torch.tensor(n_labelled))
     assert torch.allclose(loss, full.sum().detach() / n_labelled, atol=1e-6)
