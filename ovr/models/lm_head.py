@@ -83,18 +83,19 @@ def capture_head_input(model: nn.Module) -> Iterator[None]:
 
 def _is_zero3_partitioned(module: nn.Module) -> bool:
     """DeepSpeed ZeRO-3 marks the parameters it partitions with a ``ds_id``."""
-    return any(hasattr(p, "ds_id") for p in module.parameters(recurse=False))
+    return any(hasattr(p, "ds_id") for p in module.parameters())
 
 
-def chunk_count(n_tokens: int, chunk_size: int, head: nn.Module) -> int:
-    """Number of head calls for ``n_tokens`` (at least one, so every rank runs the head).
+def synced_count(n_tokens: int, per_piece: int, module: nn.Module) -> int:
+    """Pieces of at most ``per_piece`` tokens covering ``n_tokens`` (at least one, so every rank
+    runs ``module``).
 
-    Under ZeRO-3 every head call all-gathers the head's weight, a collective: all ranks must call
-    it equally often, so the count is the maximum over the ranks.
+    Under ZeRO-3 every call of ``module`` all-gathers its weights, a collective: all ranks must
+    call it equally often, so the count is the maximum over the ranks.
     """
-    n = max(1, -(-n_tokens // chunk_size))
-    if _is_zero3_partitioned(head) and torch.distributed.is_available() and torch.distributed.is_initialized():
-        t = torch.tensor([n], device=head.weight.device)
+    n = max(1, -(-n_tokens // per_piece))
+    if _is_zero3_partitioned(module) and torch.distributed.is_available() and torch.distributed.is_initialized():
+        t = torch.tensor([n], device=next(module.parameters()).device)
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
         n = int(t.item())
     return n
@@ -140,7 +141,7 @@ def token_logprobs(
         hidden.requires_grad or any(p.requires_grad for p in head.parameters())
     )
     logps, entropies = [], []
-    for i in range(chunk_count(len(hidden), chunk_size, head)):
+    for i in range(synced_count(len(hidden), chunk_size, head)):
         sl = slice(i * chunk_size, (i + 1) * chunk_size)
         args = (head, hidden[sl], targets[sl], temperature, with_entropy, entropy_grad)
         lp, ent = checkpoint(_chunk_stats, *args, use_reentrant=False) if needs_grad else _chunk_stats(*args)

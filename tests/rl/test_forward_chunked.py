@@ -130,3 +130,21 @@ def test_critic_values_at_response_positions_equal_per_position_values(tiny_mode
     assert every.shape == batch.input_ids.shape
     expected = torch.gather(every, 1, batch.positions) * batch.response_mask
     assert torch.allclose(critic_values(critic, batch), expected, atol=1e-6)
+
+
+def test_tiled_mlps_change_no_value_or_gradient(actor, batch):
+    from ovr.models.tiling import tile_mlps
+
+    adv = torch.randn(batch.response_mask.shape, generator=torch.Generator().manual_seed(2))
+    ref, _ = policy_logprobs(actor, batch)
+    (ref * adv).sum().backward()
+    ref_grads = _grads(actor)
+    layers = actor.config.text_config.num_hidden_layers
+    assert tile_mlps(actor, tile_tokens=5) == layers  # the decoder's MLPs, not the vision tower's
+    assert tile_mlps(actor, tile_tokens=7) == layers  # re-tiling replaces, does not nest
+    logp, _ = policy_logprobs(actor, batch)
+    assert torch.allclose(logp, ref.detach(), atol=1e-5)
+    (logp * adv).sum().backward()
+    _assert_same_grads(_grads(actor), ref_grads)
+    with pytest.raises(ValueError, match="no gated MLP"):
+        tile_mlps(actor, under="no_such_module")
