@@ -54,3 +54,17 @@ def tile_mlps(model: nn.Module, tile_tokens: int = DEFAULT_TILE, under: str = "l
     if not count:
         raise ValueError(f"no gated MLP under {under!r} in {type(model).__name__}")
     return count
+
+
+def untile_mlps(model: nn.Module) -> int:
+    """Undo :func:`tile_mlps`; returns how many MLPs were restored."""
+    count = 0
+    for module in model.modules():
+        if "_untiled_forward" in vars(module):
+            original = vars(module).pop("_untiled_forward")
+            if getattr(original, "__func__", None) is type(module).forward:
+                del module.__dict__["forward"]  # back to the class's forward
+            else:
+                module.forward = original
+            count += 1
+    return count

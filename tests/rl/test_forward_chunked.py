@@ -133,7 +133,7 @@ def test_critic_values_at_response_positions_equal_per_position_values(tiny_mode
 
 
 def test_tiled_mlps_change_no_value_or_gradient(actor, batch):
-    from ovr.models.tiling import tile_mlps
+    from ovr.models.tiling import tile_mlps, untile_mlps
 
     adv = torch.randn(batch.response_mask.shape, generator=torch.Generator().manual_seed(2))
     ref, _ = policy_logprobs(actor, batch)
@@ -146,5 +146,6 @@ def test_tiled_mlps_change_no_value_or_gradient(actor, batch):
     assert torch.allclose(logp, ref.detach(), atol=1e-5)
     (logp * adv).sum().backward()
     _assert_same_grads(_grads(actor), ref_grads)
+    assert untile_mlps(actor) == layers and "forward" not in vars(actor.model.language_model.layers[0].mlp)
     with pytest.raises(ValueError, match="no gated MLP"):
         tile_mlps(actor, under="no_such_module")
