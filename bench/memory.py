@@ -101,14 +101,14 @@ def full_depth_counts(models: dict[int, dict], kind: str, frozen_prefix: str | N
     return Model7B(params=full[0], trainable=full[1], largest_module=max(a[2], b[2]))
 
 
-def trace_stages(stages: list[Stage], layers: tuple[int, int], tile_tokens: int) -> dict:
+def trace_stages(stages: list[Stage], layers: tuple[int, int], tile_tokens: int, base: dict | None = None) -> dict:
     """``traces``: ``{(stage, path): {layers: Trace}}``; ``models``: the fake models per depth;
-    ``kernels``: the attention kernels that ran."""
+    ``kernels``: the attention kernels that ran. ``base``: a config dict other than the published 7B."""
     from ovr.models.tiling import tile_mlps, untile_mlps
 
     models, traces = {}, {}
     for n in layers:
-        models[n] = fake_models(n)
+        models[n] = fake_models(n, base)
         for stage in stages:
             kind = "critic" if stage.step == "critic" else "policy"
             for path in ("old", "new"):
@@ -137,22 +137,26 @@ class Row:
         return self.old_gb / self.new_gb
 
 
+def activation_at(traced: dict, stage: Stage, path: str, layers: int = FULL_LAYERS) -> tuple[float, float]:
+    """Traced peak bytes (all but parameters and buffers) of ``stage`` at ``layers`` decoder layers,
+    extrapolated from the two traced depths; also the per-layer slope."""
+    (la, ta), (lb, tb) = sorted(traced["traces"][(stage, path)].items())[:2]
+    return extrapolate(ta.peak_bytes, tb.peak_bytes, la, lb, to=layers)
+
+
 def build_rows(stages: list[Stage], traced: dict, zero: ZeroSetup) -> list[Row]:
-    models, traces = traced["models"], traced["traces"]
+    models = traced["models"]
     policy = full_depth_counts(models, "policy", None)
     sft_policy = full_depth_counts(models, "policy", "model.visual")  # SFT trains the LLM only
     critic = full_depth_counts(models, "critic", None)
     rl_resident = zero.shards(policy.params, policy.trainable) + zero.shards(critic.params, critic.trainable)
+    working = zero.working_set(policy.largest_module)
     rows = []
     for stage in stages:
         shards = zero.shards(sft_policy.params, sft_policy.trainable) if stage.step == "sft" else rl_resident
-        working = zero.working_set(policy.largest_module)
-        full = {}
-        for path in ("old", "new"):
-            (la, ta), (lb, tb) = sorted(traces[(stage, path)].items())[:2]
-            full[path] = extrapolate(ta.peak_bytes, tb.peak_bytes, la, lb)
-        rows.append(Row(stage, (full["old"][0] + shards + working) / GB, (full["new"][0] + shards + working) / GB,
-                        full["new"][0] / GB, full["new"][1] / GB, shards / GB, working / GB))
+        (old, _), (new, slope) = activation_at(traced, stage, "old"), activation_at(traced, stage, "new")
+        rows.append(Row(stage, (old + shards + working) / GB, (new + shards + working) / GB,
+                        new / GB, slope / GB, shards / GB, working / GB))
     return rows
 
 

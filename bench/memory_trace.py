@@ -85,9 +85,10 @@ def qwen_config(layers: int, base: dict | None = None):
     return config
 
 
-def build_model(config, kind: str, *, fake: bool = True):
+def build_model(config, kind: str):
     """``kind`` "policy" (``Qwen2_5_VLForConditionalGeneration``) or "critic" (ovr's Critic on its
-    backbone), in bf16; on fake tensors unless ``fake`` is False (real random weights)."""
+    backbone), randomly initialised in bf16, wherever the caller's mode puts tensors (fake tensors
+    for the trace, a device for a real run)."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from ovr.models.critic import Critic
@@ -127,7 +128,7 @@ def rl_batch(prompt_tokens: int, response_tokens: int):
     """One row: a text prompt and a response of the given lengths (micro-batch of one row)."""
     from ovr.rl.forward import EncodedPrompt, build_batch
 
-    prompt = EncodedPrompt(list(range(10, 10 + prompt_tokens)), None, None)
+    prompt = EncodedPrompt([10 + i % 500 for i in range(prompt_tokens)], None, None)  # ids inside any vocab
     return build_batch([prompt], [[11] * response_tokens], pad_id=0, image_token_id=151655)
 
 
@@ -265,8 +266,8 @@ def trace_step(model, step: str, prompt: int, tokens: int, new: bool) -> Trace:
 
 
 def fake_models(layers: int, base: dict | None = None) -> dict[str, object]:
-    """A fake policy and critic of ``layers`` decoder layers (SFT's policy gets its vision frozen
-    by the caller)."""
+    """A fake policy and critic of ``layers`` decoder layers of the published config (or ``base``),
+    and the ``mode`` to run them in."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     mode = FakeTensorMode(allow_non_fake_inputs=True)

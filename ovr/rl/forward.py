@@ -19,12 +19,14 @@ The critic's value head likewise reads the response positions only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from ovr.models.chat import hf_messages, pil_images
 from ovr.models.lm_head import DEFAULT_CHUNK, HeadInput, capture_head_input, token_logprobs
-from ovr.schema import Sample
+
+if TYPE_CHECKING:  # the forward itself needs neither the schema nor the chat rendering (pydantic)
+    from ovr.schema import Sample
 
 
 @dataclass
@@ -72,6 +74,8 @@ class SeqBatch:
 
 def encode_prompt(processor, sample: Sample, server_ids: list[int] | None = None) -> EncodedPrompt:
     """Tokenise ``sample``'s prompt (with the generation prompt) and preprocess its images."""
+    from ovr.models.chat import hf_messages, pil_images
+
     text = processor.apply_chat_template(hf_messages(sample), add_generation_prompt=True, tokenize=False)
     images = pil_images(sample)
     out = processor(text=[text], images=images or None, return_tensors="pt")
