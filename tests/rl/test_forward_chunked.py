@@ -1,8 +1,15 @@
 """Chunked log-probs from hidden states equal the full-logits computation: values, gradients,
 entropy; the critic's response-position values equal the per-position ones; no ``[B, L, V]``
-tensor is ever made (fp32, tiny Qwen2.5-VL with images)."""
+tensor is ever made; tiled MLPs change nothing; two ZeRO-3 ranks stay in step (fp32, tiny
+Qwen2.5-VL with images)."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ovr.models.lm_head import capture_head_input, token_logprobs
 from ovr.rl.forward import build_batch, critic_values, encode_prompt, policy_logprobs, policy_logprobs_full
+from ovr.serving import free_port
 
 CHUNKS = [1, 3, 7, 1024]  # 3 and 7 do not divide the 15 response tokens below
 
@@ -149,3 +157,20 @@ def test_tiled_mlps_change_no_value_or_gradient(actor, batch):
     assert untile_mlps(actor) == layers and "forward" not in vars(actor.model.language_model.layers[0].mlp)
     with pytest.raises(ValueError, match="no gated MLP"):
         tile_mlps(actor, under="no_such_module")
+
+
+@pytest.mark.slow
+def test_two_zero3_ranks_with_different_token_counts_agree_with_full_logits(tiny_model_dir, tmp_path):
+    """Two real ranks (torchrun, gloo, DeepSpeed ZeRO-3 on CPU): every LM-head chunk and MLP tile
+    all-gathers weights, so unsynced counts would mismatch the collectives."""
+    worker = Path(__file__).with_name("zero3_forward_worker.py")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    out = tmp_path / "result"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
+           str(worker), str(tiny_model_dir), str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in (0, 1):
+        result = json.loads(Path(f"{out}.{rank}").read_text())
+        assert result["max_abs_diff"] < 1e-5 and result["entropy_finite"]
