@@ -106,7 +106,7 @@ def build_model(config, kind: str):
 def set_checkpointing(model, on: bool) -> None:
     """HF gradient checkpointing (non-reentrant) on the decoder layers, as the trainers enable it."""
     target = getattr(model, "backbone", model)
-    if hasattr(target, "activation_checkpointing_enable"):  # transformers >= 5.2x
+    if hasattr(target, "activation_checkpointing_enable"):  # newer transformers; older ones: gradient_*
         enable, disable, key = target.activation_checkpointing_enable, target.activation_checkpointing_disable, "activation"
     else:
         enable, disable, key = target.gradient_checkpointing_enable, target.gradient_checkpointing_disable, "gradient"
