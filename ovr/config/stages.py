@@ -112,6 +112,10 @@ class SFTConfig(_Section):
     freeze_vision: bool = Field(True, description="Freeze the vision tower.")
     freeze_projector: bool = Field(True, description="Freeze the vision-language merger (projector).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward.")
+    mlp_tile_tokens: int | None = Field(
+        None, ge=1, description="Run each decoder MLP over tiles of this many tokens, each checkpointed "
+        "(ovr/models/tiling.py); None = untiled."
+    )
     zero_stage: Literal[0, 2, 3] = Field(0, description="DeepSpeed ZeRO stage (0 = plain DDP/CPU).")
     save_every: int = Field(50, ge=1, description="Checkpoint every N optimizer steps.")
     log_every: int = Field(1, ge=1, description="Log metrics every N steps.")
@@ -177,6 +181,10 @@ class RLConfig(_Section):
         "None = all of a rank's rows in one pass (tiny CPU runs)."
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (actor and critic).")
+    mlp_tile_tokens: int | None = Field(
+        None, ge=1, description="Run each decoder MLP over tiles of this many tokens, each checkpointed "
+        "(ovr/models/tiling.py: the peak of a long sequence's backward); None = untiled."
+    )
     dist_timeout_s: float = Field(
         1800.0, gt=0, description="Timeout of the training process group's collectives (DeepSpeed's)."
     )

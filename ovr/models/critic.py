@@ -4,7 +4,7 @@ Open-Reasoner-Zero / OVR describe the value head init as "U(-sqrt5, sqrt5), no b
 is a bias-free ``nn.Linear`` left at PyTorch's default init, ``kaiming_uniform_(a=sqrt(5))``, i.e.
 ``U(-1/sqrt(hidden), 1/sqrt(hidden))`` (a literal U(-2.24, 2.24) on 3584 features would start
 the values in the hundreds). ``a = cfg.rl.value_head_init``. The critic reads one value per position from the backbone's
-last hidden state; the trainer takes the values at the positions that predict response tokens.
+last hidden state; the trainer asks for the values at the positions that predict response tokens only.
 
 >>> critic = Critic.from_policy(".ovr/models/tiny", init_range=5 ** 0.5, seed=0)   # doctest: +SKIP
 >>> critic(input_ids, attention_mask).shape                                        # doctest: +SKIP
@@ -66,9 +66,11 @@ class Critic(nn.Module):
         image_grid_thw: torch.Tensor | None = None,
         mm_token_type_ids: torch.Tensor | None = None,
         mm_encoder_outputs: dict | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Values ``[B, L]`` (one per position); precomputed vision features may come in
-        ``mm_encoder_outputs`` instead of ``pixel_values``."""
+        """Values ``[B, L]`` (one per position), or ``[B, T]`` at ``positions`` (``[B, T]`` indices:
+        the value head then runs on those hidden states only); precomputed vision features may come
+        in ``mm_encoder_outputs`` instead of ``pixel_values``."""
         out = self.backbone(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -79,6 +81,8 @@ class Critic(nn.Module):
             use_cache=False,
         )
         hidden = out.last_hidden_state
+        if positions is not None:
+            hidden = torch.gather(hidden, 1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
         return self.value_head(hidden).squeeze(-1).float()
 
     def get_image_features(self, pixel_values, image_grid_thw, **kw):

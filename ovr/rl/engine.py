@@ -138,10 +138,14 @@ class DeepSpeedEngine(TorchEngine):
 
 def make_engine(module: nn.Module, *, lr: float, rl, device: str, world: int = 1):
     """The engine the recipe asks for (``rl.zero_stage``: 0 = plain PyTorch, one process only), with
-    gradient checkpointing on the module when ``rl.gradient_checkpointing``."""
+    gradient checkpointing (``rl.gradient_checkpointing``) and tiled MLPs (``rl.mlp_tile_tokens``)."""
     if rl.gradient_checkpointing:
         target = getattr(module, "backbone", module)  # the critic checkpoints its backbone
         target.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if rl.mlp_tile_tokens:
+        from ovr.models.tiling import tile_mlps
+
+        tile_mlps(module, rl.mlp_tile_tokens)
     common = dict(lr=lr, betas=rl.adam_betas, weight_decay=rl.weight_decay, warmup_steps=rl.warmup_steps,
                   grad_clip=rl.grad_clip)
     if rl.zero_stage == 0:

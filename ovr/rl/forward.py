@@ -10,16 +10,23 @@ ids are used (no re-tokenisation drift). Sequences are right-padded into one bat
 The ``n`` responses to one prompt share its images: the vision tower runs once per distinct
 prompt in a batch and its features are handed to every row (``mm_encoder_outputs``), so the
 gradient through the vision tower is the sum over the rows, exactly as with repeated images.
+
+Memory: log-probs are computed from the response positions' hidden states only, the LM head
+applied a chunk of tokens at a time (:mod:`ovr.models.lm_head`): no ``[B, L, V]`` logits exist.
+The critic's value head likewise reads the response positions only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from ovr.models.chat import hf_messages, pil_images
-from ovr.schema import Sample
+from ovr.models.lm_head import DEFAULT_CHUNK, HeadInput, capture_head_input, token_logprobs
+
+if TYPE_CHECKING:  # the forward itself needs neither the schema nor the chat rendering (pydantic)
+    from ovr.schema import Sample
 
 
 @dataclass
@@ -44,7 +51,8 @@ class SeqBatch:
     row_images: list[list[int]]  # per row: indices into the distinct images
     response_ids: torch.Tensor  # [B, T]
     response_mask: torch.Tensor  # [B, T] float
-    positions: torch.Tensor  # [B, T] index of the logits predicting each response token
+    positions: torch.Tensor  # [B, T] index of the position predicting each response token
+    response_index: torch.Tensor  # [2, N] (row, column) of every real response token, built host-side
     dummy_vision: bool = False  # a text-only batch still runs the vision tower (see _dummy_vision)
     anchor: torch.Tensor | float = 0.0  # that run's zero, added to the outputs (set by model_inputs)
 
@@ -87,6 +95,8 @@ class SeqBatch:
 
 def encode_prompt(processor, sample: Sample, server_ids: list[int] | None = None) -> EncodedPrompt:
     """Tokenise ``sample``'s prompt (with the generation prompt) and preprocess its images."""
+    from ovr.models.chat import hf_messages, pil_images
+
     text = processor.apply_chat_template(hf_messages(sample), add_generation_prompt=True, tokenize=False)
     images = pil_images(sample)
     out = processor(text=[text], images=images or None, return_tensors="pt")
@@ -121,7 +131,10 @@ def build_batch(
     resp = torch.full((B, T), pad_id, dtype=torch.long)
     rmask = torch.zeros((B, T))
     positions = torch.zeros((B, T), dtype=torch.long)
+    index_rows, index_cols = [], []
     for b, (p, r) in enumerate(zip(prompts, responses)):
+        index_rows += [b] * len(r)
+        index_cols += range(len(r))
         n = len(rows[b])
         input_ids[b, :n] = torch.tensor(rows[b])
         attention[b, :n] = 1
@@ -154,6 +167,7 @@ def build_batch(
         response_ids=resp,
         response_mask=rmask,
         positions=positions,
+        response_index=torch.tensor([index_rows, index_cols], dtype=torch.long).reshape(2, -1),
     )
 
 
@@ -166,7 +180,8 @@ def to_device(batch: SeqBatch, device: torch.device | str, dtype: torch.dtype | 
     return SeqBatch(
         mv(batch.input_ids), mv(batch.attention_mask), mv(batch.mm_token_type_ids),
         mv(batch.pixel_values, cast=True), mv(batch.unique_grid_thw), mv(batch.image_grid_thw),
-        batch.row_images, mv(batch.response_ids), mv(batch.response_mask), mv(batch.positions), batch.dummy_vision,
+        batch.row_images, mv(batch.response_ids), mv(batch.response_mask), mv(batch.positions),
+        mv(batch.response_index), batch.dummy_vision,
     )
 
 
@@ -179,9 +194,38 @@ def _gather_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 
 
 def policy_logprobs(
+    model, batch: SeqBatch, temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = False,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs ``[B, T]`` (fp32) of the response tokens under ``model``, and their entropy.
+
+    Only the response positions' hidden states reach the LM head, ``chunk_size`` tokens at a time
+    (:mod:`ovr.models.lm_head`): no ``[B, L, V]`` logits. The entropy is a detached metric unless
+    ``entropy_grad`` (an entropy bonus). Padding positions hold 0 in both.
+    """
+    with capture_head_input(model):
+        out = model(**batch.model_inputs(model), use_cache=False)
+    head_in: HeadInput = out["head_input"]
+    rows, cols = batch.response_index
+    hidden = head_in.hidden[rows, batch.positions[rows, cols]]  # [N, H]
+    logp, entropy = token_logprobs(
+        head_in.head, hidden, batch.response_ids[rows, cols], temperature=temperature,
+        chunk_size=chunk_size, with_entropy=with_entropy, entropy_grad=entropy_grad,
+    )
+    shape = batch.response_mask.shape
+
+    def spread(v: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(shape, dtype=v.dtype, device=v.device).index_put((rows, cols), v)
+
+    return spread(logp) + batch.anchor, (spread(entropy) if entropy is not None else None)
+
+
+def policy_logprobs_full(
     model, batch: SeqBatch, temperature: float = 1.0, with_entropy: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probs ``[B, T]`` of the response tokens under ``model`` (and per-token entropy)."""
+    """The full-vocabulary computation: every position's logits, upcast, ``log_softmax``, entropy
+    under autograd. The reference :func:`policy_logprobs` is tested against, and the "old" path
+    of ``bench/memory.py``; not for training a large model."""
     from ovr.rl.algorithms import entropy_from_logits
 
     out = model(**batch.model_inputs(model), use_cache=False)
@@ -190,10 +234,11 @@ def policy_logprobs(
         logits = logits / temperature
     logp = torch.log_softmax(logits, dim=-1).gather(-1, batch.response_ids[..., None]).squeeze(-1)
     entropy = entropy_from_logits(logits) if with_entropy else None
-    return logp * batch.response_mask + batch.anchor, entropy
+    return logp * batch.response_mask, entropy
 
 
 def critic_values(critic, batch: SeqBatch) -> torch.Tensor:
-    """Values ``[B, T]``: the critic's value of the state before each response token."""
-    values = critic(**batch.model_inputs(critic))
-    return _gather_positions(values, batch.positions) * batch.response_mask + batch.anchor
+    """Values ``[B, T]``: the critic's value of the state before each response token (the value
+    head runs on the response positions only)."""
+    values = critic(**batch.model_inputs(critic), positions=batch.positions)
+    return values * batch.response_mask + batch.anchor

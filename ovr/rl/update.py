@@ -156,7 +156,8 @@ def actor_update(engine, batcher: Batcher, rl, *, old_logp: torch.Tensor, adv: t
         agg = dict(total_tokens=tokens, total_seqs=seqs, norm_len=norm_len)
         for k, idx in enumerate(passes):
             b = batcher(idx)
-            logp, ent = policy_logprobs(engine.module, b, temperature, with_entropy=True)
+            logp, ent = policy_logprobs(engine.module, b, temperature, with_entropy=True,
+                                        entropy_grad=rl.entropy_coef > 0)
             T = logp.shape[1]
             m = b.response_mask * _row_slice(mask, idx, T, logp.device) * float(bool(idx))
             loss, met = A.ppo_policy_loss(logp, _row_slice(old_logp, idx, T, logp.device),

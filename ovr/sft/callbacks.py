@@ -1,7 +1,8 @@
 """The Trainer subclass and callbacks that tie SFT to ovr: packed batches, metrics, store checkpoints.
 
 * :class:`PackedTrainer` unpacks ovr's batch layout (see :mod:`ovr.sft.packing`), records which rows
-  each optimizer step consumed and counts real vs padded tokens.
+  each optimizer step consumed and counts real vs padded tokens; its forward hands the loss the LM
+  head's input instead of full logits (:func:`ovr.models.lm_head.capture_head_input`).
 * :class:`MetricsCallback` sends loss, lr, grad-norm, tokens/s and padding efficiency to MLflow.
 * :class:`StoreCheckpointCallback` commits every checkpoint folder the Trainer writes (weights in
   safetensors or DeepSpeed shards, optimizer, scheduler, RNG, trainer state = data position) to the
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback
 
+from ovr.models.lm_head import capture_head_input
 from ovr.store import Kind, Store
 from ovr.tracking import Tracker
 
@@ -51,7 +53,9 @@ class PackedTrainer(Trainer):
         self.padded_tokens += inputs["input_ids"].numel()
         inputs["position_ids"] = inputs["position_ids"].permute(1, 0, 2)  # (B, 4, L) -> (4, B, L)
         inputs["use_cache"] = False
-        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        # the forward goes through the wrapper (DeepSpeed/DDP hooks run); the loss reads outputs["head_input"]
+        with capture_head_input(self.model):
+            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
 
 class MetricsCallback(TrainerCallback):

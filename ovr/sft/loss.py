@@ -4,6 +4,11 @@ The training loss is the token mean over the whole optimizer step: the summed to
 micro-batch divided by the labelled-token count of all micro-batches of the step (the Trainer
 passes that count as ``num_items_in_batch``), so gradient accumulation and packing weigh every
 assistant token the same, whatever row or micro-batch it lands in.
+
+The loss is computed from the hidden states of the labelled positions only, the LM head run on a
+chunk of tokens at a time (:mod:`ovr.models.lm_head`): a 64k-token packed row never has its
+``[L, V]`` logits in memory. :func:`token_losses` is the same loss from full logits (the reference,
+and the per-sample view used to check packing).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ovr.models.lm_head import DEFAULT_CHUNK, HeadInput, token_logprobs
 from ovr.sft.encode import IGNORE
 
 
@@ -30,9 +36,32 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.pad(loss, (0, 1))
 
 
+def hidden_token_losses(
+    head_input: HeadInput, labels: torch.Tensor, chunk_size: int = DEFAULT_CHUNK, index: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:func:`token_losses` from the final hidden states: only labelled positions reach the LM head.
+
+    ``index`` (``[2, N]`` row, column) names the positions to score when the caller knows them
+    (default: every position whose next label is not ignored).
+    """
+    shift_labels = labels[:, 1:]
+    rows, cols = (shift_labels != IGNORE).nonzero(as_tuple=True) if index is None else index
+    logp, _ = token_logprobs(
+        head_input.head, head_input.hidden[rows, cols], shift_labels[rows, cols], chunk_size=chunk_size
+    )
+    return torch.zeros(labels.shape, dtype=logp.dtype, device=logp.device).index_put((rows, cols), -logp)
+
+
 def step_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
-    """``compute_loss_func`` for the Trainer: summed token loss / labelled tokens of the step."""
-    losses = token_losses(outputs.logits, labels.to(outputs.logits.device))
+    """``compute_loss_func`` for the Trainer: summed token loss / labelled tokens of the step.
+
+    ``outputs["head_input"]`` is the forward's captured LM-head input
+    (:func:`ovr.models.lm_head.capture_head_input`, which :class:`ovr.sft.callbacks.PackedTrainer` applies).
+    """
+    head_input = outputs.get("head_input") if hasattr(outputs, "get") else None
+    if head_input is None:
+        raise ValueError("step_loss needs outputs['head_input']: run the forward inside capture_head_input")
+    losses = hidden_token_losses(head_input, labels.to(head_input.hidden.device))
     if num_items_in_batch is None:
         num_items_in_batch = (labels[:, 1:] != IGNORE).sum()
     if torch.is_tensor(num_items_in_batch):

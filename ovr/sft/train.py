@@ -225,6 +225,10 @@ def prepare(cfg: RunConfig, samples: list[Sample] | None, progress: bool) -> SFT
     )
     model.config.use_cache = False
     counts = freeze(model, sft)
+    if sft.mlp_tile_tokens:
+        from ovr.models.tiling import tile_mlps
+
+        tile_mlps(model, sft.mlp_tile_tokens)
     if samples is None:
         from ovr.data.reader import load_samples
 

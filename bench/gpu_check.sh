@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The memory bench's micro-steps for real on one GPU (H100/H200), in under 8 minutes.
+#
+# Needs PyTorch and transformers; no DeepSpeed, no vLLM, no internet: the model is a random-init
+# Qwen2.5-VL-7B built on the GPU from the config carried in bench/memory_trace.py. Prints, per
+# stage, the peak measured by torch.cuda.max_memory_allocated next to the fake-tensor trace, and
+# tokens/s of each forward+backward (see bench/gpu_check.py).
+#
+#   bash bench/gpu_check.sh                      # full depth (28 layers), every length stage
+#   bash bench/gpu_check.sh --layers 14          # fewer layers, if one GPU is short of memory
+#   PYTHON=/opt/venv/bin/python bash bench/gpu_check.sh --out gpu_check.md
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON="${PYTHON:-python3}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
+export TRANSFORMERS_OFFLINE=1 HF_HUB_OFFLINE=1
+
+"$PYTHON" - <<'PY'
+import torch, transformers
+print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
+      f"cuda {torch.version.cuda}, device {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
+PY
+
+# the whole check stays under 8 minutes: 470 s here, the rest for start-up and the lines above
+exec timeout 470 "$PYTHON" -m bench.gpu_check "$@"
