@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from components.resources import GPU_TOLERATION, PLACEMENTS, POD_IDENTITY_ENV, SECRET_ENV, WEIGHTS_MOUNT
 from ovr.config import RunConfig, dump_config
-from ovr.k8s.spec import ClaimMount, Owner, TrainerJobSpec
+from ovr.k8s.spec import ClaimMount, Owner, TrainerJobSpec, current_namespace
 
 #: the job pods' command: write the shipped config, then every rank runs components.train
 JOB_SCRIPT = ('printf "%s" "$OVR_CONFIG_YAML" > "${{TMPDIR:-/tmp}}/ovr-config.yaml" && '
@@ -70,6 +70,7 @@ def stage_job_spec(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, i
     pull = [s for s in environ.get("OVR_IMAGE_PULL_SECRETS", "").split(",") if s.strip()]
     return TrainerJobSpec(
         name=job_name(cfg.name, stage, settings.run_id),
+        namespace=environ.get(POD_IDENTITY_ENV["namespace"]) or current_namespace(),
         image=environ.get("OVR_TRAINER_IMAGE") or OVR_IMAGE,
         command=["bash", "-c", JOB_SCRIPT.format(stage=stage, init=init)],
         nodes=nodes,
