@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from components.resources import WEIGHTS_MOUNT
+from components.settings import WEIGHTS_MOUNT
 from ovr.config import RunConfig, apply_overrides, env_overrides, load_config
 
 #: ConfigMap key -> the config field the chart owns (its value in the chart's values)

@@ -16,7 +16,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.resources import GPU_TOLERATION, PLACEMENTS, POD_IDENTITY_ENV, SECRET_ENV, WEIGHTS_MOUNT
+from components.settings import GPU_TOLERATION, PLACEMENTS, POD_IDENTITY_ENV, SECRET_ENV, WEIGHTS_MOUNT
 from ovr.config import RunConfig, dump_config
 from ovr.k8s.spec import ClaimMount, Owner, TrainerJobSpec, current_namespace
 

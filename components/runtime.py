@@ -54,18 +54,39 @@ def rank() -> int:
 
 
 # --------------------------------------------------------------------------- in the pod
-def fetch_model(store: Store, prefix: str) -> Path:
-    """A committed model export downloaded (hash-checked) once per pod: ranks wait on a file lock."""
+def _once_per_pod(key: str, make) -> Path:
+    """``make(folder)`` into a folder named after ``key``, once per pod: the other ranks wait on a lock."""
     root = Path(tempfile.gettempdir()) / "ovr-models"
     root.mkdir(parents=True, exist_ok=True)
-    dest = root / hashlib.sha256(prefix.encode()).hexdigest()[:16]
+    dest = root / hashlib.sha256(key.encode()).hexdigest()[:16]
     with open(root / f"{dest.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (dest / "config.json").is_file():
             part = Path(tempfile.mkdtemp(prefix=dest.name + "-", dir=root))
-            store.download(prefix, part)
+            make(part)
             part.rename(dest)
     return dest
+
+
+def fetch_model(store: Store, prefix: str) -> Path:
+    """A committed model export downloaded (hash-checked) once per pod."""
+    return _once_per_pod(prefix, lambda folder: store.download(prefix, folder))
+
+
+def local_model(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with an s3:// ``model.path`` downloaded once per pod (not once per rank) and pointed at."""
+    if not cfg.model.path.startswith("s3://"):
+        return cfg
+    from ovr.models.loading import resolve_model_path
+
+    def fetch(folder: Path) -> None:
+        resolve_model_path(cfg.model, cfg.store, cache=folder / "cache")
+        (src,) = [p for p in (folder / "cache").iterdir() if p.is_dir()]
+        for item in src.iterdir():
+            item.rename(folder / item.name)
+
+    path = _once_per_pod(cfg.model.path, fetch)
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(path)})})
 
 
 def train_in_pod(stage: str, cfg: RunConfig, init_prefix: str | None = None) -> StageResult:
@@ -76,6 +97,10 @@ def train_in_pod(stage: str, cfg: RunConfig, init_prefix: str | None = None) -> 
     if init_prefix:
         path = fetch_model(Store.from_config(cfg.store), init_prefix)
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(path)})})
+    cfg = local_model(cfg)
+    world = os.environ.get("WORLD_SIZE", "1")
+    print(f"{stage}: rank {rank()}/{world} (local rank {os.environ.get('LOCAL_RANK', '0')}) on "
+          f"{os.environ.get('HOSTNAME', '?')}, model {cfg.model.path}", flush=True)
     if stage == "sft":
         from ovr.sft.train import run_sft
 

@@ -20,7 +20,7 @@ SCRIPT = """program_path=$(mktemp -d)
 printf "%s" "$0" > "$program_path/ephemeral_component.py"
 nproc="$1"; shift
 [ "$nproc" -ge 1 ] || nproc=1
-_KFP_RUNTIME=true exec python3 -m torch.distributed.run --nnodes=1 --nproc-per-node="$nproc" \\
+_KFP_RUNTIME=true exec python3 -m torch.distributed.run --standalone --nproc-per-node="$nproc" \\
   -m kfp.dsl.executor_main --component_module_path "$program_path/ephemeral_component.py" "$@"
 """
 

@@ -73,7 +73,7 @@ def test_single_node_stages_run_torchrun_with_one_rank_per_gpu():
         c = executors[f"exec-{stage}"]["container"]
         script = c["command"][2]
         assert c["command"][:2] == ["sh", "-ec"]
-        assert 'exec python3 -m torch.distributed.run --nnodes=1 --nproc-per-node="$nproc"' in script
+        assert 'exec python3 -m torch.distributed.run --standalone --nproc-per-node="$nproc"' in script
         assert "-m kfp.dsl.executor_main" in script  # the KFP executor is what each rank runs
         # nproc is the first argument: the task's gpus_per_node, the same value its pod's GPU limit takes
         assert c["args"][0] == "{{$.inputs.parameters['gpus_per_node']}}"
