@@ -159,8 +159,9 @@ def mount_map(ns: Namespace, pod_dir: Path, container: dict, volumes: list[dict]
 
 def rewrite(text: str, mounts: dict[str, Path], ns: Namespace) -> str:
     """Mount paths -> their local folders, Service names -> local addresses."""
-    for path, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
-        text = re.sub(rf"(?<![\w/.-]){re.escape(path)}(?=/|$|[\s\"':;,=])", str(local), text)
+    if mounts:  # one pass, longest mount path first: a rewritten path is not rewritten again
+        paths = "|".join(re.escape(p) for p in sorted(mounts, key=len, reverse=True))
+        text = re.sub(rf"(?<![\w/.-])({paths})(?=/|$|[\s\"':;,=])", lambda m: str(mounts[m.group(1)]), text)
     return ns.resolve(text)
 
 

@@ -1,11 +1,13 @@
 """Each image's Python requirements resolve for its platform (linux x86_64, CPython 3.11) on PyPI.
 
-``pip install --dry-run --only-binary=:all: --platform manylinux_2_28_x86_64 --python-version 3.11
+``pip install --dry-run --only-binary=:all: --platform manylinux_2_*_x86_64 --python-version 3.11
 --report`` resolves what the Dockerfile would install, reading only package metadata, with this
 machine's pip configuration switched off (its local wheel folders and caps must not stand in for
 PyPI). What this can check: that the pins exist as Linux x86_64 wheels and agree with each other
 (torch, torchvision, vLLM, transformers, DeepSpeed, ...) and which CUDA build PyPI's torch is.
-What it cannot: PyTorch's own wheel index (not reachable from here; the Dockerfile needs it only
+DeepSpeed publishes only a source distribution (its kernels are JIT-built): it is left out of the
+binary resolution, its own requirements (from its metadata in this venv) go in instead, and the
+pinned version is checked to exist on the index. What it cannot: PyTorch's own wheel index (not reachable from here; the Dockerfile needs it only
 for a CPU-only image), the rollout image's base (``vllm/vllm-openai``, a registry image), system
 packages, and whether the image builds (no Docker engine here). Marked ``index``: it needs PyPI.
 """
@@ -24,8 +26,44 @@ import pytest
 pytestmark = [pytest.mark.index, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[2]
-PLATFORM = ["--platform", "manylinux_2_28_x86_64", "--python-version", "3.11", "--implementation", "cp",
-            "--abi", "cp311"]
+#: python:3.11-slim-bookworm has glibc 2.36: every manylinux tag up to 2_36 installs there (pip does not
+#: widen an explicit --platform to older tags by itself)
+TAGS = [f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)]
+TAGS += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
+PLATFORM = [a for t in TAGS for a in ("--platform", t)] + ["--python-version", "3.11", "--implementation", "cp"]
+
+
+SOURCE_ONLY = {"deepspeed"}
+
+
+def _name(req: str) -> str:
+    import re
+
+    return re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].strip().lower()
+
+
+def pip_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("PIP_")} | {"PIP_CONFIG_FILE": os.devnull}
+
+
+def source_only(requirements: list[str]) -> tuple[list[str], list[str]]:
+    """(requirements without source-only packages, plus their own requirements; the source-only ones)."""
+    from importlib.metadata import requires
+
+    kept = [r for r in requirements if _name(r) not in SOURCE_ONLY]
+    dropped = [r for r in requirements if _name(r) in SOURCE_ONLY]
+    for r in dropped:
+        kept += [d for d in requires(_name(r)) or [] if "extra ==" not in d]
+    return kept, dropped
+
+
+def on_index(requirement: str) -> bool:
+    out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", _name(requirement), "--index-url",
+                          "https://pypi.org/simple"], env=pip_env(), capture_output=True, text=True, timeout=120)
+    from packaging.requirements import Requirement
+
+    versions = out.stdout.partition("Available versions:")[2].replace(",", " ").split()
+    return out.returncode == 0 and any(Requirement(requirement).specifier.contains(v) for v in versions)
 
 
 def project_requirements(extras: list[str]) -> list[str]:
@@ -35,10 +73,14 @@ def project_requirements(extras: list[str]) -> list[str]:
 
 def resolve(requirements: list[str], tmp_path: Path) -> dict[str, str]:
     """name -> version pip would install, for the image's platform."""
+    binary, sources = source_only(requirements)
+    missing = [r for r in sources if not on_index(r)]
+    if missing:
+        pytest.fail(f"no release on the index satisfies {missing}")
     req = tmp_path / "requirements.txt"
-    req.write_text("\n".join(requirements) + "\n")
+    req.write_text("\n".join(binary) + "\n")
     report = tmp_path / "report.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")} | {"PIP_CONFIG_FILE": os.devnull}
+    env = pip_env()
     cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
            "--only-binary=:all:", *PLATFORM, "--index-url", "https://pypi.org/simple", "--report", str(report),
            "-r", str(req)]
@@ -58,7 +100,7 @@ def test_trainer_image_resolves_with_cuda_torch_and_vllm(tmp_path):
     got = resolve(project_requirements(["gpu"]) + image_pins("ovr-image.txt"), tmp_path)
     assert got["torch"] == "2.13.0" and got["torchvision"] == "0.28.0" and got["vllm"] == "0.32.0"
     assert any(n.startswith("nvidia-") and n.endswith("-cu13") for n in got), "PyPI's torch is no longer CUDA 13"
-    assert "deepspeed" in got and "flash-attn" not in got
+    assert {"hjson", "py-cpuinfo", "ninja"} <= set(got) and "flash-attn" not in got  # DeepSpeed's own requirements
     assert got["transformers"].startswith("5.")
 
 
