@@ -133,7 +133,7 @@ async def test_tiny_recipe_runs_on_the_cluster_twin(kmock, tmp_path, tiny_model_
                             "--artifacts-destination", str(tmp_path / "mlflow-artifacts")],
                            health_path="/health", env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
                            name="mlflow", startup_timeout_s=120)
-    services, trainer_task = [], None
+    services, trainer_task, driver = [], None, None
     try:
         await asyncio.to_thread(s3.start)
         await asyncio.to_thread(mlflow.start)
@@ -151,7 +151,8 @@ async def test_tiny_recipe_runs_on_the_cluster_twin(kmock, tmp_path, tiny_model_
     finally:
         if trainer_task is not None:
             trainer_task.cancel()
-        for pod, _ in services:
+            await asyncio.gather(trainer_task, return_exceptions=True)
+        for pod in [p for p, _ in services] + (list(driver.pods.values()) if driver else []):
             stop_pod(pod)
         mlflow.stop()
         s3.stop()

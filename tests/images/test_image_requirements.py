@@ -5,9 +5,10 @@
 machine's pip configuration switched off (its local wheel folders and caps must not stand in for
 PyPI). What this can check: that the pins exist as Linux x86_64 wheels and agree with each other
 (torch, torchvision, vLLM, transformers, DeepSpeed, ...) and which CUDA build PyPI's torch is.
-DeepSpeed publishes only a source distribution (its kernels are JIT-built): it is left out of the
-binary resolution, its own requirements (from its metadata in this venv) go in instead, and the
-pinned version is checked to exist on the index. What it cannot: PyTorch's own wheel index (not reachable from here; the Dockerfile needs it only
+DeepSpeed and kfp-server-api publish only source distributions: they (and kfp / kfp-kubernetes,
+which pull kfp-server-api in) are left out of the binary resolution, their own requirements (from
+their metadata in this venv) go in instead, and each is checked to have a release on the index that
+satisfies the requirement. What it cannot: PyTorch's own wheel index (not reachable from here; the Dockerfile needs it only
 for a CPU-only image), the rollout image's base (``vllm/vllm-openai``, a registry image), system
 packages, and whether the image builds (no Docker engine here). Marked ``index``: it needs PyPI.
 """
@@ -33,7 +34,9 @@ TAGS += ["manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
 PLATFORM = [a for t in TAGS for a in ("--platform", t)] + ["--python-version", "3.11", "--implementation", "cp"]
 
 
-SOURCE_ONLY = {"deepspeed"}
+#: source-only on PyPI, and the packages whose requirements lead to one
+SOURCE_ONLY = {"deepspeed", "kfp-server-api"}
+EXPANDED = SOURCE_ONLY | {"kfp", "kfp-kubernetes"}
 
 
 def _name(req: str) -> str:
@@ -47,13 +50,17 @@ def pip_env() -> dict[str, str]:
 
 
 def source_only(requirements: list[str]) -> tuple[list[str], list[str]]:
-    """(requirements without source-only packages, plus their own requirements; the source-only ones)."""
+    """(the requirements with EXPANDED packages replaced by their own requirements; the replaced ones)."""
     from importlib.metadata import requires
 
-    kept = [r for r in requirements if _name(r) not in SOURCE_ONLY]
-    dropped = [r for r in requirements if _name(r) in SOURCE_ONLY]
-    for r in dropped:
-        kept += [d for d in requires(_name(r)) or [] if "extra ==" not in d]
+    kept, dropped, todo = [], [], list(requirements)
+    while todo:
+        r = todo.pop()
+        if _name(r) not in EXPANDED:
+            kept.append(r)
+        elif _name(r) not in {_name(d) for d in dropped}:
+            dropped.append(r)
+            todo += [d for d in requires(_name(r)) or [] if "extra ==" not in d]
     return kept, dropped
 
 
@@ -81,7 +88,7 @@ def resolve(requirements: list[str], tmp_path: Path) -> dict[str, str]:
     req.write_text("\n".join(binary) + "\n")
     report = tmp_path / "report.json"
     env = pip_env()
-    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
            "--only-binary=:all:", *PLATFORM, "--index-url", "https://pypi.org/simple", "--report", str(report),
            "-r", str(req)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=840)
