@@ -36,11 +36,13 @@ REPO = Path(__file__).resolve().parents[2]
 #: DeepSpeed JIT-builds its CPU shared-memory op on first use (minutes on 2 cores); an image would
 #: carry it prebuilt, the twin's stand-in is this machine's torch extensions cache, shared by its pods
 TORCH_EXTENSIONS = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path.home() / ".cache" / "torch_extensions")
+#: the venv's real folder: its scripts' shebangs name it, and DeepSpeed's op cache keys on the path
+VENV = (REPO / ".venv").resolve() / "bin"
 #: image repository (last path element) -> (venv bin folder, the image's ENV lines)
 IMAGES = {
-    "ovr": (REPO / ".venv" / "bin", {"OVR_RECIPES_DIR": str(REPO / "recipes"), "PYTHONUNBUFFERED": "1",
+    "ovr": (VENV, {"OVR_RECIPES_DIR": str(REPO / "recipes"), "PYTHONUNBUFFERED": "1",
                                     "TORCH_EXTENSIONS_DIR": TORCH_EXTENSIONS}),
-    "ovr-reward": (REPO / ".venv" / "bin", {"PYTHONUNBUFFERED": "1"}),
+    "ovr-reward": (VENV, {"PYTHONUNBUFFERED": "1"}),
     "ovr-rollout": (REPO / ".venv-rollout" / "bin", {"VLLM_SERVER_DEV_MODE": "1"}),
 }
 
