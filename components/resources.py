@@ -3,55 +3,27 @@
 Every task gets: a display name, CPU/memory requests and limits, optional GPUs (with the
 accelerator type), node selector and tolerations, a memory-backed ``/dev/shm`` for tasks that run
 torch data loaders or NCCL, and the S3/MLflow/reward credentials from Kubernetes secrets as env
-vars (never as parameters). Local runs (``kfp.local``) ignore these settings.
+vars (never as parameters). Tasks that need them also get the install's env ConfigMap, the weights
+claim the rollout replicas share (at :data:`WEIGHTS_MOUNT`, the path the chart mounts it at on the
+replicas) and their own pod's identity from the downward API (owner of the jobs they create, pod
+IP for NCCL rendezvous). Local runs (``kfp.local``) ignore these settings.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-
-@dataclass(frozen=True)
-class Placement:
-    """Resources and scheduling of one task."""
-
-    cpu: str = "2"
-    memory: str = "8Gi"
-    gpus: int = 0
-    accelerator: str = "nvidia.com/gpu"
-    shm: str | None = None  # size of the /dev/shm emptyDir, e.g. "16Gi"
-    node_selector: dict[str, str] = field(default_factory=dict)
-    tolerations: tuple[dict, ...] = ()
-
-
-#: GPU nodes are usually tainted; ovr's defaults tolerate the common NVIDIA taint.
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-
-#: Per-stage defaults (the paper's 7B runs use 8-GPU nodes for SFT and RL).
-PLACEMENTS: dict[str, Placement] = {
-    "validate": Placement(cpu="1", memory="2Gi"),
-    "data": Placement(cpu="8", memory="32Gi"),
-    "sft": Placement(cpu="32", memory="256Gi", gpus=8, shm="64Gi", tolerations=(GPU_TOLERATION,)),
-    "rl": Placement(cpu="32", memory="256Gi", gpus=8, shm="64Gi", tolerations=(GPU_TOLERATION,)),
-    "eval": Placement(cpu="4", memory="16Gi"),
-    "report": Placement(cpu="1", memory="2Gi"),
-}
-
-#: keys of the Helm chart's ``<release>-env`` ConfigMap: OVR__SECTION__FIELD overrides that point
-#: a run at the install's store, MLflow, reward service and rollout replicas (no credentials)
-INSTALL_ENV_KEYS = (
-    "OVR__STORE__URI", "OVR__STORE__ENDPOINT", "OVR__STORE__SECURE", "OVR__STORE__REGION",
-    "OVR__TRACKING__URI", "OVR__REWARD__URL", "OVR__ROLLOUT__ENDPOINTS", "OVR__ROLLOUT__SERVED_MODEL_NAME",
+from components.settings import (  # noqa: F401  (re-exported: the cluster settings of the tasks)
+    POD_FIELDS,
+    GPU_TOLERATION,
+    INSTALL_ENV_KEYS,
+    PLACEMENTS,
+    POD_IDENTITY_ENV,
+    SECRET_ENV,
+    WEIGHTS_MOUNT,
+    Placement,
 )
-
-#: secret name -> {secret key: env var}; names are pipeline parameters (the Helm chart's secrets)
-SECRET_ENV = {
-    "s3": {"access_key": "OVR_S3_ACCESS_KEY", "secret_key": "OVR_S3_SECRET_KEY"},
-    "reward": {"token": "OVR_REWARD_TOKEN"},
-}
 
 
 def place(
@@ -62,12 +34,16 @@ def place(
     secrets: dict[str, object] | None = None,
     gpus=None,
     install_env=None,
+    weights_claim=None,
+    pod_identity: bool = False,
 ) -> PipelineTask:
     """Apply the stage's placement, display name and secret env vars to ``task``.
 
     ``secrets`` maps a SECRET_ENV kind ("s3", "reward") to the secret's name (a string or a
     pipeline parameter); ``gpus`` may be a pipeline parameter overriding the stage default;
-    ``install_env`` names the chart's env ConfigMap, read by the task that resolves the config.
+    ``install_env`` names the chart's env ConfigMap; ``weights_claim`` the RWX claim mounted at
+    WEIGHTS_MOUNT (with ``OVR__ROLLOUT__WEIGHTS_DIR`` pointing there); ``pod_identity`` adds the
+    pod's name, uid, namespace, IP and service account as env vars.
     """
     p = PLACEMENTS[stage]
     task.set_display_name(display_name)
@@ -88,5 +64,11 @@ def place(
         kubernetes.use_config_map_as_env(
             task, config_map_name=install_env, config_map_key_to_env={k: k for k in INSTALL_ENV_KEYS}, optional=True
         )
+    if weights_claim is not None:
+        kubernetes.mount_pvc(task, pvc_name=weights_claim, mount_path=WEIGHTS_MOUNT)
+        task.set_env_variable("OVR__ROLLOUT__WEIGHTS_DIR", WEIGHTS_MOUNT)
+    if pod_identity:
+        for key, env in POD_IDENTITY_ENV.items():
+            kubernetes.use_field_path_as_env(task, env, POD_FIELDS[key])
     task.set_caching_options(False)
     return task

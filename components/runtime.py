@@ -1,20 +1,35 @@
 """What the pipeline components do at run time, kept out of the component bodies.
 
-A stage runs in the component's own pod (one node, or a local subprocess under ``kfp.local``),
-or — when the run asks for more than one node — as a Kubeflow ``PyTorchJob`` of trainer pods
-(``torchrun -m ovr <stage>`` on the ovr image) that this task creates, follows and cleans up.
-Either way its outputs land in the store, and the task reads them back from there.
+A training stage runs either in its task's pod, under ``torchrun --nproc-per-node=<GPUs>`` (every
+rank runs the component; :func:`train_in_pod`), or — when the run asks for more than one node — as
+a Kubeflow ``TrainJob`` (or ``PyTorchJob``) of trainer pods that the task creates, follows and
+deletes (:func:`launch_job`; the pods run :mod:`components.train`, which calls the same
+:func:`train_in_pod`). Either way the export lands in the store and the task reports its prefix.
+
+Paths of volumes belong to the pod that mounts them: the config artifact carries the resolved
+settings, and each pod applies its own mount paths on top (:func:`task_config`).
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
+import signal
+import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ovr.config import RunConfig, dump_config
+from ovr.config import RunConfig, env_overrides, load_config
 from ovr.schema import StageResult
 from ovr.store import EXPORT_KINDS, Store, export_prefix
+
+if TYPE_CHECKING:  # pragma: no cover
+    from components.jobs import JobSettings
+
+#: env vars a pod's spec sets for its own mounts (``section.field`` overrides of the config artifact)
+POD_LOCAL_ENV = ("OVR__ROLLOUT__WEIGHTS_DIR",)
 
 
 def param_overrides(model_path: str, dataset_name: str, sft_max_steps: int, rl_max_steps: int) -> list[str]:
@@ -24,69 +39,156 @@ def param_overrides(model_path: str, dataset_name: str, sft_max_steps: int, rl_m
     return [f"{key}={value}" for key, value in pairs if value]
 
 
-def run_stage(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, init_prefix: str | None = None) -> StageResult:
-    """Run ``sft`` or ``rl`` and describe its exported model (store prefix, step, metrics)."""
-    store = Store.from_config(cfg.store)
+def pod_local_overrides(environ: dict[str, str] | None = None) -> list[str]:
+    environ = os.environ if environ is None else environ
+    return env_overrides({k: v for k, v in environ.items() if k in POD_LOCAL_ENV and v})
+
+
+def task_config(path: str | Path) -> RunConfig:
+    """The config validate_config resolved, with this pod's own mount paths applied."""
+    return load_config(path, pod_local_overrides(), use_env=False)
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+# --------------------------------------------------------------------------- in the pod
+def _once_per_pod(key: str, make) -> Path:
+    """``make(folder)`` into a folder named after ``key``, once per pod: the other ranks wait on a lock."""
+    root = Path(tempfile.gettempdir()) / "ovr-models"
+    root.mkdir(parents=True, exist_ok=True)
+    dest = root / hashlib.sha256(key.encode()).hexdigest()[:16]
+    with open(root / f"{dest.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (dest / "config.json").is_file():
+            part = Path(tempfile.mkdtemp(prefix=dest.name + "-", dir=root))
+            make(part)
+            part.rename(dest)
+    return dest
+
+
+def fetch_model(store: Store, prefix: str) -> Path:
+    """A committed model export downloaded (hash-checked) once per pod."""
+    return _once_per_pod(prefix, lambda folder: store.download(prefix, folder))
+
+
+def local_model(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with an s3:// ``model.path`` downloaded once per pod (not once per rank) and pointed at."""
+    if not cfg.model.path.startswith("s3://"):
+        return cfg
+    from ovr.models.loading import resolve_model_path
+
+    def fetch(folder: Path) -> None:
+        resolve_model_path(cfg.model, cfg.store, cache=folder / "cache")
+        (src,) = [p for p in (folder / "cache").iterdir() if p.is_dir()]
+        for item in src.iterdir():
+            item.rename(folder / item.name)
+
+    path = _once_per_pod(cfg.model.path, fetch)
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(path)})})
+
+
+def train_in_pod(stage: str, cfg: RunConfig, init_prefix: str | None = None) -> StageResult:
+    """Run ``sft`` or ``rl`` as this rank of a ``torchrun`` world; rank 0 returns the export, the other
+    ranks leave (``SystemExit(0)``) once training is over, so only rank 0 reports to KFP."""
+    if stage not in EXPORT_KINDS:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {sorted(EXPORT_KINDS)}")
     if init_prefix:
-        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": _fetch_model(store, init_prefix)})})
-    if nodes > 1:
-        return _run_pytorchjob(stage, cfg, nodes, gpus_per_node, store)
+        path = fetch_model(Store.from_config(cfg.store), init_prefix)
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(path)})})
+    cfg = local_model(cfg)
+    world = os.environ.get("WORLD_SIZE", "1")
+    print(f"{stage}: rank {rank()}/{world} (local rank {os.environ.get('LOCAL_RANK', '0')}) on "
+          f"{os.environ.get('HOSTNAME', '?')}, model {cfg.model.path}", flush=True)
     if stage == "sft":
         from ovr.sft.train import run_sft
 
-        return run_sft(cfg, progress=False).stage_result()
-    if stage == "rl":
-        from ovr.rl.trainer import run_rl
-        from services.local import local_services
-
-        with local_services(cfg, cfg.model.path) as served:
-            return run_rl(served, progress=False).stage_result()
-    raise ValueError(f"unknown stage {stage!r}")
+        result = run_sft(cfg, progress=False).stage_result()
+    else:
+        result = _train_rl(cfg)
+    if rank() != 0:
+        raise SystemExit(0)
+    return result
 
 
-def _fetch_model(store: Store, prefix: str) -> str:
-    """Download a committed model export (hash-checked) into a local folder."""
-    dest = Path(tempfile.mkdtemp(prefix="ovr-model-"))
-    return str(store.download(prefix, dest))
+def _train_rl(cfg: RunConfig) -> StageResult:
+    from ovr.rl.trainer import run_rl
+
+    if rank() != 0 or cfg.rollout.endpoints:  # the install's replicas, or a rank that trains only
+        return run_rl(cfg, progress=False).stage_result()
+    from services.local import local_services
+
+    with local_services(cfg, cfg.model.path) as served:
+        return run_rl(served, progress=False).stage_result()
 
 
-def _run_pytorchjob(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, store: Store) -> StageResult:
-    from components.images import OVR_IMAGE
-    from components.resources import GPU_TOLERATION, PLACEMENTS, SECRET_ENV
-    from ovr.k8s.pytorchjob import PyTorchJobSpec, run_pytorchjob
+def report_stage(result: StageResult, stage: str, model, metrics) -> str:
+    """Write a stage's result into its KFP outputs (Model artifact + metadata, Metrics); its prefix."""
+    if not result.export_prefix:
+        raise RuntimeError(f"the {stage} stage finished without an export (step {result.global_step})")
+    model.metadata.update({"store_prefix": result.export_prefix, "stage": stage})
+    Path(model.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(model.path).write_text(result.model_dump_json(indent=1))
+    metrics.log_metric("global_step", float(result.global_step))
+    for key, value in result.metrics.items():
+        metrics.log_metric(key, value)
+    return result.export_prefix
 
-    placement = PLACEMENTS[stage]
-    spec = PyTorchJobSpec(
-        name=f"ovr-{cfg.name}-{stage}"[:50].lower().replace("_", "-"),
-        image=os.environ.get("OVR_IMAGE", OVR_IMAGE),
-        command=["bash", "-c", f'printf "%s" "$OVR_CONFIG_YAML" > /tmp/ovr.yaml && exec torchrun -m ovr {stage} --recipe /tmp/ovr.yaml --resume auto'],
-        nodes=nodes,
-        gpus_per_node=gpus_per_node,
-        cpu=placement.cpu,
-        memory=placement.memory,
-        env={"OVR_CONFIG_YAML": dump_config(cfg)},
-        secret_env={os.environ.get("OVR_S3_SECRET", "ovr-s3"): SECRET_ENV["s3"]},
-        tolerations=[GPU_TOLERATION] if gpus_per_node else [],
-        shm_size=placement.shm,
-    )
-    run_pytorchjob(spec)
+
+# --------------------------------------------------------------------------- as a job
+def _raise_on_sigterm() -> None:
+    """A cancelled run's SIGTERM unwinds the launcher like Ctrl-C, so the job is deleted on the way out."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def launch_job(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, init_prefix: str | None,
+               settings: "JobSettings") -> StageResult:
+    """Run the stage as a multi-node job and read its export back from the store."""
+    from components.jobs import stage_job_spec
+    from ovr.k8s.jobs import run_job
+
+    _raise_on_sigterm()
+    spec = stage_job_spec(stage, cfg, nodes, gpus_per_node, init_prefix, settings)
+    kind = run_job(spec, on_status=lambda event: print(event, flush=True))
+    store = Store.from_config(cfg.store)
     manifest = store.latest(cfg.name, EXPORT_KINDS[stage])
     if manifest is None:
-        raise RuntimeError(f"the {stage} PyTorchJob succeeded but committed no {EXPORT_KINDS[stage]} to {store}")
+        raise RuntimeError(f"the {stage} {kind.kind} {spec.name} succeeded but committed no "
+                           f"{EXPORT_KINDS[stage]} to {store}")
     return StageResult.from_manifest(export_prefix(cfg.name, stage, manifest.step), manifest)
 
 
+# --------------------------------------------------------------------------- eval and report
 def run_eval(cfg: RunConfig, model_prefix: str, label: str, out_path: str):
-    """Serve the exported model (local vLLM unless endpoints are configured) and evaluate it,
-    scoring through the reward service (the install's, or a local one)."""
+    """Evaluate the exported model at ``model_prefix``, scored through the reward service.
+
+    With the install's replicas (``rollout.endpoints``) the model is first published to every replica
+    through the shared weights folder (the averaged RL export or the SFT export, not whatever was
+    pushed last), and every response must come from the version pushed. Without them (local runs) a
+    vLLM server this task starts serves it. A reward service is started when none is configured.
+    """
     from ovr.eval.runner import evaluate
+    from ovr.rollout.weights import FolderWeightSync
     from services.local import local_services
 
     store = Store.from_config(cfg.store)
-    model_dir = _fetch_model(store, model_prefix) if not cfg.rollout.endpoints else None
-    step = int(store.read_manifest(model_prefix).step)
+    manifest = store.read_manifest(model_prefix)
+    if manifest is None:
+        raise FileNotFoundError(f"no committed model at {model_prefix} in {store}")
+    model_dir = fetch_model(store, model_prefix)
+    version = None
+    ro = cfg.rollout
+    if ro.endpoints:
+        if not ro.weights_dir:
+            raise ValueError("eval on the install's replicas needs rollout.weights_dir (the shared weights claim)")
+        sync = FolderWeightSync(ro.endpoints, ro.weights_dir, timeout_s=ro.sync_timeout_s,
+                                keep=ro.keep_weight_versions, ranks_per_replica=ro.tensor_parallel_size)
+        version = sync.push_folder(model_dir)
+        print(f"{model_prefix} published to {len(ro.endpoints)} replica(s) as weight version {version}", flush=True)
     with local_services(cfg, model_dir) as served:
-        return evaluate(served, out_dir=Path(out_path), label=label, step=step, progress=False)
+        return evaluate(served, out_dir=Path(out_path), label=label, step=int(manifest.step), progress=False,
+                        expect_version=version, require_service=True)
 
 
 def run_report(cfg: RunConfig, eval_dirs: list[str], md_path: str, html_path: str) -> Path:

@@ -1,8 +1,14 @@
-"""KFP components: one per pipeline stage, each a thin shell around one ``ovr`` stage.
+"""KFP components: one per pipeline stage (two for SFT and RL), each a thin shell around one ``ovr`` stage.
 
 Artifacts carry small JSON pointers into the store (``store_prefix`` metadata) rather than the
 weights themselves, so a 7B checkpoint is written once (by the stage, to MinIO/S3) and KFP's own
-artifact store only holds manifests, metrics and reports the UI shows.
+artifact store only holds manifests, metrics and reports the UI shows. A training stage also
+returns its export's store prefix as a string, which the pipeline passes on (``dsl.OneOf`` of its
+single-node and multi-node variants).
+
+SFT and RL have two variants: ``train_*`` runs in its own pod under ``torchrun`` (one rank per
+GPU, :mod:`components.torchrun`); ``launch_*`` requests no GPU and runs the stage as a multi-node
+TrainJob/PyTorchJob that it creates, follows and deletes.
 """
 
 
@@ -12,6 +18,7 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from components.images import OVR_IMAGE
+from components.torchrun import torchrun_component
 
 ovr_component = functools.partial(dsl.component, base_image=OVR_IMAGE, install_kfp_package=False)
 
@@ -19,16 +26,17 @@ ovr_component = functools.partial(dsl.component, base_image=OVR_IMAGE, install_k
 @ovr_component
 def validate_config(
     recipe: str, overrides: list, model_path: str, dataset_name: str, sft_max_steps: int, rl_max_steps: int,
-    config: Output[Artifact],
+    install_env: str, config: Output[Artifact],
 ) -> str:
-    """Resolve + validate the recipe and run parameters, check the store, open the MLflow run."""
+    """Resolve + validate the recipe, run parameters and the install's settings; check the store; open the MLflow run."""
+    from components.install import resolve_run
     from components.runtime import param_overrides
-    from ovr.config import dump_config, load_config, resolve_recipe
+    from ovr.config import dump_config, resolve_recipe
     from ovr.store import Store
     from ovr.tracking import Tracker
 
     extra = param_overrides(model_path, dataset_name, sft_max_steps, rl_max_steps)
-    cfg = load_config(resolve_recipe(recipe), [str(o) for o in overrides] + extra)
+    cfg = resolve_run(resolve_recipe(recipe), [str(o) for o in overrides] + extra, install_env)
     Store.from_config(cfg.store)  # fails fast on a wrong endpoint, bucket or credentials
     with Tracker.open(cfg, "pipeline") as tracker:
         cfg.tracking.run_id = tracker.run_id
@@ -43,12 +51,12 @@ def build_data(config: Input[Artifact], dataset: Output[Dataset], metrics: Outpu
     """Sources + procedural tasks -> filtered Sample shards and a manifest in the store."""
     import json
 
-    from ovr.config import load_config
+    from components.runtime import task_config
     from ovr.data.build import build_dataset
     from ovr.store import Store, dataset_prefix
     from ovr.tracking import Tracker
 
-    cfg = load_config(config.path, use_env=False)
+    cfg = task_config(config.path)
     manifest = build_dataset(cfg, Store.from_config(cfg.store), progress=False)
     meta = manifest["metadata"]
     with open(dataset.path, "w") as f:
@@ -63,52 +71,60 @@ def build_data(config: Input[Artifact], dataset: Output[Dataset], metrics: Outpu
         tracker.log_text(json.dumps(meta, indent=1, default=str), "data/manifest.json")
 
 
+@torchrun_component
 @ovr_component
-def cold_start_sft(
-    config: Input[Artifact], dataset: Input[Dataset], nodes: int, gpus_per_node: int, model: Output[Model], metrics: Output[Metrics],
-):
-    """Language-only cold-start SFT; on several nodes through a PyTorchJob."""
-    from components.runtime import run_stage
-    from ovr.config import load_config
+def train_sft(config: Input[Artifact], dataset: Input[Dataset], gpus_per_node: int, model: Output[Model],
+              metrics: Output[Metrics]) -> str:
+    """Language-only cold-start SFT on this pod's GPUs (one torchrun rank per GPU)."""
+    from components.runtime import report_stage, task_config, train_in_pod
 
-    cfg = load_config(config.path, use_env=False)
-    result = run_stage("sft", cfg, nodes, gpus_per_node)
-    model.metadata.update({"store_prefix": result.export_prefix, "stage": "sft"})
-    with open(model.path, "w") as f:
-        f.write(result.model_dump_json(indent=1))
-    metrics.log_metric("global_step", float(result.global_step))
-    for key, value in result.metrics.items():
-        metrics.log_metric(key, value)
+    return report_stage(train_in_pod("sft", task_config(config.path)), "sft", model, metrics)
 
 
 @ovr_component
-def multimodal_rl(
-    config: Input[Artifact], init_model: Input[Model], dataset: Input[Dataset], nodes: int, gpus_per_node: int,
-    model: Output[Model], metrics: Output[Metrics],
-):
-    """PPO/GRPO with verifiable rewards from the SFT model, rollouts on vLLM."""
-    from components.runtime import run_stage
-    from ovr.config import load_config
+def launch_sft(config: Input[Artifact], dataset: Input[Dataset], nodes: int, gpus_per_node: int, s3_secret: str,
+               run_id: str, job_deadline_s: int, model: Output[Model], metrics: Output[Metrics]) -> str:
+    """Language-only cold-start SFT as a multi-node TrainJob (PyTorchJob on Training Operator v1 clusters)."""
+    from components.jobs import JobSettings
+    from components.runtime import launch_job, report_stage, task_config
 
-    cfg = load_config(config.path, use_env=False)
-    result = run_stage("rl", cfg, nodes, gpus_per_node, init_prefix=init_model.metadata["store_prefix"])
-    model.metadata.update({"store_prefix": result.export_prefix, "stage": "rl"})
-    with open(model.path, "w") as f:
-        f.write(result.model_dump_json(indent=1))
-    metrics.log_metric("global_step", float(result.global_step))
-    for key, value in result.metrics.items():
-        metrics.log_metric(key, value)
+    settings = JobSettings(run_id=run_id, s3_secret=s3_secret, deadline_s=job_deadline_s)
+    result = launch_job("sft", task_config(config.path), nodes, gpus_per_node, None, settings)
+    return report_stage(result, "sft", model, metrics)
+
+
+@torchrun_component
+@ovr_component
+def train_rl(config: Input[Artifact], init_prefix: str, dataset: Input[Dataset], gpus_per_node: int,
+             model: Output[Model], metrics: Output[Metrics]) -> str:
+    """PPO/GRPO with verifiable rewards from the SFT export, on this pod's GPUs, rollouts on vLLM."""
+    from components.runtime import report_stage, task_config, train_in_pod
+
+    return report_stage(train_in_pod("rl", task_config(config.path), init_prefix), "rl", model, metrics)
 
 
 @ovr_component
-def evaluate_model(config: Input[Artifact], model: Input[Model], dataset: Input[Dataset], label: str, results: Output[Artifact], metrics: Output[Metrics]):
-    """avg@k on the recipe's benchmarks and behaviour analysis, through the rollout server."""
-    from components.runtime import run_eval
-    from ovr.config import load_config
+def launch_rl(config: Input[Artifact], init_prefix: str, dataset: Input[Dataset], nodes: int, gpus_per_node: int,
+              s3_secret: str, reward_secret: str, weights_claim: str, run_id: str, job_deadline_s: int,
+              model: Output[Model], metrics: Output[Metrics]) -> str:
+    """PPO/GRPO with verifiable rewards as a multi-node TrainJob (PyTorchJob on Training Operator v1 clusters)."""
+    from components.jobs import JobSettings
+    from components.runtime import launch_job, report_stage, task_config
 
-    cfg = load_config(config.path, use_env=False)
-    result = run_eval(cfg, model.metadata["store_prefix"], label, results.path)
-    results.metadata.update({"label": label, "store_prefix": model.metadata["store_prefix"]})
+    settings = JobSettings(run_id=run_id, s3_secret=s3_secret, reward_secret=reward_secret,
+                           weights_claim=weights_claim, deadline_s=job_deadline_s)
+    result = launch_job("rl", task_config(config.path), nodes, gpus_per_node, init_prefix, settings)
+    return report_stage(result, "rl", model, metrics)
+
+
+@ovr_component
+def evaluate_model(config: Input[Artifact], model_prefix: str, dataset: Input[Dataset], label: str,
+                   results: Output[Artifact], metrics: Output[Metrics]):
+    """avg@k of the exported model at ``model_prefix`` on the recipe's benchmarks, and behaviour analysis."""
+    from components.runtime import run_eval, task_config
+
+    result = run_eval(task_config(config.path), model_prefix, label, results.path)
+    results.metadata.update({"label": label, "store_prefix": model_prefix})
     for score in result.benchmarks:
         metrics.log_metric(f"{score.benchmark}_avg@{result.k}", score.avg_at_k)
         metrics.log_metric(f"{score.benchmark}_truncation_rate", score.truncation_rate)
@@ -117,8 +133,6 @@ def evaluate_model(config: Input[Artifact], model: Input[Model], dataset: Input[
 @ovr_component
 def make_report(config: Input[Artifact], sft_eval: Input[Artifact], rl_eval: Input[Artifact], report: Output[Markdown], html: Output[dsl.HTML]):
     """The run report (accuracy table, curves, behaviour rates) for the KFP UI and MLflow."""
-    from components.runtime import run_report
-    from ovr.config import load_config
+    from components.runtime import run_report, task_config
 
-    cfg = load_config(config.path, use_env=False)
-    run_report(cfg, [sft_eval.path, rl_eval.path], report.path, html.path)
+    run_report(task_config(config.path), [sft_eval.path, rl_eval.path], report.path, html.path)

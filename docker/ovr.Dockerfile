@@ -3,29 +3,32 @@
 # (with psycopg2 and boto3 for the PostgreSQL backend and S3 artifacts), the chart's helm test and
 # KFP upload Job. Build from the repository root:
 #   docker build -f docker/ovr.Dockerfile -t ghcr.io/ovr-project/ovr:0.1.0 .
-# CUDA comes with PyTorch's CUDA wheels; set TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-# for a CPU-only image.
+# Its pins are requirements/ovr-image.txt (resolved for linux x86_64 / Python 3.11 by
+# tests/test_images.py): torch 2.13.0 from PyPI, whose Linux wheel is the CUDA 13.0 build (the CUDA
+# runtime comes as nvidia-*-cu13 wheels), and vLLM for NCCL weight sync. For a CPU-only image set
+# TORCH_INDEX_URL to PyTorch's cpu wheel index (torch is then installed from there first).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
-ARG TORCH_VERSION=2.13.0
-ARG TORCHVISION_VERSION=0.28.0
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+ARG TORCH_INDEX_URL=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential git \
  && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/ovr
 ENV PATH=/opt/ovr/bin:$PATH
-RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
-# Dependencies first (cached while only sources change), then the package itself.
+COPY requirements/ovr-image.txt /src/requirements/
+RUN if [ -n "${TORCH_INDEX_URL}" ]; then \
+      pip install --index-url "${TORCH_INDEX_URL}" $(grep -E '^(torch|torchvision)==' /src/requirements/ovr-image.txt); \
+    fi \
+ && pip install -r /src/requirements/ovr-image.txt
+# Then the package itself (its dependencies are mostly there already).
 COPY pyproject.toml README.md* /src/
 COPY ovr /src/ovr
 COPY services /src/services
 COPY components /src/components
 COPY pipelines /src/pipelines
-RUN pip install "/src[gpu]" "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" \
-      "psycopg2-binary>=2.9" "boto3>=1.34"
+RUN pip install "/src[gpu]" -r /src/requirements/ovr-image.txt
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="ovr" \

@@ -12,10 +12,12 @@ from kfp.dsl import Markdown
 from components.resources import place
 from components.stages import (
     build_data,
-    cold_start_sft,
     evaluate_model,
+    launch_rl,
+    launch_sft,
     make_report,
-    multimodal_rl,
+    train_rl,
+    train_sft,
     validate_config,
 )
 
@@ -35,9 +37,11 @@ def ovr_pipeline(
     sft_nodes: int = 1,
     rl_nodes: int = 1,
     gpus_per_node: int = 8,
+    job_deadline_s: int = 14 * 24 * 3600,
     s3_secret: str = "ovr-s3",
     reward_secret: str = "ovr-reward",
     install_env: str = "ovr-env",
+    weights_claim: str = "ovr-weights",
 ) -> Markdown:
     """
     Args:
@@ -47,42 +51,67 @@ def ovr_pipeline(
         dataset_name: dataset name in the store; empty keeps the recipe's.
         sft_max_steps: stop SFT after this many steps; 0 keeps the recipe's.
         rl_max_steps: RL steps; 0 keeps the recipe's.
-        sft_nodes: nodes for SFT (> 1 launches a PyTorchJob).
-        rl_nodes: nodes for the RL trainer (> 1 launches a PyTorchJob).
-        gpus_per_node: GPUs of each SFT/RL node.
+        sft_nodes: nodes for SFT (> 1 launches a TrainJob, or a PyTorchJob on Training Operator v1).
+        rl_nodes: nodes for the RL trainer (> 1 launches a TrainJob / PyTorchJob).
+        gpus_per_node: GPUs of each SFT/RL node (one torchrun rank each; 0 = one CPU rank).
+        job_deadline_s: activeDeadlineSeconds of a multi-node job.
         s3_secret: Kubernetes secret with the store's access_key/secret_key.
         reward_secret: Kubernetes secret with the reward service's bearer token.
-        install_env: the Helm chart's ConfigMap of OVR__* endpoints (store, MLflow, services).
+        install_env: the Helm chart's ConfigMap of OVR__* endpoints and replica settings.
+        weights_claim: the RWX claim the rollout replicas mount at /weights (weight pushes).
     """
     secrets = {"s3": s3_secret}
+    scoring = {"s3": s3_secret, "reward": reward_secret}
     validate = place(
         validate_config(
             recipe=recipe, overrides=overrides, model_path=model_path, dataset_name=dataset_name,
-            sft_max_steps=sft_max_steps, rl_max_steps=rl_max_steps,
+            sft_max_steps=sft_max_steps, rl_max_steps=rl_max_steps, install_env=install_env,
         ),
-        "validate", "Validate config", secrets=secrets, install_env=install_env,
+        "validate", "Validate config", secrets=secrets, install_env=install_env, pod_identity=True,
     )
     config = validate.outputs["config"]
     data = place(build_data(config=config), "data", "Build data", secrets=secrets)
-    sft = place(
-        cold_start_sft(config=config, dataset=data.outputs["dataset"], nodes=sft_nodes, gpus_per_node=gpus_per_node),
-        "sft", "Cold-start SFT (language only)", secrets=secrets, gpus=gpus_per_node,
-    )
-    rl = place(
-        multimodal_rl(
-            config=config, init_model=sft.outputs["model"], dataset=data.outputs["dataset"], nodes=rl_nodes,
-            gpus_per_node=gpus_per_node,
-        ),
-        "rl", "Multimodal RL", secrets={**secrets, "reward": reward_secret}, gpus=gpus_per_node,
-    )
-    evals = {}
-    for stage, task in (("sft", sft), ("rl", rl)):
-        evals[stage] = place(
-            evaluate_model(config=config, model=task.outputs["model"], dataset=data.outputs["dataset"], label=stage),
-            "eval", f"Evaluate {stage.upper()} model", secrets=secrets,
+    dataset = data.outputs["dataset"]
+    job = {"run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "job_deadline_s": job_deadline_s, "s3_secret": s3_secret}
+
+    with dsl.If(sft_nodes > 1, "multi-node-sft"):
+        sft_job = place(
+            launch_sft(config=config, dataset=dataset, nodes=sft_nodes, gpus_per_node=gpus_per_node, **job),
+            "sft-launcher", "Cold-start SFT (job launcher)", secrets=secrets, install_env=install_env,
+            pod_identity=True,
         )
+    with dsl.Else("single-node-sft"):
+        sft_pod = place(
+            train_sft(config=config, dataset=dataset, gpus_per_node=gpus_per_node),
+            "sft", "Cold-start SFT (language only)", secrets=secrets, gpus=gpus_per_node,
+        )
+    sft_prefix = dsl.OneOf(sft_job.outputs["Output"], sft_pod.outputs["Output"])
+    # the SFT model is evaluated on the shared replicas before RL starts pushing its own weights there
+    sft_eval = place(
+        evaluate_model(config=config, model_prefix=sft_prefix, dataset=dataset, label="sft"),
+        "eval", "Evaluate SFT model", secrets=scoring, weights_claim=weights_claim,
+    )
+
+    with dsl.If(rl_nodes > 1, "multi-node-rl"):
+        rl_job = place(
+            launch_rl(config=config, init_prefix=sft_prefix, dataset=dataset, nodes=rl_nodes,
+                      gpus_per_node=gpus_per_node, reward_secret=reward_secret, weights_claim=weights_claim, **job),
+            "rl-launcher", "Multimodal RL (job launcher)", secrets=secrets, install_env=install_env,
+            pod_identity=True,
+        ).after(sft_eval)
+    with dsl.Else("single-node-rl"):
+        rl_pod = place(
+            train_rl(config=config, init_prefix=sft_prefix, dataset=dataset, gpus_per_node=gpus_per_node),
+            "rl", "Multimodal RL", secrets=scoring, gpus=gpus_per_node, weights_claim=weights_claim,
+            pod_identity=True,
+        ).after(sft_eval)
+    rl_prefix = dsl.OneOf(rl_job.outputs["Output"], rl_pod.outputs["Output"])
+    rl_eval = place(
+        evaluate_model(config=config, model_prefix=rl_prefix, dataset=dataset, label="rl"),
+        "eval", "Evaluate RL model", secrets=scoring, weights_claim=weights_claim,
+    )
     report = place(
-        make_report(config=config, sft_eval=evals["sft"].outputs["results"], rl_eval=evals["rl"].outputs["results"]),
+        make_report(config=config, sft_eval=sft_eval.outputs["results"], rl_eval=rl_eval.outputs["results"]),
         "report", "Report", secrets=secrets,
     )
     return report.outputs["report"]

@@ -5,7 +5,11 @@ as a new version when a pipeline of that name exists; find or create the experim
 of that exact version with typed parameters; optionally follow it to the end.
 
 A pipeline uploaded for the first time gets one version, named by the server after the pipeline;
-later submissions add a version named ``--version`` or ``<UTC time>-<sha256 of the YAML>``.
+later submissions add a version named ``--version`` or ``<UTC time>-<sha256 of the YAML>``. On a
+multi-user KFP the pipeline, experiment and run live in the profile ``namespace`` (the lookup of an
+existing pipeline asks that namespace too, so a second submit finds it), the run's pods run as
+``service_account``, and a Dex/oauth2-proxy front end takes a bearer ``token`` or a session ``cookies``
+string (``authservice_session=...``).
 
 >>> submit("https://kfp.example.com", params=["recipe=ovr-7b", "rl_nodes=4"], wait=True)  # doctest: +SKIP
 """
@@ -103,9 +107,18 @@ def default_version_name(path: str | Path) -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{digest}"
 
 
+def find_pipeline(client, name: str, namespace: str | None = None) -> str | None:
+    """The id of the pipeline named ``name`` in ``namespace`` (shared pipelines when None)."""
+    flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": name}]})
+    found = client.list_pipelines(filter=flt, namespace=namespace, page_size=2).pipelines or []
+    if len(found) > 1:
+        raise ValueError(f"{len(found)} pipelines are named {name!r} in namespace {namespace or '(shared)'}")
+    return found[0].pipeline_id if found else None
+
+
 def upload(client, path: str | Path, name: str, version: str | None, namespace: str | None = None) -> tuple[str, str]:
     """Upload the pipeline (or a new version of the one named ``name``): ``(pipeline_id, version_id)``."""
-    pipeline_id = client.get_pipeline_id(name)
+    pipeline_id = find_pipeline(client, name, namespace)
     if pipeline_id is None:
         pipeline = client.upload_pipeline(str(path), pipeline_name=name, namespace=namespace)
         versions = client.list_pipeline_versions(pipeline.pipeline_id, sort_by="created_at desc", page_size=1)
@@ -133,13 +146,15 @@ def wait_for_run(client, run_id: str, *, timeout_s: float, poll_s: float,
         time.sleep(poll_s)
 
 
-def make_client(host: str, token: str | None = None, namespace: str | None = None):
+def make_client(host: str, token: str | None = None, namespace: str | None = None, cookies: str | None = None):
     """A ``kfp.Client`` for ``host`` (its constructor checks the server's healthz)."""
     import kfp
 
     kwargs: dict[str, Any] = {"host": host.rstrip("/")}
     if token:
         kwargs["existing_token"] = token
+    if cookies:
+        kwargs["cookies"] = cookies
     if namespace:
         kwargs["namespace"] = namespace
     return kfp.Client(**kwargs)
@@ -158,17 +173,19 @@ def submit(
     poll_s: float = 30.0,
     token: str | None = None,
     namespace: str | None = None,
+    service_account: str | None = None,
+    cookies: str | None = None,
     on_state: Callable[[str], Any] = print,
 ) -> Submission:
     """Upload/version the pipeline, create a run in ``experiment``; with ``wait``, follow it to the end."""
     name, declared = read_pipeline(pipeline_file)
     values = parse_params(list(params or []), declared)  # bad input fails before any request
-    client = make_client(host, token, namespace)
+    client = make_client(host, token, namespace, cookies)
     pipeline_id, version_id = upload(client, pipeline_file, name, version, namespace)
     exp = client.create_experiment(experiment, namespace=namespace)  # finds it when it exists
     run = client.run_pipeline(
         exp.experiment_id, run_name or f"{name} {datetime.now(UTC):%Y-%m-%d %H:%M:%S}",
-        params=values, pipeline_id=pipeline_id, version_id=version_id,
+        params=values, pipeline_id=pipeline_id, version_id=version_id, service_account=service_account,
     )
     sub = Submission(pipeline_id, version_id, exp.experiment_id, run.run_id)
     if wait:

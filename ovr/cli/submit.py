@@ -30,6 +30,13 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(envvar="OVR_KFP_TOKEN", help="Bearer token for the KFP API.")
         ] = None,
         namespace: Annotated[str | None, typer.Option(help="Profile namespace (multi-user KFP).")] = None,
+        service_account: Annotated[
+            str | None, typer.Option(help="ServiceAccount the run's pods use (the chart's <release>-pipeline).")
+        ] = None,
+        cookie: Annotated[
+            str | None, typer.Option(envvar="OVR_KFP_COOKIE",
+                                     help="Session cookie(s) for a Dex-fronted KFP, e.g. authservice_session=...")
+        ] = None,
     ) -> None:
         """Upload the pipeline (or a new version of it), create a run in an experiment, optionally wait."""
         from kfp_server_api.exceptions import ApiException
@@ -40,7 +47,7 @@ def register(app: typer.Typer) -> None:
             sub = do_submit(
                 host, pipeline_file, experiment=experiment, params=list(param or []), version=version,
                 run_name=run_name, wait=wait, timeout_s=timeout, poll_s=poll, token=token,
-                namespace=namespace, on_state=typer.echo,
+                namespace=namespace, service_account=service_account, cookies=cookie, on_state=typer.echo,
             )
         except (ValueError, FileNotFoundError) as err:
             typer.secho(f"ovr submit: {err}", fg="red", err=True)

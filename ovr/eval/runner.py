@@ -1,10 +1,13 @@
 """Evaluate a served checkpoint on eval benchmarks: sample k responses, score, analyse, save, log.
 
-The checkpoint is whatever the rollout servers at ``cfg.rollout.endpoints`` serve (``ovr eval``
-starts a local vLLM server when none is configured). Responses are sampled and scored by the path
-RL uses (:func:`ovr.rollout.scoring.sample_and_score`: the same reward function and options), through
-the reward service at ``cfg.reward.url`` (in this process when it is None: tests and offline
-analysis), so eval accuracy and RL accuracy mean the same thing. Outputs in ``out_dir``:
+The checkpoint is whatever the rollout servers at ``cfg.rollout.endpoints`` serve: the pipeline's
+eval first publishes the model it is given to the install's replicas and passes the version it
+pushed as ``expect_version``, and every response must come from that version (a push by anyone
+else in between fails the eval instead of scoring the wrong model); ``ovr eval`` and local runs
+start a vLLM server on the checkpoint. Responses are sampled and scored by the path RL uses
+(:func:`ovr.rollout.scoring.sample_and_score`: the same reward function and options), through the
+reward service at ``cfg.reward.url`` (in this process when it is None and ``require_service`` is
+off: tests and offline analysis), so eval accuracy and RL accuracy mean the same thing. Outputs in ``out_dir``:
 ``responses.jsonl`` (one row per response), ``results.md`` (tables) and ``result.json``
 (:class:`EvalResult`, read by ``ovr report``).
 """
@@ -58,12 +61,14 @@ def select_samples(samples: list[Sample], cfg: EvalConfig) -> list[Sample]:
 
 
 # --------------------------------------------------------------------------- stages
-def sample_and_score(cfg: RunConfig, samples: list[Sample], progress: bool) -> Scored:
+def sample_and_score(cfg: RunConfig, samples: list[Sample], progress: bool, require_service: bool = False) -> Scored:
     """k responses per sample with eval's sampling settings, scored like RL scores them."""
     from ovr.rewards.client import RewardClient
     from ovr.rollout.client import RolloutClient
     from ovr.rollout.scoring import sample_and_score_sync
 
+    if require_service and not cfg.reward.url:
+        raise ValueError("reward.url is not set: this eval must score through the reward service")
     reward = RewardClient.from_config(cfg.reward) if cfg.reward.url else RewardClient.in_process()
     e = cfg.eval
     return sample_and_score_sync(RolloutClient(cfg.rollout.endpoints, cfg.rollout), reward, samples, n=e.k,
@@ -102,6 +107,14 @@ def add_judge_counts(cfg: RunConfig, records: list[ResponseRecord], progress: bo
         r.judge = c
 
 
+def check_version(scored: Scored, version: int) -> None:
+    """Every response was sampled with weight version ``version`` (the model under evaluation)."""
+    seen = sorted({c.weight_version for g in scored.groups for c in g.completions})
+    if seen != [version]:
+        raise RuntimeError(f"eval expected every response from weight version {version}, got versions {seen}: "
+                           "something else pushed weights to the replicas during the eval")
+
+
 # --------------------------------------------------------------------------- entry
 def evaluate(
     cfg: RunConfig,
@@ -111,9 +124,12 @@ def evaluate(
     progress: bool = True,
     label: str | None = None,
     step: int = 0,
+    expect_version: int | None = None,
+    require_service: bool = False,
 ) -> EvalResult:
     """Evaluate the model served at ``cfg.rollout.endpoints`` (see the module doc); ``samples``
-    default to the store's eval split."""
+    default to the store's eval split; ``expect_version``: the weight version every response must
+    come from; ``require_service``: score through ``reward.url`` only."""
     if not cfg.rollout.endpoints:
         raise ValueError("evaluate needs at least one rollout endpoint (rollout.endpoints)")
     out_dir = Path(out_dir)
@@ -122,7 +138,9 @@ def evaluate(
 
     # 1-2. generate k responses per question, score them, count reflection words
     t0 = time.perf_counter()
-    scored = sample_and_score(cfg, samples, progress)
+    scored = sample_and_score(cfg, samples, progress, require_service)
+    if expect_version is not None:
+        check_version(scored, expect_version)
     records = build_records(samples, scored, cfg.eval.reflection_words)
     t2 = time.perf_counter()
     write_records(records, out_dir / RESPONSES_FILE)  # kept even if the judge fails below

@@ -7,6 +7,11 @@ parallelism ``t`` holds ranks ``1 + i*t .. (i+1)*t``. vLLM's trainer-side engine
 ``/start_weight_update``, ``/update_weights`` (concurrently with its NCCL broadcast) and
 ``/finish_weight_update``; :class:`ReplicaFanoutClient` carries those calls to all replicas at once.
 
+The replicas reach the trainer's rendezvous at the trainer pod's IP (``rollout.nccl_master_address``,
+else ``OVR_POD_IP``, which the pipeline sets from the downward API ``status.podIP``): a pod has no
+resolvable DNS name of its own. After each push every replica's version and TP-rank fingerprints
+are verified (:meth:`~ovr.rollout.weights.WeightSync.verify`).
+
 A broadcast that hangs (a replica died mid-transfer, a wrong address) would block forever, so
 every phase runs under :func:`run_with_deadline` and raises :class:`WeightSyncTimeout` instead;
 the group is then unusable and further pushes refuse until a new ``NcclWeightSync`` is built.
@@ -18,7 +23,7 @@ CPU machines the tests use: its tests drive the deadline and failure logic with 
 
 from __future__ import annotations
 
-import socket
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +58,16 @@ def run_with_deadline(fn: Callable[[], Any], timeout_s: float, what: str) -> Any
     if "error" in box:
         raise box["error"]
     return box.get("result")
+
+
+def rendezvous_address(configured: str | None, environ: dict[str, str] | None = None) -> str:
+    """Where replicas reach the trainer: the configured address, else this pod's IP (downward API)."""
+    environ = os.environ if environ is None else environ
+    address = configured or environ.get("OVR_POD_IP")
+    if not address:
+        raise WeightSyncError("NCCL weight sync needs the trainer's address: set rollout.nccl_master_address, "
+                              "or OVR_POD_IP from the downward API (status.podIP), as the pipeline's RL pods do")
+    return address
 
 
 class ReplicaFanoutClient:
@@ -104,7 +119,8 @@ def vllm_nccl_engine(init_info: dict, client: ReplicaFanoutClient, model) -> Any
     from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo, NCCLTrainerWeightTransferEngine
 
     return NCCLTrainerWeightTransferEngine.trainer_init(
-        NCCLTrainerInitInfo(**init_info, rank=0), client=client, source=ModuleSource(model)
+        NCCLTrainerInitInfo(**init_info, rank=0), client=client,
+        source=model.weight_source() if hasattr(model, "weight_source") else ModuleSource(model)
     )
 
 
@@ -121,13 +137,12 @@ class NcclWeightSync(WeightSync):
         timeout_s: float = 300.0,
         engine_factory: EngineFactory | None = None,
     ):
-        super().__init__(endpoints, timeout_s)
+        super().__init__(endpoints, timeout_s, ranks_per_replica)
         self.init_info = {
-            "master_address": master_address or socket.getfqdn(),
+            "master_address": rendezvous_address(master_address),
             "master_port": master_port,
             "world_size": 1 + len(self.endpoints) * ranks_per_replica,
         }
-        self.ranks_per_replica = ranks_per_replica
         self.engine_factory = engine_factory or vllm_nccl_engine
         self.engine = None
         self.failed: str | None = None
@@ -154,7 +169,7 @@ class NcclWeightSync(WeightSync):
             self.failed = repr(e)
             raise
         self.set_version(version)
-        self.check_versions(version)
+        self.verify(version, worker_versions=False)  # NCCL updates tag the server, not ovr's workers
         self.version = version
         self.last_push_s = time.perf_counter() - start
         return version

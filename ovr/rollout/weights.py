@@ -5,11 +5,18 @@ Two transports behind one interface, :class:`WeightSync` (``push_weights(model) 
 - :class:`FolderWeightSync` (CPU and GPU): ``save_pretrained`` into a fresh ``v000007`` folder
   of a volume both sides mount, then on every replica ``/pause`` (in-flight requests finish),
   ``ovr_reload_weights`` through ``/collective_rpc`` (ovr's worker extension: vLLM's in-place
-  reload), ``/update_weight_version``, ``/resume``. The push checks that every replica and rank
-  reports the new version and the same parameter fingerprint.
+  reload), ``/update_weight_version``, ``/resume``. The folder is the shared claim both the trainer
+  and the replicas mount at the same path (``rollout.weights_dir``); :meth:`FolderWeightSync.push_folder`
+  publishes a saved checkpoint the same way (what eval does with the model it is given).
 - :class:`~ovr.rollout.nccl_sync.NcclWeightSync` (GPU): vLLM's native NCCL weight transfer.
 
-Every replica reports the version it serves (``GET /weight_info``, see :func:`server_versions`).
+After every push, :meth:`WeightSync.verify` asks every replica for the version it serves
+(``GET /weight_info``) and each of its tensor-parallel workers for its version and parameter
+fingerprint (``ovr_weight_version`` over ``/collective_rpc``): every replica must serve the new
+version with ``ranks_per_replica`` workers, and each TP rank's fingerprint must agree across the
+replicas (TP ranks hold different shards, so they are compared rank by rank). A disagreement
+raises :class:`WeightSyncError` naming the replicas at fault; every call has a deadline, so a push
+fails rather than hangs.
 
 >>> sync = make_weight_sync(cfg.rollout, endpoints, folder="/shared/weights")   # doctest: +SKIP
 >>> sync.push_weights(model)                                                   # doctest: +SKIP
@@ -21,6 +28,7 @@ from __future__ import annotations
 import shutil
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -74,6 +82,34 @@ def server_versions(endpoints: list[str], timeout: float = 10.0) -> list[int]:
     return out
 
 
+def worker_reports(endpoints: list[str], timeout: float) -> list[list[dict]]:
+    """Per replica, one ``{version, fingerprint}`` per tensor-parallel worker (``ovr_weight_version``)."""
+    body = {"method": "ovr_weight_version", "timeout": timeout}
+    return [answer["results"] for answer in post_all(endpoints, "/collective_rpc", json=body, timeout=timeout)]
+
+
+def check_replicas(endpoints: list[str], served: list[int], reports: list[list[dict]], version: int,
+                   ranks_per_replica: int, worker_versions: bool = True) -> None:
+    """Every replica serves ``version`` with ``ranks_per_replica`` workers, and each TP rank's
+    fingerprint is the same on every replica; otherwise a WeightSyncError naming the replicas at fault."""
+    problems = [f"{e} serves v{v}" for e, v in zip(endpoints, served) if v != version]
+    for e, workers in zip(endpoints, reports):
+        if len(workers) != ranks_per_replica:
+            problems.append(f"{e} has {len(workers)} tensor-parallel workers, expected {ranks_per_replica}")
+        stale = [i for i, w in enumerate(workers) if worker_versions and int(w["version"]) != version]
+        if stale:
+            problems.append(f"{e} TP ranks {stale} still hold an older version")
+    for rank in range(min((len(w) for w in reports), default=0)):
+        prints = [w[rank]["fingerprint"] for w in reports]
+        common, count = Counter(prints).most_common(1)[0]
+        odd = [e for e, f in zip(endpoints, prints) if f != common]
+        if odd:
+            problems.append(f"TP rank {rank}: {', '.join(odd)} hold fingerprint(s) "
+                            f"{sorted({f for f in prints if f != common})}, {count} other(s) hold {common}")
+    if problems:
+        raise WeightSyncError(f"replicas disagree after pushing v{version}: " + "; ".join(problems))
+
+
 def resume_quietly(endpoints: list[str]) -> None:
     """Best-effort ``/resume`` after a failed push (errors here would hide the first one)."""
     for endpoint in endpoints:
@@ -86,11 +122,12 @@ def resume_quietly(endpoints: list[str]) -> None:
 class WeightSync(ABC):
     """Publishes new policy weights to the rollout replicas and tracks the version they serve."""
 
-    def __init__(self, endpoints: list[str], timeout_s: float):
+    def __init__(self, endpoints: list[str], timeout_s: float, ranks_per_replica: int = 1):
         if not endpoints:
             raise ValueError("weight sync needs at least one replica endpoint")
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.timeout_s = timeout_s
+        self.ranks_per_replica = ranks_per_replica
         self.version = max(server_versions(self.endpoints))
         self.last_push_s: float | None = None
 
@@ -102,10 +139,13 @@ class WeightSync(ABC):
         """Tag every replica's outputs with ``version`` (vLLM's ``/update_weight_version``)."""
         post_all(self.endpoints, "/update_weight_version", json={"new_version": str(version)}, timeout=self.timeout_s)
 
-    def check_versions(self, version: int) -> None:
-        served = server_versions(self.endpoints)
-        if any(v != version for v in served):
-            raise WeightSyncError(f"replicas serve versions {served} after pushing v{version}")
+    def verify(self, version: int, worker_versions: bool = True) -> list[list[dict]]:
+        """Every replica's version and every TP rank's fingerprint after a push (module doc)."""
+        timeout = min(self.timeout_s, 60.0)
+        served = server_versions(self.endpoints, timeout=timeout)
+        reports = worker_reports(self.endpoints, timeout)
+        check_replicas(self.endpoints, served, reports, version, self.ranks_per_replica, worker_versions)
+        return reports
 
     def close(self) -> None:
         """Release transport resources (nothing to release for folder reloads)."""
@@ -115,8 +155,8 @@ class FolderWeightSync(WeightSync):
     """Weights through a shared folder and an in-place reload on every replica."""
 
     def __init__(self, endpoints: list[str], folder: str | Path, timeout_s: float = 300.0, keep: int = 2,
-                 max_shard_size: str = "2GB"):
-        super().__init__(endpoints, timeout_s)
+                 max_shard_size: str = "2GB", ranks_per_replica: int = 1):
+        super().__init__(endpoints, timeout_s, ranks_per_replica)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.keep = keep
@@ -145,10 +185,10 @@ class FolderWeightSync(WeightSync):
             body = {"method": "ovr_reload_weights", "kwargs": {"weights_path": str(path.resolve()), "version": str(version)},
                     "timeout": remaining()}
             answers = post_all(self.endpoints, "/collective_rpc", json=body, timeout=remaining())
-            reports = [r for answer in answers for r in answer["results"]]
-            fingerprints = {r["fingerprint"] for r in reports}
-            if any(r["version"] != version for r in reports) or len(fingerprints) != 1:
-                raise WeightSyncError(f"replicas disagree after reloading v{version}: {reports}")
+            per_replica = [answer["results"] for answer in answers]
+            check_replicas(self.endpoints, [version] * len(self.endpoints), per_replica, version,
+                           self.ranks_per_replica)
+            reports = [r for workers in per_replica for r in workers]
             self.set_version(version)
         except BaseException:
             resume_quietly(self.endpoints)
@@ -163,11 +203,31 @@ class FolderWeightSync(WeightSync):
             shutil.rmtree(old, ignore_errors=True)
 
     def push_weights(self, model) -> int:
+        return self._publish(lambda version: self.save(model, version))
+
+    def push_folder(self, src: str | Path) -> int:
+        """Publish a saved checkpoint folder (config + safetensors) as the next version."""
+        src = Path(src)
+        if not any(src.glob("*.safetensors")):
+            raise FileNotFoundError(f"{src} holds no *.safetensors: not a saved model")
+
+        def copy(version: int) -> Path:
+            final = self.version_dir(version)
+            tmp = final.with_name(final.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("manifest.json"))
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+            return final
+
+        return self._publish(copy)
+
+    def _publish(self, write) -> int:
         version = self.version + 1
         start = time.perf_counter()
-        path = self.save(model, version)
+        path = write(version)
         reports = self.reload(path, version)
-        self.check_versions(version)
+        self.verify(version)
         self.version = version
         self.last_reload_s = max(r["seconds"] for r in reports)
         self.last_push_s = time.perf_counter() - start
@@ -178,7 +238,8 @@ class FolderWeightSync(WeightSync):
 def make_weight_sync(cfg: RolloutConfig, endpoints: list[str], folder: str | Path) -> WeightSync:
     """The transport the recipe asks for (``rollout.weight_sync``)."""
     if cfg.weight_sync == "folder":
-        return FolderWeightSync(endpoints, folder, timeout_s=cfg.sync_timeout_s, keep=cfg.keep_weight_versions)
+        return FolderWeightSync(endpoints, folder, timeout_s=cfg.sync_timeout_s, keep=cfg.keep_weight_versions,
+                                ranks_per_replica=cfg.tensor_parallel_size)
     from ovr.rollout.nccl_sync import NcclWeightSync
 
     return NcclWeightSync(

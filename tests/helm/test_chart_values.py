@@ -47,7 +47,7 @@ def test_schema_rejects_bad_values(values, where):
         ({"rollout": {"tensorParallelSize": 2}}, r"tensorParallelSize \(2\) exceeds"),
         ({"rollout": {"service": {"type": "LoadBalancer"}}}, "must stay ClusterIP"),
         ({"rollout": {"networkPolicy": {"enabled": False}}}, "would open vLLM's dev endpoints"),
-        ({"rollout": {"weightSync": "folder"}}, "weightSync=folder needs rollout.weightsClaimName"),
+        ({"rollout": {"weights": {"create": False}}}, "replicas need a weights claim"),
         ({"rollout": {"model": {"source": "pvc"}}}, "needs rollout.model.pvcClaimName"),
         ({"rollout": {"model": {"s3Uri": "ovr-models/x"}}}, "needs rollout.model.s3Uri=s3://"),
         ({"rollout": {"resources": {"limits": {"nvidia.com/gpu": 2}}}}, "set GPUs with rollout.gpu.count"),

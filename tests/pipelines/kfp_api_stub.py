@@ -83,9 +83,11 @@ def create_app(stub: KfpStub) -> FastAPI:
         return {"multi_user": False, "pipeline_store": "database"}
 
     @app.get(f"{API}/pipelines")
-    def list_pipelines(filter: str | None = None) -> dict:
+    def list_pipelines(filter: str | None = None, namespace: str | None = None) -> dict:
+        # as multi-user KFP: a namespaced pipeline is listed only when its namespace is asked for
         name = _name_filter(filter)
-        found = [p for p in stub.pipelines.values() if name is None or p["display_name"] == name]
+        found = [p for p in stub.pipelines.values() if (name is None or p["display_name"] == name)
+                 and p["namespace"] == (namespace or "")]
         return {"pipelines": found, "total_size": len(found)} if found else {}
 
     async def _uploaded_spec(request: Request) -> bytes:

@@ -149,3 +149,22 @@ def test_submits_the_checked_in_ovr_pipeline(kfp_stub):
     (run,) = kfp_stub.calls("POST", "/runs")
     assert run["json"]["runtime_config"]["parameters"] == {
         "recipe": "ovr-7b", "rl_nodes": 4, "sft_nodes": 2, "overrides": ["rl.max_steps=900"]}
+
+
+def test_namespaced_repeat_submit_finds_its_pipeline_and_passes_account_and_auth(kfp_stub, tiny_pipeline):
+    """Multi-user KFP: the pipeline lives in the profile namespace, so the second submit must look
+    there (it would re-upload and hit 409 otherwise); the run gets the service account; the bearer
+    token and the Dex session cookie reach every request."""
+    kw = dict(namespace="team-a", service_account="ovr-pipeline", token="tok-1",
+              cookies="authservice_session=abc", on_state=lambda s: None)
+    first = submit(kfp_stub.url, tiny_pipeline, **kw)
+    second = submit(kfp_stub.url, tiny_pipeline, version="v2", **kw)
+    assert second.pipeline_id == first.pipeline_id and second.version_id != first.version_id
+    assert len(kfp_stub.calls("POST", "/pipelines/upload")) == 1
+    assert len(kfp_stub.calls("POST", "/pipelines/upload_version")) == 1
+    runs = kfp_stub.calls("POST", "/runs")
+    assert [r["json"]["service_account"] for r in runs] == ["ovr-pipeline", "ovr-pipeline"]
+    for r in kfp_stub.requests:
+        if r["path"].endswith("/healthz"):
+            continue
+        assert r["headers"].get("authorization") == "Bearer tok-1" and "authservice_session=abc" in r["headers"]["cookie"]

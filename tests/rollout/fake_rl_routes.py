@@ -14,6 +14,8 @@ app = FastAPI()
 app.state.version = "default"
 app.state.calls = []
 app.state.update_mode = "ok"
+app.state.fingerprint = "fp"  # what every worker reports; a test sets another to play a bad replica
+app.state.workers = 2  # tensor-parallel workers of this replica
 
 
 @app.get("/weight_info")
@@ -55,9 +57,18 @@ async def finish():
     return {"message": "ok"}
 
 
+@app.post("/collective_rpc")
+async def collective_rpc(method: str = Body(..., embed=True), timeout: float | None = Body(None, embed=True)):
+    if method != "ovr_weight_version":
+        raise HTTPException(400, f"unknown method {method}")
+    return {"results": [{"version": 0, "fingerprint": f"{app.state.fingerprint}-rank{i}"}
+                        for i in range(app.state.workers)]}
+
+
 @app.post("/_mode")
-async def set_mode(update: str = Body(..., embed=True)):
+async def set_mode(update: str = Body("ok", embed=True), fingerprint: str = Body("fp", embed=True)):
     app.state.update_mode = update
+    app.state.fingerprint = fingerprint
     return {"update": update}
 
 

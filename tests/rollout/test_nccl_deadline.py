@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from ovr.rollout.nccl_sync import NcclWeightSync, run_with_deadline
+from ovr.rollout.nccl_sync import NcclWeightSync, rendezvous_address, run_with_deadline
 from ovr.rollout.weights import WeightSyncError, WeightSyncTimeout, server_versions
 from ovr.serving import ManagedServer
 
@@ -87,6 +87,24 @@ def test_failed_transfer_raises_naming_the_replica(replicas):
         sync.push_weights(model=None)
     assert replicas[0] in str(err.value) and "NCCL error" in str(err.value)
     httpx.post(replicas[0] + "/_mode", json={"update": "ok"})
+
+
+def test_push_fails_naming_the_replica_whose_fingerprint_differs(replicas):
+    httpx.post(replicas[0] + "/_mode", json={"update": "ok"})
+    httpx.post(replicas[1] + "/_mode", json={"update": "ok", "fingerprint": "stale"})
+    sync = NcclWeightSync(replicas + [replicas[0]], master_address="10.0.0.1", ranks_per_replica=2, timeout_s=5.0,
+                          engine_factory=StandInEngine)
+    with pytest.raises(WeightSyncError, match="TP rank 0") as err:
+        sync.push_weights(model=None)
+    assert replicas[1] in str(err.value) and "2 other(s)" in str(err.value)
+    httpx.post(replicas[1] + "/_mode", json={"update": "ok"})
+
+
+def test_rendezvous_is_the_pod_ip_from_the_downward_api():
+    assert rendezvous_address(None, {"OVR_POD_IP": "10.4.2.7"}) == "10.4.2.7"
+    assert rendezvous_address("trainer.example", {"OVR_POD_IP": "10.4.2.7"}) == "trainer.example"
+    with pytest.raises(WeightSyncError, match="status.podIP"):
+        rendezvous_address(None, {})
 
 
 def test_run_with_deadline_returns_raises_and_times_out():

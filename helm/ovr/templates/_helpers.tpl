@@ -132,6 +132,15 @@ securityContext:
 {{- end -}}
 {{- end -}}
 
+{{/* The weights claim: an existing one, the one the chart creates, or "" (none). */}}
+{{- define "ovr.weightsClaimName" -}}
+{{- if .Values.rollout.weightsClaimName -}}
+{{- .Values.rollout.weightsClaimName -}}
+{{- else if .Values.rollout.weights.create -}}
+{{- include "ovr.componentName" (dict "root" . "component" "weights") -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "ovr.rewardSecretName" -}}
 {{- .Values.reward.auth.existingSecret | default (include "ovr.componentName" (dict "root" . "component" "reward")) -}}
 {{- end -}}

@@ -40,8 +40,8 @@
 {{- if not $v.rollout.networkPolicy.enabled -}}
 {{- fail "rollout.networkPolicy.enabled=false would open vLLM's dev endpoints (weight reload) to every pod of the cluster: keep it on and list allowed namespaces in rollout.networkPolicy.allowedNamespaceSelectors" -}}
 {{- end -}}
-{{- if and (eq $v.rollout.weightSync "folder") (not $v.rollout.weightsClaimName) -}}
-{{- fail "rollout.weightSync=folder needs rollout.weightsClaimName (a ReadWriteMany claim the trainer writes weights to), or use weightSync=nccl" -}}
+{{- if not (include "ovr.weightsClaimName" .) -}}
+{{- fail "the rollout replicas need a weights claim (folder weight pushes and every eval's model go through it): set rollout.weightsClaimName to an existing ReadWriteMany claim or keep rollout.weights.create=true" -}}
 {{- end -}}
 {{- if and (eq $v.rollout.model.source "pvc") (not $v.rollout.model.pvcClaimName) -}}
 {{- fail "rollout.model.source=pvc needs rollout.model.pvcClaimName" -}}

@@ -1,15 +1,18 @@
-"""Multi-node launch as a Kubeflow PyTorchJob: the manifest, and the job's life against an emulated API.
+"""Multi-node launch as a Kubeflow job (Trainer v2 TrainJob, Training Operator v1 PyTorchJob): the
+manifests, API discovery, and the job's life against an emulated API.
 
 No real kube-apiserver (nor the training operator) can run here, so the API is **emulated** by
 ``kmock``'s ``KubernetesEmulator`` (a real aiohttp server on 127.0.0.1 keeping objects in memory),
-which the official ``kubernetes`` client talks to over HTTP. The training operator's part (status
+which the official ``kubernetes`` client talks to over HTTP. The controller's part (status
 conditions, pods, pod logs) is played by ``OperatorEmulation``: each GET of the job applies the next
-scripted step, so every transition is observed exactly once whatever the timing.
+scripted step, so every transition is observed exactly once whatever the timing. TrainJob manifests
+are checked against the Trainer v2.3.0 schema in ``crds/`` and their core parts against Kubernetes'.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import kmock as kmocklib
 import kubernetes
@@ -17,16 +20,14 @@ import kubernetes_validate
 import pytest
 from pydantic import ValidationError
 
-from ovr.k8s.pytorchjob import (
-    SPEC_HASH_ANNOTATION,
-    PyTorchJobError,
-    PyTorchJobFailed,
-    PyTorchJobSpec,
-    PyTorchJobTimeout,
-    job_status,
-    manifest,
-    run_pytorchjob,
-)
+from ovr.k8s.jobs import run_job
+from ovr.k8s.kinds import PYTORCHJOB, SPEC_HASH_ANNOTATION, pytorchjob_manifest as manifest, pytorchjob_status as job_status
+from ovr.k8s.spec import TrainerJobSpec as PyTorchJobSpec
+from ovr.k8s.status import JobError as PyTorchJobError
+from ovr.k8s.status import JobFailed as PyTorchJobFailed
+from ovr.k8s.status import JobTimeout as PyTorchJobTimeout
+
+run_pytorchjob = functools.partial(run_job, kind=PYTORCHJOB)
 
 JOBS, PODS, NS = "kubeflow.org/v1/pytorchjobs", "v1/pods", "ml"
 
@@ -58,7 +59,7 @@ def test_manifest_replicas_resources_env_and_scheduling():
         pod = rep["template"]["spec"]
         (c,) = pod["containers"]
         assert c["name"] == "pytorch" and c["command"][0] == "torchrun"
-        assert c["resources"] == {"requests": {"cpu": "48", "memory": "900Gi"},
+        assert c["resources"] == {"requests": {"cpu": "48", "memory": "900Gi", "nvidia.com/gpu": "8"},
                                   "limits": {"memory": "900Gi", "nvidia.com/gpu": "8"}}
         assert {"name": "OVR_RUN", "value": "r1"} in c["env"]
         assert {"name": "OVR_S3_SECRET_KEY",
@@ -86,6 +87,7 @@ def test_manifest_single_node_cpu_and_spec_hash():
 @pytest.mark.parametrize("bad", [
     {"name": "SFT_job"}, {"name": "x" * 49}, {"nodes": 0}, {"memory": "lots"}, {"command": []},
     {"env": {"1BAD": "x"}}, {"env": {"OVR_S3_ACCESS_KEY": "inline"}}, {"gpus_per_node": -1},
+    {"env": {"PET_NNODES": "4"}}, {"field_env": {"OVR_RUN": "status.podIP"}},
 ])
 def test_bad_spec_is_rejected(bad):
     with pytest.raises(ValidationError):
@@ -293,5 +295,5 @@ async def test_cluster_without_the_training_operator_is_a_clear_error(cluster):
         raise kmocklib.KubernetesResourceNotFoundError()
 
     kmock["post", kmock.resource(JOBS)] << no_crd
-    with pytest.raises(PyTorchJobError, match="training operator installed"):
+    with pytest.raises(PyTorchJobError, match="Training Operator v1 installed"):
         await asyncio.to_thread(run_pytorchjob, make_spec(), api_client=api, poll_s=0.01, on_status=lambda e: None)

@@ -1,0 +1,63 @@
+"""Cluster settings of the pipeline's tasks, importable without ``kfp.kubernetes`` (task pods import
+this at run time: KFP's executor runs with a reduced ``kfp.dsl``): per-stage placements, the install's
+env ConfigMap keys, secret keys, the weights mount, the downward-API env of a pod's identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Resources and scheduling of one task."""
+
+    cpu: str = "2"
+    memory: str = "8Gi"
+    gpus: int = 0
+    accelerator: str = "nvidia.com/gpu"
+    shm: str | None = None  # size of the /dev/shm emptyDir, e.g. "16Gi"
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[dict, ...] = ()
+
+
+#: GPU nodes are usually tainted; ovr's defaults tolerate the common NVIDIA taint.
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+#: Per-stage defaults (the paper's 7B runs use 8-GPU nodes for SFT and RL).
+PLACEMENTS: dict[str, Placement] = {
+    "validate": Placement(cpu="1", memory="2Gi"),
+    "data": Placement(cpu="8", memory="32Gi"),
+    "sft": Placement(cpu="32", memory="256Gi", gpus=8, shm="64Gi", tolerations=(GPU_TOLERATION,)),
+    "rl": Placement(cpu="32", memory="256Gi", gpus=8, shm="64Gi", tolerations=(GPU_TOLERATION,)),
+    "sft-launcher": Placement(cpu="1", memory="2Gi"),  # creates and follows the job: no GPU
+    "rl-launcher": Placement(cpu="1", memory="2Gi"),
+    "eval": Placement(cpu="4", memory="16Gi"),
+    "report": Placement(cpu="1", memory="2Gi"),
+}
+
+#: keys of the Helm chart's ``<release>-env`` ConfigMap: OVR__SECTION__FIELD overrides that point
+#: a run at the install's store, MLflow, reward service and rollout replicas and carry what a trainer
+#: must know of the replicas (weight sync, tensor parallel size, weights folder); OVR_INSTALL names
+#: the install, OVR_TRAINER_IMAGE / OVR_IMAGE_PULL_SECRETS what job pods run (no credentials)
+INSTALL_ENV_KEYS = (
+    "OVR_INSTALL", "OVR__STORE__URI", "OVR__STORE__ENDPOINT", "OVR__STORE__SECURE", "OVR__STORE__REGION",
+    "OVR__TRACKING__URI", "OVR__REWARD__URL", "OVR__ROLLOUT__ENDPOINTS", "OVR__ROLLOUT__SERVED_MODEL_NAME",
+    "OVR__ROLLOUT__WEIGHT_SYNC", "OVR__ROLLOUT__TENSOR_PARALLEL_SIZE", "OVR__ROLLOUT__WEIGHTS_DIR",
+    "OVR_TRAINER_IMAGE", "OVR_IMAGE_PULL_SECRETS",
+)
+
+#: where the weights claim is mounted in trainer, eval and job pods (and by the chart in the replicas)
+WEIGHTS_MOUNT = "/weights"
+
+#: env var -> downward-API field of the task's own pod
+POD_IDENTITY_ENV = {"name": "OVR_POD_NAME", "uid": "OVR_POD_UID", "namespace": "OVR_POD_NAMESPACE",
+                    "ip": "OVR_POD_IP", "service_account": "OVR_POD_SERVICE_ACCOUNT"}
+POD_FIELDS = {"name": "metadata.name", "uid": "metadata.uid", "namespace": "metadata.namespace",
+               "ip": "status.podIP", "service_account": "spec.serviceAccountName"}
+
+#: secret name -> {secret key: env var}; names are pipeline parameters (the Helm chart's secrets)
+SECRET_ENV = {
+    "s3": {"access_key": "OVR_S3_ACCESS_KEY", "secret_key": "OVR_S3_SECRET_KEY"},
+    "reward": {"token": "OVR_REWARD_TOKEN"},
+}

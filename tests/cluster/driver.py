@@ -1,0 +1,228 @@
+"""The KFP backend's part in the cluster twin: walk the compiled pipeline YAML and run each task as a pod.
+
+For every task, in dependency order (one at a time: the twin's scheduler), the driver resolves its
+inputs (pipeline parameters, constants, other tasks' output parameters and artifacts, ``dsl.OneOf``
+selections of condition branches), evaluates ``triggerPolicy.condition``, builds the executor input
+KFP's launcher would, substitutes the placeholders of the container's command and args, and starts
+the container as a pod (:mod:`tests.cluster.pods`) with what the platform spec gives it: env,
+``secretAsEnv``/``configMapAsEnv`` (names resolved from the task's parameters), ``fieldPathAsEnv``,
+``pvcMount`` and ``emptyDirMounts``. Afterwards it reads the executor output (output parameters,
+artifact metadata) as the launcher does. Artifacts live in a local folder standing for KFP's
+artifact store (their URIs are paths, as under ``kfp.local``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pods import Namespace, Pod, start_pod
+
+_PLACEHOLDER = re.compile(r"\{\{\$(\.[^}]*)?\}\}")
+
+
+class TaskFailed(RuntimeError):
+    """A task's pod exited non-zero (its log tail is in the message)."""
+
+
+@dataclass
+class Scope:
+    """A DAG's inputs and its tasks' outputs."""
+
+    params: dict[str, Any]
+    artifacts: dict[str, list[dict]]
+    outputs: dict[str, dict] = field(default_factory=dict)  # task -> {"params": {...}, "artifacts": {...}}
+
+
+@dataclass
+class Driver:
+    pipeline_file: Path
+    ns: Namespace
+    root: Path
+    service_account: str
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    pods: dict[str, Pod] = field(default_factory=dict)  # task name -> its pod
+    skipped: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        docs = [d for d in yaml.safe_load_all(self.pipeline_file.read_text()) if d]
+        self.spec = next(d for d in docs if "pipelineInfo" in d)
+        platform = next((d for d in docs if "platforms" in d), {})
+        self.platform = platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+
+    async def run(self, arguments: dict[str, Any]) -> Scope:
+        defaults = {k: v.get("defaultValue") for k, v in self.spec["root"]["inputDefinitions"]["parameters"].items()}
+        unknown = set(arguments) - set(defaults)
+        if unknown:
+            raise ValueError(f"unknown pipeline parameters {sorted(unknown)}")
+        scope = Scope(params=defaults | arguments, artifacts={})
+        await self._dag(self.spec["root"]["dag"], scope)
+        return scope
+
+    # ------------------------------------------------------------------ DAGs
+    async def _dag(self, dag: dict, scope: Scope) -> None:
+        pending = dict(dag["tasks"])
+        while pending:
+            ready = [n for n, t in pending.items() if set(t.get("dependentTasks", [])) <= set(scope.outputs)]
+            if not ready:
+                raise RuntimeError(f"tasks {sorted(pending)} wait on tasks that never ran")
+            for name in sorted(ready):
+                await self._task(name, pending.pop(name), scope)
+
+    async def _task(self, name: str, task: dict, scope: Scope) -> None:
+        params, artifacts = self._inputs(task.get("inputs", {}), scope)
+        condition = (task.get("triggerPolicy") or {}).get("condition")
+        if condition and not self._condition(condition, params):
+            self.skipped.append(name)
+            scope.outputs[name] = {"params": {}, "artifacts": {}, "skipped": True}
+            return
+        comp = self.spec["components"][task["componentRef"]["name"]]
+        if "dag" in comp:
+            inner = Scope(params=params, artifacts=artifacts)
+            await self._dag(comp["dag"], inner)
+            scope.outputs[name] = {"params": self._dag_outputs(comp["dag"], inner), "artifacts": {}}
+            return
+        scope.outputs[name] = await self._execute(name, task, comp, params, artifacts, scope)
+
+    def _inputs(self, inputs: dict, scope: Scope) -> tuple[dict, dict]:
+        params = {}
+        for key, src in (inputs.get("parameters") or {}).items():
+            if "componentInputParameter" in src:
+                params[key] = scope.params[src["componentInputParameter"]]
+            elif "taskOutputParameter" in src:
+                t = src["taskOutputParameter"]
+                params[key] = scope.outputs[t["producerTask"]]["params"][t["outputParameterKey"]]
+            elif "runtimeValue" in src:
+                value = src["runtimeValue"]["constant"]
+                params[key] = value.replace("{{$.pipeline_job_uuid}}", self.run_id) if isinstance(value, str) else value
+        artifacts = {}
+        for key, src in (inputs.get("artifacts") or {}).items():
+            if "componentInputArtifact" in src:
+                artifacts[key] = scope.artifacts[src["componentInputArtifact"]]
+            else:
+                t = src["taskOutputArtifact"]
+                artifacts[key] = scope.outputs[t["producerTask"]]["artifacts"][t["outputArtifactKey"]]
+        return params, artifacts
+
+    @staticmethod
+    def _condition(expr: str, params: dict) -> bool:
+        """KFP's CEL conditions as the compiler writes them (comparisons, int(), !, &&, ||)."""
+        py = re.sub(r"inputs\.parameter_values\['([^']+)'\]", lambda m: repr(params[m.group(1)]), expr)
+        py = py.replace("&&", " and ").replace("||", " or ")
+        py = re.sub(r"!(?!=)", " not ", py)
+        return bool(eval(py, {"__builtins__": {}}, {"int": int, "float": float, "str": str}))  # noqa: S307
+
+    @staticmethod
+    def _dag_outputs(dag: dict, inner: Scope) -> dict:
+        out = {}
+        for key, sel in ((dag.get("outputs") or {}).get("parameters") or {}).items():
+            if "valueFromParameter" in sel:
+                s = sel["valueFromParameter"]
+                got = inner.outputs[s["producerSubtask"]]["params"]
+                if s["outputParameterKey"] in got:
+                    out[key] = got[s["outputParameterKey"]]
+            else:  # dsl.OneOf: the one branch that ran
+                values = [inner.outputs[s["producerSubtask"]]["params"][s["outputParameterKey"]]
+                          for s in sel["valueFromOneof"]["parameterSelectors"]
+                          if s["outputParameterKey"] in inner.outputs[s["producerSubtask"]]["params"]]
+                if len(values) != 1:
+                    raise RuntimeError(f"dsl.OneOf {key}: {len(values)} branches produced a value")
+                out[key] = values[0]
+        return out
+
+    # ------------------------------------------------------------------ one container task
+    async def _execute(self, name, task, comp, params, artifacts, scope) -> dict:
+        label = comp["executorLabel"]
+        container = self.spec["deploymentSpec"]["executors"][label]["container"]
+        out_dir = self.root / "artifacts" / name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        outputs = comp.get("outputDefinitions", {})
+        executor_input = {
+            "inputs": {"parameterValues": params,
+                       "artifacts": {k: {"artifacts": v} for k, v in artifacts.items()}},
+            "outputs": {
+                "parameters": {k: {"outputFile": str(out_dir / f"param-{k}")} for k in outputs.get("parameters", {})},
+                "artifacts": {k: {"artifacts": [{"name": k, "uri": str(out_dir / k), "metadata": {},
+                                                 "type": v["artifactType"]}]}
+                              for k, v in outputs.get("artifacts", {}).items()},
+                "outputFile": str(out_dir / "executor_output.json"),
+            },
+        }
+        k8s = self.platform.get(label, {})
+        pod_container, volumes = self._pod_spec(container, k8s, scope, params, executor_input)
+        pod = start_pod(self.ns, f"{self.run_id[:8]}-{name}", pod_container, volumes,
+                        service_account=self.service_account)
+        self.pods[name] = pod
+        while pod.proc.poll() is None:
+            await asyncio.sleep(0.2)
+        if pod.proc.returncode != 0:
+            raise TaskFailed(f"task {name} exited {pod.proc.returncode}; log {pod.log}:\n{pod.log_tail()}")
+        return self._read_outputs(executor_input)
+
+    def _pod_spec(self, container, k8s, scope, params, executor_input) -> tuple[dict, list[dict]]:
+        def name_of(ref: dict) -> str:
+            if "componentInputParameter" in ref:
+                return scope.params[ref["componentInputParameter"]]
+            return ref.get("constant") or ref["runtimeValue"]["constant"]
+
+        env = [dict(e) for e in container.get("env", [])]
+        for s in k8s.get("secretAsEnv", []):
+            secret = name_of(s["secretNameParameter"]) if "secretNameParameter" in s else s["secretName"]
+            env += [{"name": e["envVar"], "valueFrom": {"secretKeyRef": {
+                "name": secret, "key": e["secretKey"], "optional": s.get("optional", False)}}} for e in s["keyToEnv"]]
+        for c in k8s.get("configMapAsEnv", []):
+            cm = name_of(c["configMapNameParameter"]) if "configMapNameParameter" in c else c["configMapName"]
+            env += [{"name": e["envVar"], "valueFrom": {"configMapKeyRef": {
+                "name": cm, "key": e["configMapKey"], "optional": c.get("optional", False)}}} for e in c["keyToEnv"]]
+        env += [{"name": f["name"], "valueFrom": {"fieldRef": {"fieldPath": f["fieldPath"]}}}
+                for f in k8s.get("fieldPathAsEnv", [])]
+        mounts, volumes = [], []
+        for i, m in enumerate(k8s.get("pvcMount", [])):
+            claim = name_of(m["pvcNameParameter"]) if "pvcNameParameter" in m else m["constant"]
+            volumes.append({"name": f"pvc-{i}", "persistentVolumeClaim": {"claimName": claim}})
+            mounts.append({"name": f"pvc-{i}", "mountPath": m["mountPath"]})
+        for m in k8s.get("emptyDirMounts", []):
+            volumes.append({"name": m["volumeName"], "emptyDir": {}})
+            mounts.append({"name": m["volumeName"], "mountPath": m["mountPath"]})
+        args = [self._substitute(a, params, executor_input) for a in container.get("args", [])]
+        command = [self._substitute(c, params, executor_input) for c in container.get("command", [])]
+        return ({"image": container["image"], "command": command, "args": args, "env": env,
+                 "volumeMounts": mounts}, volumes)
+
+    @staticmethod
+    def _substitute(text: str, params: dict, executor_input: dict) -> str:
+        def one(m: re.Match) -> str:
+            path = m.group(1)
+            if path is None:
+                return json.dumps(executor_input)
+            hit = re.fullmatch(r"\.inputs\.parameters\['([^']+)'\]", path)
+            if hit:
+                value = params[hit.group(1)]
+                return value if isinstance(value, str) else json.dumps(value)
+            raise NotImplementedError(f"placeholder {m.group(0)} is not one the twin substitutes")
+
+        return _PLACEHOLDER.sub(one, text)
+
+    @staticmethod
+    def _read_outputs(executor_input: dict) -> dict:
+        path = Path(executor_input["outputs"]["outputFile"])
+        written = json.loads(path.read_text()) if path.exists() else {}
+        params = dict(written.get("parameterValues") or {})
+        for key, spec in executor_input["outputs"]["parameters"].items():
+            f = Path(spec["outputFile"])
+            if key not in params and f.exists():
+                params[key] = f.read_text()
+        artifacts = {}
+        for key, spec in executor_input["outputs"]["artifacts"].items():
+            declared = spec["artifacts"]
+            got = (written.get("artifacts") or {}).get(key, {}).get("artifacts") or []
+            artifacts[key] = [{**d, "metadata": (got[i].get("metadata") if i < len(got) else None) or {}}
+                              for i, d in enumerate(declared)]
+        return {"params": params, "artifacts": artifacts}

@@ -1,0 +1,112 @@
+"""Kubeflow Trainer v2's part in the cluster twin: run each TrainJob created on the emulated API server.
+
+Like the TrainJob controller with the ``torch-distributed`` ClusterTrainingRuntime, for a new
+TrainJob it starts ``trainer.numNodes`` pods named ``<job>-node-0-<i>`` from the job's own spec:
+``trainer.image``/``command``/``env``, the ``runtimePatches`` pod settings (volumes, the ``node``
+container's mounts), and the variables the torch plugin injects: ``PET_NNODES``,
+``PET_NPROC_PER_NODE`` (``trainer.numProcPerNode``), ``PET_NODE_RANK``, ``PET_MASTER_ADDR``
+(``<job>-node-0-0.<job>``) and ``PET_MASTER_PORT`` (29500), which the twin's DNS maps to
+127.0.0.1 and a free port. It reports ``jobsStatus`` while pods run and a ``Complete`` or ``Failed``
+condition when they end, and stops the pods when the TrainJob is deleted. Every TrainJob it sees is
+kept (``seen``) for the test to check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pods import Namespace, Pod, start_pod, stop_pod
+
+from ovr.serving import free_port
+
+TRAINJOBS = "trainer.kubeflow.org/v1alpha1/trainjobs"
+RUNTIMES = {"torch-distributed"}
+
+
+def _condition(type_: str, reason: str, message: str) -> dict:
+    return {"type": type_, "status": "True", "reason": reason, "message": message,
+            "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+@dataclass
+class TrainerTwin:
+    kmock: object
+    ns: Namespace
+    service_account: str
+    seen: dict[str, dict] = field(default_factory=dict)  # job name -> the TrainJob as created
+    pods: dict[str, list[Pod]] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+
+    async def run(self) -> None:
+        """Reconcile every 0.2 s until cancelled."""
+        try:
+            while True:
+                self.reconcile()
+                await asyncio.sleep(0.2)
+        finally:
+            for pods in self.pods.values():
+                for pod in pods:
+                    stop_pod(pod)
+
+    def reconcile(self) -> None:
+        resource = self.kmock.resource(TRAINJOBS)
+        for key, obj in list(self.kmock.objects.items()):
+            if key[0] != resource:
+                continue
+            name = key[2]
+            if obj.deleted:
+                if name not in self.deleted:
+                    self.deleted.add(name)
+                    for pod in self.pods.get(name, []):
+                        stop_pod(pod)
+                continue
+            if name not in self.pods:
+                self.seen[name] = obj.raw
+                self._start(name, obj)
+            else:
+                self._report(name, obj)
+
+    def _start(self, name: str, obj) -> None:
+        spec = obj.raw["spec"]
+        runtime = spec["runtimeRef"]["name"]
+        if runtime not in RUNTIMES:
+            obj.patch({"status": {"conditions": [_condition("Failed", "TrainingRuntimeNotSupported", runtime)]}})
+            self.pods[name] = []
+            return
+        trainer = spec["trainer"]
+        patch = spec.get("runtimePatches", [{}])[0].get("trainingRuntimeSpec", {}).get("template", {}).get("spec", {})
+        pod_spec = patch.get("replicatedJobs", [{}])[0].get("template", {}).get("spec", {}).get("template", {}).get("spec", {})
+        mounts = next((c.get("volumeMounts", []) for c in pod_spec.get("containers", []) if c["name"] == "node"), [])
+        nodes, port = int(trainer.get("numNodes", 1)), free_port()
+        master = f"{name}-node-0-0.{name}"
+        self.ns.dns[master] = "127.0.0.1"  # the node-0 pod's DNS name (JobSet's headless Service)
+        pods = []
+        for rank in range(nodes):
+            # PET_MASTER_PORT is 29500 on a cluster; every twin pod shares 127.0.0.1, so a free port
+            pet = {"PET_NNODES": str(nodes), "PET_NPROC_PER_NODE": str(trainer.get("numProcPerNode", 1)),
+                   "PET_NODE_RANK": str(rank), "PET_MASTER_ADDR": master, "PET_MASTER_PORT": str(port)}
+            container = {"name": "node", "image": trainer["image"], "command": trainer["command"],
+                         "args": trainer.get("args", []), "env": trainer.get("env", []), "volumeMounts": mounts}
+            pods.append(start_pod(self.ns, f"{name}-node-0-{rank}", container, pod_spec.get("volumes", []),
+                                  extra_env=pet,
+                                  service_account=pod_spec.get("serviceAccountName", self.service_account)))
+        self.pods[name] = pods
+        obj.patch({"status": {"jobsStatus": [{"name": "node", "active": nodes}]}})
+
+    def _report(self, name: str, obj) -> None:
+        conditions = (obj.raw.get("status") or {}).get("conditions") or []
+        if any(c["type"] in ("Complete", "Failed") for c in conditions):
+            return
+        pods = self.pods[name]
+        codes = [p.proc.poll() for p in pods]
+        failed = [p for p, c in zip(pods, codes) if c not in (None, 0)]
+        if failed:
+            for p in pods:
+                stop_pod(p)
+            msg = "; ".join(f"{p.name} exited {p.proc.returncode}" for p in failed)
+            obj.patch({"status": {"conditions": [_condition("Failed", "JobSetFailed", msg)]}})
+        elif pods and all(c == 0 for c in codes):
+            obj.patch({"status": {"conditions": [_condition("Complete", "JobSetCompleted", "TrainJob completed")],
+                                  "jobsStatus": [{"name": "node", "succeeded": len(pods)}]}})
