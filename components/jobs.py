@@ -32,6 +32,8 @@ class JobSettings(BaseModel):
     run_id: str = Field(..., min_length=1, description="KFP run id: makes the job's name unique per run.")
     s3_secret: str = Field(..., min_length=1, description="Secret with the store's access_key/secret_key.")
     reward_secret: str | None = Field(None, description="Secret with the reward service's token (RL only).")
+    rollout_secret: str | None = Field(None, description="Secret with the rollout servers' token (RL only).")
+    mlflow_secret: str | None = Field(None, description="Secret with MLflow's login (username/password).")
     weights_claim: str | None = Field(None, description="RWX claim the rollout replicas mount (RL only).")
     deadline_s: int = Field(..., ge=60, description="activeDeadlineSeconds of the job.")
 
@@ -58,11 +60,15 @@ def stage_job_spec(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, i
     environ = os.environ if environ is None else environ
     placement = PLACEMENTS[stage]
     secret_env = {settings.s3_secret: SECRET_ENV["s3"]}
+    if settings.mlflow_secret:
+        secret_env[settings.mlflow_secret] = SECRET_ENV["mlflow"]
     env = {"OVR_CONFIG_YAML": dump_config(cfg)}
     claims = []
     if stage == "rl":
         if settings.reward_secret:
             secret_env[settings.reward_secret] = SECRET_ENV["reward"]
+        if settings.rollout_secret:
+            secret_env[settings.rollout_secret] = SECRET_ENV["rollout"]
         if settings.weights_claim:
             claims.append(ClaimMount(claim=settings.weights_claim, mount_path=WEIGHTS_MOUNT))
             env["OVR__ROLLOUT__WEIGHTS_DIR"] = WEIGHTS_MOUNT

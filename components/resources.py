@@ -2,8 +2,10 @@
 
 Every task gets: a display name, CPU/memory requests and limits, optional GPUs (with the
 accelerator type), node selector and tolerations, a memory-backed ``/dev/shm`` for tasks that run
-torch data loaders or NCCL, and the S3/MLflow/reward credentials from Kubernetes secrets as env
-vars (never as parameters). Tasks that need them also get the install's env ConfigMap, the weights
+torch data loaders or NCCL, the S3/MLflow/reward/rollout credentials from Kubernetes secrets as env
+vars (never as parameters; the parameters name the secrets), and the pod labels the Helm chart's
+NetworkPolicies admit (every task is an ovr client; the RL task is also a trainer, the only kind of
+pod let through to the rollout servers' NCCL ports). Tasks that need them also get the install's env ConfigMap, the weights
 claim the rollout replicas share (at :data:`WEIGHTS_MOUNT`, the path the chart mounts it at on the
 replicas) and their own pod's identity from the downward API (owner of the jobs they create, pod
 IP for NCCL rendezvous). Local runs (``kfp.local``) ignore these settings.
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
+
+from ovr.k8s.spec import CLIENT_LABEL, TRAINER_LABEL
 
 from components.settings import (  # noqa: F401  (re-exported: the cluster settings of the tasks)
     POD_FIELDS,
@@ -37,9 +41,9 @@ def place(
     weights_claim=None,
     pod_identity: bool = False,
 ) -> PipelineTask:
-    """Apply the stage's placement, display name and secret env vars to ``task``.
+    """Apply the stage's placement, display name, pod labels and secret env vars to ``task``.
 
-    ``secrets`` maps a SECRET_ENV kind ("s3", "reward") to the secret's name (a string or a
+    ``secrets`` maps a SECRET_ENV kind ("s3", "reward", "rollout", "mlflow") to the secret's name (a string or a
     pipeline parameter); ``gpus`` may be a pipeline parameter overriding the stage default;
     ``install_env`` names the chart's env ConfigMap; ``weights_claim`` the RWX claim mounted at
     WEIGHTS_MOUNT (with ``OVR__ROLLOUT__WEIGHTS_DIR`` pointing there); ``pod_identity`` adds the
@@ -58,6 +62,9 @@ def place(
         kubernetes.add_node_selector(task, key, value)
     for tol in p.tolerations:
         kubernetes.add_toleration(task, **tol)
+    kubernetes.add_pod_label(task, *CLIENT_LABEL)
+    if p.trainer:
+        kubernetes.add_pod_label(task, *TRAINER_LABEL)
     for kind, secret_name in (secrets or {}).items():
         kubernetes.use_secret_as_env(task, secret_name=secret_name, secret_key_to_env=SECRET_ENV[kind], optional=True)
     if install_env is not None:

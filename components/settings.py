@@ -19,6 +19,7 @@ class Placement:
     shm: str | None = None  # size of the /dev/shm emptyDir, e.g. "16Gi"
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[dict, ...] = ()
+    trainer: bool = False  # pushes weights to the rollout servers (NCCL): gets TRAINER_LABEL
 
 
 #: GPU nodes are usually tainted; ovr's defaults tolerate the common NVIDIA taint.
@@ -29,7 +30,7 @@ PLACEMENTS: dict[str, Placement] = {
     "validate": Placement(cpu="1", memory="2Gi"),
     "data": Placement(cpu="8", memory="32Gi"),
     "sft": Placement(cpu="32", memory="256Gi", gpus=8, shm="64Gi", tolerations=(GPU_TOLERATION,)),
-    "rl": Placement(cpu="32", memory="256Gi", gpus=8, shm="64Gi", tolerations=(GPU_TOLERATION,)),
+    "rl": Placement(cpu="32", memory="256Gi", gpus=8, shm="64Gi", tolerations=(GPU_TOLERATION,), trainer=True),
     "sft-launcher": Placement(cpu="1", memory="2Gi"),  # creates and follows the job: no GPU
     "rl-launcher": Placement(cpu="1", memory="2Gi"),
     "eval": Placement(cpu="4", memory="16Gi"),
@@ -56,8 +57,12 @@ POD_IDENTITY_ENV = {"name": "OVR_POD_NAME", "uid": "OVR_POD_UID", "namespace": "
 POD_FIELDS = {"name": "metadata.name", "uid": "metadata.uid", "namespace": "metadata.namespace",
                "ip": "status.podIP", "service_account": "spec.serviceAccountName"}
 
-#: secret name -> {secret key: env var}; names are pipeline parameters (the Helm chart's secrets)
+#: secret kind -> {secret key: env var}; the secrets' names are pipeline parameters (the Helm chart's
+#: secrets). MLflow's client reads MLFLOW_TRACKING_USERNAME/PASSWORD itself; the rollout client reads
+#: the env var of ``rollout.token_env`` (default OVR_ROLLOUT_TOKEN).
 SECRET_ENV = {
     "s3": {"access_key": "OVR_S3_ACCESS_KEY", "secret_key": "OVR_S3_SECRET_KEY"},
     "reward": {"token": "OVR_REWARD_TOKEN"},
+    "rollout": {"token": "OVR_ROLLOUT_TOKEN"},
+    "mlflow": {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD"},
 }

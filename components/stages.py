@@ -83,12 +83,12 @@ def train_sft(config: Input[Artifact], dataset: Input[Dataset], gpus_per_node: i
 
 @ovr_component
 def launch_sft(config: Input[Artifact], dataset: Input[Dataset], nodes: int, gpus_per_node: int, s3_secret: str,
-               run_id: str, job_deadline_s: int, model: Output[Model], metrics: Output[Metrics]) -> str:
+               mlflow_secret: str, run_id: str, job_deadline_s: int, model: Output[Model], metrics: Output[Metrics]) -> str:
     """Language-only cold-start SFT as a multi-node TrainJob (PyTorchJob on Training Operator v1 clusters)."""
     from components.jobs import JobSettings
     from components.runtime import launch_job, report_stage, task_config
 
-    settings = JobSettings(run_id=run_id, s3_secret=s3_secret, deadline_s=job_deadline_s)
+    settings = JobSettings(run_id=run_id, s3_secret=s3_secret, mlflow_secret=mlflow_secret, deadline_s=job_deadline_s)
     result = launch_job("sft", task_config(config.path), nodes, gpus_per_node, None, settings)
     return report_stage(result, "sft", model, metrics)
 
@@ -105,14 +105,14 @@ def train_rl(config: Input[Artifact], init_prefix: str, dataset: Input[Dataset],
 
 @ovr_component
 def launch_rl(config: Input[Artifact], init_prefix: str, dataset: Input[Dataset], nodes: int, gpus_per_node: int,
-              s3_secret: str, reward_secret: str, weights_claim: str, run_id: str, job_deadline_s: int,
-              model: Output[Model], metrics: Output[Metrics]) -> str:
+              s3_secret: str, mlflow_secret: str, reward_secret: str, rollout_secret: str, weights_claim: str,
+              run_id: str, job_deadline_s: int, model: Output[Model], metrics: Output[Metrics]) -> str:
     """PPO/GRPO with verifiable rewards as a multi-node TrainJob (PyTorchJob on Training Operator v1 clusters)."""
     from components.jobs import JobSettings
     from components.runtime import launch_job, report_stage, task_config
 
-    settings = JobSettings(run_id=run_id, s3_secret=s3_secret, reward_secret=reward_secret,
-                           weights_claim=weights_claim, deadline_s=job_deadline_s)
+    settings = JobSettings(run_id=run_id, s3_secret=s3_secret, mlflow_secret=mlflow_secret, reward_secret=reward_secret,
+                           rollout_secret=rollout_secret, weights_claim=weights_claim, deadline_s=job_deadline_s)
     result = launch_job("rl", task_config(config.path), nodes, gpus_per_node, init_prefix, settings)
     return report_stage(result, "rl", model, metrics)
 

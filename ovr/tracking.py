@@ -5,6 +5,12 @@ by id, passed along by the pipeline as ``tracking.run_id``) and logs metrics und
 prefix (``sft/loss``, ``rl/reward_mean`` ...). Params are the resolved config, flattened.
 With ``tracking.enabled: false`` every call is a no-op, so stages never branch on it.
 
+A server with authentication (the Helm chart runs MLflow's basic-auth app) gets its login from
+``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` (or ``MLFLOW_TRACKING_TOKEN``), which
+MLflow's client reads from the environment itself: the tracker never sees, logs or stores them. A
+password written into a URL of the config (``http://user:pass@host``) is masked in the params and in
+:attr:`Tracker.url`.
+
 >>> with Tracker.open(cfg, stage="sft") as tr:          # doctest: +SKIP
 ...     tr.log_metrics({"loss": 1.2}, step=3)            # -> sft/loss at step 3
 """
@@ -14,8 +20,29 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ovr.config import RunConfig, flat_params
+
+
+def redact_credentials(value: str) -> str:
+    """``value`` with a URL's password replaced by ``***``; anything else unchanged.
+
+    >>> redact_credentials("http://ovr:s3cret@mlflow:5000/x")
+    'http://ovr:***@mlflow:5000/x'
+    >>> redact_credentials("s3://bucket/prefix")
+    's3://bucket/prefix'
+    """
+    if "@" not in value or "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+        if parts.password is None:
+            return value
+        host = parts.netloc.rsplit("@", 1)[1]
+    except ValueError:  # not a URL after all
+        return value
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 class Tracker:
@@ -72,7 +99,7 @@ class Tracker:
         """Where a person finds the run."""
         if self.client is None:
             return None
-        return f"{self.cfg.tracking.uri} (experiment {self.cfg.tracking.experiment!r}, run {self.run_id})"
+        return f"{redact_credentials(self.cfg.tracking.uri)} (experiment {self.cfg.tracking.experiment!r}, run {self.run_id})"
 
     # ------------------------------------------------------------------ logging
     def log_params(self, params: dict[str, Any]) -> None:
@@ -80,7 +107,7 @@ class Tracker:
             return
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:500]) for k, v in params.items()]
+        items = [Param(k, redact_credentials(str(v))[:500]) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow's batch limit
             self.client.log_batch(self.run_id, params=items[i : i + 100])
 

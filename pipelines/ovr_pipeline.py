@@ -40,6 +40,8 @@ def ovr_pipeline(
     job_deadline_s: int = 14 * 24 * 3600,
     s3_secret: str = "ovr-s3",
     reward_secret: str = "ovr-reward",
+    rollout_secret: str = "ovr-rollout",
+    mlflow_secret: str = "ovr-mlflow",
     install_env: str = "ovr-env",
     weights_claim: str = "ovr-weights",
 ) -> Markdown:
@@ -57,11 +59,13 @@ def ovr_pipeline(
         job_deadline_s: activeDeadlineSeconds of a multi-node job.
         s3_secret: Kubernetes secret with the store's access_key/secret_key.
         reward_secret: Kubernetes secret with the reward service's bearer token.
+        rollout_secret: Kubernetes secret with the rollout servers' bearer token (RL and eval).
+        mlflow_secret: Kubernetes secret with MLflow's login (username/password; every step logs).
         install_env: the Helm chart's ConfigMap of OVR__* endpoints and replica settings.
         weights_claim: the RWX claim the rollout replicas mount at /weights (weight pushes).
     """
-    secrets = {"s3": s3_secret}
-    scoring = {"s3": s3_secret, "reward": reward_secret}
+    secrets = {"s3": s3_secret, "mlflow": mlflow_secret}
+    scoring = {**secrets, "reward": reward_secret, "rollout": rollout_secret}
     validate = place(
         validate_config(
             recipe=recipe, overrides=overrides, model_path=model_path, dataset_name=dataset_name,
@@ -72,7 +76,8 @@ def ovr_pipeline(
     config = validate.outputs["config"]
     data = place(build_data(config=config), "data", "Build data", secrets=secrets)
     dataset = data.outputs["dataset"]
-    job = {"run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "job_deadline_s": job_deadline_s, "s3_secret": s3_secret}
+    job = {"run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "job_deadline_s": job_deadline_s, "s3_secret": s3_secret,
+           "mlflow_secret": mlflow_secret}
 
     with dsl.If(sft_nodes > 1, "multi-node-sft"):
         sft_job = place(
@@ -95,7 +100,8 @@ def ovr_pipeline(
     with dsl.If(rl_nodes > 1, "multi-node-rl"):
         rl_job = place(
             launch_rl(config=config, init_prefix=sft_prefix, dataset=dataset, nodes=rl_nodes,
-                      gpus_per_node=gpus_per_node, reward_secret=reward_secret, weights_claim=weights_claim, **job),
+                      gpus_per_node=gpus_per_node, reward_secret=reward_secret, rollout_secret=rollout_secret,
+                      weights_claim=weights_claim, **job),
             "rl-launcher", "Multimodal RL (job launcher)", secrets=secrets, install_env=install_env,
             pod_identity=True,
         ).after(sft_eval)

@@ -117,6 +117,9 @@ class RolloutConfig(_Section):
         None, description="Address replicas reach the trainer's NCCL rendezvous at (None = this host's name)."
     )
     nccl_master_port: int = Field(29555, ge=1, le=65535, description="Port of the NCCL weight-transfer rendezvous.")
+    token_env: str = Field(
+        "OVR_ROLLOUT_TOKEN", min_length=1, description="Env var of the servers' bearer token (unset = none sent)."
+    )
     local_server: LocalServerConfig = Field(default_factory=LocalServerConfig)
 
 

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from ovr.k8s.spec import TrainerJobSpec
+from ovr.k8s.spec import CLIENT_LABEL, TRAINER_LABEL, TrainerJobSpec
 from ovr.k8s.status import JobEvent, utc_now
 
 SPEC_HASH_ANNOTATION = "ovr.dev/spec-hash"
@@ -105,14 +105,18 @@ def trainjob_manifest(spec: TrainerJobSpec) -> dict[str, Any]:
         "runtimeRef": {"name": spec.runtime, "apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime"},
         "trainer": trainer,
     }
-    if pod or spec.labels:
-        template = {"spec": pod} | ({"metadata": {"labels": dict(spec.labels)}} if spec.labels else {})
-        job_spec["runtimePatches"] = [{"manager": PATCH_MANAGER, "trainingRuntimeSpec": {"template": {"spec": {
-            "replicatedJobs": [{"name": "node", "template": {"spec": {"template": template}}}]}}}}]
+    template = {"spec": pod, "metadata": {"labels": pod_labels(spec)}}
+    job_spec["runtimePatches"] = [{"manager": PATCH_MANAGER, "trainingRuntimeSpec": {"template": {"spec": {
+        "replicatedJobs": [{"name": "node", "template": {"spec": {"template": template}}}]}}}}]
     if spec.active_deadline_s:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_s
     return {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
             "metadata": _metadata(spec, job_spec), "spec": job_spec}
+
+
+def pod_labels(spec: TrainerJobSpec) -> dict[str, str]:
+    """The job's labels plus the two the chart's NetworkPolicies admit (ovr client, trainer)."""
+    return {**spec.labels, CLIENT_LABEL[0]: CLIENT_LABEL[1], TRAINER_LABEL[0]: TRAINER_LABEL[1]}
 
 
 def pytorchjob_manifest(spec: TrainerJobSpec) -> dict[str, Any]:
@@ -132,7 +136,7 @@ def pytorchjob_manifest(spec: TrainerJobSpec) -> dict[str, Any]:
     if mounts:
         container["volumeMounts"] = mounts
     pod = {"containers": [container]} | ({"volumes": volumes} if volumes else {}) | _pod_settings(spec)
-    template = {"metadata": {"labels": dict(spec.labels)}, "spec": pod}
+    template = {"metadata": {"labels": pod_labels(spec)}, "spec": pod}
     counts = {"Master": 1, "Worker": spec.nodes - 1}
     replicas = {kind: {"replicas": n, "restartPolicy": spec.restart_policy, "template": template}
                 for kind, n in counts.items() if n > 0}

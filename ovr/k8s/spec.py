@@ -19,6 +19,10 @@ _DNS1035 = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 _DNS1123 = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+#: the labels the Helm chart's NetworkPolicies admit: every ovr client pod, and trainer pods (the only
+#: ones let through to the rollout servers' NCCL weight-transfer ports). Every job pod carries both.
+CLIENT_LABEL = ("ovr.dev/client", "true")
+TRAINER_LABEL = ("ovr.dev/trainer", "true")
 MAX_NAME = 48
 
 
@@ -107,7 +111,9 @@ class TrainerJobSpec(_Strict):
     )
     service_account: str | None = Field(None, description="serviceAccountName of the pods.")
     image_pull_secrets: list[str] = Field(default_factory=list, description="Pull secrets of the pods.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Labels on the job and its pods.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels on the job and its pods (pods also get CLIENT_LABEL, TRAINER_LABEL)."
+    )
     owner: Owner | None = Field(None, description="Owner of the job (the launcher pod): deleted with it.")
     restart_policy: Literal["OnFailure", "Never"] = Field(
         "OnFailure", description="Replica restart policy of a PyTorchJob (OnFailure restarts up to backoff_limit times)."

@@ -39,12 +39,14 @@ class HeadInput:
 
 
 @contextmanager
-def capture_head_input(model: nn.Module) -> Iterator[None]:
+def capture_head_input(model: nn.Module, wrapper: nn.Module | None = None) -> Iterator[None]:
     """While active, ``model``'s forward runs its LM head on zero positions (its logits are
     ``[B, 0, V]``) and its output carries ``output["head_input"]``, a :class:`HeadInput`.
 
-    Only the head call made inside ``model``'s forward is intercepted: the head can be applied
-    to the captured states (e.g. by a loss) while the context is still open.
+    Only the head call made inside the forward is intercepted: the head can be applied to the
+    captured states (e.g. by a loss) while the context is still open. ``wrapper`` is what the
+    caller actually calls (DDP, a DeepSpeed engine): the output gets its entry only after the
+    wrapper's forward returns, since DDP rebuilds a ModelOutput from its declared fields.
     """
     head = model.get_output_embeddings()
     if head is None:
@@ -69,10 +71,11 @@ def capture_head_input(model: nn.Module) -> Iterator[None]:
         output["head_input"] = HeadInput(state.pop("hidden"), head)
         return output
 
+    outer = wrapper if wrapper is not None else model
     handles = [
-        model.register_forward_pre_hook(begin),
+        outer.register_forward_pre_hook(begin),
         head.register_forward_pre_hook(keep),
-        model.register_forward_hook(attach),
+        outer.register_forward_hook(attach),
     ]
     try:
         yield

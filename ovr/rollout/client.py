@@ -7,7 +7,8 @@ Requests go to the replica with the fewest in-flight requests (ties round-robin)
 fails (connection error, timeout, 5xx) is benched for a few seconds and the prompt is re-sent
 elsewhere, so a batch neither loses nor duplicates prompts. Each completion carries the weight
 version of the replica that sampled it (read before and after the request; a push in between
-makes the prompt be sampled again).
+makes the prompt be sampled again). Every request carries the replicas' bearer token, read from
+the env var named by ``rollout.token_env`` (:func:`auth_headers`).
 
 >>> client = RolloutClient(["http://127.0.0.1:8001"], cfg.rollout)            # doctest: +SKIP
 >>> groups = client.generate_sync(samples, n=4, max_tokens=64)               # doctest: +SKIP
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from typing import Any, get_args
 
@@ -29,6 +31,8 @@ from ovr.schema import Completion, FinishReason, RolloutGroup, Sample
 
 BENCH_S = 5.0  # how long a failed replica is avoided
 _RETRIABLE_STATUS = {408, 429, 500, 502, 503, 504}
+#: the env var holding the replicas' bearer token unless a config names another
+DEFAULT_TOKEN_ENV: str = RolloutConfig.model_fields["token_env"].default
 
 
 class RolloutError(RuntimeError):
@@ -37,6 +41,12 @@ class RolloutError(RuntimeError):
 
 class _ReplicaFailed(Exception):
     """One attempt failed for a reason that another replica may not have."""
+
+
+def auth_headers(token_env: str = DEFAULT_TOKEN_ENV) -> dict[str, str]:
+    """``{"Authorization": "Bearer <token>"}`` from the env var ``token_env``; ``{}`` when it is unset or empty."""
+    token = os.environ.get(token_env, "").strip()
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def parse_version(value: Any) -> int:
@@ -101,6 +111,7 @@ class RolloutClient:
             raise ValueError("RolloutClient needs at least one endpoint")
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.cfg = cfg
+        self.headers = auth_headers(cfg.token_env)
         self.in_flight = {e: 0 for e in self.endpoints}
         self.benched_until = {e: 0.0 for e in self.endpoints}
         self.failures = {e: 0 for e in self.endpoints}
@@ -113,7 +124,7 @@ class RolloutClient:
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
             limits = httpx.Limits(max_connections=self.cfg.max_concurrency, max_keepalive_connections=self.cfg.max_concurrency)
-            self._http = httpx.AsyncClient(timeout=self.cfg.request_timeout_s, limits=limits)
+            self._http = httpx.AsyncClient(timeout=self.cfg.request_timeout_s, limits=limits, headers=self.headers)
         return self._http
 
     async def close(self) -> None:
@@ -141,9 +152,16 @@ class RolloutClient:
         if r.status_code == 404:
             self._has_version_route[endpoint] = False
             return 0
+        self._check_auth(endpoint, r)
         if r.status_code != 200:
             raise _ReplicaFailed(f"{endpoint}/weight_info answered {r.status_code}")
         return parse_version(r.json().get("weight_version"))
+
+    def _check_auth(self, endpoint: str, r: httpx.Response) -> None:
+        """A refused token fails the batch at once (no other replica would accept it), naming the env var."""
+        if r.status_code in (401, 403):
+            state = "is not set" if not self.headers else "holds a token the replica refuses"
+            raise RolloutError(f"{endpoint}{r.request.url.path} answered {r.status_code}: ${self.cfg.token_env} {state}")
 
     async def _attempt(self, endpoint: str, sample: Sample, body: dict, n: int) -> RolloutGroup:
         before = await self.weight_version(endpoint)
@@ -153,6 +171,7 @@ class RolloutClient:
             raise _ReplicaFailed(f"{endpoint}: {e!r}") from e
         if r.status_code in _RETRIABLE_STATUS:
             raise _ReplicaFailed(f"{endpoint} answered {r.status_code}: {r.text[:300]}")
+        self._check_auth(endpoint, r)
         if r.status_code != 200:
             raise RolloutError(f"sample {sample.id}: {endpoint} rejected the request ({r.status_code}): {r.text[:500]}")
         after = await self.weight_version(endpoint)

@@ -5,7 +5,8 @@ Replicas run with ``--weight-transfer-config '{"backend": "nccl"}'`` and dev mod
 parallelism ``t`` holds ranks ``1 + i*t .. (i+1)*t``. vLLM's trainer-side engine
 (``NCCLTrainerWeightTransferEngine``) drives ``/init_weight_transfer_engine``,
 ``/start_weight_update``, ``/update_weights`` (concurrently with its NCCL broadcast) and
-``/finish_weight_update``; :class:`ReplicaFanoutClient` carries those calls to all replicas at once.
+``/finish_weight_update``; :class:`ReplicaFanoutClient` carries those calls to all replicas at once,
+each with the replicas' bearer token (env var ``token_env``, see :mod:`ovr.rollout.weights`).
 
 The replicas reach the trainer's rendezvous at the trainer pod's IP (``rollout.nccl_master_address``,
 else ``OVR_POD_IP``, which the pipeline sets from the downward API ``status.podIP``): a pod has no
@@ -31,6 +32,7 @@ from typing import Any, Callable
 
 import httpx
 
+from ovr.rollout.client import DEFAULT_TOKEN_ENV, auth_headers
 from ovr.rollout.weights import WeightSync, WeightSyncError, WeightSyncTimeout, post_all
 
 EngineFactory = Callable[[dict, "ReplicaFanoutClient", Any], Any]
@@ -77,10 +79,12 @@ class ReplicaFanoutClient:
     trainer and the replicas before it. HTTP calls time out at the push's deadline.
     """
 
-    def __init__(self, endpoints: list[str], ranks_per_replica: int, deadline: Callable[[], float]):
+    def __init__(self, endpoints: list[str], ranks_per_replica: int, deadline: Callable[[], float],
+                 token_env: str = DEFAULT_TOKEN_ENV):
         self.endpoints = endpoints
         self.ranks_per_replica = ranks_per_replica
         self.deadline = deadline  # seconds left
+        self.token_env = token_env
 
     def _timeout(self) -> float:
         left = self.deadline()
@@ -90,10 +94,12 @@ class ReplicaFanoutClient:
 
     def init_weight_transfer_engine(self, init_info: dict[str, Any]) -> None:
         timeout = self._timeout()
+        headers = auth_headers(self.token_env)
 
         def post(i: int, endpoint: str) -> None:
             payload = {**init_info, "rank_offset": 1 + i * self.ranks_per_replica}
-            r = httpx.post(endpoint + "/init_weight_transfer_engine", json={"init_info": payload}, timeout=timeout)
+            r = httpx.post(endpoint + "/init_weight_transfer_engine", json={"init_info": payload}, timeout=timeout,
+                           headers=headers)
             if r.status_code != 200:
                 raise WeightSyncError(f"{endpoint}/init_weight_transfer_engine answered {r.status_code}: {r.text[:300]}")
 
@@ -103,14 +109,15 @@ class ReplicaFanoutClient:
             future.result()
 
     def start_weight_update(self) -> None:
-        post_all(self.endpoints, "/start_weight_update", timeout=self._timeout())
+        post_all(self.endpoints, "/start_weight_update", timeout=self._timeout(), token_env=self.token_env)
 
     def update_weights(self, update_info: Any) -> None:
-        post_all(self.endpoints, "/update_weights", json={"update_info": update_info}, timeout=self._timeout())
+        post_all(self.endpoints, "/update_weights", json={"update_info": update_info}, timeout=self._timeout(),
+                 token_env=self.token_env)
 
     def finish_weight_update(self, weight_version: str | None = None) -> None:
         body = {"weight_version": weight_version} if weight_version is not None else None
-        post_all(self.endpoints, "/finish_weight_update", json=body, timeout=self._timeout())
+        post_all(self.endpoints, "/finish_weight_update", json=body, timeout=self._timeout(), token_env=self.token_env)
 
 
 def vllm_nccl_engine(init_info: dict, client: ReplicaFanoutClient, model) -> Any:
@@ -136,8 +143,9 @@ class NcclWeightSync(WeightSync):
         ranks_per_replica: int = 1,
         timeout_s: float = 300.0,
         engine_factory: EngineFactory | None = None,
+        token_env: str = DEFAULT_TOKEN_ENV,
     ):
-        super().__init__(endpoints, timeout_s, ranks_per_replica)
+        super().__init__(endpoints, timeout_s, ranks_per_replica, token_env)
         self.init_info = {
             "master_address": rendezvous_address(master_address),
             "master_port": master_port,
@@ -149,7 +157,8 @@ class NcclWeightSync(WeightSync):
         self._deadline = 0.0
 
     def _client(self) -> ReplicaFanoutClient:
-        return ReplicaFanoutClient(self.endpoints, self.ranks_per_replica, lambda: self._deadline - time.monotonic())
+        return ReplicaFanoutClient(self.endpoints, self.ranks_per_replica, lambda: self._deadline - time.monotonic(),
+                                   self.token_env)
 
     def push_weights(self, model) -> int:
         if self.failed:

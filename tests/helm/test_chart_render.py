@@ -98,12 +98,17 @@ def test_rollout_defaults_sync_model_from_s3_and_stay_cluster_internal():
     assert find(docs, "Service", f"{RELEASE}-rollout")["spec"]["type"] == "ClusterIP"
     policy = find(docs, "NetworkPolicy", f"{RELEASE}-rollout")
     assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "rollout"
-    # NCCL weight transfer needs every port, but only from pods of this namespace
-    assert policy["spec"]["ingress"] == [{"from": [{"podSelector": {}}]}]
+    # clients reach the HTTP port; NCCL weight transfer needs every port, but only from trainer pods
+    assert policy["spec"]["ingress"] == [
+        {"from": [{"podSelector": {"matchLabels": {"ovr.dev/client": "true"}}}], "ports": [{"port": "http", "protocol": "TCP"}]},
+        {"from": [{"podSelector": {"matchLabels": {"ovr.dev/trainer": "true"}}}]},
+    ]
     multi = render_docs(load_values(CHART / "ci" / "multi-gpu-values.yaml"))
     ingress = find(multi, "NetworkPolicy", f"{RELEASE}-rollout")["spec"]["ingress"]
-    assert ingress == [{
-        "from": [{"podSelector": {}}, {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow-user-ml"}}}],
+    client = {"matchLabels": {"ovr.dev/client": "true"}}
+    assert ingress == [{  # folder weight sync: HTTP only, from labelled pods here and in the profile namespace
+        "from": [{"podSelector": client},
+                 {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow-user-ml"}}, "podSelector": client}],
         "ports": [{"port": "http", "protocol": "TCP"}],
     }]
     endpoints = find(docs, "ConfigMap", f"{RELEASE}-env")["data"]
@@ -147,15 +152,16 @@ def test_existing_secrets_are_referenced_and_none_generated():
     docs = render_docs(load_values(CHART / "ci" / "external-services-values.yaml"))
     assert not [d for d in docs if d["kind"] == "Secret"]
     mlflow = find(docs, "Deployment", f"{RELEASE}-mlflow")
-    assert _secret_refs(mlflow) == {"ovr-s3-credentials", "ovr-mlflow-db"}
-    assert "--backend-store-uri=postgresql://$(MLFLOW_DB_USER):$(MLFLOW_DB_PASSWORD)@pg.db.example:5432/ovr_mlflow" in (
-        pod_spec(mlflow)["containers"][0]["args"]
-    )
+    assert _secret_refs(mlflow) == {"ovr-s3-credentials", "ovr-mlflow-db", "ovr-mlflow-admin"}
+    # the password reaches libpq as PGPASSWORD: the URI holds none
+    assert "--backend-store-uri=postgresql://ovr@pg.db.example:5432/ovr_mlflow" in pod_spec(mlflow)["containers"][0]["args"]
+    admin = next(e for e in pod_spec(mlflow)["containers"][0]["env"] if e["name"] == "MLFLOW_AUTH_ADMIN_USERNAME")
+    assert admin["valueFrom"]["secretKeyRef"] == {"name": "ovr-mlflow-admin", "key": "user"}
     reward = pod_spec(find(docs, "Deployment", f"{RELEASE}-reward"))["containers"][0]
     token = next(e for e in reward["env"] if e["name"] == "OVR_REWARD_TOKEN")
     assert token["valueFrom"]["secretKeyRef"] == {"name": "ovr-reward-token", "key": "bearer"}
     rollout = find(docs, "StatefulSet", f"{RELEASE}-rollout")
-    assert _secret_refs(rollout) == {"ovr-s3-credentials"}
+    assert _secret_refs(rollout) == {"ovr-s3-credentials", "ovr-rollout-token"}
     assert find(docs, "Job", f"{RELEASE}-buckets")  # buckets are created on the external S3 too
     assert pod_spec(rollout)["containers"][0]["image"] == "registry.internal.example:5000/ovr-project/ovr-rollout:0.1.0"
     assert pod_spec(rollout)["imagePullSecrets"] == [{"name": "regcred"}]
@@ -165,9 +171,10 @@ def test_existing_secrets_are_referenced_and_none_generated():
 def test_generated_secrets_are_kept_and_never_leak_into_configmaps():
     docs = render_docs()
     secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
-    # the names the pipeline's s3_secret/reward_secret parameters default to
-    assert set(secrets) == {f"{RELEASE}-s3", f"{RELEASE}-postgresql", f"{RELEASE}-reward"}
-    values = [base64.b64decode(v).decode() for s in secrets.values() for v in s["data"].values()]
+    # the names the pipeline's s3_secret/reward_secret/rollout_secret/mlflow_secret parameters default to
+    assert set(secrets) == {f"{RELEASE}-s3", f"{RELEASE}-postgresql", f"{RELEASE}-reward", f"{RELEASE}-rollout",
+                            f"{RELEASE}-mlflow"}
+    values = [base64.b64decode(v).decode() for s in secrets.values() for k, v in s["data"].items() if k != "username"]
     assert all(len(v) >= 20 for v in values)
     for s in secrets.values():
         assert s["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"

@@ -20,6 +20,8 @@ from conftest import CHART, helm, render_docs
         ({"global": {"tolerations": [{"key": "a", "operator": "Sometimes"}]}}, "/global/tolerations/0/operator"),
         ({"rollout": {"weightSync": "ipc"}}, "/rollout/weightSync"),
         ({"minio": {"persistence": {"size": "lots"}}}, "/minio/persistence/size"),
+        ({"rollout": {"networkPolicy": {"enabled": False}}}, "networkPolicy"),
+        ({"mlflow": {"auth": {"defaultPermission": "ALL"}}}, "/mlflow/auth/defaultPermission"),
     ],
 )
 def test_schema_rejects_bad_values(values, where):
@@ -46,7 +48,6 @@ def test_schema_rejects_bad_values(values, where):
         ({"reward": {"pdb": {"minAvailable": 2}}}, r"minAvailable \(2\) must be below the reward replica floor \(2\)"),
         ({"rollout": {"tensorParallelSize": 2}}, r"tensorParallelSize \(2\) exceeds"),
         ({"rollout": {"service": {"type": "LoadBalancer"}}}, "must stay ClusterIP"),
-        ({"rollout": {"networkPolicy": {"enabled": False}}}, "would open vLLM's dev endpoints"),
         ({"rollout": {"weights": {"create": False}}}, "replicas need a weights claim"),
         ({"rollout": {"model": {"source": "pvc"}}}, "needs rollout.model.pvcClaimName"),
         ({"rollout": {"model": {"s3Uri": "ovr-models/x"}}}, "needs rollout.model.s3Uri=s3://"),

@@ -136,6 +136,27 @@ def test_gpu_requests_tolerations_and_secrets():
     assert not [p for p in params if "key" in p or "token" in p or "password" in p]
 
 
+def test_every_task_is_an_ovr_client_with_its_credentials_from_secrets():
+    """The chart's NetworkPolicies admit labelled pods only; tokens and the MLflow login come from
+    the Secrets the parameters name (MLflow's client reads MLFLOW_TRACKING_USERNAME/PASSWORD)."""
+    spec, platform = _docs(COMPILED)
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(k8s) == set(spec["deploymentSpec"]["executors"])
+    for name, executor in k8s.items():
+        labels = executor["podMetadata"]["labels"]
+        assert labels["ovr.dev/client"] == "true", name
+        assert ("ovr.dev/trainer" in labels) == (name == "exec-multimodal-rl"), name
+        by_env = {e["envVar"]: (s["secretNameParameter"]["componentInputParameter"], e["secretKey"])
+                  for s in executor["secretAsEnv"] for e in s["keyToEnv"]}
+        assert by_env["MLFLOW_TRACKING_USERNAME"] == ("mlflow_secret", "username"), name
+        assert by_env["MLFLOW_TRACKING_PASSWORD"] == ("mlflow_secret", "password"), name
+        needs_rollout = name in ("exec-multimodal-rl", "exec-evaluate-model", "exec-evaluate-model-2")
+        assert (by_env.get("OVR_ROLLOUT_TOKEN") == ("rollout_secret", "token")) == needs_rollout, name
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["rollout_secret"]["defaultValue"] == "ovr-rollout"  # the chart's Secret names
+    assert params["mlflow_secret"]["defaultValue"] == "ovr-mlflow"
+
+
 def test_components_use_the_ovr_image_and_are_thin():
     import inspect
 

@@ -16,12 +16,18 @@ def weights_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def servers(tiny_model_dir, rollout_python, weights_dir):
+    """vLLM with its bearer token on (local_server generates one and exports it in OVR_ROLLOUT_TOKEN,
+    where the trainer's rollout client and weight sync read it) and the reward service."""
+    import httpx
+
     from ovr.config import LocalServerConfig, RolloutConfig
     from services.reward.server import local_server as reward_server
+    from services.rollout.auth import MIDDLEWARE
     from services.rollout.launch import local_server as rollout_server
 
     rcfg = RolloutConfig(local_server=LocalServerConfig(max_model_len=512, python=str(rollout_python)))
     with rollout_server(tiny_model_dir, rcfg, weights_dir=weights_dir) as vllm, reward_server(workers=1) as reward:
+        assert MIDDLEWARE in vllm.cmd and httpx.get(vllm.url + "/weight_info").status_code == 401
         yield [vllm.url], reward.url
 
 

@@ -1,21 +1,32 @@
 """A stand-in for a vLLM replica's weight-transfer HTTP routes (dev mode), for the NCCL sync tests.
 
 The real routes only work with CUDA GPUs (NCCL), which these machines lack; this app answers the
-same paths, records every call, and can be told to hang or fail ``/update_weights``.
+same paths, records every call, and can be told to hang or fail ``/update_weights``. With
+``OVR_ROLLOUT_TOKEN`` set it requires that bearer token like a real replica (ovr's middleware).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 
 from fastapi import Body, FastAPI, HTTPException
 
+from services.rollout.auth import SERVER_TOKEN_ENV, BearerTokenMiddleware
+
 app = FastAPI()
+if os.environ.get(SERVER_TOKEN_ENV):
+    app.add_middleware(BearerTokenMiddleware)
 app.state.version = "default"
 app.state.calls = []
 app.state.update_mode = "ok"
 app.state.fingerprint = "fp"  # what every worker reports; a test sets another to play a bad replica
 app.state.workers = 2  # tensor-parallel workers of this replica
+
+
+@app.get("/health")
+async def health():
+    return {}
 
 
 @app.get("/weight_info")

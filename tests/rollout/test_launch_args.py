@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -52,3 +53,26 @@ def test_worker_extension_imports_without_ovr():
     roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     roots |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert roots <= {"__future__", "hashlib", "os", "time", "pathlib", "torch"}
+
+
+def test_local_server_requires_a_token_and_exports_it_to_its_clients(tiny_model_dir, rollout_python, monkeypatch):
+    """No server started: the command loads the middleware, the token travels only in the environment."""
+    from services.rollout.auth import MIDDLEWARE, SERVER_TOKEN_ENV
+
+    cfg = RolloutConfig(token_env="OVR_TEST_ROLLOUT_TOKEN")
+    monkeypatch.delenv(cfg.token_env, raising=False)
+    first = local_server(tiny_model_dir, cfg, python=rollout_python)
+    token = first.env[SERVER_TOKEN_ENV]
+    assert flag(first.cmd, "--middleware") == MIDDLEWARE and len(token) >= 32
+    assert token not in " ".join(first.cmd)
+    assert os.environ[cfg.token_env] == token  # clients built from cfg in this process send it
+    assert local_server(tiny_model_dir, cfg, python=rollout_python).env[SERVER_TOKEN_ENV] == token
+    monkeypatch.setenv(cfg.token_env, "given-token")
+    assert local_server(tiny_model_dir, cfg, python=rollout_python).env[SERVER_TOKEN_ENV] == "given-token"
+
+
+def test_image_launcher_loads_the_middleware_only_with_a_token():
+    from services.rollout.auth import MIDDLEWARE
+
+    assert flag(vllm_args("/m", host="0.0.0.0", port=8000, require_token=True), "--middleware") == MIDDLEWARE
+    assert "--middleware" not in vllm_args("/m", host="0.0.0.0", port=8000)

@@ -1,8 +1,9 @@
 """NCCL weight push: fan-out, rank offsets, deadline and failure handling.
 
 vLLM's NCCL weight transfer needs CUDA GPUs, which these machines lack. So the replicas are a
-local fake of their HTTP weight-transfer routes (``fake_rl_routes.py``, real uvicorn processes)
-and vLLM's trainer engine is replaced by a stand-in that makes the same client calls.
+local fake of their HTTP weight-transfer routes (``fake_rl_routes.py``, real uvicorn processes
+that require the bearer token through ovr's middleware) and vLLM's trainer engine is replaced by a
+stand-in that makes the same client calls.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import pytest
 from ovr.rollout.nccl_sync import NcclWeightSync, rendezvous_address, run_with_deadline
 from ovr.rollout.weights import WeightSyncError, WeightSyncTimeout, server_versions
 from ovr.serving import ManagedServer
+
+TOKEN = "nccl-test-token"
+H = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class StandInEngine:
@@ -34,12 +38,17 @@ class StandInEngine:
         pass
 
 
+@pytest.fixture(autouse=True)
+def client_token(monkeypatch):
+    monkeypatch.setenv("OVR_ROLLOUT_TOKEN", TOKEN)
+
+
 @pytest.fixture(scope="module")
 def replicas(repo_root):
     servers = [
         ManagedServer([sys.executable, "-m", "uvicorn", "fake_rl_routes:app", "--app-dir", "tests/rollout",
-                       "--port", "{port}", "--log-level", "warning"], health_path="/weight_info", cwd=repo_root,
-                      name="fake-rl")
+                       "--port", "{port}", "--log-level", "warning"], health_path="/health", cwd=repo_root,
+                      env={"OVR_ROLLOUT_TOKEN": TOKEN, "PYTHONPATH": str(repo_root)}, name="fake-rl")
         for _ in range(2)
     ]
     for s in servers:
@@ -56,12 +65,12 @@ def make(endpoints, timeout_s=5.0):
 
 def test_push_fans_out_with_rank_offsets_and_sets_versions(replicas):
     for url in replicas:
-        httpx.post(url + "/_mode", json={"update": "ok"})
+        httpx.post(url + "/_mode", json={"update": "ok"}, headers=H)
     sync = make(replicas)
     assert sync.push_weights(model=None) == 1
     assert sync.push_weights(model=None) == 2
     assert server_versions(replicas) == [2, 2]
-    calls = [httpx.get(u + "/_calls").json() for u in replicas]
+    calls = [httpx.get(u + "/_calls", headers=H).json() for u in replicas]
     inits = [[c[1] for c in cs if c[0] == "init"][0] for cs in calls]
     assert [i["rank_offset"] for i in inits] == [1, 3]  # trainer is rank 0, each replica has 2 ranks
     assert {i["world_size"] for i in inits} == {5} and {i["master_address"] for i in inits} == {"10.0.0.1"}
@@ -69,7 +78,7 @@ def test_push_fans_out_with_rank_offsets_and_sets_versions(replicas):
 
 
 def test_hung_transfer_raises_within_deadline_and_blocks_later_pushes(replicas):
-    httpx.post(replicas[1] + "/_mode", json={"update": "hang"})
+    httpx.post(replicas[1] + "/_mode", json={"update": "hang"}, headers=H)
     sync = make(replicas, timeout_s=2.0)
     start = time.monotonic()
     with pytest.raises(WeightSyncTimeout):
@@ -77,16 +86,23 @@ def test_hung_transfer_raises_within_deadline_and_blocks_later_pushes(replicas):
     assert time.monotonic() - start < 6.0
     with pytest.raises(WeightSyncError, match="earlier NCCL transfer failed"):
         sync.push_weights(model=None)
-    httpx.post(replicas[1] + "/_mode", json={"update": "ok"})
+    httpx.post(replicas[1] + "/_mode", json={"update": "ok"}, headers=H)
 
 
 def test_failed_transfer_raises_naming_the_replica(replicas):
-    httpx.post(replicas[0] + "/_mode", json={"update": "fail"})
+    httpx.post(replicas[0] + "/_mode", json={"update": "fail"}, headers=H)
     sync = make(replicas)
     with pytest.raises(WeightSyncError, match="1/2 replicas") as err:
         sync.push_weights(model=None)
     assert replicas[0] in str(err.value) and "NCCL error" in str(err.value)
-    httpx.post(replicas[0] + "/_mode", json={"update": "ok"})
+    httpx.post(replicas[0] + "/_mode", json={"update": "ok"}, headers=H)
+
+
+def test_push_without_the_token_is_refused(replicas, monkeypatch):
+    monkeypatch.delenv("OVR_ROLLOUT_TOKEN")
+    with pytest.raises(WeightSyncError, match="401"):
+        make(replicas)
+    assert httpx.post(replicas[0] + "/update_weights", json={"update_info": {}}).status_code == 401
 
 
 def test_push_fails_naming_the_replica_whose_fingerprint_differs(replicas):

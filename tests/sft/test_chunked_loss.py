@@ -67,3 +67,24 @@ def test_step_loss_needs_the_captured_head_input(packed):
     model, inputs, labels = packed
     with torch.no_grad(), pytest.raises(ValueError, match="head_input"):
         step_loss(model(**inputs), labels)
+
+
+def test_capture_works_through_a_ddp_wrapper(packed, tmp_path):
+    """The pipeline's SFT runs under torchrun, where the Trainer wraps the model in DDP; DDP rebuilds
+    the ModelOutput from its declared fields, so the captured input is attached after the wrapper."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    model, inputs, labels = packed
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rdzv'}", rank=0, world_size=1)
+    try:
+        wrapped = DistributedDataParallel(model, find_unused_parameters=True)  # what the Trainer picks
+        with capture_head_input(model, wrapper=wrapped):
+            out = wrapped(**inputs)
+        assert out.logits.shape[1] == 0
+        loss = step_loss(out, labels)
+        loss.backward()
+        assert model.get_output_embeddings().weight.grad.abs().sum() > 0
+        model.zero_grad(set_to_none=True)
+    finally:
+        dist.destroy_process_group()

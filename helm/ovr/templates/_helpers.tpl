@@ -145,6 +145,45 @@ securityContext:
 {{- .Values.reward.auth.existingSecret | default (include "ovr.componentName" (dict "root" . "component" "reward")) -}}
 {{- end -}}
 
+{{- define "ovr.rolloutSecretName" -}}
+{{- .Values.rollout.auth.existingSecret | default (include "ovr.componentName" (dict "root" . "component" "rollout")) -}}
+{{- end -}}
+
+{{/* MLflow's admin credentials (the basic-auth app; clients send them as MLFLOW_TRACKING_USERNAME/PASSWORD). */}}
+{{- define "ovr.mlflowSecretName" -}}
+{{- .Values.mlflow.auth.existingSecret | default (include "ovr.componentName" (dict "root" . "component" "mlflow")) -}}
+{{- end -}}
+
+{{/* ---------------------------------------------------------------- network fences */}}
+
+{{/* The label of pods the NetworkPolicies admit as ovr clients. Pipeline task pods get it from
+components/resources.py (kfp-kubernetes), job pods from ovr/k8s/pytorchjob.py, the chart's own
+Jobs and test pod from their templates. Fixed, not a value: the pipeline code sets the same. */}}
+{{- define "ovr.clientLabel" -}}
+ovr.dev/client: "true"
+{{- end -}}
+
+{{/* The label of trainer pods (RL task pods, job pods): the only ones let through to every port of
+the rollout servers, which NCCL weight transfer needs. */}}
+{{- define "ovr.trainerLabel" -}}
+ovr.dev/trainer: "true"
+{{- end -}}
+
+{{/* NetworkPolicy peers (JSON list) selecting pods with .labels in this namespace and in every
+namespace of networkPolicy.allowedNamespaceSelectors: (dict "root" $ "labels" (dict ...)). */}}
+{{- define "ovr.labelledPeers" -}}
+{{- $peers := list (dict "podSelector" (dict "matchLabels" .labels)) -}}
+{{- range .root.Values.networkPolicy.allowedNamespaceSelectors -}}
+{{- $peers = append $peers (dict "namespaceSelector" . "podSelector" (dict "matchLabels" $.labels)) -}}
+{{- end -}}
+{{- toJson $peers -}}
+{{- end -}}
+
+{{/* A peer (JSON) selecting the pods of another component of this release: (dict "root" $ "component" "mlflow"). */}}
+{{- define "ovr.componentPeer" -}}
+{{- toJson (dict "podSelector" (dict "matchLabels" (include "ovr.selectorLabels" . | fromYaml))) -}}
+{{- end -}}
+
 {{/* S3 credential env vars for ovr's store (OVR_S3_*), boto3/MLflow (AWS_*) and mc: (dict "root" $). */}}
 {{- define "ovr.s3Env" -}}
 {{- $root := .root -}}

@@ -37,9 +37,6 @@
 {{- if ne $v.rollout.service.type "ClusterIP" -}}
 {{- fail (printf "the rollout servers expose vLLM's dev endpoints (/collective_rpc): rollout.service.type must stay ClusterIP (got %s)" $v.rollout.service.type) -}}
 {{- end -}}
-{{- if not $v.rollout.networkPolicy.enabled -}}
-{{- fail "rollout.networkPolicy.enabled=false would open vLLM's dev endpoints (weight reload) to every pod of the cluster: keep it on and list allowed namespaces in rollout.networkPolicy.allowedNamespaceSelectors" -}}
-{{- end -}}
 {{- if not (include "ovr.weightsClaimName" .) -}}
 {{- fail "the rollout replicas need a weights claim (folder weight pushes and every eval's model go through it): set rollout.weightsClaimName to an existing ReadWriteMany claim or keep rollout.weights.create=true" -}}
 {{- end -}}
