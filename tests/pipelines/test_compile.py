@@ -145,12 +145,14 @@ def test_every_task_is_an_ovr_client_with_its_credentials_from_secrets():
     for name, executor in k8s.items():
         labels = executor["podMetadata"]["labels"]
         assert labels["ovr.dev/client"] == "true", name
-        assert ("ovr.dev/trainer" in labels) == (name == "exec-multimodal-rl"), name
-        by_env = {e["envVar"]: (s["secretNameParameter"]["componentInputParameter"], e["secretKey"])
+        assert ("ovr.dev/trainer" in labels) == (name == "exec-train-rl"), name
+        # inside a condition branch the DAG's input arrives as "pipelinechannel--<name>"
+        by_env = {e["envVar"]: (s["secretNameParameter"]["componentInputParameter"].removeprefix("pipelinechannel--"),
+                                e["secretKey"])
                   for s in executor["secretAsEnv"] for e in s["keyToEnv"]}
         assert by_env["MLFLOW_TRACKING_USERNAME"] == ("mlflow_secret", "username"), name
         assert by_env["MLFLOW_TRACKING_PASSWORD"] == ("mlflow_secret", "password"), name
-        needs_rollout = name in ("exec-multimodal-rl", "exec-evaluate-model", "exec-evaluate-model-2")
+        needs_rollout = name in ("exec-train-rl", "exec-evaluate-model", "exec-evaluate-model-2")
         assert (by_env.get("OVR_ROLLOUT_TOKEN") == ("rollout_secret", "token")) == needs_rollout, name
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["rollout_secret"]["defaultValue"] == "ovr-rollout"  # the chart's Secret names

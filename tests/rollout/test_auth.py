@@ -11,7 +11,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from ovr.config import RolloutConfig
+from ovr.config import LocalServerConfig, RolloutConfig
 from ovr.rollout.client import RolloutClient, RolloutError, auth_headers
 from ovr.rollout.weights import WeightSyncError, server_versions
 from services.rollout.auth import MIDDLEWARE, SERVER_TOKEN_ENV, BearerTokenMiddleware
@@ -116,7 +116,7 @@ def replica(tiny_model_dir, rollout_python):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("OVR_ROLLOUT_TOKEN", raising=False)
-        cfg = RolloutConfig(max_model_len=512)
+        cfg = RolloutConfig(local_server=LocalServerConfig(max_model_len=512, dtype="float32"))
         with local_server(tiny_model_dir, cfg, python=rollout_python) as srv:
             assert MIDDLEWARE in srv.cmd
             yield srv, cfg

@@ -106,14 +106,14 @@ def test_push_without_the_token_is_refused(replicas, monkeypatch):
 
 
 def test_push_fails_naming_the_replica_whose_fingerprint_differs(replicas):
-    httpx.post(replicas[0] + "/_mode", json={"update": "ok"})
-    httpx.post(replicas[1] + "/_mode", json={"update": "ok", "fingerprint": "stale"})
+    httpx.post(replicas[0] + "/_mode", json={"update": "ok"}, headers=H)
+    httpx.post(replicas[1] + "/_mode", json={"update": "ok", "fingerprint": "stale"}, headers=H)
     sync = NcclWeightSync(replicas + [replicas[0]], master_address="10.0.0.1", ranks_per_replica=2, timeout_s=5.0,
                           engine_factory=StandInEngine)
     with pytest.raises(WeightSyncError, match="TP rank 0") as err:
         sync.push_weights(model=None)
     assert replicas[1] in str(err.value) and "2 other(s)" in str(err.value)
-    httpx.post(replicas[1] + "/_mode", json={"update": "ok"})
+    httpx.post(replicas[1] + "/_mode", json={"update": "ok"}, headers=H)
 
 
 def test_rendezvous_is_the_pod_ip_from_the_downward_api():
