@@ -111,8 +111,8 @@ def count_listed(rng: random.Random, d: int) -> TextTask:
         check = f"Let me verify: {total} - {counts[-1]} = {total - counts[-1]}, the other shapes."
     else:
         steps, mistake = [f"There are {total} shapes."], [f"There are {wrong} shapes."]
-        fix = [f"the image shows {listed}, so there are {total} shapes, not {wrong}."]
-        check = f"Let me verify: the question lists {listed}, that is {total}."
+        fix = [f"there are {total} shapes, not {wrong}."]
+        check = f"Let me verify: {listed} makes {total}."
     return TextTask(f"An image shows {listed}. How many shapes are there?", steps, str(total), "number",
                     mistake, fix, check)
 
@@ -125,7 +125,7 @@ def bar_heights(rng: random.Random, d: int) -> TextTask:
     pos = heights.index(best) + 1
     second = sorted(heights)[-2]  # the near miss: the second tallest bar
     listed = ", ".join(map(str, heights))
-    others = ", ".join(str(h) for h in heights if h != best)
+    others = " and ".join(str(h) for h in heights if h != best)
     return TextTask(
         f"A bar chart has bars of heights {listed} from left to right. "
         "Which bar is the tallest? Give its position from the left.",
@@ -133,8 +133,8 @@ def bar_heights(rng: random.Random, d: int) -> TextTask:
         str(pos),
         "number",
         [f"The largest height is {second}.", f"It is bar number {heights.index(second) + 1} from the left."],
-        [f"{best} is larger than {second}.", f"The largest height is {best}, bar number {pos} from the left."],
-        f"Let me verify: {best} is larger than every other height ({others}).",
+        [f"{best} is larger than {second}.", f"It is bar number {pos} from the left."],
+        f"Let me verify: {best} is larger than {others}.",
     )
 
 
@@ -150,8 +150,8 @@ def compare_sides(rng: random.Random, d: int) -> TextTask:
         side,
         "string",
         [f"The {side} square has side {lo} and the {other} square has side {hi}.", f"So the {other} square is larger."],
-        [f"the {side} square has side {hi}, not {lo}.", f"{hi} is larger than {lo}, so the {side} square is larger."],
-        f"Let me verify: {hi} - {lo} = {hi - lo}, more than 0, so the {side} square is larger.",
+        [f"the {side} side is {hi}, not {lo}.", f"So the {side} square is larger."],
+        f"Let me verify: {hi} - {lo} = {hi - lo}, more than 0.",
     )
 
 
@@ -164,14 +164,13 @@ def name_colour(rng: random.Random, d: int) -> TextTask:
         wrong = rng.choice([c for c in colours if c != colour])
         return TextTask(f"An image shows a large {colour} {kind}. What colour is the shape?",
                         [f"The shape is {colour}."], colour, "string", [f"The shape is {wrong}."],
-                        [f"the question says the {kind} is {colour}, not {wrong}."],
-                        f"Let me verify: the only colour named is {colour}.")
+                        [f"the {kind} is {colour}, not {wrong}."], f"Let me verify: the {kind} is {colour}.")
     other = rng.choice([c for c in colours if c != colour])
     other_kind = rng.choice([s[:-1] for s in SHAPES if s[:-1] != kind])
     return TextTask(f"An image shows a {other} {other_kind} and a {colour} {kind}. What colour is the {kind}?",
                     [f"The {kind} is {colour}."], colour, "string", [f"The {kind} is {other}."],
                     [f"{other} is the {other_kind}; the {kind} is {colour}."],
-                    f"Let me verify: the {colour} shape is the {kind}.")
+                    f"Let me verify: the {kind} is {colour} and the {other_kind} is {other}.")
 
 
 @_task("triangle_angle")
@@ -189,7 +188,7 @@ def triangle_angle(rng: random.Random, d: int) -> TextTask:
         str(c),
         "number",
         ["The angles sum to 180.", f"180 - {a} - {b} = {wrong}."],
-        [f"180 - {a} = {180 - a} and {180 - a} - {b} = {c}, not {wrong}."],
+        [f"180 - {a} - {b} = {c}, not {wrong}."],
         f"Let me verify: {a} + {b} + {c} = 180.",
     )
 
@@ -220,5 +219,5 @@ def parity(rng: random.Random, d: int) -> TextTask:
     return TextTask(f"Is {n} an even number? Answer yes or no.",
                     [f"{n} divided by 2 leaves remainder {r}."], "yes" if even else "no", "string",
                     [f"{n} divided by 2 leaves remainder {1 - r}."],
-                    [f"{n} = 2 * {n // 2} + {r}, so the remainder is {r}, not {1 - r}."],
+                    [f"{n} = 2 * {n // 2} + {r}, remainder {r}, not {1 - r}."],
                     f"Let me verify: 2 * {n // 2} + {r} = {n}.")
