@@ -42,16 +42,22 @@ class Row:
 
 # --------------------------------------------------------------------------- reading back
 def sft_data_rates(cfg: RunConfig) -> dict | None:
-    """``splits.sft.behaviours`` of the run's dataset manifest (written at build); None when the
-    dataset or its figures are not in the store."""
-    from ovr.data.reader import dataset_manifest
+    """``splits.sft.behaviours`` of the run's dataset manifest (written at build); for a dataset
+    built before those figures existed, counted here from the stored SFT split's first items. None
+    when the dataset is not in the store or has no SFT assistant turns."""
+    from ovr.data.build import BEHAVIOUR_SAMPLE, trace_behaviours
+    from ovr.data.reader import dataset_manifest, load_samples
     from ovr.store import Store, StoreError
 
     try:
-        manifest = dataset_manifest(Store.from_config(cfg.store), cfg.data.name)
+        store = Store.from_config(cfg.store)
+        manifest = dataset_manifest(store, cfg.data.name)
+        sft = manifest.metadata.get("splits", {}).get("sft", {})
+        rates = sft.get("behaviours")
+        if rates is None and sft.get("count"):
+            rates = trace_behaviours(load_samples(store, cfg.data.name, "sft", limit=BEHAVIOUR_SAMPLE))
     except (StoreError, OSError, ValueError):
         return None
-    rates = manifest.metadata.get("splits", {}).get("sft", {}).get("behaviours")
     return rates if rates and rates.get("responses") else None
 
 

@@ -55,3 +55,4 @@ def test_eval_rates_use_the_detectors_and_split_accuracy_by_behaviour():
     assert r.rates["reflection"] == 0.5 and r.rates["verification"] == 0.0
     assert r.accuracy_with["reflection"] == 1.0 and r.accuracy_without["reflection"] == 0.5
     assert r.accuracy_with["verification"] is None and r.accuracy_without["verification"] == 0.75
+
