@@ -26,6 +26,7 @@ MODALITY_GROUPS = {"language": "text", "vision": "image"}  # eval's modality gro
 SHOWN = 0.01  # a behaviour "shows up" in a set of responses from this rate on
 CHANGE = 0.02  # RL "amplified" or "suppressed" a behaviour when its rate moved by more than this
 PAYS = 0.05  # a behaviour "pays" when responses showing it are this much more often correct
+SMOOTH = 5  # steps of the running mean drawn over the per-step RL behaviour rates
 
 
 @dataclass
@@ -216,9 +217,9 @@ def rates_figure(rows: Sequence[Row], path: Path) -> Path | None:
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))], [f"{r.stage}\n{r.modality}" for r in rows],
                   fontsize=8)
     ax.set_ylabel("responses with behaviour (%)")
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 118)
     ax.set_title("Behaviours: cold-start data → SFT model → RL model, text vs image", fontsize=10)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", ncols=len(BEHAVIOURS))
     fig.tight_layout()
     fig.savefig(path)
     return path
@@ -235,7 +236,12 @@ def rl_curves_figure(history: dict[str, list[tuple[int, float]]], path: Path) ->
             pts = sorted(history.get(f"rl/behaviour/{m}/{name}", []))
             if pts:
                 steps, values = zip(*pts, strict=True)
-                ax.plot(steps, [100 * v for v in values], label=name)
+                line, = ax.plot(steps, [100 * v for v in values], alpha=0.35 if len(pts) >= 2 * SMOOTH else 1.0,
+                                label=None if len(pts) >= 2 * SMOOTH else name)
+                if len(pts) >= 2 * SMOOTH:  # one step's batch is noisy: a running mean over SMOOTH steps
+                    ax.plot(steps[SMOOTH - 1:], [100 * sum(values[i - SMOOTH + 1: i + 1]) / SMOOTH
+                                                 for i in range(SMOOTH - 1, len(values))],
+                            color=line.get_color(), label=f"{name} (mean of {SMOOTH} steps)")
         ax.set_title(f"RL rollouts, {m} prompts", fontsize=10)
         ax.set_xlabel("step")
         ax.set_ylabel("responses with behaviour (%)")
