@@ -97,9 +97,10 @@ def text_samples(
     Tasks rotate through :data:`ovr.data.text_tasks.TEXT_TASKS`. Each trace shows one behaviour of
     :data:`TRACES`, drawn with the shares of ``behaviours`` (default :data:`DEFAULT_BEHAVIOURS`):
     ``reflect`` (a slip, "Wait, let me recheck: ...", the correction), ``verify`` (the result, then
-    "Let me verify: ...") or ``direct``; the choice is in ``provenance["behaviour"]`` of ``sft`` samples (the others carry no trace). The behaviour
-    is drawn from its own rng, so the questions do not depend on the mix. For ``split="sft"`` the
-    sample carries ``messages`` (user + assistant); for other splits it is a bare prompt.
+    "Let me verify: ...") or ``direct``; the choice is in ``provenance["behaviour"]`` of ``sft``
+    samples (the other splits carry no trace). The behaviour is drawn from its own rng, so the
+    questions do not depend on the mix. For ``split="sft"`` the sample carries ``messages`` (user +
+    assistant); for other splits it is a bare prompt.
     """
     _check_difficulty(difficulty)
     if n < 0:

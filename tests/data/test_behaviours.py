@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from ovr.config.stages import SyntheticConfig
-from ovr.data.synthetic import TRACES, check_behaviours, text_samples
+from ovr.data.synthetic import DEFAULT_BEHAVIOURS, TRACES, check_behaviours, text_samples
 from ovr.data.text_tasks import TEXT_TASKS
 from ovr.eval.detectors import BEHAVIOURS, detect
 from ovr.rewards import score_item
@@ -31,6 +31,10 @@ def test_bad_mixes_are_rejected_by_the_config(mix):
         SyntheticConfig(behaviours=mix)
     with pytest.raises(ValueError):
         text_samples(3, 0, behaviours=mix)
+
+
+def test_config_default_is_the_generator_default():
+    assert SyntheticConfig().behaviours == DEFAULT_BEHAVIOURS
 
 
 def test_the_mix_sets_the_share_of_each_trace_kind():
