@@ -26,6 +26,7 @@ MODALITY_GROUPS = {"language": "text", "vision": "image"}  # eval's modality gro
 SHOWN = 0.01  # a behaviour "shows up" in a set of responses from this rate on
 CHANGE = 0.02  # RL "amplified" or "suppressed" a behaviour when its rate moved by more than this
 PAYS = 0.05  # a behaviour "pays" when responses showing it are this much more often correct
+MIN_COMPARED = 10  # answers needed on each side (with / without a behaviour) to say whether it pays
 SMOOTH = 5  # steps of the running mean drawn over the per-step RL behaviour rates
 
 
@@ -113,6 +114,12 @@ def _find(rows: Sequence[Row], stage: str, modality: str) -> Row | None:
     return next((r for r in rows if r.stage == stage and r.modality == modality), None)
 
 
+def _count(row: Row, name: str) -> int:
+    """Responses of ``row`` showing behaviour ``name``."""
+    return round((row.rates.get(name) or 0.0) * row.responses)
+
+
+
 # --------------------------------------------------------------------------- tables
 def rates_table(rows: Sequence[Row]) -> str:
     """Share (%) of responses showing each behaviour, per stage and modality."""
@@ -128,9 +135,9 @@ def pays_table(rows: Sequence[Row], name: str = "reflection") -> str:
             continue
         w, wo = r.accuracy_with.get(name), r.accuracy_without.get(name)
         gap = f"{100 * (w - wo):+.1f}" if w is not None and wo is not None else "–"
-        body.append([r.stage, r.modality, fmt(r.rates.get(name)), fmt(w), fmt(wo), gap])
-    return table(["model", "questions", f"with {name} %", f"accuracy with {name} %", f"accuracy without {name} %",
-                  "gap (points)"], body)
+        body.append([r.stage, r.modality, f"{_count(r, name)} of {r.responses}", fmt(w), fmt(wo), gap])
+    return table(["model", "questions", f"answers with {name}", f"accuracy with {name} %",
+                  f"accuracy without {name} %", "gap (points)"], body)
 
 
 # --------------------------------------------------------------------------- the verdict
@@ -160,25 +167,36 @@ def _sft_sentence(rows: Sequence[Row], name: str) -> str:
             f"image answers only {_pct(si)}.")
 
 
+def _pays(row: Row | None, name: str) -> tuple[str | None, str]:
+    """("pays" | "costs" | "makes no clear difference" | None, the sentence part saying why)."""
+    if row is None:
+        return None, "no answers to compare"
+    shown = _count(row, name)
+    w, wo = row.accuracy_with.get(name), row.accuracy_without.get(name)
+    if w is None or wo is None or min(shown, row.responses - shown) < MIN_COMPARED:
+        return None, f"too few answers with and without it ({shown} of {row.responses}) to tell whether it pays"
+    pays = "pays" if w - wo > PAYS else "costs" if wo - w > PAYS else "makes no clear difference"
+    return pays, f"answers with it were right {_pct(w)} of the time vs {_pct(wo)} without ({shown} of {row.responses} show it): it {pays}"
+
+
 def _rl_sentence(rows: Sequence[Row], name: str) -> str | None:
+    """What RL did to behaviour ``name`` on image questions, and whether that follows what paid when
+    it started (the SFT model's image answers)."""
     si, ri = _rate(rows, "SFT model", "image", name), _rate(rows, "RL model", "image", name)
-    if si is None or ri is None:
-        return None
-    if max(si, ri) < SHOWN:
+    if si is None or ri is None or max(si, ri) < SHOWN:
         return None
     moved = ("amplified" if ri - si > CHANGE else "suppressed" if si - ri > CHANGE else "kept")
-    text = f"On image questions RL {moved} it ({_pct(si)} → {_pct(ri)} of the answers)"
-    rl = _find(rows, "RL model", "image")
-    w, wo = rl.accuracy_with.get(name), rl.accuracy_without.get(name)
-    if w is None or wo is None:
-        return text + "; too few responses with and without it to tell whether it pays."
-    pays = "pays" if w - wo > PAYS else "costs" if wo - w > PAYS else "makes no clear difference"
-    kept = {("pays", "amplified"): "RL kept the behaviour that pays",
-            ("costs", "suppressed"): "RL dropped a behaviour that costs",
-            ("pays", "suppressed"): "RL dropped a behaviour that pays",
-            ("costs", "amplified"): "RL amplified a behaviour that costs"}.get((pays, moved))
-    tail = f"; {kept}" if kept else ""
-    return f"{text}; at RL its image answers are right {_pct(w)} of the time vs {_pct(wo)} without: it {pays}{tail}."
+    before, why = _pays(_find(rows, "SFT model", "image"), name)
+    text = f"On image questions RL {moved} it ({_pct(si)} → {_pct(ri)} of the answers); before RL, {why}"
+    judged = {("pays", "amplified"): "RL kept the behaviour that pays",
+              ("pays", "kept"): "RL kept the behaviour that pays",
+              ("pays", "suppressed"): "RL dropped a behaviour that paid",
+              ("costs", "suppressed"): "RL dropped a behaviour that cost accuracy",
+              ("costs", "amplified"): "RL amplified a behaviour that cost accuracy",
+              ("makes no clear difference", "suppressed"): "RL dropped a behaviour that did not pay"}.get((before, moved))
+    after, why_after = _pays(_find(rows, "RL model", "image"), name)
+    tail = f"; after RL, {why_after}" if after is not None else ""
+    return f"{text}{'; ' + judged if judged else ''}{tail}."
 
 
 def verdict(rows: Sequence[Row]) -> str:

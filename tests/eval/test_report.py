@@ -71,8 +71,8 @@ def test_report_renders_accuracy_curves_and_behaviours(scripted_server, eval_cfg
     assert "| SFT model | image | 8 | 25.0 |" in section and "| RL model | image | 8 | 100.0 |" in section
     assert section.startswith("\n\nThis run shows transfer: reflection")
     assert "On image questions RL amplified it (25.0 % → 100.0 % of the answers)" in section
-    assert "| RL model | image | 100.0 | 100.0 | – | – |" in section  # no answer without it: no gap
-    assert "| SFT model | image | 25.0 | 50.0 | 50.0 | +0.0 |" in section  # v0 right with "Wait", v1 wrong
+    assert "| RL model | image | 8 of 8 | 100.0 | – | – |" in section  # no answer without it: no gap
+    assert "| SFT model | image | 2 of 8 | 50.0 | 50.0 | +0.0 |" in section  # v0 right with "Wait", v1 wrong
 
     inline = (out / "report_inline.md").read_text()
     urls = re.findall(r"!\[[^\]]*\]\(data:image/png;base64,([^)]+)\)", inline)
