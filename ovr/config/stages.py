@@ -59,6 +59,18 @@ class SyntheticConfig(_Section):
     )
     difficulty: int = Field(1, ge=1, le=5, description="Difficulty knob of every task (1 = easiest).")
     image_size: int = Field(112, ge=28, description="Side of generated images in pixels.")
+    behaviours: dict[str, float] = Field(
+        default_factory=lambda: {"reflect": 0.25, "verify": 0.25, "direct": 0.5},
+        description="Shares of the cold-start traces showing each behaviour (sum 1): reflect (a slip, "
+        "'Wait, let me recheck: ...', the fix), verify (the result, then 'Let me verify: ...'), direct.",
+    )
+
+    @field_validator("behaviours")
+    @classmethod
+    def _known_behaviours(cls, v: dict[str, float]) -> dict[str, float]:
+        from ovr.data.synthetic import check_behaviours  # lazy: the data stage imports the config
+
+        return check_behaviours(v)
 
 
 class DataConfig(_Section):

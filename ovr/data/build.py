@@ -31,6 +31,7 @@ from ovr.store import Store, dataset_prefix
 log = logging.getLogger("ovr.data")
 SPLITS = ("sft", "rl", "eval")
 EXAMPLES_PER_REASON = 3  # dropped-row examples kept in the manifest per (source, reason)
+BEHAVIOUR_SAMPLE = 20_000  # SFT items whose assistant turns are scanned for behaviours at build time
 DROPPED_FILE = "dropped.jsonl"  # every dropped row (source, row, reason, detail), listed in the manifest
 
 
@@ -115,7 +116,7 @@ def synthetic_sets(dc: DataConfig) -> dict[str, list[Sample]]:
     sc, seed, tpl = dc.synthetic, dc.seed, dc.prompt_template
     eval_seed = seed + 1_000_003
     return {
-        "sft": synthetic.text_samples(sc.text_samples, seed, sc.difficulty, template=tpl),
+        "sft": synthetic.text_samples(sc.text_samples, seed, sc.difficulty, template=tpl, behaviours=sc.behaviours),
         "rl": synthetic.visual_samples(sc.visual_samples, seed, sc.tasks, sc.difficulty, sc.image_size, template=tpl),
         "eval": synthetic.visual_samples(sc.eval_samples, eval_seed, sc.tasks, sc.difficulty, sc.image_size,
                                          split="eval", template=tpl)
@@ -145,6 +146,21 @@ def filter_train_splits(groups: dict[tuple[str, str], list[Sample]], dc, report:
             groups[k] = [s for s in pool if s.source == k[1]]
 
 
+def trace_behaviours(items: list[Sample], limit: int = BEHAVIOUR_SAMPLE) -> dict:
+    """Behaviour rates of the assistant turns of the first ``limit`` items (a split is shuffled, so
+    this is a random sample), counted by the detectors eval and RL use; plus the generator's own
+    record of which trace kind each procedural item shows (``provenance["behaviour"]``)."""
+    from ovr.eval.detectors import text_rates
+
+    head = items[:limit]
+    texts = [m.content for s in head for m in (s.messages or []) if m.role == "assistant"]
+    kinds: dict[str, int] = {}
+    for s in head:
+        if "behaviour" in s.provenance:
+            kinds[s.provenance["behaviour"]] = kinds.get(s.provenance["behaviour"], 0) + 1
+    return {**text_rates(texts), "trace_kinds": dict(sorted(kinds.items()))}
+
+
 def commit_dataset(store: Store, dc, splits: dict[str, list[Sample]], report: Report, seconds: dict,
                    progress: bool):
     """Shards, card and dropped-row list of the splits, committed manifest-last (replacing an older build)."""
@@ -160,6 +176,8 @@ def commit_dataset(store: Store, dc, splits: dict[str, list[Sample]], report: Re
                 "modalities": count_by(items, "modality"),
                 "subjects": count_by(items, "subject"),
             }
+            if split == "sft":
+                meta_splits[split]["behaviours"] = trace_behaviours(items)
         metadata = {
             "name": dc.name,
             "splits": meta_splits,

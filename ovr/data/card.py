@@ -11,6 +11,21 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     return out
 
 
+def _behaviour_lines(rates: dict | None) -> list[str]:
+    """Share of cold-start assistant turns showing each detected behaviour, and the generator's trace kinds."""
+    if not rates or not rates.get("responses"):
+        return []
+    names = [k for k in rates if k not in ("responses", "trace_kinds")]
+    lines = ["## Behaviours in the cold-start traces", "",
+             f"Share of the first {rates['responses']} assistant turns of `sft` showing each behaviour "
+             "(`ovr.eval.detectors`, the detectors eval and RL count with):", ""]
+    lines += _table(names, [[f"{rates[n]:.1%}" for n in names]]) + [""]
+    if rates.get("trace_kinds"):
+        kinds = ", ".join(f"{k}: {v}" for k, v in rates["trace_kinds"].items())
+        lines += [f"Procedural trace kinds (`provenance.behaviour`): {kinds}.", ""]
+    return lines
+
+
 def render_card(meta: dict) -> str:
     """Markdown card of a build's manifest metadata (see :func:`ovr.data.build.build_dataset`)."""
     splits = meta["splits"]
@@ -35,6 +50,7 @@ def render_card(meta: dict) -> str:
         [[s, i["count"], len(i["shards"]), ", ".join(f"{k}: {v}" for k, v in i["modalities"].items())]
          for s, i in splits.items()],
     ) + [""]
+    lines += _behaviour_lines(splits.get("sft", {}).get("behaviours"))
     lines += ["## Dropped items", ""]
     drops = [[src, reason, n] for src, reasons in meta["dropped"].items() for reason, n in reasons.items()]
     lines += (_table(["source", "reason", "items"], drops) if drops else ["Nothing was dropped."]) + [""]

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable, Mapping
 
 from ovr.data.prompts import DEFAULT_TEMPLATE, to_prompt
-from ovr.data.text_tasks import TEXT_TASKS
+from ovr.data.text_tasks import TEXT_TASKS, TextTask
 from ovr.data.visual_tasks import VISUAL_TASKS
+from ovr.registry import Registry
 from ovr.schema import ImageRef, Message, Sample, Split
 
 TEXT_SOURCE = "synthetic_text"
@@ -39,34 +41,80 @@ def png_bytes(image) -> bytes:
     return buf.getvalue()
 
 
+# --------------------------------------------------------------------------- behaviours of traces
+TRACES: Registry[Callable[[TextTask, random.Random], list[str]]] = Registry("trace behaviour")
+DEFAULT_BEHAVIOURS: dict[str, float] = {"reflect": 0.25, "verify": 0.25, "direct": 0.5}
+RECHECK_OPENERS = ("Wait, let me recheck:", "Wait, that is wrong:")  # what a reflect trace says on noticing
+
+
+@TRACES.register("direct")
+def direct_trace(task: TextTask, rng: random.Random) -> list[str]:
+    """The steps, straight."""
+    return list(task.steps)
+
+
+@TRACES.register("verify")
+def verify_trace(task: TextTask, rng: random.Random) -> list[str]:
+    """The steps, then a line checking the result another way ("Let me verify: ...")."""
+    return [*task.steps, task.verify]
+
+
+@TRACES.register("reflect")
+def reflect_trace(task: TextTask, rng: random.Random) -> list[str]:
+    """A slip, noticed ("Wait, let me recheck: ...") and corrected, ending at the right result."""
+    first, *rest = task.fix
+    return [*task.mistake, f"{rng.choice(RECHECK_OPENERS)} {first}", *rest]
+
+
+def check_behaviours(mix: Mapping[str, float]) -> dict[str, float]:
+    """``mix`` if it names only registered trace behaviours with non-negative shares summing to 1."""
+    unknown = sorted(set(mix) - set(TRACES.names()))
+    if unknown:
+        raise ValueError(f"unknown trace behaviours {unknown}; known: {TRACES.names()}")
+    if not mix or any(v < 0 for v in mix.values()):
+        raise ValueError(f"behaviour shares must be non-negative and not empty, got {dict(mix)}")
+    if abs(sum(mix.values()) - 1.0) > 1e-6:
+        raise ValueError(f"behaviour shares must sum to 1, got {sum(mix.values()):.6g} in {dict(mix)}")
+    return dict(mix)
+
+
+def pick_behaviour(mix: Mapping[str, float], rng: random.Random) -> str:
+    """One behaviour name drawn with the mix's shares (names in sorted order: dict order never matters)."""
+    names = sorted(n for n, w in mix.items() if w > 0)
+    return rng.choices(names, weights=[mix[n] for n in names])[0]
+
+
 def text_samples(
     n: int,
     seed: int,
     difficulty: int = 1,
     split: Split = "sft",
     template: str = DEFAULT_TEMPLATE,
-    check_rate: float = 0.3,
+    behaviours: Mapping[str, float] | None = None,
 ) -> list[Sample]:
     """``n`` language-only arithmetic/logic items with a short step-by-step trace ending in ``\\boxed{}``.
 
-    Tasks rotate through :data:`ovr.data.text_tasks.TEXT_TASKS`; a share ``check_rate`` of the
-    traces add a verification line ("Let me recheck: ..."), the reflection behaviour the recipe
-    transfers. For ``split="sft"`` the sample carries ``messages`` (user + assistant); for other
-    splits it is a bare prompt.
+    Tasks rotate through :data:`ovr.data.text_tasks.TEXT_TASKS`. Each trace shows one behaviour of
+    :data:`TRACES`, drawn with the shares of ``behaviours`` (default :data:`DEFAULT_BEHAVIOURS`):
+    ``reflect`` (a slip, "Wait, let me recheck: ...", the correction), ``verify`` (the result, then
+    "Let me verify: ...") or ``direct``; the choice is in ``provenance["behaviour"]`` of ``sft``
+    samples (the other splits carry no trace). The behaviour is drawn from its own rng, so the
+    questions do not depend on the mix. For ``split="sft"`` the sample carries ``messages`` (user +
+    assistant); for other splits it is a bare prompt.
     """
     _check_difficulty(difficulty)
     if n < 0:
         raise ValueError("n must be >= 0")
+    mix = check_behaviours(DEFAULT_BEHAVIOURS if behaviours is None else behaviours)
     names = sorted(TEXT_TASKS)
     out = []
     for i in range(n):
         rng = _rng(seed, i, f"text:{difficulty}")
         name = names[i % len(names)]
         task = TEXT_TASKS[name](rng, difficulty)
-        lines = list(task.steps)
-        if task.check and rng.random() < check_rate:
-            lines.append(task.check)
-        lines.append(f"The answer is \\boxed{{{task.answer}}}.")
+        pick = _rng(seed, i, f"behaviour:{difficulty}")
+        kind = pick_behaviour(mix, pick)
+        lines = TRACES.get(kind)(task, pick) + [f"The answer is \\boxed{{{task.answer}}}."]
         prompt = to_prompt(task.question, 0, template)
         messages = None
         if split == "sft":
@@ -83,7 +131,8 @@ def text_samples(
                 answer_type=task.answer_type,
                 subject=name,
                 difficulty=float(difficulty),
-                provenance={"generator": "ovr.data.synthetic.text_samples", "seed": seed, "index": i},
+                provenance={"generator": "ovr.data.synthetic.text_samples", "seed": seed, "index": i}
+                | ({"behaviour": kind} if messages else {}),
             )
         )
     return out

@@ -1,11 +1,14 @@
 """Behaviour analysis: per-response counts, emergence rates per benchmark, vision/language transfer.
 
-Two sources of counts per response: ORZ's cheap keyword proxy (``wait,``, ``recheck``, ``retry``,
+Three sources of counts per response: the named detectors of :mod:`ovr.eval.detectors`
+(``reflection``, ``verification``, ``backtracking``: the same ones that count the cold-start data
+and the RL rollouts), ORZ's cheap keyword proxy (``wait,``, ``recheck``, ``retry``,
 ``alternatively,``, ``however,``) and, when enabled, an LLM judge (:mod:`ovr.eval.judge`). The
 *emergence rate* of a behaviour is the share of responses whose count is > 0, among responses where
 the count is known and applicable. The *transfer rate* is the emergence rate on image questions
 divided by the rate on text questions: 1.0 means a behaviour learnt from language shows up as often
-in visual reasoning.
+in visual reasoning. Rates also carry the accuracy of the responses with and without each
+behaviour: whether showing it pays.
 
 >>> counts = [{"verification": 2}, {"verification": 0}, {"verification": None}]
 >>> emergence_rate(counts, "verification")
@@ -36,8 +39,10 @@ def keyword_counts(text: str, words: Sequence[str]) -> dict[str, int]:
 
 
 def behaviour_counts(record: ResponseRecord) -> dict[str, int | None]:
-    """All counts of one response: one per keyword, any keyword, and the judge's (None = unknown)."""
-    out: dict[str, int | None] = {keyword_name(w): n for w, n in record.keywords.items()}
+    """All counts of one response: the named detectors', one per keyword, any keyword, and the
+    judge's (None = unknown)."""
+    out: dict[str, int | None] = dict(record.behaviours)
+    out.update({keyword_name(w): n for w, n in record.keywords.items()})
     if record.keywords:
         out[ANY_WORD] = sum(record.keywords.values())
     out.update(record.judge)
@@ -61,6 +66,10 @@ def rates(group: str, records: Sequence[ResponseRecord]) -> BehaviourRates:
         out.rates[name] = emergence_rate(counts, name)
         out.mean_counts[name] = sum(known) / len(known) if known else None
         out.unknown[name] = sum(1 for c in counts if name in c and c[name] is None)
+        shown = [r.accuracy for r, c in zip(records, counts) if c.get(name) is not None and c[name] > 0]
+        plain = [r.accuracy for r, c in zip(records, counts) if c.get(name) is not None and c[name] == 0]
+        out.accuracy_with[name] = sum(shown) / len(shown) if shown else None
+        out.accuracy_without[name] = sum(plain) / len(plain) if plain else None
     return out
 
 

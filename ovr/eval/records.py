@@ -37,6 +37,9 @@ class ResponseRecord(_Model):
     extracted: str | None = None
     score_error: str | None = None
     keywords: dict[str, int] = Field(default_factory=dict, description="ORZ reflection word counts.")
+    behaviours: dict[str, int] = Field(
+        default_factory=dict, description="Named behaviour counts (ovr.eval.detectors: reflection, verification, ...)."
+    )
     judge: dict[str, int | None] = Field(
         default_factory=dict, description="Judge counts per behaviour; None = judge output unusable."
     )
@@ -72,6 +75,12 @@ class BehaviourRates(_Model):
     mean_counts: dict[str, float | None] = Field(default_factory=dict, description="Mean count per behaviour.")
     unknown: dict[str, int] = Field(
         default_factory=dict, description="Responses whose count is unknown (malformed judge output)."
+    )
+    accuracy_with: dict[str, float | None] = Field(
+        default_factory=dict, description="Mean accuracy of the responses showing each behaviour (None: none do)."
+    )
+    accuracy_without: dict[str, float | None] = Field(
+        default_factory=dict, description="Mean accuracy of the responses not showing it (None: all do)."
     )
 
 

@@ -9,7 +9,8 @@
   self-contained file for viewers that cannot follow relative links (the KFP UI);
 - ``figures/accuracy.png``, ``figures/training.png`` (reward / accuracy / length / SFT loss curves
   read back from the run's MLflow history), ``figures/behaviour.png`` (emergence rates across
-  checkpoints).
+  checkpoints), ``figures/transfer.png`` and ``figures/behaviour_rl.png`` (the behaviour transfer
+  section of :mod:`ovr.eval.transfer`: cold-start data -> SFT -> RL, text vs image, and per RL step).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ovr.config import RunConfig
+from ovr.eval.plots import figure as _figure
 from ovr.eval.records import EvalResult
 from ovr.eval.tables import behaviour_table, comparison_table, score_table, transfer_table
+from ovr.eval.transfer import transfer_section
 
 REPORT_FILE = "report.md"
 INLINE_FILE = "report_inline.md"
@@ -35,14 +38,6 @@ _IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+\.png)\)")
 
 
 # --------------------------------------------------------------------------- figures
-def _figure(ncols: int = 1, width: float = 6.0, height: float = 3.6):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * ncols, height), dpi=100)
-    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
-    return fig, axes
-
-
 def accuracy_figure(results: Sequence[EvalResult], path: Path) -> Path:
     """Grouped bars: avg@k per benchmark, one bar per checkpoint."""
     benches = sorted({s.benchmark for r in results for s in r.benchmarks})
@@ -149,7 +144,7 @@ def reward_gain(curve: Sequence[tuple[int, float]], head: int = GAIN_HEAD,
 
 
 def report_markdown(cfg: RunConfig, results: Sequence[EvalResult], figures: dict[str, Path | None],
-                    history: dict[str, list[tuple[int, float]]], run_id: str | None) -> str:
+                    history: dict[str, list[tuple[int, float]]], run_id: str | None, transfer: str = "") -> str:
     """The report text; figures are linked relative to the report's folder."""
     last = results[-1]
     parts = [f"# ovr run report: {cfg.name}",
@@ -179,6 +174,8 @@ def report_markdown(cfg: RunConfig, results: Sequence[EvalResult], figures: dict
         parts += ["Transfer rate (emergence on image questions / on text questions):", transfer_table(last.transfer)]
     if figures.get("behaviour"):
         parts += ["![behaviour rates](figures/behaviour.png)"]
+    if transfer:
+        parts += [transfer]
     settings = "\n".join(f"- {r.label} (step {r.step}): k={r.k}, temperature={r.temperature}, top_p={r.top_p}, "
                           f"max_tokens={r.max_tokens}; {r.questions} questions, {r.responses} responses, "
                           f"{r.questions_per_s:.2f} questions/s" for r in results)
@@ -202,7 +199,8 @@ def build_report(cfg: RunConfig, results: Sequence[EvalResult], out_dir: Path) -
         "training": curves_figure(history, out_dir / "figures/training.png"),
         "behaviour": behaviour_figure(results, out_dir / "figures/behaviour.png"),
     }
-    text = report_markdown(cfg, results, figures, history, run_id)
+    transfer = transfer_section(cfg, results, run_id, out_dir / "figures")
+    text = report_markdown(cfg, results, figures, history, run_id, transfer)
     report = out_dir / REPORT_FILE
     report.write_text(text)
     (out_dir / INLINE_FILE).write_text(inline_images(text, out_dir))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ovr.config import EvalConfig, RunConfig
 from ovr.eval import behaviour, metrics
+from ovr.eval.detectors import detect
 from ovr.eval.records import RESPONSES_FILE, TABLE_FILE, EvalResult, ResponseRecord, write_records
 from ovr.eval.tables import result_markdown
 from ovr.rollout.scoring import Scored
@@ -77,7 +78,7 @@ def sample_and_score(cfg: RunConfig, samples: list[Sample], progress: bool, requ
 
 
 def build_records(samples: list[Sample], scored: Scored, words: list[str]) -> list[ResponseRecord]:
-    """One record per response: its score and its reflection keyword counts."""
+    """One record per response: its score, its named behaviour counts and its reflection keyword counts."""
     by_id = {s.id: s for s in samples}
     records = []
     for g, i, c, r in scored.pairs():
@@ -86,7 +87,7 @@ def build_records(samples: list[Sample], scored: Scored, words: list[str]) -> li
             sample_id=s.id, benchmark=s.source, subject=s.subject, modality=s.modality, index=i,
             prompt=s.prompt, reference=s.answer, text=c.text, finish_reason=c.finish_reason,
             length=len(c.token_ids), accuracy=r.accuracy, extracted=r.extracted, score_error=r.error,
-            keywords=behaviour.keyword_counts(c.text, words),
+            keywords=behaviour.keyword_counts(c.text, words), behaviours=detect(c.text),
         ))
     return records
 

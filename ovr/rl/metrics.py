@@ -1,5 +1,5 @@
-"""Per-step RL metrics: rewards, lengths, truncation, reflection words, weight lag, log-prob drift,
-advantage statistics, and the progress line a person reads."""
+"""Per-step RL metrics: rewards, lengths, truncation, reflection words, named behaviours per
+modality, weight lag, log-prob drift, advantage statistics, and the progress line a person reads."""
 
 from __future__ import annotations
 
@@ -53,6 +53,37 @@ def rollout_metrics(rows: list[Experience], results: list[ScoreResult], reflecti
     for w, c in totals.items():
         out[f"reflection/{metric_name(w)}"] = c / len(results)
     out["reflection/total"] = sum(totals.values()) / len(results)
+    return out
+
+
+def behaviour_metrics(groups: list[RolloutGroup], results: list[ScoreResult],
+                      samples: dict[str, Sample]) -> dict[str, float]:
+    """Per modality of the prompts (``behaviour/<text|image>/...``): the share of responses showing
+    each named behaviour of :mod:`ovr.eval.detectors` (the detectors that count the cold-start data
+    and eval), and the accuracy of the responses with and without it (``accuracy_with/<name>``,
+    ``accuracy_without/<name>``, when any are). ``groups`` and the flat ``results`` are the whole
+    step's batch, which the main rank sampled and broadcast: every rank gets the same figures with no
+    further gather."""
+    from ovr.eval.detectors import BEHAVIOURS, detect
+
+    by: dict[str, list[tuple[dict[str, int], float]]] = {}
+    flat = [(samples[g.sample_id].modality, c.text) for g in groups for c in g.completions]
+    if len(flat) != len(results):
+        raise ValueError(f"{len(results)} scores for {len(flat)} responses")
+    for (modality, text), res in zip(flat, results):
+        by.setdefault(modality, []).append((detect(text), res.accuracy))
+    out: dict[str, float] = {}
+    for modality, items in sorted(by.items()):
+        base = f"behaviour/{metric_name(modality)}"
+        out[f"{base}/responses"] = float(len(items))
+        for name in BEHAVIOURS:
+            shown = [acc for counts, acc in items if counts[name] > 0]
+            plain = [acc for counts, acc in items if counts[name] == 0]
+            out[f"{base}/{name}"] = len(shown) / len(items)
+            if shown:
+                out[f"{base}/accuracy_with/{name}"] = float(np.mean(shown))
+            if plain:
+                out[f"{base}/accuracy_without/{name}"] = float(np.mean(plain))
     return out
 
 

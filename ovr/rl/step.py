@@ -13,7 +13,7 @@ import torch
 
 from ovr.rl.experience import build_experience
 from ovr.rl.forward import encode_prompt
-from ovr.rl.metrics import advantage_stats, logprob_drift, rollout_metrics, subject_rewards
+from ovr.rl.metrics import advantage_stats, behaviour_metrics, logprob_drift, rollout_metrics, subject_rewards
 from ovr.rl.sampling import Collected, collect
 from ovr.rl.setup import RLRun, Services
 from ovr.rl.update import Batcher, actor_update, advantages, critic_update, mini_batches, pad, score_rows
@@ -36,6 +36,7 @@ def rl_step(run: RLRun, svc: Services | None, step: int, progress: bool = False)
     every = build_experience(got.groups, run.encoded, got.results)
     metrics = rollout_metrics(every, got.results, run.cfg.eval.reflection_words, run.state.weight_version)
     metrics |= subject_rewards(every, got.groups, run.by_id)
+    metrics |= behaviour_metrics(got.groups, got.results, run.by_id)
     metrics |= {"groups_kept_frac": len(groups) / len(got.groups), "generation_rounds": got.rounds}
     rows = build_experience(groups, run.encoded, results)
 

@@ -135,8 +135,14 @@ def test_cli_builds_the_tiny_recipe(repo_root, tmp_path):
     s = Store.from_config(cfg.store)
     assert {x.modality for x in load_samples(s, "tiny", "sft")} == {"text"}
     assert {x.modality for x in load_samples(s, "tiny", "rl")} == {"image"}
-    assert cfg.eval.benchmarks == ["synthetic_visual"]
+    assert cfg.eval.benchmarks == ["synthetic_visual", "synthetic_text"]
     assert len(load_samples(s, "tiny", "eval", source="synthetic_visual")) == 8
+    assert len(load_samples(s, "tiny", "eval", source="synthetic_text")) == 8
+    rates = s.read_manifest("datasets/tiny").metadata["splits"]["sft"]["behaviours"]  # the recipe's mix, detected
+    sft = len(load_samples(s, "tiny", "sft"))  # 60 drawn, a few exact duplicates dropped
+    assert rates["responses"] == sft > 50 and rates["reflection"] > 0.1 and rates["verification"] > 0.1
+    assert sum(rates["trace_kinds"].values()) == sft and set(rates["trace_kinds"]) == {"reflect", "verify", "direct"}
+    assert "## Behaviours in the cold-start traces" in s.get_bytes("datasets/tiny/README.md").decode()
 
 
 def test_s3_source_into_s3_store(source_files, s3_cfg, tmp_path):

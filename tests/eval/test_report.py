@@ -11,8 +11,10 @@ import re
 
 from PIL import Image
 
+from ovr.data.build import build_dataset
 from ovr.eval.report import build_report, reward_gain, training_order
 from ovr.eval.runner import evaluate
+from ovr.store import Store
 from ovr.tracking import Tracker
 from scripted_data import served, improved_rules, policy_rules, samples
 
@@ -25,12 +27,15 @@ def _png_ok(data: bytes) -> tuple[int, int]:
 
 def test_report_renders_accuracy_curves_and_behaviours(scripted_server, eval_cfg, tmp_path):
     data = samples()
-    cfg = eval_cfg("eval.k=4", "eval.benchmarks=[arith, synthetic_visual]")
+    cfg = eval_cfg("eval.k=4", "eval.benchmarks=[arith, synthetic_visual]", "data.synthetic.text_samples=80",
+                   "data.synthetic.visual_samples=0", "data.synthetic.eval_samples=0")
+    build_dataset(cfg, Store.from_config(cfg.store), progress=False)  # the cold start the report counts
     with Tracker.open(cfg, "rl") as rl:  # the run the checkpoints belong to, with its training curves
         curve = [(0.2, 40.0), (0.3, 39.0), (0.1, 38.0), (0.35, 36.0), (0.4, 35.0), (0.6, 33.0), (0.55, 32.0),
                  (0.5, 31.0)]
         for step, (reward, length) in enumerate(curve, start=1):
-            rl.log_metrics({"reward_mean": reward, "response_len_mean": length, "accuracy": reward}, step=step)
+            rl.log_metrics({"reward_mean": reward, "response_len_mean": length, "accuracy": reward,
+                            "behaviour/image/reflection": step / 10, "behaviour/image/verification": 0.0}, step=step)
     cfg.tracking.run_id = rl.run_id
 
     early = evaluate(served(cfg, scripted_server(policy_rules(data[3:])).url), data, out_dir=tmp_path / "e0",
@@ -50,14 +55,28 @@ def test_report_renders_accuracy_curves_and_behaviours(scripted_server, eval_cfg
     assert "| vision | image | 8 |" in text  # behaviour table at the last checkpoint
     assert "| kw_wait | 1.00 |" in text  # all responses say "Wait," in both modalities: transfer 1.0
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert links == ["figures/accuracy.png", "figures/training.png", "figures/behaviour.png"]
+    assert links == ["figures/accuracy.png", "figures/training.png", "figures/behaviour.png", "figures/transfer.png",
+                     "figures/behaviour_rl.png"]
     for link in links:
         w, h = _png_ok((out / link).read_bytes())
         assert w >= 400 and h >= 300
 
+    # the transfer story: cold-start data (a quarter of the traces reflect) -> SFT model -> RL model
+    section = text.split("## Behaviour transfer", 1)[1]
+    data_row = re.search(r"\| SFT data \| text \| 80 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", section)
+    assert data_row, section
+    reflection, verification, backtracking = map(float, data_row.groups())
+    assert 10 < reflection < 45 and 10 < verification < 45 and backtracking == 0.0
+    assert "| SFT model | text | 12 | 8.3 |" in section  # 1 of t1's 4 answers says "Wait,"
+    assert "| SFT model | image | 8 | 25.0 |" in section and "| RL model | image | 8 | 100.0 |" in section
+    assert section.startswith("\n\nThis run shows transfer: reflection")
+    assert "On image questions RL amplified it (25.0 % → 100.0 % of the answers)" in section
+    assert "| RL model | image | 8 of 8 | 100.0 | – | – |" in section  # no answer without it: no gap
+    assert "| SFT model | image | 2 of 8 | 50.0 | 50.0 | +0.0 |" in section  # v0 right with "Wait", v1 wrong
+
     inline = (out / "report_inline.md").read_text()
     urls = re.findall(r"!\[[^\]]*\]\(data:image/png;base64,([^)]+)\)", inline)
-    assert len(urls) == 3 and "figures/" not in inline
+    assert len(urls) == 5 and "figures/" not in inline
     assert base64.b64decode(urls[0]) == (out / "figures/accuracy.png").read_bytes()
 
     from mlflow.tracking import MlflowClient

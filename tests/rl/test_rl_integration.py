@@ -75,7 +75,8 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     for key in ("reward_mean", "reward_std", "accuracy", "response_len_mean", "response_len_max", "truncation_rate",
                 "clip_frac", "approx_kl", "entropy", "value_loss", "explained_variance", "adv_mean", "adv_std",
                 "reflection/total", "rollout_seconds", "reward_seconds", "train_seconds", "sync_seconds",
-                "tokens_per_s", "weight_version_lag_mean", "logprob_drift"):
+                "tokens_per_s", "weight_version_lag_mean", "logprob_drift", "behaviour/image/responses",
+                "behaviour/image/reflection", "behaviour/image/verification", "behaviour/image/backtracking"):
         assert key in h, key
     assert h["weight_version_lag_max"] == 0 and h["max_tokens"] == 12
     # trainer and vLLM agree on tokens, images and weights (a shifted or mis-imaged row drifts by ~1)
@@ -107,6 +108,8 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     # every step's metrics are in MLflow, in one run across the interruption
     tracker = Tracker.open(cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_id": first.run_id})}), "rl")
     assert [s for s, _ in tracker.metric_history("rl/reward_mean")] == [0, 1, 2]
+    assert [s for s, _ in tracker.metric_history("rl/behaviour/image/reflection")] == [0, 1, 2]
+    assert all(0.0 <= v <= 1.0 for _, v in tracker.metric_history("rl/behaviour/image/reflection"))
     tracker.close()
 
 

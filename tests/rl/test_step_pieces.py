@@ -107,3 +107,26 @@ def test_kl_loss_pulls_the_policy_towards_the_reference(processor, visual, actor
     new, _ = score_rows(batcher, actor=actor)
     k3 = lambda lps: float(sum(kl_penalty(a, b).sum() for a, b in zip(lps, ref_logp)))  # noqa: E731
     assert stats["kl_ref"] > 0 and k3(new) < k3(old)  # the estimate the loss term minimises went down
+
+
+def test_behaviour_metrics_per_modality_and_accuracy_with_without():
+    from ovr.rl.metrics import behaviour_metrics
+
+    from ovr.data.synthetic import visual_samples
+
+    image = visual_samples(1, seed=0, tasks=["count_shapes"])[0].model_copy(update={"id": "img"})
+    samples = {"img": image, "txt": Sample(id="txt", source="t", split="rl", modality="text", prompt="q", answer="1")}
+    texts = {"img": ["Wait, let me recheck: \\boxed{1}", "\\boxed{2}", "Let me verify: \\boxed{1}", "\\boxed{1}"],
+             "txt": ["\\boxed{1}", "\\boxed{3}"]}
+    acc = {"img": [1.0, 0.0, 1.0, 0.0], "txt": [1.0, 0.0]}
+    groups = [RolloutGroup(sample_id=k, completions=[Completion(text=t) for t in v]) for k, v in texts.items()]
+    results = [ScoreResult(overall=a, accuracy=a) for k in texts for a in acc[k]]
+    m = behaviour_metrics(groups, results, samples)
+    assert m["behaviour/image/responses"] == 4 and m["behaviour/text/responses"] == 2
+    assert m["behaviour/image/reflection"] == 0.25 and m["behaviour/image/verification"] == 0.25
+    assert m["behaviour/image/backtracking"] == 0.0 and m["behaviour/text/reflection"] == 0.0
+    assert m["behaviour/image/accuracy_with/reflection"] == 1.0
+    assert m["behaviour/image/accuracy_without/reflection"] == pytest.approx(1 / 3)
+    assert "behaviour/text/accuracy_with/reflection" not in m  # no text response reflects
+    with pytest.raises(ValueError, match="scores for"):
+        behaviour_metrics(groups, results[:-1], samples)
