@@ -10,6 +10,7 @@ and the wall time. The baseline of each run is its own SFT checkpoint: the ratio
 accuracy / SFT accuracy on each benchmark.
 
     .venv/bin/python bench/demo_seeds.py --seeds 0 1 2 --out bench-demo-seeds.md   # ~25 min on 2 cores
+    .venv/bin/python bench/demo_seeds.py --seeds 0 1 2 --read-only                  # tabulate finished runs
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def run_seed(recipe: Path, seed: int, root: Path, model_dir: Path, extra: list[s
     with open(work / "console.txt", "w") as out:
         rc = subprocess.call(cmd, cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT)
     wall = time.monotonic() - t0
+    (work / "wall_s.txt").write_text(f"{wall:.1f}\n")
     if rc != 0:
         raise SystemExit(f"seed {seed}: the pipeline failed (exit {rc}); see {work / 'console.txt'}")
     return read_back(recipe, seed, work, model_dir, extra, wall)
@@ -133,12 +135,18 @@ def main() -> None:
     p.add_argument("--model", default=str(REPO / ".ovr" / "models" / "tiny"), help="The shared tiny base model.")
     p.add_argument("--set", dest="sets", action="append", default=[], help="Extra recipe overrides.")
     p.add_argument("--out", default=None, help="Also write the Markdown tables here.")
+    p.add_argument("--read-only", action="store_true", help="Tabulate the seeds' finished runs without rerunning them.")
     a = p.parse_args()
     recipe, root, model_dir = Path(a.recipe).resolve(), Path(a.root).resolve(), Path(a.model).resolve()
     runs = []
     for seed in a.seeds:
-        runs.append(run_seed(recipe, seed, root, model_dir, a.sets))
-        print(markdown(runs[-1:]), flush=True)
+        if a.read_only:
+            work = root / f"seed-{seed}"
+            wall = float((work / "wall_s.txt").read_text()) if (work / "wall_s.txt").is_file() else 0.0
+            runs.append(read_back(recipe, seed, work, model_dir, a.sets, wall))
+        else:
+            runs.append(run_seed(recipe, seed, root, model_dir, a.sets))
+            print(markdown(runs[-1:]), flush=True)
     text = markdown(runs)
     print(text)
     if a.out:
