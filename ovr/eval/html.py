@@ -24,14 +24,18 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
 h1 { border-bottom: 2px solid #d0d7de; padding-bottom: .3rem; }
 h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; margin-top: 2rem; }
 code { background: #f3f4f6; padding: .1rem .3rem; border-radius: 4px; font-size: 90%; }
-table { border-collapse: collapse; margin: 1rem 0; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid #d0d7de; padding: .35rem .75rem; }
-th { background: #f0f3f6; text-align: left; }
-td { text-align: right; }
-td:first-child { text-align: left; font-weight: 500; }
+table { border-collapse: collapse; margin: 1rem 0; font-variant-numeric: tabular-nums; display: block;
+        max-width: 100%; overflow-x: auto; }
+th, td { border: 1px solid #d0d7de; padding: .35rem .75rem; text-align: left; white-space: nowrap; }
+th { background: #f0f3f6; }
+td.num { text-align: right; }
+td:first-child { font-weight: 500; }
 tr:nth-child(even) td { background: #f8fafc; }
 img { max-width: 100%; height: auto; display: block; margin: 1rem 0; border: 1px solid #e5e7eb; }
 """
+
+
+NUMBER_CELL = re.compile(r"<td>([-+]?(?:\d[\d,]*)?(?:\.\d+)?(?:e[-+]?\d+)?%?|-|nan|inf)</td>")
 
 
 def title_of(text: str, default: str = "ovr run report") -> str:
@@ -43,6 +47,7 @@ def title_of(text: str, default: str = "ovr run report") -> str:
 def markdown_to_html(text: str, title: str | None = None) -> str:
     """A standalone HTML page of the Markdown ``text`` (tables extension, embedded stylesheet)."""
     body = markdown.markdown(text, extensions=["tables"], output_format="html")
+    body = NUMBER_CELL.sub(r'<td class="num">\1</td>', body)  # numbers right-aligned, text left
     title = html.escape(title or title_of(text))
     return (f"<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
