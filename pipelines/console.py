@@ -190,7 +190,7 @@ class RunConsole:
         with self._lock:
             self._close_bars()
             done = [e for e in self._last.values() if e.step >= e.total]
-            steps = "; ".join(f"{e.step} steps, {event_text(e).split('  ETA')[0]}" for e in done)
+            steps = "; ".join(f"{e.step} steps, {event_text(e).split('ETA')[0].strip()}" for e in done)
             self._last.clear()
             wall = format_duration(time.monotonic() - self._t_task)
             self.console.print(f"[green]✓ {info.label}[/] {wall}" + (f"  [dim]{steps}[/]" if steps else ""))

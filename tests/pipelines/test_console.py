@@ -125,3 +125,24 @@ def test_live_mode_on_a_terminal_draws_bars_and_keeps_the_headers(tmp_path):
     text = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", out.getvalue())
     assert "━━" in text  # the bar was drawn
     assert "▶ SFT" in text and "✓ SFT" in text and "30 steps, loss 0.033" in text
+
+
+def test_a_real_kfp_local_dag_behind_the_console(repo_root, tmp_path):
+    """kfp.local's own output, the tasks' stdout and native stderr all land in the log; the console
+    shows the two stages and the RL progress read from the file the tasks inherited."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "PYTHONWARNINGS": "ignore::FutureWarning"}
+    done = subprocess.run([sys.executable, str(repo_root / "tests/pipelines/console_dag.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=repo_root, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "▶ data" in out and "✓ data" in out and "▶ RL" in out and "✓ RL" in out
+    assert "5 steps, reward 0.500  accuracy 0.500" in out
+    assert out.rstrip().endswith("after the run")
+    assert "POST /v1/completions" not in out + done.stderr and "executor" not in out
+    assert len(out.splitlines()) <= 12, out
+    log = (tmp_path / "run.log").read_text()
+    assert "native stderr of a task" in log and "from the parent, to the log" in log
+    assert log.count("POST /v1/completions") == 5 and "Executing task" in log
