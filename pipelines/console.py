@@ -157,7 +157,7 @@ class RunConsole:
         self._thread.join(timeout=5)
         self.drain()
         if exc is not None and self._task is not None:
-            self._failed(self._task)
+            self._failed(self._task, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
         self.progress.stop()
         sys.stdout, sys.stderr = self._saved_streams
         if self._saved_fds is not None:
@@ -196,10 +196,10 @@ class RunConsole:
             self.console.print(f"[green]✓ {info.label}[/] {wall}" + (f"  [dim]{steps}[/]" if steps else ""))
             self._task = None
 
-    def _failed(self, task: str) -> None:
+    def _failed(self, task: str, how: str = "failed") -> None:
         with self._lock:
             self._close_bars()
-            self.console.print(f"[bold red]✗ {stage_info(task).label} failed[/] after "
+            self.console.print(f"[bold red]✗ {stage_info(task).label} {how}[/] after "
                                f"{format_duration(time.monotonic() - self._t_task)}; its last log lines:")
             for line in list(self.stream.tail)[-15:]:
                 self.console.print(f"  {line.strip()[:200]}", markup=False, highlight=False)

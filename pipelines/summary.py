@@ -51,14 +51,13 @@ def _leaves(value, path: tuple[str, ...] = ()):
 
 def behaviour_values(result: dict) -> dict[str, float]:
     """``{"behaviour_by_modality/vision/kw_wait": 0.5, ...}``: the numeric behaviour fields of one
-    eval result (rates only, when it has rates)."""
-    found = {}
+    eval result (rates only, when it has rates), the smallest breakdowns (e.g. by modality) first."""
+    fields = []
     for key, value in result.items():
-        if "behaviour" not in key.lower():
-            continue
-        for path, number in _leaves(value, (key,)):
-            if path[-1] not in SKIPPED_LEAVES:
-                found[path] = number
+        if "behaviour" in key.lower():
+            leaves = {p: v for p, v in _leaves(value, (key,)) if p[-1] not in SKIPPED_LEAVES}
+            fields.append(leaves)
+    found = {p: v for leaves in sorted(fields, key=len) for p, v in leaves.items()}  # aggregates first
     if any("rates" in p for p in found):
         found = {p: v for p, v in found.items() if "rates" in p}
     return {"/".join(x for x in p if x != "rates"): v for p, v in found.items()}

@@ -115,6 +115,10 @@ def test_behaviour_values_are_found_generically():
     assert behaviour_values({"behaviour_summary": {"reflection_rate": 0.25}, "k": 2}) == {
         "behaviour_summary/reflection_rate": 0.25}
     assert behaviour_values({"label": "sft", "benchmarks": []}) == {}
+    two = {"behaviour": [{"group": g, "rates": {"kw_wait": 0.1}} for g in ("a", "b", "c")],
+           "behaviour_by_modality": [{"group": g, "rates": {"kw_wait": 0.2}} for g in ("vision", "language")]}
+    assert list(behaviour_values(two))[:2] == ["behaviour_by_modality/vision/kw_wait",
+                                               "behaviour_by_modality/language/kw_wait"]
 
 
 def test_live_mode_on_a_terminal_draws_bars_and_keeps_the_headers(tmp_path):
