@@ -226,7 +226,7 @@ class RunConsole:
     def _show(self, event: ProgressEvent) -> None:
         self.events.append(event)
         self._last[event.stage] = event
-        key = f"progress:{event.stage}"
+        key = self._task if self._task in self._bars else f"progress:{event.stage}"  # the running task's bar
         if self.live:
             if key not in self._bars:
                 self._bars[key] = self.progress.add_task(event.stage.upper(), total=event.total, info="")
