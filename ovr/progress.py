@@ -79,7 +79,7 @@ class ProgressEvent:
         if text is None:
             shown = "  ".join(f"{k} {v:.4g}" for k, v in self.metrics.items())
             text = f"{self.stage} step {self.step}/{self.total}  {shown}".rstrip()
-        rate = f"{self.rate:.2f} step/s" if self.rate >= 0.1 else f"{1 / self.rate:.1f} s/step" if self.rate else "-"
+        rate = f"{self.rate:.2f} step/s" if self.rate >= 1 else f"{1 / self.rate:.1f} s/step" if self.rate else "-"
         return f"{text}  | {rate}  elapsed {format_duration(self.elapsed)}  ETA {format_duration(self.eta)}"
 
 

@@ -63,7 +63,7 @@ def event_text(event: ProgressEvent) -> str:
     """``loss 1.23 | 2.1 step/s  ETA 40s`` for the live bar and the plain lines."""
     keys = SHOWN.get(event.stage, tuple(event.metrics)[:2])
     shown = "  ".join(f"{k.removesuffix('_mean')} {event.metrics[k]:.3f}" for k in keys if k in event.metrics)
-    rate = (f"{event.rate:.2f} step/s" if event.rate >= 0.1 else f"{1 / event.rate:.1f} s/step") if event.rate else ""
+    rate = (f"{event.rate:.2f} step/s" if event.rate >= 1 else f"{1 / event.rate:.1f} s/step") if event.rate else ""
     return f"{shown}  {rate}  ETA {format_duration(event.eta)}".strip()
 
 
@@ -193,7 +193,8 @@ class RunConsole:
             steps = "; ".join(f"{e.step} steps, {event_text(e).split('ETA')[0].strip()}" for e in done)
             self._last.clear()
             wall = format_duration(time.monotonic() - self._t_task)
-            self.console.print(f"[green]✓ {info.label}[/] {wall}" + (f"  [dim]{steps}[/]" if steps else ""))
+            self.console.print(f"[green]✓ {info.label}[/] {wall}" + (f"  [dim]{steps}[/]" if steps else ""),
+                               soft_wrap=True)
             self._task = None
 
     def _failed(self, task: str, how: str = "failed") -> None:
@@ -202,8 +203,8 @@ class RunConsole:
             self.console.print(f"[bold red]✗ {stage_info(task).label} {how}[/] after "
                                f"{format_duration(time.monotonic() - self._t_task)}; its last log lines:")
             for line in list(self.stream.tail)[-15:]:
-                self.console.print(f"  {line.strip()[:200]}", markup=False, highlight=False)
-            self.console.print(f"full log: {self.log_path}", markup=False)
+                self.console.print(f"  {line.strip()[:200]}", markup=False, highlight=False, soft_wrap=True)
+            self.console.print(f"full log: {self.log_path}", markup=False, soft_wrap=True)
             self._task = None
 
     def _close_bars(self) -> None:
@@ -236,4 +237,4 @@ class RunConsole:
         if decile > self._shown_decile.get(event.stage, -1) and event.step < event.total:
             self._shown_decile[event.stage] = decile
             self.console.print(f"  {event.stage} {event.step}/{event.total}  {event_text(event)}",
-                               markup=False, highlight=False)
+                               markup=False, highlight=False, soft_wrap=True)

@@ -125,7 +125,7 @@ def run_with_console(recipe: str, overrides: list[str] | None = None, workdir: s
     workdir = Path(workdir).resolve()
     log, progress = log_paths(workdir)
     with RunConsole(log, progress, console=console) as con:
-        con.print(f"full log: {log}", markup=False, highlight=False)
+        con.print(f"full log: {log}", markup=False, highlight=False, soft_wrap=True)
         run = run_local(recipe, overrides, workdir)
     summary = gather_summary(run.eval_results(), run.tracking_uri, run.mlflow_run_id, places(run))
     con.console.print(f"\npipeline finished in {run.wall_s:.0f} s", highlight=False)

@@ -30,7 +30,8 @@ class RunSummary:
     reward: tuple[float, float] | None = None  # RL reward_mean at start and end
     reward_note: str = ""
     behaviour: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> label -> value
-    behaviour_more: int = 0
+    behaviour_more: int = 0  # rows left out for length
+    behaviour_zero: int = 0  # figures at 0 in every eval, not shown
     places: list[tuple[str, str]] = field(default_factory=list)  # (what, where)
 
 
@@ -51,13 +52,13 @@ def _leaves(value, path: tuple[str, ...] = ()):
 
 def behaviour_values(result: dict) -> dict[str, float]:
     """``{"behaviour_by_modality/vision/kw_wait": 0.5, ...}``: the numeric behaviour fields of one
-    eval result (rates only, when it has rates), the smallest breakdowns (e.g. by modality) first."""
+    eval result (rates only, when it has rates), in the result's order."""
     fields = []
     for key, value in result.items():
         if "behaviour" in key.lower():
             leaves = {p: v for p, v in _leaves(value, (key,)) if p[-1] not in SKIPPED_LEAVES}
             fields.append(leaves)
-    found = {p: v for leaves in sorted(fields, key=len) for p, v in leaves.items()}  # aggregates first
+    found = {p: v for leaves in fields for p, v in leaves.items()}
     if any("rates" in p for p in found):
         found = {p: v for p, v in found.items() if "rates" in p}
     return {"/".join(x for x in p if x != "rates"): v for p, v in found.items()}
@@ -108,9 +109,31 @@ def gather_summary(result_files: list[Path], tracking_uri: str | None, run_id: s
         out.reward, out.reward_note = _reward(client, run_id)
         if not behaviour:
             behaviour = _mlflow_behaviour(client, run_id)
-    names = list(behaviour)
-    out.behaviour = {n: behaviour[n] for n in names[:MAX_BEHAVIOUR_ROWS]}
-    out.behaviour_more = max(len(names) - MAX_BEHAVIOUR_ROWS, 0)
+    rows = _distinct_rows(behaviour)
+    out.behaviour = dict(list(rows.items())[:MAX_BEHAVIOUR_ROWS])
+    out.behaviour_more = len(rows) - len(out.behaviour)
+    out.behaviour_zero = len(behaviour) - len(rows) - _duplicates(behaviour)
+    return out
+
+
+def _duplicates(rows: dict[str, dict[str, float]]) -> int:
+    seen, dup = set(), 0
+    for name, values in rows.items():
+        key = (name.rsplit("/", 1)[-1], tuple(sorted(values.items())))
+        dup += key in seen and any(values.values())
+        seen.add(key)
+    return dup
+
+
+def _distinct_rows(rows: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Rows with some non-zero value, each behaviour's values once (a breakdown by benchmark
+    equals the one by modality when there is one benchmark per modality)."""
+    seen, out = set(), {}
+    for name, values in rows.items():
+        key = (name.rsplit("/", 1)[-1], tuple(sorted(values.items())))
+        if any(values.values()) and key not in seen:
+            out[name] = values
+        seen.add(key)
     return out
 
 
@@ -140,12 +163,15 @@ def render_summary(console: Console, s: RunSummary) -> None:
         console.print(_table(f"Eval accuracy{k}", "benchmark", s.labels, s.accuracy, pct=True))
     if s.reward is not None:
         start, end = s.reward
-        console.print(f"RL reward (mean): {start:.3f} → {end:.3f} ({end - start:+.3f}; {s.reward_note})")
+        console.print(f"RL reward (mean): {start:.3f} → {end:.3f} ({end - start:+.3f}; {s.reward_note})",
+                      soft_wrap=True)
     if s.behaviour:
         columns = s.labels if any(set(v) & set(s.labels) for v in s.behaviour.values()) else ["latest"]
         console.print(_table("Behaviour rates", "behaviour", columns, s.behaviour, pct=False))
-        if s.behaviour_more:
-            console.print(f"  (+{s.behaviour_more} more behaviour figures in the report)")
+    notes = [f"{s.behaviour_more} more in the report"] if s.behaviour_more else []
+    notes += [f"{s.behaviour_zero} at 0 in every eval not shown"] if s.behaviour_zero else []
+    if notes:
+        console.print(f"  (behaviour figures: {'; '.join(notes)})", soft_wrap=True)
     width = max((len(what) for what, _ in s.places), default=0)
     for what, where in s.places:
-        console.print(f"{what:<{width}} : {where}", markup=False, highlight=False)
+        console.print(f"{what:<{width}} : {where}", markup=False, highlight=False, soft_wrap=True)

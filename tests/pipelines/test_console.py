@@ -46,7 +46,8 @@ def _kfp_task(name: str, ok: bool = True) -> None:
 def _result(label: str, acc: float, wait: float) -> dict:
     return {"label": label, "step": 1, "k": 2, "benchmarks": [
         {"benchmark": "arith", "avg_at_k": acc}, {"benchmark": "synthetic_visual", "avg_at_k": acc / 2}],
-        "behaviour_by_modality": [{"group": "vision", "responses": 8, "rates": {"kw_wait": wait}},
+        "behaviour": [{"group": "synthetic_visual", "rates": {"kw_wait": wait}}],  # as EvalResult orders them
+        "behaviour_by_modality": [{"group": "vision", "responses": 8, "rates": {"kw_wait": wait, "kw_retry": 0.0}},
                                   {"group": "language", "responses": 8, "rates": {"kw_wait": wait / 2}}],
         "transfer": {"kw_wait": 2.0}}
 
@@ -83,7 +84,10 @@ def test_a_run_prints_headers_few_progress_lines_and_a_summary(tmp_path):
     assert lines.index(next(line for line in lines if "Eval accuracy (avg@2, %)" in line)) > lines.index(
         next(line for line in lines if line.startswith("✓ report")))
     assert any(line.split() == ["arith", "│", "50.0", "│", "75.0", "│", "+25.0"] for line in lines), text
-    assert any("behaviour_by_modality/vision/kw_wait" in line and "+0.250" in line for line in lines), text
+    assert any("behaviour/synthetic_visual/kw_wait" in line and "+0.250" in line for line in lines), text
+    assert any("behaviour_by_modality/language/kw_wait" in line and "+0.125" in line for line in lines), text
+    assert not any("kw_retry" in line or "vision/kw_wait" in line for line in lines), text  # zero; a duplicate
+    assert "(behaviour figures: 1 at 0 in every eval not shown)" in text
     assert lines[-1].startswith("report : /x/report.md")
 
     logged = log.read_text()
@@ -117,8 +121,8 @@ def test_behaviour_values_are_found_generically():
     assert behaviour_values({"label": "sft", "benchmarks": []}) == {}
     two = {"behaviour": [{"group": g, "rates": {"kw_wait": 0.1}} for g in ("a", "b", "c")],
            "behaviour_by_modality": [{"group": g, "rates": {"kw_wait": 0.2}} for g in ("vision", "language")]}
-    assert list(behaviour_values(two))[:2] == ["behaviour_by_modality/vision/kw_wait",
-                                               "behaviour_by_modality/language/kw_wait"]
+    assert list(behaviour_values(two)) == [f"behaviour/{g}/kw_wait" for g in "abc"] + [
+        "behaviour_by_modality/vision/kw_wait", "behaviour_by_modality/language/kw_wait"]
 
 
 def test_live_mode_on_a_terminal_draws_bars_and_keeps_the_headers(tmp_path):
