@@ -49,7 +49,9 @@ class RLResult:
 def run_rl(cfg: RunConfig, *, samples: list[Sample] | None = None, resume: str = "auto", progress: bool = True,
            stop_after: int | None = None) -> RLResult:
     """Train ``cfg.model.path`` with RL; ``stop_after`` ends this invocation after that many steps
-    (a simulated interruption for resume tests; the run itself still ends at ``rl.max_steps``)."""
+    (a simulated interruption for resume tests; the run itself still ends at ``rl.max_steps``).
+    Each step is reported by :class:`ovr.progress.StageProgress` (a log line, or the local run's
+    progress file); ``progress`` adds the rollout's interactive bar."""
     run = setup_rl(cfg, samples, resume)
     rl, state = run.rl, run.state
     svc = connect(run)
