@@ -31,6 +31,7 @@ from ovr.progress import PROGRESS_ENV, ProgressEvent, format_duration, read_even
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STARTED = re.compile(r"^[\d:.]+ - INFO - Executing task '([^']+)'")
 FINISHED = re.compile(r"^[\d:.]+ - INFO - Task '([^']+)' finished with status (\w+)")
+KFP_NOISE = re.compile(r"^([\d:.]+ - [A-Z]+ - |\s*-{20,}\s*$)")  # kfp's own log lines and rules
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class KfpLogStream(io.TextIOBase):
         self.log.flush()
 
     def _line(self, line: str) -> None:
-        if line.strip():
+        if line.strip() and not KFP_NOISE.match(line):
             self.tail.append(line)
         if m := STARTED.match(line):
             self.tail.clear()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ovr.cli._common import SetOpt
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # kfp colours its error messages
 
 
 def _run(recipe: str, overrides: list[str]) -> None:
@@ -17,7 +20,7 @@ def _run(recipe: str, overrides: list[str]) -> None:
     try:
         run_with_console(recipe, overrides)
     except RuntimeError as err:  # a failed task: the console has shown its last lines and the log
-        typer.secho(f"pipeline failed: {err}", fg="red", err=True)
+        typer.secho(f"pipeline failed: {ANSI.sub('', str(err))}", fg="red", err=True)
         raise typer.Exit(1) from err
 
 

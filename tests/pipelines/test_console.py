@@ -135,15 +135,30 @@ def test_live_mode_on_a_terminal_draws_bars_and_keeps_the_headers(tmp_path):
     assert "▶ SFT" in text and "✓ SFT" in text and "30 steps, loss 0.033" in text
 
 
-def test_a_real_kfp_local_dag_behind_the_console(repo_root, tmp_path):
-    """kfp.local's own output, the tasks' stdout and native stderr all land in the log; the console
-    shows the two stages and the RL progress read from the file the tasks inherited."""
+def _console_dag(repo_root, work, *args: str):
     import subprocess
     import sys
 
     env = {**os.environ, "PYTHONPATH": str(repo_root), "PYTHONWARNINGS": "ignore::FutureWarning"}
-    done = subprocess.run([sys.executable, str(repo_root / "tests/pipelines/console_dag.py"), str(tmp_path)],
+    return subprocess.run([sys.executable, str(repo_root / "tests/pipelines/console_dag.py"), str(work), *args],
                           capture_output=True, text=True, timeout=120, cwd=repo_root, env=env)
+
+
+def test_a_failed_kfp_local_task_shows_its_error_and_stops_the_run(repo_root, tmp_path):
+    done = _console_dag(repo_root, tmp_path, "3")
+    assert done.returncode != 0
+    out = done.stdout
+    assert "✓ data" in out and "✗ RL failed" in out and "after the run" not in out
+    assert "ValueError: reward service unreachable at step 3" in out  # the task's own traceback line
+    assert "  rl 2/5" in out and f"full log: {tmp_path / 'run.log'}" in out
+    assert "Inner task failed" in done.stderr and "train-rl" in done.stderr  # kfp's exception, after the console
+    assert len(out.splitlines()) <= 30, out
+
+
+def test_a_real_kfp_local_dag_behind_the_console(repo_root, tmp_path):
+    """kfp.local's own output, the tasks' stdout and native stderr all land in the log; the console
+    shows the two stages and the RL progress read from the file the tasks inherited."""
+    done = _console_dag(repo_root, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "▶ data" in out and "✓ data" in out and "▶ RL" in out and "✓ RL" in out
@@ -154,3 +169,19 @@ def test_a_real_kfp_local_dag_behind_the_console(repo_root, tmp_path):
     log = (tmp_path / "run.log").read_text()
     assert "native stderr of a task" in log and "from the parent, to the log" in log
     assert log.count("POST /v1/completions") == 5 and "Executing task" in log
+
+
+def test_ovr_run_local_reports_a_failed_pipeline_with_exit_code_1(monkeypatch):
+    from typer.testing import CliRunner
+
+    import pipelines.local
+    from ovr.cli import app
+
+    def failing(recipe, overrides):
+        assert recipe == "tiny-cpu" and overrides == ["rl.max_steps=2"]
+        raise RuntimeError("Pipeline \x1b[95m'ovr'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m.")
+
+    monkeypatch.setattr(pipelines.local, "run_with_console", failing)
+    res = CliRunner().invoke(app, ["run", "--local", "--set", "rl.max_steps=2"])
+    assert res.exit_code == 1
+    assert "pipeline failed: Pipeline 'ovr' finished with status FAILURE." in res.output
