@@ -193,8 +193,7 @@ def run_eval(cfg: RunConfig, model_prefix: str, label: str, out_path: str):
 
 def run_report(cfg: RunConfig, eval_dirs: list[str], md_path: str, html_path: str) -> Path:
     """Build the report from the eval results; write it as self-contained KFP Markdown and HTML."""
-    import markdown
-
+    from ovr.eval.html import write_html_report
     from ovr.eval.records import EvalResult
     from ovr.eval.report import build_report
 
@@ -203,6 +202,5 @@ def run_report(cfg: RunConfig, eval_dirs: list[str], md_path: str, html_path: st
     report = build_report(cfg, results, out_dir)
     text = (report.parent / "report_inline.md").read_text()  # figures embedded: one self-contained file
     Path(md_path).write_text(text)
-    body = markdown.markdown(text, extensions=["tables"])
-    Path(html_path).write_text(f"<!doctype html><meta charset=utf-8><title>{cfg.name}</title>{body}")
+    write_html_report(report.parent, html_path)  # the standalone page, tables styled, figures embedded
     return report

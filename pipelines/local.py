@@ -4,6 +4,10 @@ The same DAG as on a cluster, each task a subprocess of this venv; Kubernetes se
 tolerations, secrets) are ignored locally. Relative paths of the recipe (store, MLflow database,
 model folder) are made absolute under the working directory, so every task sees the same files.
 The vLLM server and the reward service are started by the RL and eval tasks for their duration.
+
+:func:`run_with_console` is what ``ovr demo`` and ``ovr run --local`` call: the same run behind
+a console a person can follow (stage headers, live SFT/RL progress, a closing summary), with
+kfp's task output in a log file (:mod:`pipelines.console`, :mod:`pipelines.summary`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ class LocalRun:
     tracking_uri: str
     store_uri: str
     report: Path
+    run_dir: Path | None = None  # this run's task outputs under pipeline_root
+
+    def eval_results(self) -> list[Path]:
+        """The ``result.json`` of each eval task of this run."""
+        return sorted(self.run_dir.glob("evaluate-model*/**/result.json")) if self.run_dir else []
 
 
 def absolute_overrides(recipe: Path, overrides: list[str], workdir: Path) -> list[str]:
@@ -57,17 +66,68 @@ def run_local(recipe: str, overrides: list[str] | None = None, workdir: str | Pa
     task = ovr_pipeline(recipe=str(path), overrides=overrides, gpus_per_node=0)
     wall = time.monotonic() - t0
     report = Path(task.output.path)  # the pipeline's one output: the report Markdown
-    run_id = _run_id_from(root)
-    return LocalRun(path, root, wall, run_id, cfg.tracking.uri, cfg.store.uri, report)
+    run_dir = _newest_run(root)
+    return LocalRun(path, root, wall, _run_id_from(run_dir), cfg.tracking.uri, cfg.store.uri, report, run_dir)
 
 
-def _run_id_from(root: Path) -> str | None:
-    """The MLflow run id the newest run's validate task returned."""
+def _newest_run(root: Path) -> Path | None:
     runs = sorted(root.glob("ovr-*"), key=lambda p: p.stat().st_mtime)
-    if not runs:
+    return runs[-1] if runs else None
+
+
+def _run_id_from(run_dir: Path | None) -> str | None:
+    """The MLflow run id the run's validate task returned."""
+    if run_dir is None:
         return None
-    out = runs[-1] / "validate-config" / "executor_output.json"
+    out = run_dir / "validate-config" / "executor_output.json"
     if not out.is_file():
         return None
     params = json.loads(out.read_text()).get("parameterValues", {})
     return params.get("Output")
+
+
+def log_paths(workdir: Path) -> tuple[Path, Path]:
+    """This run's log file and progress file: ``.ovr/logs/run-<time>.log`` / ``.progress.jsonl``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = workdir / ".ovr" / "logs"
+    return folder / f"run-{stamp}.log", folder / f"run-{stamp}.progress.jsonl"
+
+
+def places(run: LocalRun) -> list[tuple[str, str]]:
+    """Where a finished run's MLflow run, exports, report and task outputs are."""
+    from ovr.config import load_config
+    from ovr.store import Kind, Store, step_prefix
+
+    cfg = load_config(run.recipe, use_env=False, overrides=[f"store.uri={run.store_uri}"])
+    store = Store.from_config(cfg.store)
+    out = [("MLflow run", f"{run.mlflow_run_id} in {run.tracking_uri}")]
+    if run.tracking_uri.startswith("sqlite:///"):
+        out.append(("browse it", f".venv/bin/mlflow ui --backend-store-uri {run.tracking_uri}"))
+    for kind in (Kind.SFT_EXPORT, Kind.RL_EXPORT):
+        m = store.latest(cfg.name, kind)
+        if m is not None:
+            out.append((str(kind), f"{store} {step_prefix(cfg.name, m.step, kind)} ({len(m.files)} files)"))
+    out.append(("report", str(run.report)))
+    html = run.report.parent / "html"  # the report task's HTML output
+    if html.is_file():
+        out.append(("report (HTML)", str(html)))
+    out.append(("task outputs", str(run.run_dir or run.pipeline_root)))
+    return out
+
+
+def run_with_console(recipe: str, overrides: list[str] | None = None, workdir: str | Path = ".",
+                     console=None) -> LocalRun:
+    """:func:`run_local` behind the run console; prints the summary at the end (raises if a task fails,
+    after the console showed the failed task's last log lines)."""
+    from pipelines.console import RunConsole
+    from pipelines.summary import gather_summary, render_summary
+
+    workdir = Path(workdir).resolve()
+    log, progress = log_paths(workdir)
+    with RunConsole(log, progress, console=console) as con:
+        con.print(f"full log: {log}", markup=False, highlight=False, soft_wrap=True)
+        run = run_local(recipe, overrides, workdir)
+    summary = gather_summary(run.eval_results(), run.tracking_uri, run.mlflow_run_id, places(run))
+    con.console.print(f"\npipeline finished in {run.wall_s:.0f} s", highlight=False)
+    render_summary(con.console, summary)
+    return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -9,22 +10,18 @@ import typer
 
 from ovr.cli._common import SetOpt
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # kfp colours its error messages
 
-def _summary(run) -> None:
-    from ovr.config import load_config
-    from ovr.store import Kind, Store, step_prefix
 
-    cfg = load_config(run.recipe, use_env=False, overrides=[f"store.uri={run.store_uri}"])
-    store = Store.from_config(cfg.store)
-    typer.echo(f"\npipeline finished in {run.wall_s:.0f} s (task outputs under {run.pipeline_root})")
-    typer.echo(f"MLflow run     : {run.mlflow_run_id} in {run.tracking_uri}")
-    if run.tracking_uri.startswith("sqlite:///"):
-        typer.echo(f"                 browse it with: .venv/bin/mlflow ui --backend-store-uri {run.tracking_uri}")
-    for kind in (Kind.SFT_EXPORT, Kind.RL_EXPORT):
-        m = store.latest(cfg.name, kind)
-        if m is not None:
-            typer.echo(f"{kind:<15}: {store} {step_prefix(cfg.name, m.step, kind)} ({len(m.files)} files)")
-    typer.echo(f"report         : {run.report}")
+def _run(recipe: str, overrides: list[str]) -> None:
+    """The run behind its console (headers, live progress, summary; task output in a log file)."""
+    from pipelines.local import run_with_console
+
+    try:
+        run_with_console(recipe, overrides)
+    except RuntimeError as err:  # a failed task: the console has shown its last lines and the log
+        typer.secho(f"pipeline failed: {ANSI.sub('', str(err))}", fg="red", err=True)
+        raise typer.Exit(1) from err
 
 
 def register(app: typer.Typer) -> None:
@@ -51,9 +48,7 @@ def register(app: typer.Typer) -> None:
         if not local:
             typer.secho("ovr run needs --local; submit to a cluster with `ovr submit --host URL`", fg="red", err=True)
             raise typer.Exit(2)
-        from pipelines.local import run_local
-
-        _summary(run_local(recipe, list(set_ or [])))
+        _run(recipe, list(set_ or []))
 
     @app.command("demo")
     def demo(
@@ -61,7 +56,5 @@ def register(app: typer.Typer) -> None:
         set_: SetOpt = None,
     ) -> None:
         """The whole pipeline on CPU with the tiny offline model: data -> SFT -> RL -> eval -> report."""
-        from pipelines.local import run_local
-
         typer.echo("ovr demo: data -> cold-start SFT -> RL (vLLM + reward service) -> eval -> report, on CPU")
-        _summary(run_local(recipe, list(set_ or [])))
+        _run(recipe, list(set_ or []))

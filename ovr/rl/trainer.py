@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ovr.config import RunConfig
+from ovr.progress import StageProgress
 from ovr.rl.checkpoint import export_final, save_checkpoint
 from ovr.rl.metrics import progress_line
 from ovr.rl.setup import connect, setup_rl
@@ -48,7 +49,9 @@ class RLResult:
 def run_rl(cfg: RunConfig, *, samples: list[Sample] | None = None, resume: str = "auto", progress: bool = True,
            stop_after: int | None = None) -> RLResult:
     """Train ``cfg.model.path`` with RL; ``stop_after`` ends this invocation after that many steps
-    (a simulated interruption for resume tests; the run itself still ends at ``rl.max_steps``)."""
+    (a simulated interruption for resume tests; the run itself still ends at ``rl.max_steps``).
+    Each step is reported by :class:`ovr.progress.StageProgress` (a log line, or the local run's
+    progress file); ``progress`` adds the rollout's interactive bar."""
     run = setup_rl(cfg, samples, resume)
     rl, state = run.rl, run.state
     svc = connect(run)
@@ -58,6 +61,9 @@ def run_rl(cfg: RunConfig, *, samples: list[Sample] | None = None, resume: str =
                       run_id=tracker.run_id if tracker else None)
     last = rl.max_steps if stop_after is None else min(rl.max_steps, state.step + stop_after)
     status = "FAILED"
+    # every step: the local run's progress file, else a log line with rate and ETA (pods, the CLI)
+    reporter = StageProgress("rl", rl.max_steps, start=state.step, every_s=0.0,
+                             line=lambda ev: progress_line(ev.step - 1, ev.total, ev.metrics))
     try:
         for step in range(state.step, last):
             metrics = rl_step(run, svc, step, progress)
@@ -66,8 +72,8 @@ def run_rl(cfg: RunConfig, *, samples: list[Sample] | None = None, resume: str =
             result.history.append({"step": step, **metrics})
             if tracker is not None:
                 tracker.log_metrics(metrics, step=step)
-            if progress and run.dist.is_main:
-                print(progress_line(step, rl.max_steps, metrics), flush=True)
+            if run.dist.is_main:
+                reporter.update(state.step, metrics)
             if state.step % rl.save_every == 0 or state.step == rl.max_steps:
                 save_checkpoint(run, metrics)
                 result.checkpoint_steps.append(state.step)

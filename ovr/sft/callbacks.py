@@ -4,6 +4,8 @@
   each optimizer step consumed and counts real vs padded tokens; its forward hands the loss the LM
   head's input instead of full logits (:func:`ovr.models.lm_head.capture_head_input`).
 * :class:`MetricsCallback` sends loss, lr, grad-norm, tokens/s and padding efficiency to MLflow.
+* :class:`StageProgressCallback` reports each optimizer step (loss, rate, ETA) through
+  :class:`ovr.progress.StageProgress`: to the local run's progress file, or as a periodic log line.
 * :class:`StoreCheckpointCallback` commits every checkpoint folder the Trainer writes (weights in
   safetensors or DeepSpeed shards, optimizer, scheduler, RNG, trainer state = data position) to the
   store, manifest last, so ``--resume auto`` can pick up the newest complete one anywhere.
@@ -95,6 +97,34 @@ class MetricsCallback(TrainerCallback):
             "padding_efficiency": real / padded if padded else 0.0,
         }
         self.tracker.log_metrics(metrics, step=state.global_step)
+
+
+class StageProgressCallback(TrainerCallback):
+    """Step, loss, rate and ETA of the run (``echo=False``: no plain line, a tqdm bar shows it)."""
+
+    def __init__(self, echo: bool = True, every_s: float = 30.0):
+        self.echo, self.every_s = echo, every_s
+        self.progress = None
+        self.loss: float | None = None
+
+    def on_train_begin(self, args, state, control, **kw):
+        from ovr.progress import StageProgress
+
+        self.progress = StageProgress("sft", state.max_steps, start=state.global_step, echo=self.echo,
+                                      every_s=self.every_s)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs and "loss" in logs:
+            self.loss = float(logs["loss"])
+            self._report(state)
+
+    def on_step_end(self, args, state, control, **kw):
+        if not control.should_log:  # a logging step reports from on_log, with this step's loss
+            self._report(state)
+
+    def _report(self, state) -> None:
+        if self.progress is not None:
+            self.progress.update(state.global_step, {} if self.loss is None else {"loss": self.loss})
 
 
 class StoreCheckpointCallback(TrainerCallback):

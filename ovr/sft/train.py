@@ -273,7 +273,7 @@ def run_sft(
 ) -> SFTResult:
     """Train ``cfg.model`` on the SFT split (or ``samples``); commit checkpoints and the export."""
     from ovr.distributed import Dist
-    from ovr.sft.callbacks import MetricsCallback, PackedTrainer, StoreCheckpointCallback
+    from ovr.sft.callbacks import MetricsCallback, PackedTrainer, StageProgressCallback, StoreCheckpointCallback
     from ovr.sft.loss import step_loss
     from ovr.sft.packing import PackedCollator, RowDataset
     from ovr.tracking import Tracker
@@ -292,7 +292,7 @@ def run_sft(
         metrics = MetricsCallback(trainer, tracker)
         saver = StoreCheckpointCallback(job.store, cfg.name, {"data_fingerprint": job.fingerprint, "rows": len(job.rows)},
                                         dist)
-        for cb in [metrics, saver, *(callbacks or [])]:
+        for cb in [metrics, saver, StageProgressCallback(echo=not progress), *(callbacks or [])]:
             trainer.add_callback(cb)
         tracker.log_metrics(job.log, step=resumed_from or 0)
         if job.args.deepspeed:

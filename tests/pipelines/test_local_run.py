@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 SMALL = [
@@ -37,6 +39,9 @@ def test_local_run_completes_every_stage_and_leaves_a_report(repo_root, tmp_path
     assert text.startswith("# ovr run report: tiny-cpu") and "synthetic_visual" in text
     assert "| sft (avg@2) | rl (avg@2) |" in text  # training order, though SFT ran more steps
     assert "data:image/png;base64," in text
+    page = (run.report.parent / "html").read_text()  # the standalone HTML page beside it
+    assert page.startswith("<!doctype html>") and "<table>" in page and 'src="data:image/png;base64,' in page
+    assert [json.loads(p.read_text())["label"] for p in run.eval_results()] == ["sft", "rl"]
 
     cfg = load_config(repo_root / "recipes/tiny-cpu.yaml", [f"store.uri={run.store_uri}"], use_env=False)
     store = Store.from_config(cfg.store)

@@ -54,7 +54,8 @@ def _weights(folder):
             for k, v in load_weights(folder).items()}
 
 
-def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir, weights_dir, tmp_path):
+def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir, weights_dir, tmp_path, monkeypatch):
+    from ovr.progress import PROGRESS_ENV, read_events
     from ovr.rollout.weights import server_versions
     from ovr.rl.state import CHECKPOINT_KIND
     from ovr.rl.trainer import run_rl
@@ -68,7 +69,11 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
                "rl.skip_uniform_batches=false")  # the random model scores 0
     start = server_versions(endpoints)[0]
 
+    monkeypatch.setenv(PROGRESS_ENV, str(tmp_path / "progress.jsonl"))  # as under a local pipeline run
     first = run_rl(cfg, samples=samples, progress=False, stop_after=2)
+    events, offset = read_events(tmp_path / "progress.jsonl")
+    assert [(e.stage, e.step, e.total, e.start) for e in events] == [("rl", 1, 3, 0), ("rl", 2, 3, 0)]
+    assert [e.metrics["reward_mean"] for e in events] == [h["reward_mean"] for h in first.history]
     assert first.global_step == 2 and first.export_dir is None and first.checkpoint_steps == [2]
     assert server_versions(endpoints)[0] == start + 3  # the initial weights, then one push per step
     h = first.history[0]
@@ -89,6 +94,8 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
             "state.json", "rng.pt"} <= {f.path for f in ckpt[0].files}
 
     resumed = run_rl(cfg, samples=samples, progress=False)
+    events, _ = read_events(tmp_path / "progress.jsonl", offset)
+    assert [(e.step, e.start) for e in events] == [(3, 2)]  # the resumed run's rate counts its own step
     assert resumed.run_id == first.run_id  # the checkpoint remembers the MLflow run
     assert resumed.resumed_from == 2 and resumed.global_step == 3 and [h["step"] for h in resumed.history] == [2]
     assert resumed.history[0]["max_tokens"] == 16  # the staged length moved on at step 2
@@ -113,7 +120,7 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     tracker.close()
 
 
-def test_dapo_runs_refills_and_learns_from_group_differences(servers, tiny_model_dir, weights_dir, tmp_path):
+def test_dapo_runs_refills_and_learns_from_group_differences(servers, tiny_model_dir, weights_dir, tmp_path, capsys):
     """DAPO (GRPO advantages, clip-higher, dynamic sampling with refill) against the real servers."""
     from ovr.data.synthetic import visual_samples
     from ovr.rl.trainer import run_rl
@@ -125,6 +132,9 @@ def test_dapo_runs_refills_and_learns_from_group_differences(servers, tiny_model
                "rl.save_every=2", "reward.truncated_reward=-1", "rl.max_generation_rounds=3", "tracking.enabled=false")
     res = run_rl(cfg, samples=visual_samples(8, seed=1), progress=False)
     assert res.global_step == 2 and "value_loss" not in res.history[0]
+    # no progress file (a pod): each step's line in the log, with the rate and the ETA
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("rl step ")]
+    assert [line.split()[2] for line in lines] == ["1/2", "2/2"] and all("ETA" in line for line in lines)
     assert any(h["adv_std"] > 0 for h in res.history)
     for h in res.history:  # the kept groups are informative; a step refills while it has fewer than 4
         assert 1 <= h["generation_rounds"] <= 3 and 0 < h["groups_kept_frac"] <= 1

@@ -9,9 +9,11 @@ from transformers import TrainerCallback
 
 from ovr.config import load_config
 from ovr.data.synthetic import text_samples, visual_samples
+from ovr.progress import PROGRESS_ENV
 from ovr.schema import Message, Sample
 
 REPO = Path(__file__).resolve().parents[2]
+PROGRESS_NAME = "progress.jsonl"  # beside the shared run's store
 
 
 @pytest.fixture
@@ -91,5 +93,8 @@ def trained(tmp_path_factory, tiny_model_dir, sft_samples):
         ],
         use_env=False,
     )
-    result = run_sft(cfg, samples=sft_samples, resume="never", progress=False)
+    # as under a local pipeline run: each step also goes to the progress file (test_train.py reads it)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(PROGRESS_ENV, str(root / PROGRESS_NAME))
+        result = run_sft(cfg, samples=sft_samples, resume="never", progress=False)
     return cfg, result

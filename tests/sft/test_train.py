@@ -23,6 +23,18 @@ def test_loss_falls_clearly(trained):
     assert last <= 0.7 * first, (first, last)
 
 
+def test_each_step_went_to_the_progress_file_with_its_loss(trained):
+    from pathlib import Path
+
+    from ovr.progress import read_events
+
+    cfg, result = trained
+    events, _ = read_events(Path(cfg.store.uri).parent / "progress.jsonl")
+    assert [(e.stage, e.step, e.total) for e in events] == [("sft", s, 40) for s in range(1, 41)]
+    assert [e.metrics["loss"] for e in events] == pytest.approx(result.losses)  # this step's loss, not the last one
+    assert events[-1].rate > 0 and events[-1].eta == 0
+
+
 def test_vision_tower_bit_identical_and_llm_changed(trained, tiny_model_dir):
     _, result = trained
     before = load_file(tiny_model_dir / "model.safetensors")
