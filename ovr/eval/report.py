@@ -7,6 +7,7 @@
   relative paths (``figures/*.png``);
 - ``report_inline.md`` — the same text with every figure embedded as a base64 data URL, a single
   self-contained file for viewers that cannot follow relative links (the KFP UI);
+- ``report.html`` — that file as one standalone styled page (:mod:`ovr.eval.html`);
 - ``figures/accuracy.png``, ``figures/training.png`` (reward / accuracy / length / SFT loss curves
   read back from the run's MLflow history), ``figures/behaviour.png`` (emergence rates across
   checkpoints), ``figures/transfer.png`` and ``figures/behaviour_rl.png`` (the behaviour transfer
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ovr.config import RunConfig
+from ovr.eval.html import write_html_report
 from ovr.eval.plots import figure as _figure
 from ovr.eval.records import EvalResult
 from ovr.eval.tables import behaviour_table, comparison_table, score_table, transfer_table
@@ -204,6 +206,7 @@ def build_report(cfg: RunConfig, results: Sequence[EvalResult], out_dir: Path) -
     report = out_dir / REPORT_FILE
     report.write_text(text)
     (out_dir / INLINE_FILE).write_text(inline_images(text, out_dir))
+    write_html_report(out_dir)  # report.html: the same, one standalone page for a browser
 
     if cfg.tracking.enabled:
         from ovr.tracking import Tracker
