@@ -28,6 +28,7 @@ import base64
 import os
 import re
 import subprocess
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,10 +202,15 @@ def start_pod(ns: Namespace, name: str, container: dict, volumes: list[dict], *,
               "status.podIP": "127.0.0.1", "spec.serviceAccountName": service_account}
     mounts = mount_map(ns, pod_dir, container, volumes)
     bin_dir, image_env = image_of(container["image"])
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(pod_dir / "tmp"), "TMPDIR": str(pod_dir / "tmp"),
-           "HOSTNAME": name, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env |= image_env | ns.env | container_env(ns, container, fields) | (extra_env or {})
-    env = {k: rewrite(v, mounts, ns) for k, v in env.items()}
+    # this machine's paths (the venv standing in for the image, the checkout, the pod's folder) are
+    # never rewritten, even when they lie under a mount path such as /tmp; what the image and the
+    # pod spec say is
+    # TMPDIR short: vLLM binds ZeroMQ IPC sockets there (paths of at most 107 characters)
+    tmpdir = tempfile.mkdtemp(prefix=f"twin-{name[:16]}-")
+    local = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(pod_dir / "tmp"), "TMPDIR": tmpdir,
+             "HOSTNAME": name, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    spec = image_env | ns.env | container_env(ns, container, fields) | (extra_env or {})
+    env = local | {k: rewrite(v, mounts, ns) for k, v in spec.items()}
     cmd = list(container.get("command") or []) + list(container.get("args") or [])
     cmd = remap_ports([rewrite(c, mounts, ns) for c in cmd], ports or {})
     log = pod_dir / "log.txt"
