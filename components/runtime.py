@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -193,7 +194,7 @@ def run_eval(cfg: RunConfig, model_prefix: str, label: str, out_path: str):
 
 def run_report(cfg: RunConfig, eval_dirs: list[str], md_path: str, html_path: str) -> Path:
     """Build the report from the eval results; write it as self-contained KFP Markdown and HTML."""
-    from ovr.eval.html import write_html_report
+    from ovr.eval.html import HTML_FILE
     from ovr.eval.records import EvalResult
     from ovr.eval.report import build_report
 
@@ -202,5 +203,5 @@ def run_report(cfg: RunConfig, eval_dirs: list[str], md_path: str, html_path: st
     report = build_report(cfg, results, out_dir)
     text = (report.parent / "report_inline.md").read_text()  # figures embedded: one self-contained file
     Path(md_path).write_text(text)
-    write_html_report(report.parent, html_path)  # the standalone page, tables styled, figures embedded
+    shutil.copyfile(report.parent / HTML_FILE, html_path)  # the standalone page build_report wrote
     return report
