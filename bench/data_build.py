@@ -29,10 +29,15 @@ def write_math_source(path: Path, n: int) -> None:
     rows = []
     for i in range(n):
         a, b, c = rng.randint(2, 999), rng.randint(2, 999), rng.randint(2, 99)
-        rows.append({"problem": f"Problem {i}: compute ${a} \\cdot {b} + \\frac{{{c}}}{{{c + 1}}}$ and simplify.",
-                     "level": f"Level {1 + i % 5}", "type": "Algebra",
-                     "solution": f"We have ${a} \\cdot {b} = {a * b}$, so the value is "
-                                 f"$\\boxed{{{a * b} + \\frac{{{c}}}{{{c + 1}}}}}$."})
+        rows.append(
+            {
+                "problem": f"Problem {i}: compute ${a} \\cdot {b} + \\frac{{{c}}}{{{c + 1}}}$ and simplify.",
+                "level": f"Level {1 + i % 5}",
+                "type": "Algebra",
+                "solution": f"We have ${a} \\cdot {b} = {a * b}$, so the value is "
+                f"$\\boxed{{{a * b} + \\frac{{{c}}}{{{c + 1}}}}}$.",
+            }
+        )
     pq.write_table(pa.Table.from_pylist(rows), path)
 
 
@@ -42,8 +47,14 @@ def write_chart_source(path: Path, n: int, size: int = 224) -> None:
     rows = []
     for i in range(n):
         task = VISUAL_TASKS["bar_chart"](rng, 4, size)
-        rows.append({"image": {"bytes": png_bytes(task.image), "path": f"{i}.png"},
-                     "query": f"Chart {i}: {task.question}", "label": [task.answer], "human_or_machine": 0})
+        rows.append(
+            {
+                "image": {"bytes": png_bytes(task.image), "path": f"{i}.png"},
+                "query": f"Chart {i}: {task.question}",
+                "label": [task.answer],
+                "human_or_machine": 0,
+            }
+        )
     pq.write_table(pa.Table.from_pylist(rows), path)
 
 
@@ -79,13 +90,28 @@ def main() -> None:
         none = {"text_samples": 0, "visual_samples": 0, "eval_samples": 0}
         rows = []
         for label, src, data in [
-            ("text  (MATH layout)", root / "math.parquet",
-             {"sources": [{"adapter": "math", "path": str(root / "math.parquet"), "split": "sft"}], "synthetic": none}),
-            (f"text  (MATH, {args.workers} workers)", root / "math.parquet",
-             {"sources": [{"adapter": "math", "path": str(root / "math.parquet"), "split": "sft"}], "synthetic": none,
-              "workers": args.workers}),
-            ("image (ChartQA layout)", root / "charts.parquet",
-             {"sources": [{"adapter": "chartqa", "path": str(root / "charts.parquet")}], "synthetic": none}),
+            (
+                "text  (MATH layout)",
+                root / "math.parquet",
+                {
+                    "sources": [{"adapter": "math", "path": str(root / "math.parquet"), "split": "sft"}],
+                    "synthetic": none,
+                },
+            ),
+            (
+                f"text  (MATH, {args.workers} workers)",
+                root / "math.parquet",
+                {
+                    "sources": [{"adapter": "math", "path": str(root / "math.parquet"), "split": "sft"}],
+                    "synthetic": none,
+                    "workers": args.workers,
+                },
+            ),
+            (
+                "image (ChartQA layout)",
+                root / "charts.parquet",
+                {"sources": [{"adapter": "chartqa", "path": str(root / "charts.parquet")}], "synthetic": none},
+            ),
         ]:
             base = baseline_read(src)
             rate, meta = timed_build(root, "b" + str(len(rows)), data)

@@ -73,8 +73,9 @@ def read_back(recipe: Path, seed: int, work: Path, model_dir: Path, extra: list[
     overrides = absolute_overrides(recipe, [f"seed={seed}", f"model.path={model_dir}", *extra], work)
     cfg = load_config(recipe, overrides, use_env=False)
     run_dir = newest_run_dir(work)
-    results = sorted((EvalResult.load(p.parent) for p in run_dir.glob("evaluate-model*/**/result.json")),
-                     key=training_order)
+    results = sorted(
+        (EvalResult.load(p.parent) for p in run_dir.glob("evaluate-model*/**/result.json")), key=training_order
+    )
     validate = json.loads((run_dir / "validate-config" / "executor_output.json").read_text())
     run_id = validate.get("parameterValues", {}).get("Output")
     out = SeedRun(seed, wall, gain=reward_gain(training_history(cfg, run_id).get("rl/reward_mean", [])))
@@ -94,8 +95,12 @@ def markdown(runs: list[SeedRun]) -> str:
     labels = sorted({lab for r in runs for lab in r.accuracy}, key=lambda s: (not s.startswith("sft"), s))
     benches = sorted({b for r in runs for acc in r.accuracy.values() for b in acc})
     cols = [f"{lab} {b}" for lab in labels for b in benches]
-    lines = ["| seed | RL reward first→last | gain | " + " | ".join(f"{c} (%)" for c in cols)
-             + " | RL/SFT ratio | wall (min) |", "|" + "---|" * (5 + len(cols))]
+    lines = [
+        "| seed | RL reward first→last | gain | "
+        + " | ".join(f"{c} (%)" for c in cols)
+        + " | RL/SFT ratio | wall (min) |",
+        "|" + "---|" * (5 + len(cols)),
+    ]
     for r in runs:
         g = f"{r.gain[0]:.3f}→{r.gain[1]:.3f} | {r.gain[1] - r.gain[0]:+.3f}" if r.gain else "- | -"
         accs = [r.accuracy.get(lab, {}).get(b) for lab in labels for b in benches]
@@ -109,8 +114,11 @@ def markdown(runs: list[SeedRun]) -> str:
             lines.append(f"| {r.seed} | {key} | " + " | ".join(_pct(rates.get(n)) for n in names) + " |")
     gains = [r.gain[1] - r.gain[0] for r in runs if r.gain]
     if gains:
-        lines += ["", f"RL reward gain over {len(gains)} seed(s): {min(gains):+.3f} to {max(gains):+.3f}; "
-                  f"wall time {min(r.wall_s for r in runs) / 60:.1f} to {max(r.wall_s for r in runs) / 60:.1f} min."]
+        lines += [
+            "",
+            f"RL reward gain over {len(gains)} seed(s): {min(gains):+.3f} to {max(gains):+.3f}; "
+            f"wall time {min(r.wall_s for r in runs) / 60:.1f} to {max(r.wall_s for r in runs) / 60:.1f} min.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -37,11 +37,18 @@ def main() -> None:
     benches = sorted({s.source for s in samples})
 
     def cfg(concurrency: int):
-        return load_config(REPO / "recipes/tiny-cpu.yaml", [
-            "tracking.enabled=false", f"eval.k={args.k}", f"eval.max_tokens={args.max_tokens}",
-            f"eval.benchmarks={benches}", f"rollout.max_concurrency={concurrency}",
-            *([f"rollout.endpoints=[{endpoint}]"] if endpoint else []),
-        ], use_env=False)
+        return load_config(
+            REPO / "recipes/tiny-cpu.yaml",
+            [
+                "tracking.enabled=false",
+                f"eval.k={args.k}",
+                f"eval.max_tokens={args.max_tokens}",
+                f"eval.benchmarks={benches}",
+                f"rollout.max_concurrency={concurrency}",
+                *([f"rollout.endpoints=[{endpoint}]"] if endpoint else []),
+            ],
+            use_env=False,
+        )
 
     with tempfile.TemporaryDirectory(prefix="ovr-bench-eval-") as tmp, contextlib.ExitStack() as stack:
         endpoint = args.endpoint
@@ -54,14 +61,20 @@ def main() -> None:
         # warm-up (first requests compile/allocate)
         evaluate(cfg(4), samples[:2] + samples[-2:], out_dir=Path(tmp) / "warm", progress=False)
         runs = {}
-        for name, conc in (("baseline: 1 request at a time", 1), (f"eval: {args.concurrency} in flight", args.concurrency)):
+        for name, conc in (
+            ("baseline: 1 request at a time", 1),
+            (f"eval: {args.concurrency} in flight", args.concurrency),
+        ):
             r = evaluate(cfg(conc), samples, out_dir=Path(tmp) / f"c{conc}", progress=False)
             runs[name] = r
             tokens = sum(s.mean_length * s.responses for s in r.benchmarks)
-            print(f"{name:32s} {r.questions} questions x k={r.k} in {r.wall_s:6.2f} s: "
-                  f"{r.questions_per_s:6.2f} questions/s, {r.responses / r.wall_s:7.1f} responses/s, "
-                  f"{tokens / r.wall_s:8.1f} tokens/s, truncated {100 * sum(s.truncation_rate * s.responses for s in r.benchmarks) / r.responses:.0f}% "
-                  f"({', '.join(f'{k} {v:.2f}' for k, v in r.timings.items())})")
+            truncated = sum(s.truncation_rate * s.responses for s in r.benchmarks)
+            print(
+                f"{name:32s} {r.questions} questions x k={r.k} in {r.wall_s:6.2f} s: "
+                f"{r.questions_per_s:6.2f} questions/s, {r.responses / r.wall_s:7.1f} responses/s, "
+                f"{tokens / r.wall_s:8.1f} tokens/s, truncated {100 * truncated / r.responses:.0f}% "
+                f"({', '.join(f'{k} {v:.2f}' for k, v in r.timings.items())})"
+            )
     base, best = runs.values()
     print(f"ratio (eval / baseline): {best.questions_per_s / base.questions_per_s:.2f}x")
 

@@ -24,21 +24,44 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from bench.memory import GB, Stage, activation_at, default_stages, trace_stages  # noqa: E402
-from bench.memory_trace import (  # noqa: E402
-    FULL_LAYERS, QWEN25_VL_7B, STEPS, build_model, free_grads_on_accumulate, qwen_config, set_checkpointing,
+from bench.memory import GB, Stage, activation_at, default_stages, trace_stages
+from bench.memory_trace import (
+    FULL_LAYERS,
+    QWEN25_VL_7B,
+    STEPS,
+    build_model,
+    free_grads_on_accumulate,
+    qwen_config,
+    set_checkpointing,
 )
 
 # the same architecture, toy-sized (head_dim 32: mrope_section sums to 16)
 TOY: dict = dict(
-    QWEN25_VL_7B, hidden_size=128, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2,
-    vocab_size=1024, rope_scaling={"type": "mrope", "mrope_section": [4, 6, 6]},
-    bos_token_id=1000, eos_token_id=1001, vision_start_token_id=1002, vision_end_token_id=1003,
-    vision_token_id=1004, image_token_id=1005, video_token_id=1006,
-    vision_config=dict(QWEN25_VL_7B["vision_config"], depth=2, hidden_size=64, intermediate_size=128,
-                       num_heads=2, out_hidden_size=128, fullatt_block_indexes=[1]),
+    QWEN25_VL_7B,
+    hidden_size=128,
+    intermediate_size=256,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=1024,
+    rope_scaling={"type": "mrope", "mrope_section": [4, 6, 6]},
+    bos_token_id=1000,
+    eos_token_id=1001,
+    vision_start_token_id=1002,
+    vision_end_token_id=1003,
+    vision_token_id=1004,
+    image_token_id=1005,
+    video_token_id=1006,
+    vision_config=dict(
+        QWEN25_VL_7B["vision_config"],
+        depth=2,
+        hidden_size=64,
+        intermediate_size=128,
+        num_heads=2,
+        out_hidden_size=128,
+        fullatt_block_indexes=[1],
+    ),
 )
 SDP_BACKENDS = ["MATH", "FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "OVERRIDEABLE"]
 
@@ -104,7 +127,9 @@ def measure(model, stage: Stage, path: str, device: str) -> tuple[float | None, 
     return peak, seconds
 
 
-def run_checks(stages: list[Stage], old_stage: Stage, layers: int, device: str, base: dict | None) -> tuple[list[Check], dict]:
+def run_checks(
+    stages: list[Stage], old_stage: Stage, layers: int, device: str, base: dict | None
+) -> tuple[list[Check], dict]:
     """Trace (fake tensors, on the CPU) and measure (real tensors, on ``device``) every stage."""
     from ovr.models.tiling import DEFAULT_TILE
 
@@ -153,9 +178,14 @@ def markdown(checks: list[Check], info: dict, device: str) -> str:
         measured = "n/a" if c.measured_gb is None else f"{c.measured_gb:.1f}"
         ratio = "n/a" if c.measured_gb is None else f"{c.measured_gb / c.traced_gb:.2f}"
         tail = f"{c.seconds:.2f} | {c.tokens_per_s:.0f}" if not c.error else f"{c.error} | -"
-        lines.append(f"| {c.stage.name} | {c.path} | {c.stage.label} | {c.traced_gb:.1f} | {measured} | {ratio} | {tail} |")
-    lines += ["", "GB = 1e9 bytes above the resident weights (activations, temporaries, gradients in flight); "
-              "tokens/s = (prompt + response) tokens per forward+backward, one row."]
+        lines.append(
+            f"| {c.stage.name} | {c.path} | {c.stage.label} | {c.traced_gb:.1f} | {measured} | {ratio} | {tail} |"
+        )
+    lines += [
+        "",
+        "GB = 1e9 bytes above the resident weights (activations, temporaries, gradients in flight); "
+        "tokens/s = (prompt + response) tokens per forward+backward, one row.",
+    ]
     return "\n".join(lines) + "\n"
 
 

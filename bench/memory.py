@@ -29,7 +29,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.memory_trace import FULL_LAYERS, fake_models, trace_step  # noqa: E402
+from bench.memory_trace import FULL_LAYERS, fake_models, trace_step
 
 GB = 1e9
 FITS_GB = 80.0
@@ -117,7 +117,9 @@ def trace_stages(stages: list[Stage], layers: tuple[int, int], tile_tokens: int,
                     untile_mlps(model)
                     if path == "new" and tile_tokens:
                         tile_mlps(model, tile_tokens)
-                    traces.setdefault((stage, path), {})[n] = trace_step(model, stage.step, stage.prompt, stage.tokens, path == "new")
+                    traces.setdefault((stage, path), {})[n] = trace_step(
+                        model, stage.step, stage.prompt, stage.tokens, path == "new"
+                    )
     kernels = sorted({k for t in traces.values() for tr in t.values() for k in tr.attention_kernels})
     return {"models": models, "traces": traces, "kernels": kernels}
 
@@ -155,8 +157,17 @@ def build_rows(stages: list[Stage], traced: dict, zero: ZeroSetup) -> list[Row]:
     for stage in stages:
         shards = zero.shards(sft_policy.params, sft_policy.trainable) if stage.step == "sft" else rl_resident
         (old, _), (new, slope) = activation_at(traced, stage, "old"), activation_at(traced, stage, "new")
-        rows.append(Row(stage, (old + shards + working) / GB, (new + shards + working) / GB,
-                        new / GB, slope / GB, shards / GB, working / GB))
+        rows.append(
+            Row(
+                stage,
+                (old + shards + working) / GB,
+                (new + shards + working) / GB,
+                new / GB,
+                slope / GB,
+                shards / GB,
+                working / GB,
+            )
+        )
     return rows
 
 
@@ -176,12 +187,17 @@ def markdown(rows: list[Row], notes: list[str], limit_gb: float) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r.stage.name} | {r.stage.label} | {r.new_act_gb:.1f} | {r.slope_gb:.2f} | "
-                     f"{r.shards_gb:.1f} | {r.working_gb:.1f} |")
+        lines.append(
+            f"| {r.stage.name} | {r.stage.label} | {r.new_act_gb:.1f} | {r.slope_gb:.2f} | "
+            f"{r.shards_gb:.1f} | {r.working_gb:.1f} |"
+        )
     worst = max(rows, key=lambda r: r.new_gb)
     ok = all(r.new_gb <= limit_gb for r in rows)
-    lines += ["", f"New path within {limit_gb:.0f} GB per GPU at every stage: {'yes' if ok else 'no'} "
-              f"(highest: {worst.stage.name} {worst.stage.label} at {worst.new_gb:.1f} GB)."]
+    lines += [
+        "",
+        f"New path within {limit_gb:.0f} GB per GPU at every stage: {'yes' if ok else 'no'} "
+        f"(highest: {worst.stage.name} {worst.stage.label} at {worst.new_gb:.1f} GB).",
+    ]
     return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
 
 
@@ -191,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sft-tokens", type=int, nargs="+", default=[65536], help="packed row lengths")
     p.add_argument("--prompt-tokens", type=int, default=2048, help="prompt length before each response")
     p.add_argument("--layers", type=int, nargs=2, default=[2, 4], help="the two traced decoder depths")
-    p.add_argument("--tile-tokens", type=int, default=None, help="MLP tile of the new path (default: ovr's; 0: no tiling)")
+    p.add_argument(
+        "--tile-tokens", type=int, default=None, help="MLP tile of the new path (default: ovr's; 0: no tiling)"
+    )
     p.add_argument("--world", type=int, default=8, help="ZeRO-3 world size")
     p.add_argument("--limit-gb", type=float, default=70.0, help="exit 1 if the new path exceeds this anywhere")
     p.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
@@ -211,10 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Qwen2.5-VL-7B (published config), bf16, traced on fake tensors at {args.layers[0]} and {args.layers[1]} "
         f"decoder layers; the per-layer cost (slope) is extrapolated linearly to {FULL_LAYERS} layers.",
         "One row per micro-batch, text only (an image adds its vision-tower activations).",
-        f"Attention kernels traced: {', '.join(traced['kernels'])} - SDPA's flash kernel, memory O(L) as flash-attention "
-        "on a GPU (the [L, L] math kernel would have stopped the bench).",
+        f"Attention kernels traced: {', '.join(traced['kernels'])} - SDPA's flash kernel, memory O(L) as "
+        "flash-attention on a GPU (the [L, L] math kernel would have stopped the bench).",
         f"New path: LM head chunks of {DEFAULT_CHUNK} tokens, "
-        + (f"MLP tiles of {tile} tokens" if tile else "no MLP tiling") + ", HF gradient checkpointing. "
+        + (f"MLP tiles of {tile} tokens" if tile else "no MLP tiling")
+        + ", HF gradient checkpointing. "
         "Old path: full logits; no checkpointing in RL, the recipe's checkpointing in SFT.",
         f"ZeRO-3 at world size {args.world}: 2 B/param bf16 + 16 B/trainable param (fp32 master, Adam m, v, fp32 "
         "grad accumulation) / world; RL counts actor and critic resident together; SFT trains the LLM only.",

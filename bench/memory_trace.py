@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
@@ -107,7 +107,11 @@ def set_checkpointing(model, on: bool) -> None:
     """HF gradient checkpointing (non-reentrant) on the decoder layers, as the trainers enable it."""
     target = getattr(model, "backbone", model)
     if hasattr(target, "activation_checkpointing_enable"):  # newer transformers; older ones: gradient_*
-        enable, disable, key = target.activation_checkpointing_enable, target.activation_checkpointing_disable, "activation"
+        enable, disable, key = (
+            target.activation_checkpointing_enable,
+            target.activation_checkpointing_disable,
+            "activation",
+        )
     else:
         enable, disable, key = target.gradient_checkpointing_enable, target.gradient_checkpointing_disable, "gradient"
     if on:
@@ -142,7 +146,9 @@ def actor_step(model, prompt: int, response: int, new: bool) -> tuple:
     else:
         logp, entropy = policy_logprobs_full(model, batch, with_entropy=True)
     loss = -(logp * batch.response_mask).sum()
-    return loss, (entropy * batch.response_mask).sum()  # the entropy metric lives past the backward, as in the update loop
+    return loss, (
+        entropy * batch.response_mask
+    ).sum()  # the entropy metric lives past the backward, as in the update loop
 
 
 def critic_step(model, prompt: int, response: int, new: bool) -> tuple:

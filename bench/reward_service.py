@@ -43,12 +43,19 @@ def workload(n: int, seed: int = 0) -> list[ScoreItem]:
             items.append(ScoreItem(response=FILLER + rf"\boxed{{x = {ans}}}", reference=ref))
         elif kind == 2:
             letter = "ABCD"[a % 4] if right else "ABCD"[(a + 1) % 4]
-            items.append(ScoreItem(response=FILLER + rf"\boxed{{({letter})}}", reference="ABCD"[a % 4],
-                                   answer_type="choice", choices=["1", "2", "3", "4"]))
+            items.append(
+                ScoreItem(
+                    response=FILLER + rf"\boxed{{({letter})}}",
+                    reference="ABCD"[a % 4],
+                    answer_type="choice",
+                    choices=["1", "2", "3", "4"],
+                )
+            )
         else:
             ans = f"{a * 1000 + b:,}" if right else str(a)
-            items.append(ScoreItem(response=FILLER + rf"\boxed{{{ans}}}", reference=str(a * 1000 + b),
-                                   answer_type="number"))
+            items.append(
+                ScoreItem(response=FILLER + rf"\boxed{{{ans}}}", reference=str(a * 1000 + b), answer_type="number")
+            )
     return items
 
 
@@ -78,11 +85,14 @@ def summarize(n_items: int, wall: float, lat: list[float]) -> dict:
 
 
 async def bench_service(url: str, work, concurrency: int) -> dict:
-    async with httpx.AsyncClient(base_url=url, timeout=300,
-                                 limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=httpx.Limits(max_connections=concurrency)) as client:
+
         async def call(batch):
-            r = await client.post("/v1/score", content=ScoreRequest(items=batch).model_dump_json(),
-                                  headers={"content-type": "application/json"})
+            r = await client.post(
+                "/v1/score",
+                content=ScoreRequest(items=batch).model_dump_json(),
+                headers={"content-type": "application/json"},
+            )
             r.raise_for_status()
 
         wall, lat = await drive(call, work, concurrency)
@@ -129,9 +139,11 @@ def main() -> None:
     print("| clients | service items/s | p50 ms | p99 ms | in-process items/s | p50 ms | p99 ms | ratio |")
     print("|--:|--:|--:|--:|--:|--:|--:|--:|")
     for c, svc, base in rows:
-        print(f"| {c} | {svc['items_s']:.0f} | {svc['p50_ms']:.0f} | {svc['p99_ms']:.0f} | "
-              f"{base['items_s']:.0f} | {base['p50_ms']:.0f} | {base['p99_ms']:.0f} | "
-              f"{svc['items_s'] / base['items_s']:.2f} |")
+        print(
+            f"| {c} | {svc['items_s']:.0f} | {svc['p50_ms']:.0f} | {svc['p99_ms']:.0f} | "
+            f"{base['items_s']:.0f} | {base['p50_ms']:.0f} | {base['p99_ms']:.0f} | "
+            f"{svc['items_s'] / base['items_s']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

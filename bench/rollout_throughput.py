@@ -35,9 +35,16 @@ def hf_tokens_per_s(model_dir: Path, samples, n: int, max_tokens: int) -> tuple[
     for sample in tqdm(samples, desc="hf generate", unit="prompt"):
         inputs = prompt_inputs(processor, sample)
         with torch.no_grad():
-            out = model.generate(**inputs, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
-                                 num_return_sequences=n, max_new_tokens=max_tokens)
-        for seq in out[:, inputs["input_ids"].shape[1]:].tolist():
+            out = model.generate(
+                **inputs,
+                do_sample=True,
+                temperature=1.0,
+                top_p=1.0,
+                top_k=0,
+                num_return_sequences=n,
+                max_new_tokens=max_tokens,
+            )
+        for seq in out[:, inputs["input_ids"].shape[1] :].tolist():
             stop = next((i + 1 for i, t in enumerate(seq) if t in eos), len(seq))
             tokens += stop
     return tokens / (time.perf_counter() - start), tokens

@@ -21,14 +21,28 @@ import torch
 
 def baseline(model_dir: Path, encoded, batch: int, lr: float, out: Path) -> tuple[int, float]:
     """Plain Trainer, one padded sample per row: returns (real tokens, seconds)."""
-    from transformers import AutoModelForImageTextToText, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import (
+        AutoModelForImageTextToText,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainingArguments,
+    )
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     rows = [{"input_ids": e.input_ids.tolist(), "labels": e.labels.tolist()} for e in encoded]
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
     args = TrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=batch, num_train_epochs=1, learning_rate=lr,
-        use_cpu=True, report_to=[], save_strategy="no", logging_steps=10_000, disable_tqdm=True, seed=0,
+        output_dir=str(out),
+        per_device_train_batch_size=batch,
+        num_train_epochs=1,
+        learning_rate=lr,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=10_000,
+        disable_tqdm=True,
+        seed=0,
     )
     collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator)
@@ -60,18 +74,33 @@ def main() -> None:
 
     tokens_b, secs_b = baseline(model_dir, encoded, args.baseline_batch, lr, work / "baseline")
 
-    cfg = load_config(None, [
-        "name=bench", f"model.path={model_dir}", f"store.uri={work / 'store'}", "tracking.enabled=false",
-        "device=cpu", f"sft.work_dir={work / 'work'}", f"sft.max_seq_len={args.seq_len}", "sft.epochs=1",
-        "sft.global_batch_size=2", "sft.micro_batch_size=2", f"sft.lr={lr}", "sft.save_every=100000",
-    ], use_env=False)
+    cfg = load_config(
+        None,
+        [
+            "name=bench",
+            f"model.path={model_dir}",
+            f"store.uri={work / 'store'}",
+            "tracking.enabled=false",
+            "device=cpu",
+            f"sft.work_dir={work / 'work'}",
+            f"sft.max_seq_len={args.seq_len}",
+            "sft.epochs=1",
+            "sft.global_batch_size=2",
+            "sft.micro_batch_size=2",
+            f"sft.lr={lr}",
+            "sft.save_every=100000",
+        ],
+        use_env=False,
+    )
     result = run_sft(cfg, samples=samples, resume="never", progress=False)
 
     base_rate, ovr_rate = tokens_b / secs_b, result.tokens_per_s
     print(f"samples {len(encoded)}, real tokens {tokens_b}, threads {torch.get_num_threads()}")
     print(f"baseline HF Trainer (padded, batch {args.baseline_batch}): {base_rate:8.0f} tok/s ({secs_b:.1f} s)")
-    print(f"ovr packed ({args.seq_len}-token rows, eff {result.padding_efficiency:.3f}):   "
-          f"{ovr_rate:8.0f} tok/s ({result.train_seconds:.1f} s)")
+    print(
+        f"ovr packed ({args.seq_len}-token rows, eff {result.padding_efficiency:.3f}):   "
+        f"{ovr_rate:8.0f} tok/s ({result.train_seconds:.1f} s)"
+    )
     print(f"ratio ovr / baseline: {ovr_rate / base_rate:.2f}x")
 
 

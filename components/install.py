@@ -62,11 +62,16 @@ def check_install_env(install_env: str, environ: dict[str, str]) -> None:
 def check_chart_owned(recipe: Path, overrides: list[str], environ: dict[str, str]) -> None:
     """Settings the chart owns may be left out of the recipe; set to another value, they fail."""
     tree = apply_overrides(yaml.safe_load(recipe.read_text()) or {}, list(overrides))
-    installed = load_config(None, env_overrides({k: v for k, v in environ.items() if k in CHART_OWNED}),
-                            use_env=False)
-    asked = load_config(None, [f"{f}={v}" for f, _ in CHART_OWNED.values()
-                               if (v := _lookup(tree, f)) is not None and not isinstance(v, (dict, list))],
-                        use_env=False)
+    installed = load_config(None, env_overrides({k: v for k, v in environ.items() if k in CHART_OWNED}), use_env=False)
+    asked = load_config(
+        None,
+        [
+            f"{f}={v}"
+            for f, _ in CHART_OWNED.values()
+            if (v := _lookup(tree, f)) is not None and not isinstance(v, (dict, list))
+        ],
+        use_env=False,
+    )
     clashes = []
     for key, (field, value_name) in CHART_OWNED.items():
         if key not in environ or _lookup(tree, field) is None:
@@ -74,11 +79,15 @@ def check_chart_owned(recipe: Path, overrides: list[str], environ: dict[str, str
         section, name = field.split(".")
         mine, theirs = getattr(getattr(asked, section), name), getattr(getattr(installed, section), name)
         if mine != theirs:
-            clashes.append(f"{field}={mine!r} in the recipe, but the install's replicas use {theirs!r} "
-                           f"(chart value {value_name})")
+            clashes.append(
+                f"{field}={mine!r} in the recipe, but the install's replicas use {theirs!r} (chart value {value_name})"
+            )
     if clashes:
-        raise InstallError("the recipe disagrees with the install: " + "; ".join(clashes)
-                           + ". Remove these from the recipe (the chart owns them) or change the chart's values.")
+        raise InstallError(
+            "the recipe disagrees with the install: "
+            + "; ".join(clashes)
+            + ". Remove these from the recipe (the chart owns them) or change the chart's values."
+        )
 
 
 def check_run(cfg: RunConfig, environ: dict[str, str], cluster: bool) -> None:
@@ -88,28 +97,35 @@ def check_run(cfg: RunConfig, environ: dict[str, str], cluster: bool) -> None:
         raise InstallError(
             f"rollout.weight_sync=folder with the install's replicas needs rollout.weights_dir={WEIGHTS_MOUNT} "
             f"(the shared claim, mounted there in the replicas and the trainer), not {ro.weights_dir!r}: set "
-            "rollout.weightsClaimName in the chart")
+            "rollout.weightsClaimName in the chart"
+        )
     store = cfg.store
     if store.uri.startswith("s3://") and not store.credentials_file:
         missing = [e for e in (store.access_key_env, store.secret_key_env) if not environ.get(e)]
         if missing:
-            raise InstallError(f"the store {store.uri} needs credentials, but {', '.join(missing)} are unset: "
-                               "the pipeline's s3_secret parameter must name a Secret (keys access_key, "
-                               "secret_key) in the namespace the run's pods run in")
+            raise InstallError(
+                f"the store {store.uri} needs credentials, but {', '.join(missing)} are unset: "
+                "the pipeline's s3_secret parameter must name a Secret (keys access_key, "
+                "secret_key) in the namespace the run's pods run in"
+            )
 
 
 def attention_fallback(cfg: RunConfig) -> RunConfig:
     """``flash_attention_2`` needs the ``flash_attn`` package; without it, ``sdpa`` (said why)."""
     if cfg.model.attn_implementation != "flash_attention_2" or importlib.util.find_spec("flash_attn"):
         return cfg
-    print("model.attn_implementation: flash_attention_2 asked, but the flash_attn package is not installed "
-          "in this image (it ships no prebuilt wheel for this torch); using sdpa, PyTorch's fused "
-          "scaled-dot-product attention (flash/memory-efficient kernels on CUDA) instead", flush=True)
+    print(
+        "model.attn_implementation: flash_attention_2 asked, but the flash_attn package is not installed "
+        "in this image (it ships no prebuilt wheel for this torch); using sdpa, PyTorch's fused "
+        "scaled-dot-product attention (flash/memory-efficient kernels on CUDA) instead",
+        flush=True,
+    )
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"attn_implementation": "sdpa"})})
 
 
-def resolve_run(recipe: Path, overrides: list[str], install_env: str,
-                environ: dict[str, str] | None = None) -> RunConfig:
+def resolve_run(
+    recipe: Path, overrides: list[str], install_env: str, environ: dict[str, str] | None = None
+) -> RunConfig:
     """The run's config: recipe + overrides + the install's env, after every check above."""
     environ = dict(os.environ if environ is None else environ)
     cluster = in_cluster(environ)

@@ -21,8 +21,10 @@ from ovr.config import RunConfig, dump_config
 from ovr.k8s.spec import ClaimMount, Owner, TrainerJobSpec, current_namespace
 
 #: the job pods' command: write the shipped config, then every rank runs components.train
-JOB_SCRIPT = ('printf "%s" "$OVR_CONFIG_YAML" > "${{TMPDIR:-/tmp}}/ovr-config.yaml" && '
-              'exec torchrun -m components.train {stage} --config "${{TMPDIR:-/tmp}}/ovr-config.yaml"{init}')
+JOB_SCRIPT = (
+    'printf "%s" "$OVR_CONFIG_YAML" > "${{TMPDIR:-/tmp}}/ovr-config.yaml" && '
+    'exec torchrun -m components.train {stage} --config "${{TMPDIR:-/tmp}}/ovr-config.yaml"{init}'
+)
 
 
 class JobSettings(BaseModel):
@@ -52,8 +54,15 @@ def launcher_owner(environ: dict[str, str] | None = None) -> Owner | None:
     return Owner(name=name, uid=uid) if name and uid else None
 
 
-def stage_job_spec(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, init_prefix: str | None,
-                   settings: JobSettings, environ: dict[str, str] | None = None) -> TrainerJobSpec:
+def stage_job_spec(
+    stage: str,
+    cfg: RunConfig,
+    nodes: int,
+    gpus_per_node: int,
+    init_prefix: str | None,
+    settings: JobSettings,
+    environ: dict[str, str] | None = None,
+) -> TrainerJobSpec:
     """The TrainerJobSpec of ``stage`` on ``nodes`` pods of ``gpus_per_node`` GPUs each."""
     from components.images import OVR_IMAGE
 

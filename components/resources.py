@@ -5,9 +5,9 @@ accelerator type), node selector and tolerations, a memory-backed ``/dev/shm`` f
 torch data loaders or NCCL, the S3/MLflow/reward/rollout credentials from Kubernetes secrets as env
 vars (never as parameters; the parameters name the secrets), and the pod labels the Helm chart's
 NetworkPolicies admit (every task is an ovr client; the RL task is also a trainer, the only kind of
-pod let through to the rollout servers' NCCL ports). Tasks that need them also get the install's env ConfigMap, the weights
-claim the rollout replicas share (at :data:`WEIGHTS_MOUNT`, the path the chart mounts it at on the
-replicas) and their own pod's identity from the downward API (owner of the jobs they create, pod
+pod let through to the rollout servers' NCCL ports). Tasks that need them also get the install's env
+ConfigMap, the weights claim the rollout replicas share (at :data:`WEIGHTS_MOUNT`, the path the chart
+mounts it at on the replicas) and their own pod's identity from the downward API (owner of the jobs they create, pod
 IP for NCCL rendezvous). Local runs (``kfp.local``) ignore these settings.
 """
 
@@ -16,18 +16,17 @@ from __future__ import annotations
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from ovr.k8s.spec import CLIENT_LABEL, TRAINER_LABEL
-
 from components.settings import (  # noqa: F401  (re-exported: the cluster settings of the tasks)
-    POD_FIELDS,
     GPU_TOLERATION,
     INSTALL_ENV_KEYS,
     PLACEMENTS,
+    POD_FIELDS,
     POD_IDENTITY_ENV,
     SECRET_ENV,
     WEIGHTS_MOUNT,
     Placement,
 )
+from ovr.k8s.spec import CLIENT_LABEL, TRAINER_LABEL
 
 
 def place(

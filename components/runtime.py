@@ -35,8 +35,12 @@ POD_LOCAL_ENV = ("OVR__ROLLOUT__WEIGHTS_DIR",)
 
 def param_overrides(model_path: str, dataset_name: str, sft_max_steps: int, rl_max_steps: int) -> list[str]:
     """The pipeline's UI parameters as overrides; empty strings and zeros keep the recipe's values."""
-    pairs = [("model.path", model_path), ("data.name", dataset_name),
-             ("sft.max_steps", sft_max_steps), ("rl.max_steps", rl_max_steps)]
+    pairs = [
+        ("model.path", model_path),
+        ("data.name", dataset_name),
+        ("sft.max_steps", sft_max_steps),
+        ("rl.max_steps", rl_max_steps),
+    ]
     return [f"{key}={value}" for key, value in pairs if value]
 
 
@@ -100,8 +104,11 @@ def train_in_pod(stage: str, cfg: RunConfig, init_prefix: str | None = None) -> 
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(path)})})
     cfg = local_model(cfg)
     world = os.environ.get("WORLD_SIZE", "1")
-    print(f"{stage}: rank {rank()}/{world} (local rank {os.environ.get('LOCAL_RANK', '0')}) on "
-          f"{os.environ.get('HOSTNAME', '?')}, model {cfg.model.path}", flush=True)
+    print(
+        f"{stage}: rank {rank()}/{world} (local rank {os.environ.get('LOCAL_RANK', '0')}) on "
+        f"{os.environ.get('HOSTNAME', '?')}, model {cfg.model.path}",
+        flush=True,
+    )
     if stage == "sft":
         from ovr.sft.train import run_sft
 
@@ -143,8 +150,9 @@ def _raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
-def launch_job(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, init_prefix: str | None,
-               settings: "JobSettings") -> StageResult:
+def launch_job(
+    stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, init_prefix: str | None, settings: JobSettings
+) -> StageResult:
     """Run the stage as a multi-node job and read its export back from the store."""
     from components.jobs import stage_job_spec
     from ovr.k8s.jobs import run_job
@@ -155,8 +163,9 @@ def launch_job(stage: str, cfg: RunConfig, nodes: int, gpus_per_node: int, init_
     store = Store.from_config(cfg.store)
     manifest = store.latest(cfg.name, EXPORT_KINDS[stage])
     if manifest is None:
-        raise RuntimeError(f"the {stage} {kind.kind} {spec.name} succeeded but committed no "
-                           f"{EXPORT_KINDS[stage]} to {store}")
+        raise RuntimeError(
+            f"the {stage} {kind.kind} {spec.name} succeeded but committed no {EXPORT_KINDS[stage]} to {store}"
+        )
     return StageResult.from_manifest(export_prefix(cfg.name, stage, manifest.step), manifest)
 
 
@@ -183,13 +192,25 @@ def run_eval(cfg: RunConfig, model_prefix: str, label: str, out_path: str):
     if ro.endpoints:
         if not ro.weights_dir:
             raise ValueError("eval on the install's replicas needs rollout.weights_dir (the shared weights claim)")
-        sync = FolderWeightSync(ro.endpoints, ro.weights_dir, timeout_s=ro.sync_timeout_s,
-                                keep=ro.keep_weight_versions, ranks_per_replica=ro.tensor_parallel_size)
+        sync = FolderWeightSync(
+            ro.endpoints,
+            ro.weights_dir,
+            timeout_s=ro.sync_timeout_s,
+            keep=ro.keep_weight_versions,
+            ranks_per_replica=ro.tensor_parallel_size,
+        )
         version = sync.push_folder(model_dir)
         print(f"{model_prefix} published to {len(ro.endpoints)} replica(s) as weight version {version}", flush=True)
     with local_services(cfg, model_dir) as served:
-        return evaluate(served, out_dir=Path(out_path), label=label, step=int(manifest.step), progress=False,
-                        expect_version=version, require_service=True)
+        return evaluate(
+            served,
+            out_dir=Path(out_path),
+            label=label,
+            step=int(manifest.step),
+            progress=False,
+            expect_version=version,
+            require_service=True,
+        )
 
 
 def run_report(cfg: RunConfig, eval_dirs: list[str], md_path: str, html_path: str) -> Path:

@@ -42,20 +42,40 @@ PLACEMENTS: dict[str, Placement] = {
 #: must know of the replicas (weight sync, tensor parallel size, weights folder); OVR_INSTALL names
 #: the install, OVR_TRAINER_IMAGE / OVR_IMAGE_PULL_SECRETS what job pods run (no credentials)
 INSTALL_ENV_KEYS = (
-    "OVR_INSTALL", "OVR__STORE__URI", "OVR__STORE__ENDPOINT", "OVR__STORE__SECURE", "OVR__STORE__REGION",
-    "OVR__TRACKING__URI", "OVR__REWARD__URL", "OVR__ROLLOUT__ENDPOINTS", "OVR__ROLLOUT__SERVED_MODEL_NAME",
-    "OVR__ROLLOUT__WEIGHT_SYNC", "OVR__ROLLOUT__TENSOR_PARALLEL_SIZE", "OVR__ROLLOUT__WEIGHTS_DIR",
-    "OVR_TRAINER_IMAGE", "OVR_IMAGE_PULL_SECRETS",
+    "OVR_INSTALL",
+    "OVR__STORE__URI",
+    "OVR__STORE__ENDPOINT",
+    "OVR__STORE__SECURE",
+    "OVR__STORE__REGION",
+    "OVR__TRACKING__URI",
+    "OVR__REWARD__URL",
+    "OVR__ROLLOUT__ENDPOINTS",
+    "OVR__ROLLOUT__SERVED_MODEL_NAME",
+    "OVR__ROLLOUT__WEIGHT_SYNC",
+    "OVR__ROLLOUT__TENSOR_PARALLEL_SIZE",
+    "OVR__ROLLOUT__WEIGHTS_DIR",
+    "OVR_TRAINER_IMAGE",
+    "OVR_IMAGE_PULL_SECRETS",
 )
 
 #: where the weights claim is mounted in trainer, eval and job pods (and by the chart in the replicas)
 WEIGHTS_MOUNT = "/weights"
 
 #: env var -> downward-API field of the task's own pod
-POD_IDENTITY_ENV = {"name": "OVR_POD_NAME", "uid": "OVR_POD_UID", "namespace": "OVR_POD_NAMESPACE",
-                    "ip": "OVR_POD_IP", "service_account": "OVR_POD_SERVICE_ACCOUNT"}
-POD_FIELDS = {"name": "metadata.name", "uid": "metadata.uid", "namespace": "metadata.namespace",
-               "ip": "status.podIP", "service_account": "spec.serviceAccountName"}
+POD_IDENTITY_ENV = {
+    "name": "OVR_POD_NAME",
+    "uid": "OVR_POD_UID",
+    "namespace": "OVR_POD_NAMESPACE",
+    "ip": "OVR_POD_IP",
+    "service_account": "OVR_POD_SERVICE_ACCOUNT",
+}
+POD_FIELDS = {
+    "name": "metadata.name",
+    "uid": "metadata.uid",
+    "namespace": "metadata.namespace",
+    "ip": "status.podIP",
+    "service_account": "spec.serviceAccountName",
+}
 
 #: secret kind -> {secret key: env var}; the secrets' names are pipeline parameters (the Helm chart's
 #: secrets). MLflow's client reads MLFLOW_TRACKING_USERNAME/PASSWORD itself; the rollout client reads

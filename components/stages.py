@@ -11,7 +11,6 @@ GPU, :mod:`components.torchrun`); ``launch_*`` requests no GPU and runs the stag
 TrainJob/PyTorchJob that it creates, follows and deletes.
 """
 
-
 import functools
 
 from kfp import dsl
@@ -25,10 +24,16 @@ ovr_component = functools.partial(dsl.component, base_image=OVR_IMAGE, install_k
 
 @ovr_component
 def validate_config(
-    recipe: str, overrides: list, model_path: str, dataset_name: str, sft_max_steps: int, rl_max_steps: int,
-    install_env: str, config: Output[Artifact],
+    recipe: str,
+    overrides: list,
+    model_path: str,
+    dataset_name: str,
+    sft_max_steps: int,
+    rl_max_steps: int,
+    install_env: str,
+    config: Output[Artifact],
 ) -> str:
-    """Resolve + validate the recipe, run parameters and the install's settings; check the store; open the MLflow run."""
+    """Resolve + validate the recipe, run parameters and install settings; check the store; open the MLflow run."""
     from components.install import resolve_run
     from components.runtime import param_overrides
     from ovr.config import dump_config, resolve_recipe
@@ -73,8 +78,9 @@ def build_data(config: Input[Artifact], dataset: Output[Dataset], metrics: Outpu
 
 @torchrun_component
 @ovr_component
-def train_sft(config: Input[Artifact], dataset: Input[Dataset], gpus_per_node: int, model: Output[Model],
-              metrics: Output[Metrics]) -> str:
+def train_sft(
+    config: Input[Artifact], dataset: Input[Dataset], gpus_per_node: int, model: Output[Model], metrics: Output[Metrics]
+) -> str:
     """Language-only cold-start SFT on this pod's GPUs (one torchrun rank per GPU)."""
     from components.runtime import report_stage, task_config, train_in_pod
 
@@ -82,8 +88,18 @@ def train_sft(config: Input[Artifact], dataset: Input[Dataset], gpus_per_node: i
 
 
 @ovr_component
-def launch_sft(config: Input[Artifact], dataset: Input[Dataset], nodes: int, gpus_per_node: int, s3_secret: str,
-               mlflow_secret: str, run_id: str, job_deadline_s: int, model: Output[Model], metrics: Output[Metrics]) -> str:
+def launch_sft(
+    config: Input[Artifact],
+    dataset: Input[Dataset],
+    nodes: int,
+    gpus_per_node: int,
+    s3_secret: str,
+    mlflow_secret: str,
+    run_id: str,
+    job_deadline_s: int,
+    model: Output[Model],
+    metrics: Output[Metrics],
+) -> str:
     """Language-only cold-start SFT as a multi-node TrainJob (PyTorchJob on Training Operator v1 clusters)."""
     from components.jobs import JobSettings
     from components.runtime import launch_job, report_stage, task_config
@@ -95,8 +111,14 @@ def launch_sft(config: Input[Artifact], dataset: Input[Dataset], nodes: int, gpu
 
 @torchrun_component
 @ovr_component
-def train_rl(config: Input[Artifact], init_prefix: str, dataset: Input[Dataset], gpus_per_node: int,
-             model: Output[Model], metrics: Output[Metrics]) -> str:
+def train_rl(
+    config: Input[Artifact],
+    init_prefix: str,
+    dataset: Input[Dataset],
+    gpus_per_node: int,
+    model: Output[Model],
+    metrics: Output[Metrics],
+) -> str:
     """PPO/GRPO with verifiable rewards from the SFT export, on this pod's GPUs, rollouts on vLLM."""
     from components.runtime import report_stage, task_config, train_in_pod
 
@@ -104,22 +126,48 @@ def train_rl(config: Input[Artifact], init_prefix: str, dataset: Input[Dataset],
 
 
 @ovr_component
-def launch_rl(config: Input[Artifact], init_prefix: str, dataset: Input[Dataset], nodes: int, gpus_per_node: int,
-              s3_secret: str, mlflow_secret: str, reward_secret: str, rollout_secret: str, weights_claim: str,
-              run_id: str, job_deadline_s: int, model: Output[Model], metrics: Output[Metrics]) -> str:
+def launch_rl(
+    config: Input[Artifact],
+    init_prefix: str,
+    dataset: Input[Dataset],
+    nodes: int,
+    gpus_per_node: int,
+    s3_secret: str,
+    mlflow_secret: str,
+    reward_secret: str,
+    rollout_secret: str,
+    weights_claim: str,
+    run_id: str,
+    job_deadline_s: int,
+    model: Output[Model],
+    metrics: Output[Metrics],
+) -> str:
     """PPO/GRPO with verifiable rewards as a multi-node TrainJob (PyTorchJob on Training Operator v1 clusters)."""
     from components.jobs import JobSettings
     from components.runtime import launch_job, report_stage, task_config
 
-    settings = JobSettings(run_id=run_id, s3_secret=s3_secret, mlflow_secret=mlflow_secret, reward_secret=reward_secret,
-                           rollout_secret=rollout_secret, weights_claim=weights_claim, deadline_s=job_deadline_s)
+    settings = JobSettings(
+        run_id=run_id,
+        s3_secret=s3_secret,
+        mlflow_secret=mlflow_secret,
+        reward_secret=reward_secret,
+        rollout_secret=rollout_secret,
+        weights_claim=weights_claim,
+        deadline_s=job_deadline_s,
+    )
     result = launch_job("rl", task_config(config.path), nodes, gpus_per_node, init_prefix, settings)
     return report_stage(result, "rl", model, metrics)
 
 
 @ovr_component
-def evaluate_model(config: Input[Artifact], model_prefix: str, dataset: Input[Dataset], label: str,
-                   results: Output[Artifact], metrics: Output[Metrics]):
+def evaluate_model(
+    config: Input[Artifact],
+    model_prefix: str,
+    dataset: Input[Dataset],
+    label: str,
+    results: Output[Artifact],
+    metrics: Output[Metrics],
+):
     """avg@k of the exported model at ``model_prefix`` on the recipe's benchmarks, and behaviour analysis."""
     from components.runtime import run_eval, task_config
 
@@ -131,7 +179,13 @@ def evaluate_model(config: Input[Artifact], model_prefix: str, dataset: Input[Da
 
 
 @ovr_component
-def make_report(config: Input[Artifact], sft_eval: Input[Artifact], rl_eval: Input[Artifact], report: Output[Markdown], html: Output[dsl.HTML]):
+def make_report(
+    config: Input[Artifact],
+    sft_eval: Input[Artifact],
+    rl_eval: Input[Artifact],
+    report: Output[Markdown],
+    html: Output[dsl.HTML],
+):
     """The run report (accuracy table, curves, behaviour rates) for the KFP UI and MLflow."""
     from components.runtime import run_report, task_config
 

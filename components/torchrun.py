@@ -35,5 +35,5 @@ def torchrun_component(component: PythonComponent) -> PythonComponent:
     if "kfp.dsl.executor_main" not in container.command[-2]:
         raise ValueError(f"{component.name} is not a lightweight Python component: {container.command[:2]}")
     container.command = ["sh", "-ec", SCRIPT, source]
-    container.args = ["{{$.inputs.parameters['%s']}}" % NPROC_INPUT, *container.args]
+    container.args = ["{{$.inputs.parameters['" + NPROC_INPUT + "']}}", *container.args]
     return component

@@ -28,7 +28,7 @@ class Dist:
     cpu_group: object | None = None  # gloo group with the long timeout (None on one process)
 
     @classmethod
-    def from_env(cls, timeout_s: float = 1800.0, wait_timeout_s: float = 4 * 3600.0) -> "Dist":
+    def from_env(cls, timeout_s: float = 1800.0, wait_timeout_s: float = 4 * 3600.0) -> Dist:
         """This process's rank; initialises both groups when launched with WORLD_SIZE > 1."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
@@ -37,8 +37,9 @@ class Dist:
         if not tdist.is_initialized():
             if torch.cuda.is_available():
                 torch.cuda.set_device(local)
-            tdist.init_process_group("nccl" if torch.cuda.is_available() else "gloo",
-                                     timeout=timedelta(seconds=timeout_s))
+            tdist.init_process_group(
+                "nccl" if torch.cuda.is_available() else "gloo", timeout=timedelta(seconds=timeout_s)
+            )
         return cls(rank, world, local, tdist.new_group(backend="gloo", timeout=timedelta(seconds=wait_timeout_s)))
 
     @property

@@ -20,9 +20,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 #: the file a local pipeline run tails; unset on a cluster
 PROGRESS_ENV = "OVR_PROGRESS_FILE"
@@ -32,7 +32,7 @@ def format_duration(seconds: float) -> str:
     """``75`` -> ``1m15s``; ``3725`` -> ``1h02m``; non-finite -> ``?``."""
     if not math.isfinite(seconds) or seconds < 0:
         return "?"
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s}s"
     if s < 3600:
@@ -64,15 +64,29 @@ class ProgressEvent:
         return (self.total - self.step) / self.rate if self.rate > 0 else math.inf
 
     def to_json(self) -> str:
-        return json.dumps({"stage": self.stage, "step": self.step, "total": self.total, "start": self.start,
-                           "metrics": self.metrics, "elapsed": round(self.elapsed, 3)})
+        return json.dumps(
+            {
+                "stage": self.stage,
+                "step": self.step,
+                "total": self.total,
+                "start": self.start,
+                "metrics": self.metrics,
+                "elapsed": round(self.elapsed, 3),
+            }
+        )
 
     @classmethod
-    def from_json(cls, line: str) -> "ProgressEvent":
+    def from_json(cls, line: str) -> ProgressEvent:
         d = json.loads(line)
         metrics = {str(k): float(v) for k, v in (d.get("metrics") or {}).items()}
-        return cls(stage=str(d["stage"]), step=int(d["step"]), total=int(d["total"]), metrics=metrics,
-                   elapsed=float(d.get("elapsed", 0.0)), start=int(d.get("start", 0)))
+        return cls(
+            stage=str(d["stage"]),
+            step=int(d["step"]),
+            total=int(d["total"]),
+            metrics=metrics,
+            elapsed=float(d.get("elapsed", 0.0)),
+            start=int(d.get("start", 0)),
+        )
 
     def line(self, text: str | None = None) -> str:
         """The plain log line: ``text`` (default: stage, step/total and the metrics), rate and ETA."""
@@ -92,9 +106,18 @@ class StageProgress:
     """Reports a stage's steps (see the module doc). ``echo=False`` keeps the plain line quiet (an
     interactive progress bar already shows it); the progress file is written regardless."""
 
-    def __init__(self, stage: str, total: int, *, start: int = 0, every_s: float = 30.0, echo: bool = True,
-                 line: Callable[[ProgressEvent], str] | None = None, environ: dict[str, str] | None = None,
-                 printer: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        stage: str,
+        total: int,
+        *,
+        start: int = 0,
+        every_s: float = 30.0,
+        echo: bool = True,
+        line: Callable[[ProgressEvent], str] | None = None,
+        environ: dict[str, str] | None = None,
+        printer: Callable[[str], None] | None = None,
+    ):
         environ = os.environ if environ is None else environ
         self.stage, self.total, self.start, self.every_s = stage, int(total), int(start), every_s
         self.main = is_main_rank(environ)

@@ -51,7 +51,7 @@ class ImageRef(_Model):
         return v
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "ImageRef":
+    def from_bytes(cls, data: bytes) -> ImageRef:
         return cls(data=data, sha256=hashlib.sha256(data).hexdigest())
 
     def data_url(self) -> str:
@@ -91,7 +91,7 @@ class Sample(_Model):
     provenance: dict[str, Any] = Field(default_factory=dict, description="Source file, row, license...")
 
     @model_validator(mode="after")
-    def _modality_matches_images(self) -> "Sample":
+    def _modality_matches_images(self) -> Sample:
         if (self.modality == "image") != bool(self.images):
             raise ValueError("modality must be 'image' exactly when images are attached")
         if self.answer_type == "choice" and not self.choices:
@@ -190,7 +190,7 @@ class StageResult(_Model):
     metrics: dict[str, float] = Field(default_factory=dict, description="Final metrics (final_loss, reward_mean...).")
 
     @classmethod
-    def from_manifest(cls, prefix: str, manifest: CheckpointManifest) -> "StageResult":
+    def from_manifest(cls, prefix: str, manifest: CheckpointManifest) -> StageResult:
         """The result recorded in an export's manifest (its metadata carries the metrics)."""
         metrics = {k: float(v) for k, v in manifest.metadata.get("metrics", {}).items() if v is not None}
         return cls(export_prefix=prefix, global_step=manifest.step, metrics=metrics)

@@ -10,6 +10,7 @@ stopped (TERM, then KILL) on exit. Its output goes to a log file whose tail is s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -54,8 +55,8 @@ class ManagedServer:
         self.cwd = cwd
         self.startup_timeout_s = startup_timeout_s
         self.name = name or Path(self.cmd[0]).name
-        self.log_path = Path(log_path) if log_path else Path(
-            tempfile.mkstemp(prefix=f"ovr-{self.name}-", suffix=".log")[1]
+        self.log_path = (
+            Path(log_path) if log_path else Path(tempfile.mkstemp(prefix=f"ovr-{self.name}-", suffix=".log")[1])
         )
         self.proc: subprocess.Popen | None = None
 
@@ -69,9 +70,9 @@ class ManagedServer:
         except OSError:
             return ""
 
-    def start(self) -> "ManagedServer":
+    def start(self) -> ManagedServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child process holds it
         self.proc = subprocess.Popen(
             self.cmd,
             stdout=log,
@@ -115,10 +116,8 @@ class ManagedServer:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=grace_s)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait(timeout=grace_s)
 
     def kill(self) -> None:
@@ -127,7 +126,7 @@ class ManagedServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
-    def __enter__(self) -> "ManagedServer":
+    def __enter__(self) -> ManagedServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -31,8 +31,9 @@ def file_owner(rel_path: str) -> int | None:
     return int(m.group(1) or m.group(2))
 
 
-def commit_sharded(store: Store, dist: Dist, prefix: str, folder: Path, *, run: str, step: int, kind: str,
-                   metadata: dict | None = None) -> CheckpointManifest | None:
+def commit_sharded(
+    store: Store, dist: Dist, prefix: str, folder: Path, *, run: str, step: int, kind: str, metadata: dict | None = None
+) -> CheckpointManifest | None:
     """Every rank uploads its files of ``folder``; the main rank then writes the manifest (call on
     every rank; returns the manifest on the main rank)."""
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name != "manifest.json")
@@ -58,6 +59,7 @@ def ranks_in(manifest: CheckpointManifest) -> int | None:
 def download_for_rank(store: Store, prefix: str, dest: Path, rank: int, shared: bool = True) -> Path:
     """The shared files (unless ``shared`` is False: another rank of this folder fetches them) and
     ``rank``'s own files of a committed checkpoint."""
+
     def select(path: str) -> bool:
         owner = file_owner(path)
         return owner == rank or (owner is None and shared)

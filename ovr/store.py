@@ -22,9 +22,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from ovr.config import StoreConfig
 from ovr.schema import CheckpointManifest, FileEntry
@@ -122,9 +123,7 @@ class LocalBackend:
         if not base.is_dir():
             return []
         return sorted(
-            str(p.relative_to(self.root))
-            for p in base.rglob("*")
-            if p.is_file() and not p.name.startswith(".tmp-")
+            str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")
         )
 
     def delete(self, key: str) -> None:
@@ -148,9 +147,7 @@ class S3Backend:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         # Our own retry loop (below) is the only one, so the bound is exact and errors are clear.
-        http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=5.0, read=120.0), retries=False, maxsize=16
-        )
+        http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=5.0, read=120.0), retries=False, maxsize=16)
         self.client = Minio(
             cfg.endpoint,
             access_key=access,
@@ -176,7 +173,6 @@ class S3Backend:
         from urllib3.exceptions import HTTPError as Urllib3Error
 
         retryable_codes = {"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout"}
-        delay = self.cfg.backoff_s
         for attempt in range(self.cfg.retries + 1):
             try:
                 return fn()
@@ -189,8 +185,7 @@ class S3Backend:
                         f"S3 endpoint {self.describe()} unreachable after {attempt + 1} attempts: "
                         f"{type(err).__name__}: {err}"
                     ) from err
-            time.sleep(delay)
-            delay *= 2
+            time.sleep(self.cfg.backoff_s * 2**attempt)
         raise AssertionError("unreachable")
 
     def put_file(self, key: str, src: Path) -> None:
@@ -248,7 +243,7 @@ class Store:
         self.backend = backend
 
     @classmethod
-    def from_config(cls, cfg: StoreConfig) -> "Store":
+    def from_config(cls, cfg: StoreConfig) -> Store:
         if cfg.uri.startswith("s3://"):
             return cls(S3Backend(cfg))
         return cls(LocalBackend(cfg.uri.removeprefix("file://")))
@@ -291,8 +286,13 @@ class Store:
         return len(keys)
 
     # manifest-last commits
-    def upload(self, prefix: str, local_dir: str | Path, files: list[Path] | None = None,
-               progress: Callable[[str], None] | None = None) -> list[FileEntry]:
+    def upload(
+        self,
+        prefix: str,
+        local_dir: str | Path,
+        files: list[Path] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> list[FileEntry]:
         """Upload ``files`` (default: every file) of ``local_dir`` under ``prefix``; no manifest."""
         root = Path(local_dir)
         if files is None:
@@ -306,13 +306,27 @@ class Store:
                 progress(rel)
         return entries
 
-    def write_manifest(self, prefix: str, entries: list[FileEntry], *, run: str, step: int = 0,
-                       kind: str = "checkpoint", metadata: dict | None = None) -> CheckpointManifest:
+    def write_manifest(
+        self,
+        prefix: str,
+        entries: list[FileEntry],
+        *,
+        run: str,
+        step: int = 0,
+        kind: str = "checkpoint",
+        metadata: dict | None = None,
+    ) -> CheckpointManifest:
         """Make ``prefix`` visible: the manifest of files already uploaded (by one or several writers)."""
         if not entries:
             raise StoreError(f"nothing to commit under {prefix}")
-        manifest = CheckpointManifest(run=run, step=step, kind=_kind(kind), files=sorted(entries, key=lambda e: e.path),
-                                      metadata=metadata or {}, created=time.time())
+        manifest = CheckpointManifest(
+            run=run,
+            step=step,
+            kind=_kind(kind),
+            files=sorted(entries, key=lambda e: e.path),
+            metadata=metadata or {},
+            created=time.time(),
+        )
         self.put_bytes(f"{prefix}/{MANIFEST}", manifest.model_dump_json(indent=1).encode())
         return manifest
 
@@ -374,6 +388,12 @@ class Store:
         (dest / MANIFEST).write_text(manifest.model_dump_json(indent=1))
         return dest
 
-    def download_checkpoint(self, run: str, step: int, dest: str | Path, kind: str = "checkpoint",
-                            select: Callable[[str], bool] | None = None) -> Path:
+    def download_checkpoint(
+        self,
+        run: str,
+        step: int,
+        dest: str | Path,
+        kind: str = "checkpoint",
+        select: Callable[[str], bool] | None = None,
+    ) -> Path:
         return self.download(step_prefix(run, step, kind), dest, select)

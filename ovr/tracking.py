@@ -54,7 +54,7 @@ class Tracker:
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
-    def open(cls, cfg: RunConfig, stage: str) -> "Tracker":
+    def open(cls, cfg: RunConfig, stage: str) -> Tracker:
         """Create (or resume, when ``tracking.run_id`` is set) the MLflow run of ``cfg``."""
         if not cfg.tracking.enabled:
             return cls(cfg, stage, None, None)
@@ -70,8 +70,10 @@ class Tracker:
         run_id = cfg.tracking.run_id
         if run_id is None:
             exp = client.get_experiment_by_name(cfg.tracking.experiment)
-            exp_id = exp.experiment_id if exp else client.create_experiment(
-                cfg.tracking.experiment, artifact_location=artifacts
+            exp_id = (
+                exp.experiment_id
+                if exp
+                else client.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
             )
             run = client.create_run(exp_id, run_name=cfg.tracking.run_name or cfg.name, tags={"ovr.run": cfg.name})
             run_id = run.info.run_id
@@ -88,7 +90,7 @@ class Tracker:
             self.client.set_tag(self.run_id, f"ovr.stage.{self.stage}", status.lower())
             self.client.set_terminated(self.run_id, status=status)
 
-    def __enter__(self) -> "Tracker":
+    def __enter__(self) -> Tracker:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -99,7 +101,8 @@ class Tracker:
         """Where a person finds the run."""
         if self.client is None:
             return None
-        return f"{redact_credentials(self.cfg.tracking.uri)} (experiment {self.cfg.tracking.experiment!r}, run {self.run_id})"
+        tr = self.cfg.tracking
+        return f"{redact_credentials(tr.uri)} (experiment {tr.experiment!r}, run {self.run_id})"
 
     # ------------------------------------------------------------------ logging
     def log_params(self, params: dict[str, Any]) -> None:
@@ -146,5 +149,3 @@ class Tracker:
         if self.client is None:
             return []
         return [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, key)]
-
-

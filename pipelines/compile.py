@@ -9,9 +9,8 @@ compiled pipeline and of ``recipes/*.yaml`` (``helm/ovr/files/``); tests check t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import shutil
+from pathlib import Path
 
 COMPILED = Path(__file__).with_name("ovr_pipeline.yaml")
 REPO = COMPILED.parents[1]

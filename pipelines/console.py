@@ -72,7 +72,7 @@ class KfpLogStream(io.TextIOBase):
     """A text stream into the log file that reports kfp's task start/finish lines to ``console``
     and keeps the last lines (shown when a task fails)."""
 
-    def __init__(self, log, console: "RunConsole", keep: int = 40):
+    def __init__(self, log, console: RunConsole, keep: int = 40):
         self.log, self.console = log, console
         self.tail: collections.deque[str] = collections.deque(maxlen=keep)
         self._partial = ""
@@ -107,8 +107,14 @@ class RunConsole:
     ``console``: where a person reads (default: the real stdout); ``redirect_fds``: also point file
     descriptors 1 and 2 at the log (off in tests, which keep their own capture)."""
 
-    def __init__(self, log_path: Path, progress_path: Path, console: Console | None = None,
-                 redirect_fds: bool = True, poll_s: float = 0.5):
+    def __init__(
+        self,
+        log_path: Path,
+        progress_path: Path,
+        console: Console | None = None,
+        redirect_fds: bool = True,
+        poll_s: float = 0.5,
+    ):
         self.log_path, self.progress_path = Path(log_path), Path(progress_path)
         self.redirect_fds, self.poll_s = redirect_fds, poll_s
         self._console_arg = console
@@ -125,7 +131,7 @@ class RunConsole:
         self.events: list[ProgressEvent] = []  # every event of the run, for the summary
 
     # ------------------------------------------------------------------ set-up / tear-down
-    def __enter__(self) -> "RunConsole":
+    def __enter__(self) -> RunConsole:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.progress_path.write_text("")
         self._log = open(self.log_path, "a", buffering=1)
@@ -144,10 +150,19 @@ class RunConsole:
         sys.stdout = sys.stderr = self.stream
         self._saved_env = os.environ.get(PROGRESS_ENV)
         os.environ[PROGRESS_ENV] = str(self.progress_path)
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description:<9}"), BarColumn(bar_width=30),
-                                 MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                                 console=self.console, transient=True, disable=not self.live,
-                                 redirect_stdout=False, redirect_stderr=False)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description:<9}"),
+            BarColumn(bar_width=30),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+            disable=not self.live,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         self.progress.start()
         self._thread = threading.Thread(target=self._tail, name="ovr-progress", daemon=True)
         self._thread.start()
@@ -194,15 +209,18 @@ class RunConsole:
             steps = "; ".join(f"{e.step} steps, {event_text(e).split('ETA')[0].strip()}" for e in done)
             self._last.clear()
             wall = format_duration(time.monotonic() - self._t_task)
-            self.console.print(f"[green]✓ {info.label}[/] {wall}" + (f"  [dim]{steps}[/]" if steps else ""),
-                               soft_wrap=True)
+            self.console.print(
+                f"[green]✓ {info.label}[/] {wall}" + (f"  [dim]{steps}[/]" if steps else ""), soft_wrap=True
+            )
             self._task = None
 
     def _failed(self, task: str, how: str = "failed") -> None:
         with self._lock:
             self._close_bars()
-            self.console.print(f"[bold red]✗ {stage_info(task).label} {how}[/] after "
-                               f"{format_duration(time.monotonic() - self._t_task)}; its last log lines:")
+            self.console.print(
+                f"[bold red]✗ {stage_info(task).label} {how}[/] after "
+                f"{format_duration(time.monotonic() - self._t_task)}; its last log lines:"
+            )
             for line in list(self.stream.tail)[-15:]:
                 self.console.print(f"  {line.strip()[:200]}", markup=False, highlight=False, soft_wrap=True)
             self.console.print(f"full log: {self.log_path}", markup=False, soft_wrap=True)
@@ -237,5 +255,9 @@ class RunConsole:
         decile = event.step * 10 // max(event.total, 1)
         if decile > self._shown_decile.get(event.stage, -1) and event.step < event.total:
             self._shown_decile[event.stage] = decile
-            self.console.print(f"  {event.stage} {event.step}/{event.total}  {event_text(event)}",
-                               markup=False, highlight=False, soft_wrap=True)
+            self.console.print(
+                f"  {event.stage} {event.step}/{event.total}  {event_text(event)}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )

@@ -115,8 +115,9 @@ def places(run: LocalRun) -> list[tuple[str, str]]:
     return out
 
 
-def run_with_console(recipe: str, overrides: list[str] | None = None, workdir: str | Path = ".",
-                     console=None) -> LocalRun:
+def run_with_console(
+    recipe: str, overrides: list[str] | None = None, workdir: str | Path = ".", console=None
+) -> LocalRun:
     """:func:`run_local` behind the run console; prints the summary at the end (raises if a task fails,
     after the console showed the failed task's last log lines)."""
     from pipelines.console import RunConsole

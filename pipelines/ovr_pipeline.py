@@ -5,7 +5,6 @@ the recipe (a file name in the image's ``recipes/`` or the Helm chart's recipes 
 ``overrides`` (``section.field=value`` strings, e.g. ``rl.max_steps=100``).
 """
 
-
 from kfp import dsl
 from kfp.dsl import Markdown
 
@@ -68,56 +67,98 @@ def ovr_pipeline(
     scoring = {**secrets, "reward": reward_secret, "rollout": rollout_secret}
     validate = place(
         validate_config(
-            recipe=recipe, overrides=overrides, model_path=model_path, dataset_name=dataset_name,
-            sft_max_steps=sft_max_steps, rl_max_steps=rl_max_steps, install_env=install_env,
+            recipe=recipe,
+            overrides=overrides,
+            model_path=model_path,
+            dataset_name=dataset_name,
+            sft_max_steps=sft_max_steps,
+            rl_max_steps=rl_max_steps,
+            install_env=install_env,
         ),
-        "validate", "Validate config", secrets=secrets, install_env=install_env, pod_identity=True,
+        "validate",
+        "Validate config",
+        secrets=secrets,
+        install_env=install_env,
+        pod_identity=True,
     )
     config = validate.outputs["config"]
     data = place(build_data(config=config), "data", "Build data", secrets=secrets)
     dataset = data.outputs["dataset"]
-    job = {"run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER, "job_deadline_s": job_deadline_s, "s3_secret": s3_secret,
-           "mlflow_secret": mlflow_secret}
+    job = {
+        "run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        "job_deadline_s": job_deadline_s,
+        "s3_secret": s3_secret,
+        "mlflow_secret": mlflow_secret,
+    }
 
     with dsl.If(sft_nodes > 1, "multi-node-sft"):
         sft_job = place(
             launch_sft(config=config, dataset=dataset, nodes=sft_nodes, gpus_per_node=gpus_per_node, **job),
-            "sft-launcher", "Cold-start SFT (job launcher)", secrets=secrets, install_env=install_env,
+            "sft-launcher",
+            "Cold-start SFT (job launcher)",
+            secrets=secrets,
+            install_env=install_env,
             pod_identity=True,
         )
     with dsl.Else("single-node-sft"):
         sft_pod = place(
             train_sft(config=config, dataset=dataset, gpus_per_node=gpus_per_node),
-            "sft", "Cold-start SFT (language only)", secrets=secrets, gpus=gpus_per_node,
+            "sft",
+            "Cold-start SFT (language only)",
+            secrets=secrets,
+            gpus=gpus_per_node,
         )
     sft_prefix = dsl.OneOf(sft_job.outputs["Output"], sft_pod.outputs["Output"])
     # the SFT model is evaluated on the shared replicas before RL starts pushing its own weights there
     sft_eval = place(
         evaluate_model(config=config, model_prefix=sft_prefix, dataset=dataset, label="sft"),
-        "eval", "Evaluate SFT model", secrets=scoring, weights_claim=weights_claim,
+        "eval",
+        "Evaluate SFT model",
+        secrets=scoring,
+        weights_claim=weights_claim,
     )
 
     with dsl.If(rl_nodes > 1, "multi-node-rl"):
         rl_job = place(
-            launch_rl(config=config, init_prefix=sft_prefix, dataset=dataset, nodes=rl_nodes,
-                      gpus_per_node=gpus_per_node, reward_secret=reward_secret, rollout_secret=rollout_secret,
-                      weights_claim=weights_claim, **job),
-            "rl-launcher", "Multimodal RL (job launcher)", secrets=secrets, install_env=install_env,
+            launch_rl(
+                config=config,
+                init_prefix=sft_prefix,
+                dataset=dataset,
+                nodes=rl_nodes,
+                gpus_per_node=gpus_per_node,
+                reward_secret=reward_secret,
+                rollout_secret=rollout_secret,
+                weights_claim=weights_claim,
+                **job,
+            ),
+            "rl-launcher",
+            "Multimodal RL (job launcher)",
+            secrets=secrets,
+            install_env=install_env,
             pod_identity=True,
         ).after(sft_eval)
     with dsl.Else("single-node-rl"):
         rl_pod = place(
             train_rl(config=config, init_prefix=sft_prefix, dataset=dataset, gpus_per_node=gpus_per_node),
-            "rl", "Multimodal RL", secrets=scoring, gpus=gpus_per_node, weights_claim=weights_claim,
+            "rl",
+            "Multimodal RL",
+            secrets=scoring,
+            gpus=gpus_per_node,
+            weights_claim=weights_claim,
             pod_identity=True,
         ).after(sft_eval)
     rl_prefix = dsl.OneOf(rl_job.outputs["Output"], rl_pod.outputs["Output"])
     rl_eval = place(
         evaluate_model(config=config, model_prefix=rl_prefix, dataset=dataset, label="rl"),
-        "eval", "Evaluate RL model", secrets=scoring, weights_claim=weights_claim,
+        "eval",
+        "Evaluate RL model",
+        secrets=scoring,
+        weights_claim=weights_claim,
     )
     report = place(
         make_report(config=config, sft_eval=sft_eval.outputs["results"], rl_eval=rl_eval.outputs["results"]),
-        "report", "Report", secrets=secrets,
+        "report",
+        "Report",
+        secrets=secrets,
     )
     return report.outputs["report"]

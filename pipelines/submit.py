@@ -129,8 +129,9 @@ def upload(client, path: str | Path, name: str, version: str | None, namespace: 
     return pipeline_id, v.pipeline_version_id
 
 
-def wait_for_run(client, run_id: str, *, timeout_s: float, poll_s: float,
-                 on_state: Callable[[str], Any] = print) -> Any:
+def wait_for_run(
+    client, run_id: str, *, timeout_s: float, poll_s: float, on_state: Callable[[str], Any] = print
+) -> Any:
     """Poll the run until it finishes, reporting each state change with the elapsed time."""
     start, last = time.monotonic(), None
     while True:
@@ -184,8 +185,12 @@ def submit(
     pipeline_id, version_id = upload(client, pipeline_file, name, version, namespace)
     exp = client.create_experiment(experiment, namespace=namespace)  # finds it when it exists
     run = client.run_pipeline(
-        exp.experiment_id, run_name or f"{name} {datetime.now(UTC):%Y-%m-%d %H:%M:%S}",
-        params=values, pipeline_id=pipeline_id, version_id=version_id, service_account=service_account,
+        exp.experiment_id,
+        run_name or f"{name} {datetime.now(UTC):%Y-%m-%d %H:%M:%S}",
+        params=values,
+        pipeline_id=pipeline_id,
+        version_id=version_id,
+        service_account=service_account,
     )
     sub = Submission(pipeline_id, version_id, exp.experiment_id, run.run_id)
     if wait:

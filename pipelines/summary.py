@@ -88,8 +88,9 @@ def _mlflow_behaviour(client, run_id: str) -> dict[str, dict[str, float]]:
     return {k: {"latest": v} for k, v in sorted(metrics.items()) if "behaviour" in k.lower()}
 
 
-def gather_summary(result_files: list[Path], tracking_uri: str | None, run_id: str | None,
-                   places: list[tuple[str, str]]) -> RunSummary:
+def gather_summary(
+    result_files: list[Path], tracking_uri: str | None, run_id: str | None, places: list[tuple[str, str]]
+) -> RunSummary:
     """The summary of a finished run (anything missing is left out, never an error)."""
     out = RunSummary(places=list(places))
     behaviour: dict[str, dict[str, float]] = {}
@@ -163,8 +164,9 @@ def render_summary(console: Console, s: RunSummary) -> None:
         console.print(_table(f"Eval accuracy{k}", "benchmark", s.labels, s.accuracy, pct=True))
     if s.reward is not None:
         start, end = s.reward
-        console.print(f"RL reward (mean): {start:.3f} → {end:.3f} ({end - start:+.3f}; {s.reward_note})",
-                      soft_wrap=True)
+        console.print(
+            f"RL reward (mean): {start:.3f} → {end:.3f} ({end - start:+.3f}; {s.reward_note})", soft_wrap=True
+        )
     if s.behaviour:
         columns = s.labels if any(set(v) & set(s.labels) for v in s.behaviour.values()) else ["latest"]
         console.print(_table("Behaviour rates", "behaviour", columns, s.behaviour, pct=False))

@@ -11,16 +11,17 @@ the stage reads its endpoints from the config alone.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from ovr.config import RunConfig
 
 
 @contextmanager
-def local_services(cfg: RunConfig, model_dir: str | Path | None, *, rollout: bool = True,
-                   reward: bool = True) -> Iterator[RunConfig]:
+def local_services(
+    cfg: RunConfig, model_dir: str | Path | None, *, rollout: bool = True, reward: bool = True
+) -> Iterator[RunConfig]:
     """Yield ``cfg`` with ``rollout.endpoints`` / ``rollout.weights_dir`` / ``reward.url`` set, starting
     what the config does not point at (``rollout=False`` / ``reward=False``: leave that one alone)."""
     with ExitStack() as stack:

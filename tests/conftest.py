@@ -45,12 +45,14 @@ def scripted_server(tmp_path):
 
     servers: list[ManagedServer] = []
 
-    def start(rules: list[dict]) -> "ManagedServer":
+    def start(rules: list[dict]) -> ManagedServer:
         script = tmp_path / f"rules-{len(servers)}.json"
         script.write_text(json.dumps(rules))
         srv = ManagedServer(
             [sys.executable, str(REPO / "tests/eval/scripted_openai.py"), "--script", str(script), "--port", "{port}"],
-            health_path="/health", name="scripted-openai", startup_timeout_s=60,
+            health_path="/health",
+            name="scripted-openai",
+            startup_timeout_s=60,
         )
         servers.append(srv.start())
         return srv

@@ -13,7 +13,9 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Datasets: build from sources + procedural tasks, list adapters.", no_args_is_help=True)
 
     @group.command("build")
-    def build(recipe: RecipeOpt, set_: SetOpt = None, quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False) -> None:
+    def build(
+        recipe: RecipeOpt, set_: SetOpt = None, quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False
+    ) -> None:
         """Build the recipe's dataset (sft / rl / eval shards + card) into the store."""
         import logging
 

@@ -32,15 +32,20 @@ def register(app: typer.Typer) -> None:
             ".ovr/eval"
         ),
         endpoint: Annotated[
-            list[str] | None, typer.Option(help="Rollout server URL (repeatable); default: rollout.endpoints or a local vLLM.")
+            list[str] | None,
+            typer.Option(help="Rollout server URL (repeatable); default: rollout.endpoints or a local vLLM."),
         ] = None,
         model: Annotated[Path | None, typer.Option(help="Model folder to serve locally.")] = None,
-        checkpoint: Annotated[int | None, typer.Option(help="Serve this step of the run's checkpoints from the store.")] = None,
+        checkpoint: Annotated[
+            int | None, typer.Option(help="Serve this step of the run's checkpoints from the store.")
+        ] = None,
         kind: Annotated[str, typer.Option(help="Checkpoint kind in the store (with --checkpoint).")] = "checkpoint",
         label: Annotated[str | None, typer.Option(help="Name of the checkpoint in tables and plots.")] = None,
         step: Annotated[int, typer.Option(help="Training step of the checkpoint (x axis of reports).")] = 0,
-        reward_url: Annotated[str | None, typer.Option(help="Score through this reward service (default: reward.url, "
-                                                        "else in this process).")] = None,
+        reward_url: Annotated[
+            str | None,
+            typer.Option(help="Score through this reward service (default: reward.url, else in this process)."),
+        ] = None,
     ) -> None:
         """Evaluate a checkpoint: avg@k per benchmark/subject, truncation, length, behaviours."""
         import contextlib
@@ -64,8 +69,10 @@ def register(app: typer.Typer) -> None:
                 cfg = stack.enter_context(local_services(cfg, model_dir, reward=False))
             result = evaluate(cfg, out_dir=out, label=label, step=step)
         typer.echo((out / "results.md").read_text())
-        typer.echo(f"{result.questions} questions in {result.wall_s:.1f} s ({result.questions_per_s:.2f} questions/s); "
-                   f"results in {out}")
+        typer.echo(
+            f"{result.questions} questions in {result.wall_s:.1f} s ({result.questions_per_s:.2f} questions/s); "
+            f"results in {out}"
+        )
 
     @app.command("report")
     def report_cmd(

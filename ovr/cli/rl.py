@@ -20,8 +20,8 @@ def register(app: typer.Typer) -> None:
         set_: SetOpt = None,
         resume: Annotated[str, typer.Option(help="auto (newest checkpoint), never, or a step number.")] = "auto",
         weights_dir: Annotated[
-            Path | None, typer.Option(help="Folder shared with the rollout servers for weight pushes "
-                                      "(sets rollout.weights_dir).")
+            Path | None,
+            typer.Option(help="Folder shared with the rollout servers for weight pushes (sets rollout.weights_dir)."),
         ] = None,
         progress: Annotated[bool, typer.Option(help="Show progress lines.")] = True,
     ) -> None:

@@ -26,16 +26,16 @@ def register(app: typer.Typer) -> None:
         wait: Annotated[bool, typer.Option("--wait", help="Follow the run; exit 1 unless it succeeds.")] = False,
         timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds.")] = 7 * 86400,
         poll: Annotated[float, typer.Option(help="With --wait: seconds between status checks.")] = 30.0,
-        token: Annotated[
-            str | None, typer.Option(envvar="OVR_KFP_TOKEN", help="Bearer token for the KFP API.")
-        ] = None,
+        token: Annotated[str | None, typer.Option(envvar="OVR_KFP_TOKEN", help="Bearer token for the KFP API.")] = None,
         namespace: Annotated[str | None, typer.Option(help="Profile namespace (multi-user KFP).")] = None,
         service_account: Annotated[
             str | None, typer.Option(help="ServiceAccount the run's pods use (the chart's <release>-pipeline).")
         ] = None,
         cookie: Annotated[
-            str | None, typer.Option(envvar="OVR_KFP_COOKIE",
-                                     help="Session cookie(s) for a Dex-fronted KFP, e.g. authservice_session=...")
+            str | None,
+            typer.Option(
+                envvar="OVR_KFP_COOKIE", help="Session cookie(s) for a Dex-fronted KFP, e.g. authservice_session=..."
+            ),
         ] = None,
     ) -> None:
         """Upload the pipeline (or a new version of it), create a run in an experiment, optionally wait."""
@@ -45,9 +45,20 @@ def register(app: typer.Typer) -> None:
 
         try:
             sub = do_submit(
-                host, pipeline_file, experiment=experiment, params=list(param or []), version=version,
-                run_name=run_name, wait=wait, timeout_s=timeout, poll_s=poll, token=token,
-                namespace=namespace, service_account=service_account, cookies=cookie, on_state=typer.echo,
+                host,
+                pipeline_file,
+                experiment=experiment,
+                params=list(param or []),
+                version=version,
+                run_name=run_name,
+                wait=wait,
+                timeout_s=timeout,
+                poll_s=poll,
+                token=token,
+                namespace=namespace,
+                service_account=service_account,
+                cookies=cookie,
+                on_state=typer.echo,
             )
         except (ValueError, FileNotFoundError) as err:
             typer.secho(f"ovr submit: {err}", fg="red", err=True)

@@ -20,10 +20,23 @@ import yaml
 from pydantic import Field, model_validator
 
 from ovr.config.infra import (
-    LocalServerConfig, ModelConfig, RewardConfig, RolloutConfig, StoreConfig, TrackingConfig, _Section,
+    LocalServerConfig,
+    ModelConfig,
+    RewardConfig,
+    RolloutConfig,
+    StoreConfig,
+    TrackingConfig,
+    _Section,
 )
 from ovr.config.stages import (
-    DataConfig, DataSourceConfig, EvalConfig, JudgeConfig, LengthStage, RLConfig, SFTConfig, SyntheticConfig,
+    DataConfig,
+    DataSourceConfig,
+    EvalConfig,
+    JudgeConfig,
+    LengthStage,
+    RLConfig,
+    SFTConfig,
+    SyntheticConfig,
 )
 
 
@@ -44,7 +57,7 @@ class RunConfig(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "RunConfig":
+    def _consistent(self) -> RunConfig:
         for section in (self.data, self.sft, self.rl):
             if "seed" not in section.model_fields_set:
                 section.__dict__["seed"] = self.seed  # a default, not an explicit setting
@@ -142,8 +155,25 @@ def flat_params(cfg: RunConfig) -> dict[str, str]:
 
 
 __all__ = [
-    "DataConfig", "DataSourceConfig", "EvalConfig", "JudgeConfig", "LengthStage", "LocalServerConfig",
-    "ModelConfig", "RLConfig", "RewardConfig", "RolloutConfig", "RunConfig", "SFTConfig", "StoreConfig",
-    "SyntheticConfig", "TrackingConfig", "apply_overrides", "dump_config", "env_overrides", "flat_params",
-    "load_config", "resolve_recipe",
+    "DataConfig",
+    "DataSourceConfig",
+    "EvalConfig",
+    "JudgeConfig",
+    "LengthStage",
+    "LocalServerConfig",
+    "ModelConfig",
+    "RLConfig",
+    "RewardConfig",
+    "RolloutConfig",
+    "RunConfig",
+    "SFTConfig",
+    "StoreConfig",
+    "SyntheticConfig",
+    "TrackingConfig",
+    "apply_overrides",
+    "dump_config",
+    "env_overrides",
+    "flat_params",
+    "load_config",
+    "resolve_recipe",
 ]

@@ -102,8 +102,9 @@ class RolloutConfig(_Section):
         "folder", description="How new weights reach the servers (folder reload works everywhere; nccl on GPU)."
     )
     weights_dir: str | None = Field(
-        None, description="Folder shared with the replicas that folder pushes write to (on a cluster: the "
-        "claim both mount); None = a fresh local folder, for servers this run starts."
+        None,
+        description="Folder shared with the replicas that folder pushes write to (on a cluster: the "
+        "claim both mount); None = a fresh local folder, for servers this run starts.",
     )
     tensor_parallel_size: int = Field(
         1, ge=1, description="Tensor-parallel ranks per replica (NCCL weight transfer talks to each)."
@@ -134,8 +135,9 @@ class RewardConfig(_Section):
     )
     overlong_penalty: float = Field(1.0, ge=0, description="Overlong penalty at the limit (linear over the buffer).")
     truncated_reward: float = Field(
-        0.0, description="Base reward of a response cut by the length limit (the paper: 0); overlong "
-        "shaping, when on, is added to it."
+        0.0,
+        description="Base reward of a response cut by the length limit (the paper: 0); overlong "
+        "shaping, when on, is added to it.",
     )
     token_env: str = Field("OVR_REWARD_TOKEN", description="Env var of the bearer token, if auth is on.")
     timeout_s: float = Field(600.0, gt=0, description="Deadline of one scoring call (a whole batch).")

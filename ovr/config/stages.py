@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from ovr.config.infra import _Section
 
@@ -27,21 +27,25 @@ class DataSourceConfig(_Section):
         None, description="Source name in Sample.source and the manifest; defaults to the adapter name."
     )
     path: str | None = Field(
-        None, description="Local path, s3:// URI (save_to_disk, parquet, JSONL, JSON, row folders) or "
-        "hf://datasets/ORG/NAME (downloaded once, then read from the store's mirror)."
+        None,
+        description="Local path, s3:// URI (save_to_disk, parquet, JSONL, JSON, row folders) or "
+        "hf://datasets/ORG/NAME (downloaded once, then read from the store's mirror).",
     )
     hf_config: str | None = Field(
         None, description="Configuration (subset) of an hf:// dataset or a downloaded hub folder, e.g. testmini."
     )
     hf_split: str | None = Field(
-        None, description="Split of an hf:// dataset, a downloaded hub folder or a save_to_disk DatasetDict; "
-        "None = its only one."
+        None,
+        description="Split of an hf:// dataset, a downloaded hub folder or a save_to_disk DatasetDict; "
+        "None = its only one.",
     )
     revision: str | None = Field(None, description="Hub revision (tag, branch or commit) of an hf:// dataset.")
     split: Literal["sft", "rl", "eval"] = Field("rl", description="Which set the samples feed.")
     weight: float = Field(
-        1.0, ge=0, description="Mixing weight: keeps round(weight * n) of the source's n filtered items "
-        "(<1 subsamples, >1 repeats), which sets its share relative to the other sources."
+        1.0,
+        ge=0,
+        description="Mixing weight: keeps round(weight * n) of the source's n filtered items "
+        "(<1 subsamples, >1 repeats), which sets its share relative to the other sources.",
     )
     max_samples: int | None = Field(None, ge=1, description="Cap on samples taken from this source.")
     options: dict[str, Any] = Field(default_factory=dict, description="Adapter-specific options.")
@@ -85,7 +89,10 @@ class DataConfig(_Section):
     )
     dedup: bool = Field(True, description="Drop exact duplicates (normalised text).")
     near_dup_threshold: float | None = Field(
-        0.9, ge=0, le=1, description="Jaccard similarity of shingles above which items are near-duplicates; None disables."
+        0.9,
+        ge=0,
+        le=1,
+        description="Jaccard similarity of shingles above which items are near-duplicates; None disables.",
     )
     decontaminate_ngram: int | None = Field(
         13, ge=3, description="Drop train items sharing an n-gram of this many words with an eval item; None disables."
@@ -95,7 +102,9 @@ class DataConfig(_Section):
     )
     shard_size: int = Field(10_000, ge=1, description="Samples per parquet shard.")
     cache_dir: str = Field(".ovr/cache/sources", description="Local copies of s3:// sources (reused when complete).")
-    workers: int = Field(1, ge=1, description="Processes that verify answers (math-verify parsing dominates big builds).")
+    workers: int = Field(
+        1, ge=1, description="Processes that verify answers (math-verify parsing dominates big builds)."
+    )
     seed: int = Field(0, description="Seed of shuffling, mixing and splitting; default: the run's seed.")
 
     @field_validator("prompt_template")
@@ -125,8 +134,10 @@ class SFTConfig(_Section):
     freeze_projector: bool = Field(True, description="Freeze the vision-language merger (projector).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward.")
     mlp_tile_tokens: int | None = Field(
-        None, ge=1, description="Run each decoder MLP over tiles of this many tokens, each checkpointed "
-        "(ovr/models/tiling.py); None = untiled."
+        None,
+        ge=1,
+        description="Run each decoder MLP over tiles of this many tokens, each checkpointed "
+        "(ovr/models/tiling.py); None = untiled.",
     )
     zero_stage: Literal[0, 2, 3] = Field(0, description="DeepSpeed ZeRO stage (0 = plain DDP/CPU).")
     save_every: int = Field(50, ge=1, description="Checkpoint every N optimizer steps.")
@@ -153,12 +164,11 @@ class RLConfig(_Section):
     """Multimodal RL with verifiable rewards (the paper: ORZ-style vanilla PPO with a critic)."""
 
     algorithm: str = Field(
-        "ppo", description="Preset (ovr.rl.presets) that fills the estimator, loss aggregation and "
-        "defaults this section leaves unset: ppo, grpo, dapo, dr_grpo, rloo, reinforce_pp, ..."
+        "ppo",
+        description="Preset (ovr.rl.presets) that fills the estimator, loss aggregation and "
+        "defaults this section leaves unset: ppo, grpo, dapo, dr_grpo, rloo, reinforce_pp, ...",
     )
-    advantage: str = Field(
-        "gae", description="Advantage estimator, a name registered in ovr.rl.algorithms.ADVANTAGES."
-    )
+    advantage: str = Field("gae", description="Advantage estimator, a name registered in ovr.rl.algorithms.ADVANTAGES.")
     loss_agg: str = Field(
         "token_mean", description="Token-loss reduction, a name registered in ovr.rl.algorithms.LOSS_AGGS."
     )
@@ -169,12 +179,16 @@ class RLConfig(_Section):
     clip_high: float = Field(0.2, gt=0, description="PPO ratio clip above 1 (epsilon_high; DAPO: 0.28).")
     value_clip: float | None = Field(0.2, gt=0, description="Value clipping range; None disables.")
     kl_reward_coef: float = Field(
-        0.0, ge=0, description="Reward-side KL: coef * (log pi - log ref) subtracted from each token's "
-        "reward before advantages (token-reward estimators: gae, reinforce_pp). 0 = off."
+        0.0,
+        ge=0,
+        description="Reward-side KL: coef * (log pi - log ref) subtracted from each token's "
+        "reward before advantages (token-reward estimators: gae, reinforce_pp). 0 = off.",
     )
     kl_loss_coef: float = Field(
-        0.0, ge=0, description="Loss-side KL: coef * k3(pi || ref) added to the policy loss (GRPO style). "
-        "0 = off; a reference model is loaded when either KL coefficient is > 0."
+        0.0,
+        ge=0,
+        description="Loss-side KL: coef * k3(pi || ref) added to the policy loss (GRPO style). "
+        "0 = off; a reference model is loaded when either KL coefficient is > 0.",
     )
     entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus.")
     actor_lr: float = Field(1e-6, gt=0, description="Policy learning rate.")
@@ -188,21 +202,27 @@ class RLConfig(_Section):
     policy_updates: int = Field(1, ge=1, description="Actor optimizer updates per generation.")
     critic_updates: int = Field(4, ge=0, description="Critic optimizer updates per generation.")
     max_tokens_per_micro: int | None = Field(
-        None, ge=1, description="Token budget of one forward/backward pass per rank: rows (longest first) are "
+        None,
+        ge=1,
+        description="Token budget of one forward/backward pass per rank: rows (longest first) are "
         "packed into micro-batches of at most this many padded tokens (rows x longest row), one row at least; "
-        "None = all of a rank's rows in one pass (tiny CPU runs)."
+        "None = all of a rank's rows in one pass (tiny CPU runs).",
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (actor and critic).")
     mlp_tile_tokens: int | None = Field(
-        None, ge=1, description="Run each decoder MLP over tiles of this many tokens, each checkpointed "
-        "(ovr/models/tiling.py: the peak of a long sequence's backward); None = untiled."
+        None,
+        ge=1,
+        description="Run each decoder MLP over tiles of this many tokens, each checkpointed "
+        "(ovr/models/tiling.py: the peak of a long sequence's backward); None = untiled.",
     )
     dist_timeout_s: float = Field(
         1800.0, gt=0, description="Timeout of the training process group's collectives (DeepSpeed's)."
     )
     wait_timeout_s: float = Field(
-        4 * 3600.0, gt=0, description="Timeout of the CPU group where ranks wait for the main rank's rollouts, "
-        "weight pushes and checkpoint uploads."
+        4 * 3600.0,
+        gt=0,
+        description="Timeout of the CPU group where ranks wait for the main rank's rollouts, "
+        "weight pushes and checkpoint uploads.",
     )
     max_steps: int = Field(900, ge=1, description="RL steps.")
     max_response_len_schedule: list[LengthStage] = Field(
@@ -210,12 +230,15 @@ class RLConfig(_Section):
         description="Staged max response length; the stage with the largest from_step <= step applies.",
     )
     dynamic_sampling: bool = Field(
-        False, description="DAPO dynamic sampling: drop groups whose rewards are all equal and sample more "
-        "prompts until prompts_per_step informative groups are collected."
+        False,
+        description="DAPO dynamic sampling: drop groups whose rewards are all equal and sample more "
+        "prompts until prompts_per_step informative groups are collected.",
     )
     max_generation_rounds: int = Field(
-        3, ge=1, description="Most generation rounds of one step under dynamic_sampling (DAPO's "
-        "max_num_gen_batches); the step trains on what it has after the last round."
+        3,
+        ge=1,
+        description="Most generation rounds of one step under dynamic_sampling (DAPO's "
+        "max_num_gen_batches); the step trains on what it has after the last round.",
     )
     skip_uniform_batches: bool = Field(
         True, description="With a critic, skip the actor update of a batch whose responses all scored the same."
@@ -224,7 +247,8 @@ class RLConfig(_Section):
         False, description="Leave responses cut by the length limit out of the loss (DAPO overlong filtering)."
     )
     value_head_init: float = Field(
-        5 ** 0.5, gt=0,
+        5**0.5,
+        gt=0,
         description="Critic value head (no bias) initialised kaiming_uniform(a=this): U(-b, b) with "
         "b = sqrt(6 / ((1 + a^2) * hidden)); the papers' 'U(-sqrt5, sqrt5)' is PyTorch's default "
         "Linear init, a = sqrt(5), i.e. b = 1/sqrt(hidden).",
@@ -279,8 +303,14 @@ class JudgeConfig(_Section):
     max_concurrency: int = Field(16, ge=1, description="In-flight judge requests.")
     behaviours: list[str] = Field(
         default_factory=lambda: [
-            "backtracking", "verification", "subgoal_setting", "backward_chaining",
-            "visual_reflection", "visual_divide_and_conquer", "visual_verification", "goal_driven_visual_tracing",
+            "backtracking",
+            "verification",
+            "subgoal_setting",
+            "backward_chaining",
+            "visual_reflection",
+            "visual_divide_and_conquer",
+            "visual_verification",
+            "goal_driven_visual_tracing",
         ],
         description="Behaviours to count (ovr.eval.judge.BEHAVIOURS); visual ones only for image questions.",
     )
@@ -307,5 +337,3 @@ class EvalConfig(_Section):
         description="ORZ's reflection keywords, counted case-insensitively.",
     )
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
-
-

@@ -68,8 +68,9 @@ class Report:
 
 
 # --------------------------------------------------------------------------- 1. sources
-def load_source(src: DataSourceConfig, dc: DataConfig, store_cfg: StoreConfig, report: Report,
-                progress: bool = True) -> list[Sample]:
+def load_source(
+    src: DataSourceConfig, dc: DataConfig, store_cfg: StoreConfig, report: Report, progress: bool = True
+) -> list[Sample]:
     """Adapt one source's rows; skipped and corrupt rows are counted with their reasons."""
     adapter = get_adapter(src.adapter)
     name = src.name or adapter.name
@@ -118,8 +119,9 @@ def synthetic_sets(dc: DataConfig) -> dict[str, list[Sample]]:
     return {
         "sft": synthetic.text_samples(sc.text_samples, seed, sc.difficulty, template=tpl, behaviours=sc.behaviours),
         "rl": synthetic.visual_samples(sc.visual_samples, seed, sc.tasks, sc.difficulty, sc.image_size, template=tpl),
-        "eval": synthetic.visual_samples(sc.eval_samples, eval_seed, sc.tasks, sc.difficulty, sc.image_size,
-                                         split="eval", template=tpl)
+        "eval": synthetic.visual_samples(
+            sc.eval_samples, eval_seed, sc.tasks, sc.difficulty, sc.image_size, split="eval", template=tpl
+        )
         + synthetic.text_samples(sc.eval_samples, eval_seed, sc.difficulty, split="eval", template=tpl),
     }
 
@@ -161,8 +163,7 @@ def trace_behaviours(items: list[Sample], limit: int = BEHAVIOUR_SAMPLE) -> dict
     return {**text_rates(texts), "trace_kinds": dict(sorted(kinds.items()))}
 
 
-def commit_dataset(store: Store, dc, splits: dict[str, list[Sample]], report: Report, seconds: dict,
-                   progress: bool):
+def commit_dataset(store: Store, dc, splits: dict[str, list[Sample]], report: Report, seconds: dict, progress: bool):
     """Shards, card and dropped-row list of the splits, committed manifest-last (replacing an older build)."""
     with tempfile.TemporaryDirectory(prefix="ovr-data-") as tmp:
         out = Path(tmp)
@@ -224,7 +225,9 @@ def build_dataset(cfg: RunConfig, store: Store, progress: bool = True) -> dict:
     # 3. verifiability (eval items too: an item the reward cannot check is useless everywhere)
     with tqdm(total=sum(map(len, groups.values())), desc="verify answers", unit="item", disable=not progress) as bar:
         for key in groups:
-            groups[key], dropped = filters.drop_unverifiable(groups[key], cfg.reward.name, dc.workers, progress=bar.update)
+            groups[key], dropped = filters.drop_unverifiable(
+                groups[key], cfg.reward.name, dc.workers, progress=bar.update
+            )
             report.drop_all(dropped)
     t_verify = time.perf_counter()
 
@@ -243,6 +246,11 @@ def build_dataset(cfg: RunConfig, store: Store, progress: bool = True) -> dict:
     manifest = commit_dataset(store, dc, splits, report, seconds, progress)
     meta_splits = manifest.metadata["splits"]
     total = sum(m["count"] for m in meta_splits.values())
-    log.info("dataset %s: %d samples (%s) in %.1fs", dc.name, total,
-             ", ".join(f"{k}={v['count']}" for k, v in meta_splits.items()), time.perf_counter() - t0)
+    log.info(
+        "dataset %s: %d samples (%s) in %.1fs",
+        dc.name,
+        total,
+        ", ".join(f"{k}={v['count']}" for k, v in meta_splits.items()),
+        time.perf_counter() - t0,
+    )
     return manifest.model_dump(mode="json")

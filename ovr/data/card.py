@@ -16,9 +16,13 @@ def _behaviour_lines(rates: dict | None) -> list[str]:
     if not rates or not rates.get("responses"):
         return []
     names = [k for k in rates if k not in ("responses", "trace_kinds")]
-    lines = ["## Behaviours in the cold-start traces", "",
-             f"Share of the first {rates['responses']} assistant turns of `sft` showing each behaviour "
-             "(`ovr.eval.detectors`, the detectors eval and RL count with):", ""]
+    lines = [
+        "## Behaviours in the cold-start traces",
+        "",
+        f"Share of the first {rates['responses']} assistant turns of `sft` showing each behaviour "
+        "(`ovr.eval.detectors`, the detectors eval and RL count with):",
+        "",
+    ]
     lines += _table(names, [[f"{rates[n]:.1%}" for n in names]]) + [""]
     if rates.get("trace_kinds"):
         kinds = ", ".join(f"{k}: {v}" for k, v in rates["trace_kinds"].items())
@@ -47,8 +51,10 @@ def render_card(meta: dict) -> str:
     lines += ["## Splits", ""]
     lines += _table(
         ["split", "samples", "shards", "modalities"],
-        [[s, i["count"], len(i["shards"]), ", ".join(f"{k}: {v}" for k, v in i["modalities"].items())]
-         for s, i in splits.items()],
+        [
+            [s, i["count"], len(i["shards"]), ", ".join(f"{k}: {v}" for k, v in i["modalities"].items())]
+            for s, i in splits.items()
+        ],
     ) + [""]
     lines += _behaviour_lines(splits.get("sft", {}).get("behaviours"))
     lines += ["## Dropped items", ""]

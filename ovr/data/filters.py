@@ -12,7 +12,7 @@ decontaminated, by exact question + image match (their n-grams are shared by con
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from ovr.data.prompts import DEFAULT_TEMPLATE, bare_question
 from ovr.schema import Sample, ScoreItem
@@ -47,8 +47,13 @@ def verification_problem(sample: Sample, reward: str = "ovr_boxed") -> str | Non
     from ovr.rewards import score_item
 
     def accepts(response: str) -> bool:
-        item = ScoreItem(response=response, reference=sample.answer, answer_type=sample.answer_type,
-                         choices=sample.choices, reward=reward)
+        item = ScoreItem(
+            response=response,
+            reference=sample.answer,
+            answer_type=sample.answer_type,
+            choices=sample.choices,
+            reward=reward,
+        )
         return score_item(item).accuracy == 1.0
 
     if not sample.answer.strip():
@@ -94,7 +99,10 @@ def _problems(batch: list[Sample], reward: str) -> list[str | None]:
 
 
 def drop_unverifiable(
-    samples: Iterable[Sample], reward: str = "ovr_boxed", workers: int = 1, chunk: int = 256,
+    samples: Iterable[Sample],
+    reward: str = "ovr_boxed",
+    workers: int = 1,
+    chunk: int = 256,
     progress: Callable[[int], object] | None = None,
 ) -> tuple[list[Sample], Dropped]:
     """Split items into checkable ones and ``(item, reason)``; with ``workers > 1`` the checks

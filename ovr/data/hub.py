@@ -45,8 +45,9 @@ class HubSource:
     revision: str | None = None
 
     @classmethod
-    def parse(cls, uri: str, config: str | None = None, split: str | None = None,
-              revision: str | None = None) -> "HubSource":
+    def parse(
+        cls, uri: str, config: str | None = None, split: str | None = None, revision: str | None = None
+    ) -> HubSource:
         """``hf://datasets/ORG/NAME`` (+ options) -> HubSource; ``ValueError`` for anything else."""
         repo_id = uri.removeprefix(SCHEME).strip("/")
         if not is_hub(uri) or not _REPO_ID.fullmatch(repo_id):
@@ -65,8 +66,14 @@ def download(src: HubSource, dest: Path) -> dict:
     ``save_to_disk`` it into ``dest``; returns what was loaded."""
     from datasets import load_dataset
 
-    log.info("loading %s%s (config %s, split %s, revision %s) through datasets.load_dataset",
-             SCHEME, src.repo_id, src.config, src.split, src.revision)
+    log.info(
+        "loading %s%s (config %s, split %s, revision %s) through datasets.load_dataset",
+        SCHEME,
+        src.repo_id,
+        src.config,
+        src.split,
+        src.revision,
+    )
     ds = load_dataset(src.repo_id, name=src.config, split=src.split, revision=src.revision)
     ds.save_to_disk(str(dest))
     rows = {src.split: ds.num_rows} if src.split else dict(ds.num_rows)

@@ -84,7 +84,7 @@ def bare_question(prompt: str, template: str = DEFAULT_TEMPLATE) -> str:
     head, _, tail = template.format(question="\x00").partition("\x00")
     text = prompt
     if head and text.startswith(head):
-        text = text[len(head):]
+        text = text[len(head) :]
     if tail and text.endswith(tail):
         text = text[: -len(tail)]
     return text.replace(IMAGE_MARK, " ").strip()

@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ovr.data.shards import read_shard
 from ovr.schema import Sample, Split
@@ -45,8 +45,9 @@ def iter_samples(store: Store, name: str, split: Split, source: str | None = Non
             local.unlink()
 
 
-def load_samples(store: Store, name: str, split: Split, limit: int | None = None,
-                 source: str | None = None) -> list[Sample]:
+def load_samples(
+    store: Store, name: str, split: Split, limit: int | None = None, source: str | None = None
+) -> list[Sample]:
     """The first ``limit`` samples (all when None) of a split, as a list."""
     out: list[Sample] = []
     for sample in iter_samples(store, name, split, source=source):

@@ -7,8 +7,8 @@ list of ``{role, content}``; ``provenance`` as sorted-key JSON text (free-form p
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq

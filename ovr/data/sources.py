@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from ovr.config import StoreConfig
 
@@ -85,8 +85,9 @@ def resolve(path: str | Path, snapshot: bool = False) -> SourceFiles:
     return SourceFiles(kind, p.parent, (p,))
 
 
-def _hf_rows(path: Path, hf_split: str | None, batch: int, kind: str = "hf_disk",
-             hf_config: str | None = None) -> Iterator[dict]:
+def _hf_rows(
+    path: Path, hf_split: str | None, batch: int, kind: str = "hf_disk", hf_config: str | None = None
+) -> Iterator[dict]:
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     if kind == "hf_snapshot":
@@ -156,8 +157,9 @@ def _row_dir_rows(path: Path, root: Path) -> Iterator[RowOrError]:
     yield {**row, KEY: key} if isinstance(row, dict) else ValueError(f"{key}/{path.name}: not a JSON object")
 
 
-def iter_rows(src: SourceFiles, hf_split: str | None = None, batch: int = 256,
-              hf_config: str | None = None) -> Iterator[RowOrError]:
+def iter_rows(
+    src: SourceFiles, hf_split: str | None = None, batch: int = 256, hf_config: str | None = None
+) -> Iterator[RowOrError]:
     """Rows of a resolved source, in file order then row order."""
     for file in src.files:
         if src.kind in ("hf_disk", "hf_snapshot"):

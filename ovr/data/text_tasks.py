@@ -16,8 +16,8 @@ rng after the question, so the question does not depend on which behaviour a tra
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
 SHAPES = ["circles", "squares", "triangles"]
@@ -61,23 +61,41 @@ def add_sub(rng: random.Random, d: int) -> TextTask:
     a, b = rng.randint(1, hi), rng.randint(1, hi)
     if rng.random() < 0.5:
         wrong = _slip(rng, a + b)
-        return TextTask(f"What is {a} + {b}?", [f"{a} + {b} = {a + b}."], str(a + b), "number",
-                        [f"{a} + {b} = {wrong}."], [f"{a} + {b} = {a + b}, not {wrong}."],
-                        f"Let me verify: {a + b} - {b} = {a}.")
+        return TextTask(
+            f"What is {a} + {b}?",
+            [f"{a} + {b} = {a + b}."],
+            str(a + b),
+            "number",
+            [f"{a} + {b} = {wrong}."],
+            [f"{a} + {b} = {a + b}, not {wrong}."],
+            f"Let me verify: {a + b} - {b} = {a}.",
+        )
     a, b = max(a, b), min(a, b)
     wrong = _slip(rng, a - b)
-    return TextTask(f"What is {a} - {b}?", [f"{a} - {b} = {a - b}."], str(a - b), "number",
-                    [f"{a} - {b} = {wrong}."], [f"{a} - {b} = {a - b}, not {wrong}."],
-                    f"Let me verify: {a - b} + {b} = {a}.")
+    return TextTask(
+        f"What is {a} - {b}?",
+        [f"{a} - {b} = {a - b}."],
+        str(a - b),
+        "number",
+        [f"{a} - {b} = {wrong}."],
+        [f"{a} - {b} = {a - b}, not {wrong}."],
+        f"Let me verify: {a - b} + {b} = {a}.",
+    )
 
 
 @_task("multiply")
 def multiply(rng: random.Random, d: int) -> TextTask:
     a, b = rng.randint(2, 3 + 2 * d), rng.randint(2, 3 + 2 * d)
     wrong = _slip(rng, a * b, size=a)  # one row of the table too many or too few
-    return TextTask(f"What is {a} * {b}?", [f"{a} * {b} = {a * b}."], str(a * b), "number",
-                    [f"{a} * {b} = {wrong}."], [f"{a} * {b} = {a * b}, not {wrong}."],
-                    f"Let me verify: {a * b} / {b} = {a}.")
+    return TextTask(
+        f"What is {a} * {b}?",
+        [f"{a} * {b} = {a * b}."],
+        str(a * b),
+        "number",
+        [f"{a} * {b} = {wrong}."],
+        [f"{a} * {b} = {a * b}, not {wrong}."],
+        f"Let me verify: {a * b} / {b} = {a}.",
+    )
 
 
 @_task("two_step")
@@ -88,11 +106,20 @@ def two_step(rng: random.Random, d: int) -> TextTask:
     w = _slip(rng, s, lo=1)
     op, outer = ("*", lambda x: x * c) if product else ("+", lambda x: x + c)
     question = f"What is ({a} + {b}) * {c}?" if product else f"What is {a} + {b} + {c}?"
-    check = (f"Let me verify: {s * c} / {c} = {s} and {s} - {b} = {a}." if product
-             else f"Let me verify: {s + c} - {c} - {b} = {a}.")
-    return TextTask(question, [f"First, {a} + {b} = {s}.", f"Then {s} {op} {c} = {outer(s)}."], str(outer(s)),
-                    "number", [f"First, {a} + {b} = {w}.", f"Then {w} {op} {c} = {outer(w)}."],
-                    [f"{a} + {b} = {s}, not {w}.", f"Then {s} {op} {c} = {outer(s)}."], check)
+    check = (
+        f"Let me verify: {s * c} / {c} = {s} and {s} - {b} = {a}."
+        if product
+        else f"Let me verify: {s + c} - {c} - {b} = {a}."
+    )
+    return TextTask(
+        question,
+        [f"First, {a} + {b} = {s}.", f"Then {s} {op} {c} = {outer(s)}."],
+        str(outer(s)),
+        "number",
+        [f"First, {a} + {b} = {w}.", f"Then {w} {op} {c} = {outer(w)}."],
+        [f"{a} + {b} = {s}, not {w}.", f"Then {s} {op} {c} = {outer(s)}."],
+        check,
+    )
 
 
 @_task("count_listed")
@@ -113,8 +140,9 @@ def count_listed(rng: random.Random, d: int) -> TextTask:
         steps, mistake = [f"There are {total} shapes."], [f"There are {wrong} shapes."]
         fix = [f"there are {total} shapes, not {wrong}."]
         check = f"Let me verify: {listed} makes {total}."
-    return TextTask(f"An image shows {listed}. How many shapes are there?", steps, str(total), "number",
-                    mistake, fix, check)
+    return TextTask(
+        f"An image shows {listed}. How many shapes are there?", steps, str(total), "number", mistake, fix, check
+    )
 
 
 @_task("bar_heights")
@@ -162,15 +190,26 @@ def name_colour(rng: random.Random, d: int) -> TextTask:
     colour, kind = rng.choice(colours), rng.choice(SHAPES)[:-1]
     if d <= 2:
         wrong = rng.choice([c for c in colours if c != colour])
-        return TextTask(f"An image shows a large {colour} {kind}. What colour is the shape?",
-                        [f"The shape is {colour}."], colour, "string", [f"The shape is {wrong}."],
-                        [f"the {kind} is {colour}, not {wrong}."], f"Let me verify: the {kind} is {colour}.")
+        return TextTask(
+            f"An image shows a large {colour} {kind}. What colour is the shape?",
+            [f"The shape is {colour}."],
+            colour,
+            "string",
+            [f"The shape is {wrong}."],
+            [f"the {kind} is {colour}, not {wrong}."],
+            f"Let me verify: the {kind} is {colour}.",
+        )
     other = rng.choice([c for c in colours if c != colour])
     other_kind = rng.choice([s[:-1] for s in SHAPES if s[:-1] != kind])
-    return TextTask(f"An image shows a {other} {other_kind} and a {colour} {kind}. What colour is the {kind}?",
-                    [f"The {kind} is {colour}."], colour, "string", [f"The {kind} is {other}."],
-                    [f"{other} is the {other_kind}; the {kind} is {colour}."],
-                    f"Let me verify: the {kind} is {colour} and the {other_kind} is {other}.")
+    return TextTask(
+        f"An image shows a {other} {other_kind} and a {colour} {kind}. What colour is the {kind}?",
+        [f"The {kind} is {colour}."],
+        colour,
+        "string",
+        [f"The {kind} is {other}."],
+        [f"{other} is the {other_kind}; the {kind} is {colour}."],
+        f"Let me verify: the {kind} is {colour} and the {other_kind} is {other}.",
+    )
 
 
 @_task("triangle_angle")
@@ -204,11 +243,20 @@ def order_logic(rng: random.Random, d: int) -> TextTask:
     word = "tallest" if ask_tallest else "shortest"
     chain = " > ".join(people)
     pair = f"{people[0]} is taller than {people[1]}" if ask_tallest else f"{people[-2]} is taller than {people[-1]}"
-    check = (f"Let me verify: no one is taller than {who}." if ask_tallest
-             else f"Let me verify: {who} is taller than no one.")
-    return TextTask(f"{' '.join(facts)} Who is the {word}?", [f"Order by height: {chain}.", f"The {word} is {who}."],
-                    who, "string", [f"The {word} is {near}."], [f"{pair}.", f"Order by height: {chain}.",
-                                                                 f"The {word} is {who}."], check)
+    check = (
+        f"Let me verify: no one is taller than {who}."
+        if ask_tallest
+        else f"Let me verify: {who} is taller than no one."
+    )
+    return TextTask(
+        f"{' '.join(facts)} Who is the {word}?",
+        [f"Order by height: {chain}.", f"The {word} is {who}."],
+        who,
+        "string",
+        [f"The {word} is {near}."],
+        [f"{pair}.", f"Order by height: {chain}.", f"The {word} is {who}."],
+        check,
+    )
 
 
 @_task("parity")
@@ -216,8 +264,12 @@ def parity(rng: random.Random, d: int) -> TextTask:
     n = rng.randint(1, 10 ** min(d + 1, 4))
     even = n % 2 == 0
     r = n % 2
-    return TextTask(f"Is {n} an even number? Answer yes or no.",
-                    [f"{n} divided by 2 leaves remainder {r}."], "yes" if even else "no", "string",
-                    [f"{n} divided by 2 leaves remainder {1 - r}."],
-                    [f"{n} = 2 * {n // 2} + {r}, remainder {r}, not {1 - r}."],
-                    f"Let me verify: 2 * {n // 2} + {r} = {n}.")
+    return TextTask(
+        f"Is {n} an even number? Answer yes or no.",
+        [f"{n} divided by 2 leaves remainder {r}."],
+        "yes" if even else "no",
+        "string",
+        [f"{n} divided by 2 leaves remainder {1 - r}."],
+        [f"{n} = 2 * {n // 2} + {r}, remainder {r}, not {1 - r}."],
+        f"Let me verify: 2 * {n // 2} + {r} = {n}.",
+    )

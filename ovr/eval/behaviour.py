@@ -84,7 +84,9 @@ def transfer_rates(vision: BehaviourRates | None, language: BehaviourRates | Non
     return out
 
 
-def analyse(records: Sequence[ResponseRecord]) -> tuple[list[BehaviourRates], list[BehaviourRates], dict[str, float | None]]:
+def analyse(
+    records: Sequence[ResponseRecord],
+) -> tuple[list[BehaviourRates], list[BehaviourRates], dict[str, float | None]]:
     """(rates per benchmark, rates per modality [vision, language], transfer rates)."""
     by_bench: dict[str, list[ResponseRecord]] = defaultdict(list)
     for r in records:

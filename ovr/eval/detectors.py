@@ -32,8 +32,15 @@ def _detector(name: str, *patterns: str) -> None:
     DETECTORS.add(name, tuple(re.compile(p, re.IGNORECASE) for p in patterns))
 
 
-_detector("reflection", r"\bwait\b", r"\bre-?check", r"\bretry\b", r"\bthat(?:'s| is| was) (?:wrong|not right|incorrect)",
-          r"\bi made a mistake\b", r"\blet me re-?think\b")
+_detector(
+    "reflection",
+    r"\bwait\b",
+    r"\bre-?check",
+    r"\bretry\b",
+    r"\bthat(?:'s| is| was) (?:wrong|not right|incorrect)",
+    r"\bi made a mistake\b",
+    r"\blet me re-?think\b",
+)
 _detector("verification", r"\bverif(?:y|ies|ied|ication)\b", r"\bdouble[- ]check", r"\bcheck:")
 _detector("backtracking", r"\blet me try again\b", r"\bstart over\b", r"\bbacktrack", r"\balternatively,")
 

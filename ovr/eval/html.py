@@ -49,9 +49,11 @@ def markdown_to_html(text: str, title: str | None = None) -> str:
     body = markdown.markdown(text, extensions=["tables"], output_format="html")
     body = NUMBER_CELL.sub(r'<td class="num">\1</td>', body)  # numbers right-aligned, text left
     title = html.escape(title or title_of(text))
-    return (f"<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+    return (
+        f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
 
 
 def write_html_report(source: str | Path, out: str | Path | None = None) -> Path:

@@ -39,30 +39,54 @@ class Behaviour:
 BEHAVIOURS: dict[str, Behaviour] = {
     b.name: b
     for b in [
-        Behaviour("backtracking", "language",
-                  "the model realises a path will not work and explicitly goes back to try a different approach",
-                  "'This gives a negative length, which is impossible. Let me try another way.'"),
-        Behaviour("verification", "language",
-                  "the model checks an intermediate or final result, e.g. by substituting it back",
-                  "'Let me check: 3 * 4 = 12, which matches the total.'"),
-        Behaviour("subgoal_setting", "language",
-                  "the model breaks the problem into smaller intermediate goals",
-                  "'First I will find the radius, then use it to compute the area.'"),
-        Behaviour("backward_chaining", "language",
-                  "the model starts from the goal and works backwards to what is needed",
-                  "'To get the area we need the height, so we need the angle at B.'"),
-        Behaviour("visual_reflection", "visual",
-                  "the model looks at the image again and corrects or doubts its reading of it",
-                  "'Wait, looking at the figure again, the third bar is taller than I said.'"),
-        Behaviour("visual_divide_and_conquer", "visual",
-                  "the model splits the image into parts or regions and handles them one by one",
-                  "'Let me count the shapes in the top row first, then the bottom row.'"),
-        Behaviour("visual_verification", "visual",
-                  "the model checks a conclusion against what the image shows",
-                  "'This matches the picture: the angle marked at C is indeed obtuse.'"),
-        Behaviour("goal_driven_visual_tracing", "visual",
-                  "the model follows lines, paths or elements in the image to reach a target",
-                  "'Following the line from point A to the right, it meets the circle at D.'"),
+        Behaviour(
+            "backtracking",
+            "language",
+            "the model realises a path will not work and explicitly goes back to try a different approach",
+            "'This gives a negative length, which is impossible. Let me try another way.'",
+        ),
+        Behaviour(
+            "verification",
+            "language",
+            "the model checks an intermediate or final result, e.g. by substituting it back",
+            "'Let me check: 3 * 4 = 12, which matches the total.'",
+        ),
+        Behaviour(
+            "subgoal_setting",
+            "language",
+            "the model breaks the problem into smaller intermediate goals",
+            "'First I will find the radius, then use it to compute the area.'",
+        ),
+        Behaviour(
+            "backward_chaining",
+            "language",
+            "the model starts from the goal and works backwards to what is needed",
+            "'To get the area we need the height, so we need the angle at B.'",
+        ),
+        Behaviour(
+            "visual_reflection",
+            "visual",
+            "the model looks at the image again and corrects or doubts its reading of it",
+            "'Wait, looking at the figure again, the third bar is taller than I said.'",
+        ),
+        Behaviour(
+            "visual_divide_and_conquer",
+            "visual",
+            "the model splits the image into parts or regions and handles them one by one",
+            "'Let me count the shapes in the top row first, then the bottom row.'",
+        ),
+        Behaviour(
+            "visual_verification",
+            "visual",
+            "the model checks a conclusion against what the image shows",
+            "'This matches the picture: the angle marked at C is indeed obtuse.'",
+        ),
+        Behaviour(
+            "goal_driven_visual_tracing",
+            "visual",
+            "the model follows lines, paths or elements in the image to reach a target",
+            "'Following the line from point A to the right, it meets the circle at D.'",
+        ),
     ]
 }
 

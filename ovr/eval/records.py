@@ -114,7 +114,7 @@ class EvalResult(_Model):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "EvalResult":
+    def load(cls, path: str | Path) -> EvalResult:
         """Read ``result.json`` (or the folder holding it)."""
         path = Path(path)
         if path.is_dir():

@@ -92,8 +92,14 @@ def behaviour_figure(results: Sequence[EvalResult], path: Path) -> Path | None:
     fig, (ax,) = _figure(width=9.0, height=4.0)
     for (name, group), pts in sorted(series.items()):
         xs, ys = zip(*pts, strict=True)
-        ax.plot(xs, ys, "-" if group == "vision" else "--", marker="o" if group == "vision" else "s",
-                color=palette(names.index(name)), label=f"{name} ({group})")
+        ax.plot(
+            xs,
+            ys,
+            "-" if group == "vision" else "--",
+            marker="o" if group == "vision" else "s",
+            color=palette(names.index(name)),
+            label=f"{name} ({group})",
+        )
     ax.set_xticks(range(len(results)), [r.label for r in results], rotation=20)
     ax.set_ylabel("responses with behaviour (%)")
     ax.set_ylim(-2, 102)
@@ -134,8 +140,9 @@ def training_order(result: EvalResult) -> tuple[int, int]:
 GAIN_HEAD, GAIN_TAIL = 3, 5  # steps averaged at each end of the RL reward curve
 
 
-def reward_gain(curve: Sequence[tuple[int, float]], head: int = GAIN_HEAD,
-                tail: int = GAIN_TAIL) -> tuple[float, float] | None:
+def reward_gain(
+    curve: Sequence[tuple[int, float]], head: int = GAIN_HEAD, tail: int = GAIN_TAIL
+) -> tuple[float, float] | None:
     """(mean of the first ``head`` values, mean of the last ``tail``) of a per-step curve: the RL
     learning figure, averaged because one step's batch mean is noisy. ``None`` if the curve is
     shorter than ``head + tail`` (the two windows would overlap)."""
@@ -145,15 +152,25 @@ def reward_gain(curve: Sequence[tuple[int, float]], head: int = GAIN_HEAD,
     return sum(values[:head]) / head, sum(values[-tail:]) / tail
 
 
-def report_markdown(cfg: RunConfig, results: Sequence[EvalResult], figures: dict[str, Path | None],
-                    history: dict[str, list[tuple[int, float]]], run_id: str | None, transfer: str = "") -> str:
+def report_markdown(
+    cfg: RunConfig,
+    results: Sequence[EvalResult],
+    figures: dict[str, Path | None],
+    history: dict[str, list[tuple[int, float]]],
+    run_id: str | None,
+    transfer: str = "",
+) -> str:
     """The report text; figures are linked relative to the report's folder."""
     last = results[-1]
-    parts = [f"# ovr run report: {cfg.name}",
-             f"MLflow run: `{run_id}`" if run_id else "No MLflow run (tracking disabled).",
-             "## Accuracy", comparison_table(results),
-             "![accuracy](figures/accuracy.png)",
-             f"### {last.label}: details", score_table(last.benchmarks, last.k)]
+    parts = [
+        f"# ovr run report: {cfg.name}",
+        f"MLflow run: `{run_id}`" if run_id else "No MLflow run (tracking disabled).",
+        "## Accuracy",
+        comparison_table(results),
+        "![accuracy](figures/accuracy.png)",
+        f"### {last.label}: details",
+        score_table(last.benchmarks, last.k),
+    ]
     if last.subjects:
         parts += [f"### {last.label}: by subject", score_table(last.subjects, last.k, subjects=True)]
     parts += ["## Training curves"]
@@ -162,25 +179,32 @@ def report_markdown(cfg: RunConfig, results: Sequence[EvalResult], figures: dict
         parts += ["; ".join(finals) + "."]
         gain = reward_gain(history.get("rl/reward_mean", []))
         if gain:
-            parts += [f"RL reward: mean {gain[0]:.3f} over the first {GAIN_HEAD} steps, {gain[1]:.3f} over the "
-                      f"last {GAIN_TAIL} "
-                      f"({gain[1] - gain[0]:+.3f})."]
+            parts += [
+                f"RL reward: mean {gain[0]:.3f} over the first {GAIN_HEAD} steps, {gain[1]:.3f} over the "
+                f"last {GAIN_TAIL} "
+                f"({gain[1] - gain[0]:+.3f})."
+            ]
         parts += ["![training curves](figures/training.png)"]
     else:
         parts += ["No training metrics (rl/*, sft/loss) in this run."]
     parts += ["## Behaviours"]
     if last.behaviour:
-        parts += [f"Emergence rate (% of responses with count > 0) at {last.label}:",
-                  behaviour_table(list(last.behaviour) + list(last.behaviour_by_modality))]
+        parts += [
+            f"Emergence rate (% of responses with count > 0) at {last.label}:",
+            behaviour_table(list(last.behaviour) + list(last.behaviour_by_modality)),
+        ]
     if last.transfer:
         parts += ["Transfer rate (emergence on image questions / on text questions):", transfer_table(last.transfer)]
     if figures.get("behaviour"):
         parts += ["![behaviour rates](figures/behaviour.png)"]
     if transfer:
         parts += [transfer]
-    settings = "\n".join(f"- {r.label} (step {r.step}): k={r.k}, temperature={r.temperature}, top_p={r.top_p}, "
-                          f"max_tokens={r.max_tokens}; {r.questions} questions, {r.responses} responses, "
-                          f"{r.questions_per_s:.2f} questions/s" for r in results)
+    settings = "\n".join(
+        f"- {r.label} (step {r.step}): k={r.k}, temperature={r.temperature}, top_p={r.top_p}, "
+        f"max_tokens={r.max_tokens}; {r.questions} questions, {r.responses} responses, "
+        f"{r.questions_per_s:.2f} questions/s"
+        for r in results
+    )
     parts += ["## Eval settings", settings]
     return "\n\n".join(parts) + "\n"
 

@@ -72,9 +72,17 @@ def sample_and_score(cfg: RunConfig, samples: list[Sample], progress: bool, requ
         raise ValueError("reward.url is not set: this eval must score through the reward service")
     reward = RewardClient.from_config(cfg.reward) if cfg.reward.url else RewardClient.in_process()
     e = cfg.eval
-    return sample_and_score_sync(RolloutClient(cfg.rollout.endpoints, cfg.rollout), reward, samples, n=e.k,
-                                 max_tokens=e.max_tokens, cfg=cfg, temperature=e.temperature, top_p=e.top_p,
-                                 progress=progress)
+    return sample_and_score_sync(
+        RolloutClient(cfg.rollout.endpoints, cfg.rollout),
+        reward,
+        samples,
+        n=e.k,
+        max_tokens=e.max_tokens,
+        cfg=cfg,
+        temperature=e.temperature,
+        top_p=e.top_p,
+        progress=progress,
+    )
 
 
 def build_records(samples: list[Sample], scored: Scored, words: list[str]) -> list[ResponseRecord]:
@@ -83,12 +91,25 @@ def build_records(samples: list[Sample], scored: Scored, words: list[str]) -> li
     records = []
     for g, i, c, r in scored.pairs():
         s = by_id[g.sample_id]
-        records.append(ResponseRecord(
-            sample_id=s.id, benchmark=s.source, subject=s.subject, modality=s.modality, index=i,
-            prompt=s.prompt, reference=s.answer, text=c.text, finish_reason=c.finish_reason,
-            length=len(c.token_ids), accuracy=r.accuracy, extracted=r.extracted, score_error=r.error,
-            keywords=behaviour.keyword_counts(c.text, words), behaviours=detect(c.text),
-        ))
+        records.append(
+            ResponseRecord(
+                sample_id=s.id,
+                benchmark=s.source,
+                subject=s.subject,
+                modality=s.modality,
+                index=i,
+                prompt=s.prompt,
+                reference=s.answer,
+                text=c.text,
+                finish_reason=c.finish_reason,
+                length=len(c.token_ids),
+                accuracy=r.accuracy,
+                extracted=r.extracted,
+                score_error=r.error,
+                keywords=behaviour.keyword_counts(c.text, words),
+                behaviours=detect(c.text),
+            )
+        )
     return records
 
 
@@ -112,8 +133,10 @@ def check_version(scored: Scored, version: int) -> None:
     """Every response was sampled with weight version ``version`` (the model under evaluation)."""
     seen = sorted({c.weight_version for g in scored.groups for c in g.completions})
     if seen != [version]:
-        raise RuntimeError(f"eval expected every response from weight version {version}, got versions {seen}: "
-                           "something else pushed weights to the replicas during the eval")
+        raise RuntimeError(
+            f"eval expected every response from weight version {version}, got versions {seen}: "
+            "something else pushed weights to the replicas during the eval"
+        )
 
 
 # --------------------------------------------------------------------------- entry
@@ -156,11 +179,23 @@ def evaluate(
     benches, subjects = metrics.score_benchmarks(records)
     per_bench, by_modality, transfer = behaviour.analyse(records)
     result = EvalResult(
-        label=label or f"step-{step}", step=step, k=cfg.eval.k, temperature=cfg.eval.temperature,
-        top_p=cfg.eval.top_p, max_tokens=cfg.eval.max_tokens, benchmarks=benches, subjects=subjects,
-        behaviour=per_bench, behaviour_by_modality=by_modality, transfer=transfer,
-        questions=len(samples), responses=len(records), wall_s=wall,
-        questions_per_s=len(samples) / wall if wall > 0 else 0.0, timings=timings, out_dir=str(out_dir.resolve()),
+        label=label or f"step-{step}",
+        step=step,
+        k=cfg.eval.k,
+        temperature=cfg.eval.temperature,
+        top_p=cfg.eval.top_p,
+        max_tokens=cfg.eval.max_tokens,
+        benchmarks=benches,
+        subjects=subjects,
+        behaviour=per_bench,
+        behaviour_by_modality=by_modality,
+        transfer=transfer,
+        questions=len(samples),
+        responses=len(records),
+        wall_s=wall,
+        questions_per_s=len(samples) / wall if wall > 0 else 0.0,
+        timings=timings,
+        out_dir=str(out_dir.resolve()),
     )
 
     # 5. save and log

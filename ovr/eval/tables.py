@@ -23,12 +23,22 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def score_table(scores: Sequence[Score], k: int, subjects: bool = False) -> str:
     """Accuracy (avg@k, pass@k), truncation and length per benchmark (or per subject)."""
-    header = ["benchmark"] + (["subject"] if subjects else []) + [
-        "modality", "questions", f"avg@{k}", f"pass@{k}", "truncated %", "mean length"]
+    header = (
+        ["benchmark"]
+        + (["subject"] if subjects else [])
+        + ["modality", "questions", f"avg@{k}", f"pass@{k}", "truncated %", "mean length"]
+    )
     rows = [
-        [s.benchmark] + ([s.subject or ""] if subjects else []) + [
-            s.modality, str(s.questions), fmt(s.avg_at_k), fmt(s.pass_at_k), fmt(s.truncation_rate),
-            f"{s.mean_length:.1f}"]
+        [s.benchmark]
+        + ([s.subject or ""] if subjects else [])
+        + [
+            s.modality,
+            str(s.questions),
+            fmt(s.avg_at_k),
+            fmt(s.pass_at_k),
+            fmt(s.truncation_rate),
+            f"{s.mean_length:.1f}",
+        ]
         for s in scores
     ]
     return table(header, rows)
@@ -60,15 +70,18 @@ def result_markdown(result: EvalResult) -> str:
         f"k={result.k}, temperature={result.temperature}, top_p={result.top_p}, max_tokens={result.max_tokens}; "
         f"{result.questions} questions, {result.responses} responses in {result.wall_s:.1f} s "
         f"({result.questions_per_s:.2f} questions/s; "
-        + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in result.timings.items()) + ").",
+        + ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in result.timings.items())
+        + ").",
         "## Accuracy by benchmark",
         score_table(result.benchmarks, result.k),
     ]
     if result.subjects:
         parts += ["## Accuracy by subject", score_table(result.subjects, result.k, subjects=True)]
     if result.behaviour:
-        parts += ["## Behaviour emergence rate (% of responses with count > 0)",
-                  behaviour_table(list(result.behaviour) + list(result.behaviour_by_modality))]
+        parts += [
+            "## Behaviour emergence rate (% of responses with count > 0)",
+            behaviour_table(list(result.behaviour) + list(result.behaviour_by_modality)),
+        ]
     if result.transfer:
         parts += ["## Behaviour transfer", transfer_table(result.transfer)]
     return "\n\n".join(parts) + "\n"

@@ -90,8 +90,14 @@ def _model_rows(stage: str, result: EvalResult) -> list[Row]:
 
 def _row(stage: str, modality: str, g: BehaviourRates) -> Row:
     pick = {n: g.rates.get(n) for n in BEHAVIOURS}
-    return Row(stage, modality, g.responses, pick, {n: g.accuracy_with.get(n) for n in BEHAVIOURS},
-               {n: g.accuracy_without.get(n) for n in BEHAVIOURS})
+    return Row(
+        stage,
+        modality,
+        g.responses,
+        pick,
+        {n: g.accuracy_with.get(n) for n in BEHAVIOURS},
+        {n: g.accuracy_without.get(n) for n in BEHAVIOURS},
+    )
 
 
 def transfer_rows(results: Sequence[EvalResult], data: dict | None) -> list[Row]:
@@ -119,12 +125,13 @@ def _count(row: Row, name: str) -> int:
     return round((row.rates.get(name) or 0.0) * row.responses)
 
 
-
 # --------------------------------------------------------------------------- tables
 def rates_table(rows: Sequence[Row]) -> str:
     """Share (%) of responses showing each behaviour, per stage and modality."""
-    return table(["stage", "questions", "responses"] + [f"{n} %" for n in BEHAVIOURS],
-                 [[r.stage, r.modality, str(r.responses)] + [fmt(r.rates.get(n)) for n in BEHAVIOURS] for r in rows])
+    return table(
+        ["stage", "questions", "responses"] + [f"{n} %" for n in BEHAVIOURS],
+        [[r.stage, r.modality, str(r.responses)] + [fmt(r.rates.get(n)) for n in BEHAVIOURS] for r in rows],
+    )
 
 
 def pays_table(rows: Sequence[Row], name: str = "reflection") -> str:
@@ -136,8 +143,17 @@ def pays_table(rows: Sequence[Row], name: str = "reflection") -> str:
         w, wo = r.accuracy_with.get(name), r.accuracy_without.get(name)
         gap = f"{100 * (w - wo):+.1f}" if w is not None and wo is not None else "–"
         body.append([r.stage, r.modality, f"{_count(r, name)} of {r.responses}", fmt(w), fmt(wo), gap])
-    return table(["model", "questions", f"answers with {name}", f"accuracy with {name} %",
-                  f"accuracy without {name} %", "gap (points)"], body)
+    return table(
+        [
+            "model",
+            "questions",
+            f"answers with {name}",
+            f"accuracy with {name} %",
+            f"accuracy without {name} %",
+            "gap (points)",
+        ],
+        body,
+    )
 
 
 # --------------------------------------------------------------------------- the verdict
@@ -151,20 +167,27 @@ def _rate(rows: Sequence[Row], stage: str, modality: str, name: str) -> float | 
 
 
 def _sft_sentence(rows: Sequence[Row], name: str) -> str:
-    d, st, si = (_rate(rows, s, m, name) for s, m in (("SFT data", "text"), ("SFT model", "text"),
-                                                      ("SFT model", "image")))
+    d, st, si = (
+        _rate(rows, s, m, name) for s, m in (("SFT data", "text"), ("SFT model", "text"), ("SFT model", "image"))
+    )
     data = f"{_pct(d)} of the cold-start traces" if d is not None else "the cold-start data (not counted)"
     if si is None:
         return f"{name.capitalize()}: {data}; the SFT model was not evaluated on image questions."
     if (st or 0) < SHOWN and si < SHOWN:
-        return (f"{name.capitalize()}: {data} show it, but the SFT model hardly does (text answers {_pct(st)}, "
-                f"image answers {_pct(si)}): nothing to transfer.")
+        return (
+            f"{name.capitalize()}: {data} show it, but the SFT model hardly does (text answers {_pct(st)}, "
+            f"image answers {_pct(si)}): nothing to transfer."
+        )
     if si >= SHOWN:
         ratio = f" (image / text {si / st:.2f})" if st else ""
-        return (f"{name.capitalize()} learnt from text shows up in image answers: {data}, the SFT model's text "
-                f"answers {_pct(st)}, its image answers {_pct(si)}{ratio}.")
-    return (f"{name.capitalize()} does not transfer: {data}, the SFT model's text answers {_pct(st)}, but its "
-            f"image answers only {_pct(si)}.")
+        return (
+            f"{name.capitalize()} learnt from text shows up in image answers: {data}, the SFT model's text "
+            f"answers {_pct(st)}, its image answers {_pct(si)}{ratio}."
+        )
+    return (
+        f"{name.capitalize()} does not transfer: {data}, the SFT model's text answers {_pct(st)}, but its "
+        f"image answers only {_pct(si)}."
+    )
 
 
 def _pays(row: Row | None, name: str) -> tuple[str | None, str]:
@@ -176,7 +199,11 @@ def _pays(row: Row | None, name: str) -> tuple[str | None, str]:
     if w is None or wo is None or min(shown, row.responses - shown) < MIN_COMPARED:
         return None, f"too few answers with and without it ({shown} of {row.responses}) to tell whether it pays"
     pays = "pays" if w - wo > PAYS else "costs" if wo - w > PAYS else "makes no clear difference"
-    return pays, f"answers with it were right {_pct(w)} of the time vs {_pct(wo)} without ({shown} of {row.responses} show it): it {pays}"
+    return (
+        pays,
+        f"answers with it were right {_pct(w)} of the time vs {_pct(wo)} without "
+        f"({shown} of {row.responses} show it): it {pays}",
+    )
 
 
 def _rl_sentence(rows: Sequence[Row], name: str) -> str | None:
@@ -185,15 +212,17 @@ def _rl_sentence(rows: Sequence[Row], name: str) -> str | None:
     si, ri = _rate(rows, "SFT model", "image", name), _rate(rows, "RL model", "image", name)
     if si is None or ri is None or max(si, ri) < SHOWN:
         return None
-    moved = ("amplified" if ri - si > CHANGE else "suppressed" if si - ri > CHANGE else "kept")
+    moved = "amplified" if ri - si > CHANGE else "suppressed" if si - ri > CHANGE else "kept"
     before, why = _pays(_find(rows, "SFT model", "image"), name)
     text = f"On image questions RL {moved} it ({_pct(si)} → {_pct(ri)} of the answers); before RL, {why}"
-    judged = {("pays", "amplified"): "RL kept the behaviour that pays",
-              ("pays", "kept"): "RL kept the behaviour that pays",
-              ("pays", "suppressed"): "RL dropped a behaviour that paid",
-              ("costs", "suppressed"): "RL dropped a behaviour that cost accuracy",
-              ("costs", "amplified"): "RL amplified a behaviour that cost accuracy",
-              ("makes no clear difference", "suppressed"): "RL dropped a behaviour that did not pay"}.get((before, moved))
+    judged = {
+        ("pays", "amplified"): "RL kept the behaviour that pays",
+        ("pays", "kept"): "RL kept the behaviour that pays",
+        ("pays", "suppressed"): "RL dropped a behaviour that paid",
+        ("costs", "suppressed"): "RL dropped a behaviour that cost accuracy",
+        ("costs", "amplified"): "RL amplified a behaviour that cost accuracy",
+        ("makes no clear difference", "suppressed"): "RL dropped a behaviour that did not pay",
+    }.get((before, moved))
     after, why_after = _pays(_find(rows, "RL model", "image"), name)
     tail = f"; after RL, {why_after}" if after is not None else ""
     return f"{text}{'; ' + judged if judged else ''}{tail}."
@@ -206,13 +235,18 @@ def verdict(rows: Sequence[Row]) -> str:
     names = taught or [n for n in BEHAVIOURS if any((r.rates.get(n) or 0) >= SHOWN for r in rows)]
     if not names:
         return "No behaviour shows up in the cold-start data or in any answer: there is no transfer to measure."
-    seen = [n for n in names if (_rate(rows, "SFT model", "image", n) or 0) >= SHOWN
-            or (_rate(rows, "RL model", "image", n) or 0) >= SHOWN]
+    seen = [
+        n
+        for n in names
+        if (_rate(rows, "SFT model", "image", n) or 0) >= SHOWN or (_rate(rows, "RL model", "image", n) or 0) >= SHOWN
+    ]
     verb = "shows" if len(seen) == 1 else "show"
-    head = (f"This run shows transfer: {' and '.join(seen)} from the language-only cold start {verb} up in image "
-            "answers."
-            if seen else "This run shows no transfer: no behaviour of the cold-start data shows up in image answers "
-            f"(threshold {100 * SHOWN:.0f} % of responses).")
+    head = (
+        f"This run shows transfer: {' and '.join(seen)} from the language-only cold start {verb} up in image answers."
+        if seen
+        else "This run shows no transfer: no behaviour of the cold-start data shows up in image answers "
+        f"(threshold {100 * SHOWN:.0f} % of responses)."
+    )
     parts = [head]
     for n in names:
         parts.append(_sft_sentence(rows, n))
@@ -230,10 +264,12 @@ def rates_figure(rows: Sequence[Row], path: Path) -> Path | None:
     fig, (ax,) = _figure(width=max(6.0, 1.3 * len(rows)), height=3.8)
     width = 0.8 / len(BEHAVIOURS)
     for j, name in enumerate(BEHAVIOURS):
-        ax.bar([i + j * width for i in range(len(rows))], [100 * (r.rates.get(name) or 0) for r in rows], width,
-               label=name)
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))], [f"{r.stage}\n{r.modality}" for r in rows],
-                  fontsize=8)
+        ax.bar(
+            [i + j * width for i in range(len(rows))], [100 * (r.rates.get(name) or 0) for r in rows], width, label=name
+        )
+    ax.set_xticks(
+        [i + 0.4 - width / 2 for i in range(len(rows))], [f"{r.stage}\n{r.modality}" for r in rows], fontsize=8
+    )
     ax.set_ylabel("responses with behaviour (%)")
     ax.set_ylim(0, 118)
     ax.set_title("Behaviours: cold-start data → SFT model → RL model, text vs image", fontsize=10)
@@ -254,12 +290,19 @@ def rl_curves_figure(history: dict[str, list[tuple[int, float]]], path: Path) ->
             pts = sorted(history.get(f"rl/behaviour/{m}/{name}", []))
             if pts:
                 steps, values = zip(*pts, strict=True)
-                line, = ax.plot(steps, [100 * v for v in values], alpha=0.35 if len(pts) >= 2 * SMOOTH else 1.0,
-                                label=None if len(pts) >= 2 * SMOOTH else name)
+                (line,) = ax.plot(
+                    steps,
+                    [100 * v for v in values],
+                    alpha=0.35 if len(pts) >= 2 * SMOOTH else 1.0,
+                    label=None if len(pts) >= 2 * SMOOTH else name,
+                )
                 if len(pts) >= 2 * SMOOTH:  # one step's batch is noisy: a running mean over SMOOTH steps
-                    ax.plot(steps[SMOOTH - 1:], [100 * sum(values[i - SMOOTH + 1: i + 1]) / SMOOTH
-                                                 for i in range(SMOOTH - 1, len(values))],
-                            color=line.get_color(), label=f"{name} (mean of {SMOOTH} steps)")
+                    ax.plot(
+                        steps[SMOOTH - 1 :],
+                        [100 * sum(values[i - SMOOTH + 1 : i + 1]) / SMOOTH for i in range(SMOOTH - 1, len(values))],
+                        color=line.get_color(),
+                        label=f"{name} (mean of {SMOOTH} steps)",
+                    )
         ax.set_title(f"RL rollouts, {m} prompts", fontsize=10)
         ax.set_xlabel("step")
         ax.set_ylabel("responses with behaviour (%)")
@@ -279,14 +322,19 @@ def transfer_section(cfg: RunConfig, results: Sequence[EvalResult], run_id: str 
     curves = rl_curves_figure(history, figures_dir / "behaviour_rl.png")
     parts = ["## Behaviour transfer", verdict(rows)]
     if rows:
-        parts += ["Share of responses showing each behaviour (detectors of `ovr.eval.detectors`, the same for "
-                  "the data, eval and RL):", rates_table(rows)]
+        parts += [
+            "Share of responses showing each behaviour (detectors of `ovr.eval.detectors`, the same for "
+            "the data, eval and RL):",
+            rates_table(rows),
+        ]
     if bars:
         parts += [f"![behaviour transfer](figures/{bars.name})"]
     parts += ["### During RL"]
     if curves:
-        parts += ["Share of the RL rollouts showing each behaviour, per step (`rl/behaviour/<modality>/<name>`):",
-                  f"![behaviours over RL steps](figures/{curves.name})"]
+        parts += [
+            "Share of the RL rollouts showing each behaviour, per step (`rl/behaviour/<modality>/<name>`):",
+            f"![behaviours over RL steps](figures/{curves.name})",
+        ]
     else:
         parts += ["No per-step behaviour metrics (rl/behaviour/*) in this run."]
     if any(r.stage != "SFT data" for r in rows):

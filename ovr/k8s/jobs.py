@@ -72,8 +72,9 @@ class _Job:
         way): report a failed delete instead of raising over that error."""
         k = self.kind
         try:
-            self.api.delete_namespaced_custom_object(k.group, k.version, self.ns, k.plural, self.name,
-                                                     propagation_policy="Foreground")
+            self.api.delete_namespaced_custom_object(
+                k.group, k.version, self.ns, k.plural, self.name, propagation_policy="Foreground"
+            )
         except Exception as err:
             if isinstance(err, ApiException) and err.status == 404:
                 return
@@ -128,8 +129,10 @@ def _create_or_adopt(job: _Job, body, on_status, poll_s: float, deadline: float 
         return
     except ApiException as err:
         if err.status == 404:
-            raise JobError(f"the cluster does not serve {job.kind.api_version} {job.kind.plural} in namespace "
-                           f"{job.ns} (is {job.kind.installs} installed?)") from err
+            raise JobError(
+                f"the cluster does not serve {job.kind.api_version} {job.kind.plural} in namespace "
+                f"{job.ns} (is {job.kind.installs} installed?)"
+            ) from err
         if err.status != 409:
             raise
     existing = job.get() or {}
@@ -161,8 +164,11 @@ def _follow(job: _Job, on_status, poll_s: float, deadline: float | None) -> JobE
             if (status_code is not None and status_code < 500 and status_code != 429) or transient >= MAX_TRANSIENT:
                 raise
             transient += 1
-            on_status(job.event("ApiError", type(err).__name__,
-                                f"{status_code or ''} retry {transient}/{MAX_TRANSIENT}".strip()))
+            on_status(
+                job.event(
+                    "ApiError", type(err).__name__, f"{status_code or ''} retry {transient}/{MAX_TRANSIENT}".strip()
+                )
+            )
             time.sleep(poll_s)
             continue
         if obj is None:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -39,8 +40,11 @@ def spec_hash(job_spec: dict[str, Any]) -> str:
 
 def _env(spec: TrainerJobSpec) -> list[dict]:
     env = [{"name": k, "value": v} for k, v in spec.env.items()]
-    env += [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-            for secret, keys in spec.secret_env.items() for key, var in keys.items()]
+    env += [
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for secret, keys in spec.secret_env.items()
+        for key, var in keys.items()
+    ]
     env += [{"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}} for var, path in spec.field_env.items()]
     return env
 
@@ -82,7 +86,8 @@ def _pod_settings(spec: TrainerJobSpec) -> dict:
 
 def _metadata(spec: TrainerJobSpec, job_spec: dict) -> dict:
     meta: dict[str, Any] = {
-        "name": spec.name, "namespace": spec.namespace,
+        "name": spec.name,
+        "namespace": spec.namespace,
         "labels": {**spec.labels, "app.kubernetes.io/managed-by": "ovr"},
         "annotations": {SPEC_HASH_ANNOTATION: spec_hash(job_spec)},
     }
@@ -95,8 +100,12 @@ def trainjob_manifest(spec: TrainerJobSpec) -> dict[str, Any]:
     """The ``trainer.kubeflow.org/v1alpha1`` TrainJob for ``spec``."""
     volumes, mounts = _volumes(spec)
     trainer = {
-        "image": spec.image, "command": list(spec.command), "env": _env(spec),
-        "numNodes": spec.nodes, "numProcPerNode": spec.procs_per_node, "resourcesPerNode": _resources(spec),
+        "image": spec.image,
+        "command": list(spec.command),
+        "env": _env(spec),
+        "numNodes": spec.nodes,
+        "numProcPerNode": spec.procs_per_node,
+        "resourcesPerNode": _resources(spec),
     }
     pod = _pod_settings(spec) | ({"volumes": volumes} if volumes else {})
     if mounts:
@@ -106,12 +115,24 @@ def trainjob_manifest(spec: TrainerJobSpec) -> dict[str, Any]:
         "trainer": trainer,
     }
     template = {"spec": pod, "metadata": {"labels": pod_labels(spec)}}
-    job_spec["runtimePatches"] = [{"manager": PATCH_MANAGER, "trainingRuntimeSpec": {"template": {"spec": {
-        "replicatedJobs": [{"name": "node", "template": {"spec": {"template": template}}}]}}}}]
+    job_spec["runtimePatches"] = [
+        {
+            "manager": PATCH_MANAGER,
+            "trainingRuntimeSpec": {
+                "template": {
+                    "spec": {"replicatedJobs": [{"name": "node", "template": {"spec": {"template": template}}}]}
+                }
+            },
+        }
+    ]
     if spec.active_deadline_s:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_s
-    return {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
-            "metadata": _metadata(spec, job_spec), "spec": job_spec}
+    return {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": _metadata(spec, job_spec),
+        "spec": job_spec,
+    }
 
 
 def pod_labels(spec: TrainerJobSpec) -> dict[str, str]:
@@ -128,7 +149,10 @@ def pytorchjob_manifest(spec: TrainerJobSpec) -> dict[str, Any]:
     """
     volumes, mounts = _volumes(spec)
     container: dict[str, Any] = {
-        "name": "pytorch", "image": spec.image, "command": list(spec.command), "env": _env(spec),
+        "name": "pytorch",
+        "image": spec.image,
+        "command": list(spec.command),
+        "env": _env(spec),
         "resources": _resources(spec),
         # Without a termination-log the container's last log lines become the termination message.
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -138,16 +162,23 @@ def pytorchjob_manifest(spec: TrainerJobSpec) -> dict[str, Any]:
     pod = {"containers": [container]} | ({"volumes": volumes} if volumes else {}) | _pod_settings(spec)
     template = {"metadata": {"labels": pod_labels(spec)}, "spec": pod}
     counts = {"Master": 1, "Worker": spec.nodes - 1}
-    replicas = {kind: {"replicas": n, "restartPolicy": spec.restart_policy, "template": template}
-                for kind, n in counts.items() if n > 0}
+    replicas = {
+        kind: {"replicas": n, "restartPolicy": spec.restart_policy, "template": template}
+        for kind, n in counts.items()
+        if n > 0
+    }
     # cleanPodPolicy None keeps finished pods so a failure's logs can still be read; the launcher
     # deletes the job afterwards and the pods go with it.
     run_policy: dict[str, Any] = {"cleanPodPolicy": "None", "backoffLimit": spec.backoff_limit}
     if spec.active_deadline_s:
         run_policy["activeDeadlineSeconds"] = spec.active_deadline_s
     job_spec = {"nprocPerNode": str(spec.procs_per_node), "runPolicy": run_policy, "pytorchReplicaSpecs": replicas}
-    return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": _metadata(spec, job_spec),
-            "spec": job_spec}
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": _metadata(spec, job_spec),
+        "spec": job_spec,
+    }
 
 
 def _true_conditions(obj: dict) -> list[dict]:
@@ -157,9 +188,14 @@ def _true_conditions(obj: dict) -> list[dict]:
 def _event(obj: dict, phase: str, cond: dict | None) -> JobEvent:
     meta = obj.get("metadata", {})
     cond = cond or {}
-    return JobEvent(job=f"{meta.get('namespace', '')}/{meta.get('name', '')}", phase=phase,
-                    time=cond.get("lastTransitionTime") or utc_now(), reason=cond.get("reason") or "",
-                    message=cond.get("message") or "", kind=obj.get("kind", ""))
+    return JobEvent(
+        job=f"{meta.get('namespace', '')}/{meta.get('name', '')}",
+        phase=phase,
+        time=cond.get("lastTransitionTime") or utc_now(),
+        reason=cond.get("reason") or "",
+        message=cond.get("message") or "",
+        kind=obj.get("kind", ""),
+    )
 
 
 def pytorchjob_status(obj: dict[str, Any]) -> JobEvent | None:
@@ -207,12 +243,30 @@ class JobKind:
         return f"{self.group}/{self.version}"
 
 
-TRAINJOB = JobKind("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob", trainjob_manifest, trainjob_status,
-                   "jobset.sigs.k8s.io/jobset-name", "jobset.sigs.k8s.io/replicatedjob-name", "node",
-                   "Kubeflow Trainer v2")
-PYTORCHJOB = JobKind("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob", pytorchjob_manifest, pytorchjob_status,
-                     "training.kubeflow.org/job-name", "training.kubeflow.org/replica-type", "pytorch",
-                     "the Kubeflow Training Operator v1")
+TRAINJOB = JobKind(
+    "trainer.kubeflow.org",
+    "v1alpha1",
+    "trainjobs",
+    "TrainJob",
+    trainjob_manifest,
+    trainjob_status,
+    "jobset.sigs.k8s.io/jobset-name",
+    "jobset.sigs.k8s.io/replicatedjob-name",
+    "node",
+    "Kubeflow Trainer v2",
+)
+PYTORCHJOB = JobKind(
+    "kubeflow.org",
+    "v1",
+    "pytorchjobs",
+    "PyTorchJob",
+    pytorchjob_manifest,
+    pytorchjob_status,
+    "training.kubeflow.org/job-name",
+    "training.kubeflow.org/replica-type",
+    "pytorch",
+    "the Kubeflow Training Operator v1",
+)
 KINDS: dict[str, JobKind] = {"trainjob": TRAINJOB, "pytorchjob": PYTORCHJOB}  # in order of preference
 
 

@@ -74,15 +74,25 @@ class Owner(_Strict):
 
     def reference(self) -> dict:
         # blockOwnerDeletion needs delete rights on the owner's finalizers; the pod is not the job's controller
-        return {"apiVersion": self.api_version, "kind": self.kind, "name": self.name, "uid": self.uid,
-                "controller": False, "blockOwnerDeletion": False}
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": False,
+            "blockOwnerDeletion": False,
+        }
 
 
 class TrainerJobSpec(_Strict):
     """What a multi-node stage needs from the cluster; ``ovr.k8s.kinds`` turns it into a job object."""
 
-    name: str = Field(..., max_length=MAX_NAME, pattern=_DNS1035,
-                      description="Job name (DNS-1035 label, <= 48 chars: the pods' names are derived from it).")
+    name: str = Field(
+        ...,
+        max_length=MAX_NAME,
+        pattern=_DNS1035,
+        description="Job name (DNS-1035 label, <= 48 chars: the pods' names are derived from it).",
+    )
     namespace: str = Field(default_factory=current_namespace, pattern=_DNS1123, description="Namespace.")
     image: str = Field(..., min_length=1, description="Container image of every replica (the ovr image).")
     command: list[str] = Field(..., min_length=1, description="Container command, e.g. torchrun -m ovr ...")
@@ -116,12 +126,14 @@ class TrainerJobSpec(_Strict):
     )
     owner: Owner | None = Field(None, description="Owner of the job (the launcher pod): deleted with it.")
     restart_policy: Literal["OnFailure", "Never"] = Field(
-        "OnFailure", description="Replica restart policy of a PyTorchJob (OnFailure restarts up to backoff_limit times)."
+        "OnFailure",
+        description="Replica restart policy of a PyTorchJob (OnFailure restarts up to backoff_limit times).",
     )
     backoff_limit: int = Field(3, ge=0, description="PyTorchJob restarts before the job is marked Failed.")
     active_deadline_s: int | None = Field(None, ge=1, description="Cluster-side deadline of the job, in seconds.")
-    runtime: str = Field("torch-distributed", min_length=1,
-                         description="Trainer v2 ClusterTrainingRuntime the TrainJob refers to.")
+    runtime: str = Field(
+        "torch-distributed", min_length=1, description="Trainer v2 ClusterTrainingRuntime the TrainJob refers to."
+    )
 
     @field_validator("env")
     @classmethod
@@ -137,7 +149,7 @@ class TrainerJobSpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _no_duplicate_env(self) -> "TrainerJobSpec":
+    def _no_duplicate_env(self) -> TrainerJobSpec:
         _check_env_names(self.field_env)
         names = list(self.env) + [e for keys in self.secret_env.values() for e in keys.values()] + list(self.field_env)
         dup = sorted({e for e in names if names.count(e) > 1})

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
-
 
 
 @dataclass(frozen=True)
@@ -97,17 +95,27 @@ def pod_failures(core: k8s.CoreV1Api, namespace: str, name: str, kind, log_lines
         for cs in (pod.status.container_statuses or []) if pod.status else []:
             if cs.name == kind.container:
                 term = (cs.state and cs.state.terminated) or (cs.last_state and cs.last_state.terminated)
-        tail = lambda: _log_tail(core, namespace, pod.metadata.name, kind.container, log_lines)  # noqa: E731
+        tail = lambda pod=pod: _log_tail(core, namespace, pod.metadata.name, kind.container, log_lines)  # noqa: E731
         if term is not None and term.exit_code != 0:
-            failures.append(PodFailure(pod.metadata.name, replica, term.exit_code, term.reason or "",
-                                       term.message or "", tail()))
+            failures.append(
+                PodFailure(pod.metadata.name, replica, term.exit_code, term.reason or "", term.message or "", tail())
+            )
         elif pod.status and pod.status.phase == "Failed":
-            failures.append(PodFailure(pod.metadata.name, replica, None, pod.status.reason or "",
-                                       pod.status.message or "", tail()))
+            failures.append(
+                PodFailure(pod.metadata.name, replica, None, pod.status.reason or "", pod.status.message or "", tail())
+            )
     if not failures and first is not None:
         replica = (first.metadata.labels or {}).get(kind.replica_label, "")
-        failures.append(PodFailure(first.metadata.name, replica, None, "", "",
-                                   _log_tail(core, namespace, first.metadata.name, kind.container, log_lines)))
+        failures.append(
+            PodFailure(
+                first.metadata.name,
+                replica,
+                None,
+                "",
+                "",
+                _log_tail(core, namespace, first.metadata.name, kind.container, log_lines),
+            )
+        )
     return failures
 
 

@@ -40,7 +40,9 @@ def hf_messages(sample: Sample, with_answer: bool = False) -> list[dict]:
 
     With ``with_answer`` (SFT), ``sample.messages``' assistant turns follow the user prompt.
     """
-    content = [{"type": "image"} if kind == "image" else {"type": "text", "text": val} for kind, val in prompt_parts(sample)]
+    content = [
+        {"type": "image"} if kind == "image" else {"type": "text", "text": val} for kind, val in prompt_parts(sample)
+    ]
     messages = [{"role": "user", "content": content}]
     if with_answer:
         if not sample.messages:

@@ -45,9 +45,14 @@ class Critic(nn.Module):
 
     @classmethod
     def from_policy(
-        cls, path: str | Path, *, init_range: float, seed: int = 0, dtype: torch.dtype = torch.float32,
+        cls,
+        path: str | Path,
+        *,
+        init_range: float,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
         attn_implementation: str = "sdpa",
-    ) -> "Critic":
+    ) -> Critic:
         """Backbone from a policy checkpoint (its LM head dropped), fresh value head."""
         from transformers import AutoModelForImageTextToText
 
@@ -104,7 +109,7 @@ class Critic(nn.Module):
         return out
 
     @classmethod
-    def load(cls, path: str | Path, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa") -> "Critic":
+    def load(cls, path: str | Path, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa") -> Critic:
         from safetensors.torch import load_file
         from transformers import AutoConfig, Qwen2_5_VLModel
 
@@ -117,5 +122,7 @@ class Critic(nn.Module):
         critic = cls(Qwen2_5_VLModel(config), info["hidden_size"]).to(dtype)
         missing, unexpected = critic.load_state_dict(load_file(str(path / WEIGHTS)), strict=False)
         if missing or unexpected:
-            raise ValueError(f"critic checkpoint {path} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise ValueError(
+                f"critic checkpoint {path} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
         return critic

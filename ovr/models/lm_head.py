@@ -19,9 +19,9 @@ the top-level module (and any DeepSpeed/DDP wrapper), whose hooks must run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -104,8 +104,9 @@ def synced_count(n_tokens: int, per_piece: int, module: nn.Module) -> int:
     return n
 
 
-def _chunk_stats(head: nn.Module, hidden: Tensor, targets: Tensor, temperature: float,
-                 with_entropy: bool, entropy_grad: bool) -> tuple[Tensor, Tensor | None]:
+def _chunk_stats(
+    head: nn.Module, hidden: Tensor, targets: Tensor, temperature: float, with_entropy: bool, entropy_grad: bool
+) -> tuple[Tensor, Tensor | None]:
     """Log-prob of ``targets`` and (optionally) entropy for one chunk; logits upcast here only."""
     z = head(hidden).float()
     if temperature != 1.0:
@@ -140,9 +141,7 @@ def token_logprobs(
         raise ValueError(f"hidden must be [N, H] and targets [N], got {tuple(hidden.shape)} and {tuple(targets.shape)}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    needs_grad = torch.is_grad_enabled() and (
-        hidden.requires_grad or any(p.requires_grad for p in head.parameters())
-    )
+    needs_grad = torch.is_grad_enabled() and (hidden.requires_grad or any(p.requires_grad for p in head.parameters()))
     logps, entropies = [], []
     for i in range(synced_count(len(hidden), chunk_size, head)):
         sl = slice(i * chunk_size, (i + 1) * chunk_size)

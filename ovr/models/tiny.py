@@ -79,16 +79,15 @@ class TinySpec:
 def _corpus(seed: int) -> list[str]:
     """Text the tokenizer is trained on: the vocabulary of ovr's procedural tasks and prompts."""
     rng = random.Random(seed)
-    words = (
-        "the a an of to and is are in on at how many what which value answer final step first "
-        "then so therefore wait let me check recheck retry alternatively however think compute "
-        "count shapes circles squares triangles red green blue yellow purple orange black white "
-        "bar chart tallest shortest larger smaller bigger angle degrees length side triangle "
-        "sum difference product total plus minus times divided equals number image picture "
-        "question solve find please put your within boxed reasoning verify correct wrong true "
-        "false yes no left right top bottom There there We we It it This this The A B C D E "
-        "Answer Solution Problem Step Final Thus Hence Since"
-    ).split()
+    words = """
+        the a an of to and is are in on at how many what which value answer final step first then so
+        therefore wait let me check recheck retry alternatively however think compute count shapes
+        circles squares triangles red green blue yellow purple orange black white bar chart tallest
+        shortest larger smaller bigger angle degrees length side triangle sum difference product total
+        plus minus times divided equals number image picture question solve find please put your within
+        boxed reasoning verify correct wrong true false yes no left right top bottom There there We we
+        It it This this The A B C D E Answer Solution Problem Step Final Thus Hence Since
+    """.split()
     latex = ["\\boxed{", "\\frac{", "\\cdot", "\\times", "\\sqrt{", "^{", "_{", "}", "$", "\\(", "\\)"]
     lines = []
     for _ in range(4000):
@@ -154,12 +153,8 @@ def build_processor(tokenizer, spec: TinySpec):
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
     bounds = {"shortest_edge": spec.min_pixels, "longest_edge": spec.max_pixels}
-    image_processor = Qwen2VLImageProcessor(
-        size=bounds, min_pixels=spec.min_pixels, max_pixels=spec.max_pixels
-    )
-    video_processor = Qwen2VLVideoProcessor(
-        size=bounds, min_pixels=spec.min_pixels, max_pixels=spec.max_pixels
-    )
+    image_processor = Qwen2VLImageProcessor(size=bounds, min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
+    video_processor = Qwen2VLVideoProcessor(size=bounds, min_pixels=spec.min_pixels, max_pixels=spec.max_pixels)
     return Qwen2_5_VLProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,

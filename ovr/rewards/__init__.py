@@ -54,4 +54,4 @@ def options_from_config(cfg: RewardConfig, reflection_words: Sequence[str] | Non
     return opts
 
 
-__all__ = ["options_from_config", "registry", "score_item", "score_items", "validate_item", "RewardOptions"]
+__all__ = ["RewardOptions", "options_from_config", "registry", "score_item", "score_items", "validate_item"]

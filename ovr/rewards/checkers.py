@@ -160,7 +160,10 @@ CHECKERS: dict[str, Checker] = {
 
 
 def check(
-    pred: str, ref: str, answer_type: str = "math", choices: list[str] | None = None,
+    pred: str,
+    ref: str,
+    answer_type: str = "math",
+    choices: list[str] | None = None,
     opts: RewardOptions | None = None,
 ) -> bool:
     """Whether ``pred`` answers ``ref`` under the checker of ``answer_type``."""

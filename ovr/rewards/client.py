@@ -35,9 +35,18 @@ class RewardServiceError(RuntimeError):
 class RewardClient:
     """``await score(items)`` -> one :class:`ScoreResult` per item, in order."""
 
-    def __init__(self, base_url: str | None, token: str | None = None, timeout_s: float = 600.0,
-                 retries: int = 5, *, batch_size: int = 1024, concurrency: int = 4,
-                 backoff_s: float = 0.5, max_backoff_s: float = 30.0):
+    def __init__(
+        self,
+        base_url: str | None,
+        token: str | None = None,
+        timeout_s: float = 600.0,
+        retries: int = 5,
+        *,
+        batch_size: int = 1024,
+        concurrency: int = 4,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+    ):
         if timeout_s <= 0 or retries < 0 or batch_size < 1 or concurrency < 1:
             raise ValueError("timeout_s > 0, retries >= 0, batch_size >= 1 and concurrency >= 1 required")
         self.base_url = base_url.rstrip("/") if base_url else None
@@ -48,12 +57,12 @@ class RewardClient:
         self._http_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def in_process(cls) -> "RewardClient":
+    def in_process(cls) -> RewardClient:
         """A client that calls :func:`ovr.rewards.score_items` directly (unit tests only: no time limit)."""
         return cls(None)
 
     @classmethod
-    def from_config(cls, cfg: RewardConfig, base_url: str | None = None, **kwargs) -> "RewardClient":
+    def from_config(cls, cfg: RewardConfig, base_url: str | None = None, **kwargs) -> RewardClient:
         """A client for ``cfg`` (a :class:`ovr.config.RewardConfig`): ``base_url`` or ``cfg.url``,
         the bearer token from the env var named by ``cfg.token_env`` (if set)."""
         import os
@@ -101,7 +110,7 @@ class RewardClient:
             await self._http.aclose()
             self._http, self._http_loop = None, None
 
-    async def __aenter__(self) -> "RewardClient":
+    async def __aenter__(self) -> RewardClient:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -113,9 +122,12 @@ class RewardClient:
         if self._http is None or self._http_loop is not loop:
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
             self._http = httpx.AsyncClient(
-                base_url=self.base_url, headers=headers,
+                base_url=self.base_url,
+                headers=headers,
                 timeout=httpx.Timeout(self.timeout_s, connect=10.0),
-                limits=httpx.Limits(max_connections=max(self.concurrency, 4), max_keepalive_connections=self.concurrency),
+                limits=httpx.Limits(
+                    max_connections=max(self.concurrency, 4), max_keepalive_connections=self.concurrency
+                ),
             )
             self._http_loop = loop
         return self._http

@@ -19,9 +19,7 @@ import re
 REFLECTION_WORDS: tuple[str, ...] = ("wait,", "recheck", "retry", "alternatively,", "however,")
 
 _BOX_CMDS = ("\\boxed", "\\fbox")
-_ANSWER_PHRASE = re.compile(
-    r"answer\**\s*(?:is\b|[:：])[ \t*:]*([^\n]+)", re.IGNORECASE
-)
+_ANSWER_PHRASE = re.compile(r"answer\**\s*(?:is\b|[:：])[ \t*:]*([^\n]+)", re.IGNORECASE)
 _LETTER = re.compile(r"^\(?([A-Z])\)?(?:[.:)]|\s|$)")
 _ONE_LETTER = r"\(?[A-Za-z]\)?\.?"
 _LETTER_LIST = re.compile(rf"{_ONE_LETTER}(?:\s*(?:,|;|&|\band\b|\s)\s*{_ONE_LETTER})*")
@@ -89,7 +87,7 @@ def answer_phrase(text: str) -> str | None:
     '\\\\frac{3}{4}'
     """
     match = None
-    for match in _ANSWER_PHRASE.finditer(text):
+    for match in _ANSWER_PHRASE.finditer(text):  # noqa: B007 - the last match is wanted
         pass
     if match is None:
         return None

@@ -31,8 +31,14 @@ def overlong_penalty(response_tokens: int | None, max_tokens: int | None, opts: 
     return -opts.overlong_penalty * min(max(excess / opts.overlong_buffer, 0.0), 1.0)
 
 
-def finish(item: ScoreItem, opts: RewardOptions, extracted: str | None, accuracy: float,
-           fmt: float, default_format_weight: float) -> ScoreResult:
+def finish(
+    item: ScoreItem,
+    opts: RewardOptions,
+    extracted: str | None,
+    accuracy: float,
+    fmt: float,
+    default_format_weight: float,
+) -> ScoreResult:
     """Assemble a result: truncation -> 0 accuracy and format, weighting, overlong shaping, reflection."""
     if item.truncated:
         accuracy, fmt = 0.0, 0.0
@@ -43,7 +49,11 @@ def finish(item: ScoreItem, opts: RewardOptions, extracted: str | None, accuracy
         extra["overlong"] = overlong_penalty(item.response_tokens, item.max_tokens, opts)
         overall += extra["overlong"]
     return ScoreResult(
-        overall=overall, accuracy=accuracy, format=fmt, extracted=extracted, extra=extra,
+        overall=overall,
+        accuracy=accuracy,
+        format=fmt,
+        extracted=extracted,
+        extra=extra,
         reflection=reflection_counts(item.response, opts.reflection_words),
     )
 
@@ -65,7 +75,8 @@ def ovr_boxed(item: ScoreItem) -> ScoreResult:
     1.0
     >>> ovr_boxed(ScoreItem(response=r"\\boxed{(B)}", reference="B", answer_type="choice", choices=["1", "2"])).accuracy
     1.0
-    >>> ovr_boxed(ScoreItem(response=r"\\boxed{C, A}", reference="A\\nC", answer_type="choice", choices=list("ABCD"))).accuracy
+    >>> item = ScoreItem(response=r"\\boxed{C, A}", reference="A\\nC", answer_type="choice", choices=list("ABCD"))
+    >>> ovr_boxed(item).accuracy
     1.0
     >>> ovr_boxed(ScoreItem(response=r"\\boxed{2}", reference="2", truncated=True)).overall
     0.0

@@ -36,7 +36,7 @@ class RewardOptions(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _tags_differ(self) -> "RewardOptions":
+    def _tags_differ(self) -> RewardOptions:
         if self.think_tag == self.answer_tag:
             raise ValueError("think_tag and answer_tag must differ")
         return self

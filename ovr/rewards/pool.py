@@ -19,6 +19,7 @@ runaway memory (``10^{10^{10}}``) into a MemoryError inside the worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing as mp
 import queue
@@ -105,10 +106,8 @@ class _Worker:
         return out, None
 
     def stop(self, grace_s: float = 2.0) -> None:
-        try:
+        with contextlib.suppress(BrokenPipeError, OSError):
             self.conn.send(None)
-        except (BrokenPipeError, OSError):
-            pass
         self.proc.join(grace_s)
         self.kill()
 
@@ -133,8 +132,16 @@ class PoolStats:
 class VerifierPool:
     """``workers`` verifier processes; ``await score(items)`` returns one result per item, in order."""
 
-    def __init__(self, workers: int = 2, time_limit_s: float = 5.0, *, chunk_size: int = 16,
-                 memory_limit_mb: int | None = None, start_method: str = "forkserver", spares: int = 1):
+    def __init__(
+        self,
+        workers: int = 2,
+        time_limit_s: float = 5.0,
+        *,
+        chunk_size: int = 16,
+        memory_limit_mb: int | None = None,
+        start_method: str = "forkserver",
+        spares: int = 1,
+    ):
         if workers < 1 or time_limit_s <= 0 or chunk_size < 1 or spares < 0:
             raise ValueError("workers, chunk_size >= 1, spares >= 0 and time_limit_s > 0 required")
         self.n_workers, self.time_limit_s, self.chunk_size = workers, time_limit_s, chunk_size
@@ -155,7 +162,7 @@ class VerifierPool:
         self.ready = False
 
     # ----------------------------------------------------------------- lifecycle
-    async def start(self) -> "VerifierPool":
+    async def start(self) -> VerifierPool:
         """Start the workers (each scores the warm-up items first), then mark the pool ready."""
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self._threads, self._spawn) for _ in range(self.n_workers)))
@@ -184,7 +191,7 @@ class VerifierPool:
         while not self._spares.empty():
             self._spares.get_nowait().stop()
 
-    async def __aenter__(self) -> "VerifierPool":
+    async def __aenter__(self) -> VerifierPool:
         return await self.start()
 
     async def __aexit__(self, *exc) -> None:
@@ -249,8 +256,9 @@ class VerifierPool:
     def _failure(self, status: str) -> ScoreResult:
         if status == "timeout":
             self.stats.timeouts += 1
-            return ScoreResult(overall=0.0, accuracy=0.0, timed_out=True,
-                               error=f"verification exceeded {self.time_limit_s:g} s")
+            return ScoreResult(
+                overall=0.0, accuracy=0.0, timed_out=True, error=f"verification exceeded {self.time_limit_s:g} s"
+            )
         self.stats.worker_deaths += 1
         return ScoreResult(overall=0.0, accuracy=0.0, error="verifier worker died on this item")
 

@@ -11,8 +11,9 @@ and share one signature; the trainer looks them up from ``cfg.rl.advantage``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 
@@ -55,7 +56,7 @@ def masked_whiten(x: Tensor, mask: Tensor, eps: float = 1e-8, reduce: Reduce | N
         m = mask.double()
         n, total, sq = reduce(torch.stack([m.sum(), (x.double() * m).sum(), (x.double() ** 2 * m).sum()])).tolist()
         mean = total / max(n, 1.0)
-        var = max(sq / max(n, 1.0) - mean ** 2, 0.0)
+        var = max(sq / max(n, 1.0) - mean**2, 0.0)
         mean, var = torch.tensor(mean, dtype=x.dtype), torch.tensor(var, dtype=x.dtype)
     return (x - mean) * torch.rsqrt(var + eps) * mask
 
@@ -187,8 +188,9 @@ def reinforce_pp(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
     return masked_whiten(returns, mask, eps=inp.eps, reduce=inp.reduce), returns
 
 
-def normalize_advantages(adv: Tensor, mask: Tensor, group: Tensor, mode: str, eps: float = 1e-8,
-                         reduce: Reduce | None = None) -> Tensor:
+def normalize_advantages(
+    adv: Tensor, mask: Tensor, group: Tensor, mode: str, eps: float = 1e-8, reduce: Reduce | None = None
+) -> Tensor:
     """``batch``: whiten over every real token of the batch (of every rank, with ``reduce``);
     ``group``: whiten within each prompt's responses; ``none``: unchanged."""
     if mode == "none":
@@ -247,8 +249,9 @@ def aggregate(
     ``total_tokens``/``total_seqs`` let a micro-batch use the whole mini-batch's counts, so summing
     micro-batch losses gives exactly the mini-batch loss (gradient accumulation).
     """
-    return LOSS_AGGS.get(mode)(loss, mask.to(loss.dtype), total_tokens=total_tokens, total_seqs=total_seqs,
-                               norm_len=norm_len)
+    return LOSS_AGGS.get(mode)(
+        loss, mask.to(loss.dtype), total_tokens=total_tokens, total_seqs=total_seqs, norm_len=norm_len
+    )
 
 
 def ppo_policy_loss(

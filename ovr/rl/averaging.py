@@ -54,5 +54,7 @@ def average_models(folders: list[Path], out_dir: Path) -> Path:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     shutil.copytree(folders[-1], out_dir, ignore=shutil.ignore_patterns("*.safetensors", "*.safetensors.index.json"))
-    save_file({k: v.contiguous() for k, v in avg.items()}, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    save_file(
+        {k: v.contiguous() for k, v in avg.items()}, str(out_dir / "model.safetensors"), metadata={"format": "pt"}
+    )
     return out_dir

@@ -16,8 +16,16 @@ def save_checkpoint(run: RLRun, metrics: dict) -> None:
     """Write this step's checkpoint folder and commit it (manifest last) to the store."""
     folder = run.work / f"ckpt-{run.state.step:08d}"
     run.state.world = run.dist.world
-    S.save_checkpoint(folder, actor=run.actor, processor=run.processor, actor_engine=run.actor_engine,
-                      critic=run.critic, critic_engine=run.critic_engine, state=run.state, is_main=run.dist.is_main)
+    S.save_checkpoint(
+        folder,
+        actor=run.actor,
+        processor=run.processor,
+        actor_engine=run.actor_engine,
+        critic=run.critic,
+        critic_engine=run.critic_engine,
+        state=run.state,
+        is_main=run.dist.is_main,
+    )
     S.commit(run.store, run.dist, run.cfg.name, run.state.step, folder, run.rl.keep_checkpoints, metrics)
 
 
@@ -26,7 +34,7 @@ def export_final(run: RLRun) -> tuple[Path, str]:
     from ovr.rl.averaging import average_models
 
     store, name = run.store, run.cfg.name
-    done = store.checkpoints(name, S.CHECKPOINT_KIND)[-run.rl.average_last:]
+    done = store.checkpoints(name, S.CHECKPOINT_KIND)[-run.rl.average_last :]
     folders = []
     for m in done:
         local = run.work / f"avg-{m.step:08d}"
@@ -35,6 +43,11 @@ def export_final(run: RLRun) -> tuple[Path, str]:
         folders.append(local / "actor")
     out = average_models(folders, run.work / "export")
     metrics = done[-1].metadata.get("metrics", {}) if done else {}
-    store.commit_checkpoint(name, run.state.step, out, kind=S.EXPORT_KIND,
-                            metadata={"averaged_steps": [m.step for m in done], "metrics": metrics})
+    store.commit_checkpoint(
+        name,
+        run.state.step,
+        out,
+        kind=S.EXPORT_KIND,
+        metadata={"averaged_steps": [m.step for m in done], "metrics": metrics},
+    )
     return out, export_prefix(name, "rl", run.state.step)

@@ -32,8 +32,15 @@ def warmup_scheduler(warmup_steps: int):
 class TorchEngine:
     """AdamW + warm-up/constant schedule on one process."""
 
-    def __init__(self, module: nn.Module, lr: float, betas: tuple[float, float], weight_decay: float,
-                 warmup_steps: int, grad_clip: float):
+    def __init__(
+        self,
+        module: nn.Module,
+        lr: float,
+        betas: tuple[float, float],
+        weight_decay: float,
+        warmup_steps: int,
+        grad_clip: float,
+    ):
         self.module = module
         params = [p for p in module.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
@@ -60,8 +67,10 @@ class TorchEngine:
         from pathlib import Path
 
         Path(folder).mkdir(parents=True, exist_ok=True)
-        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
-                   Path(folder) / "optim.pt")
+        torch.save(
+            {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+            Path(folder) / "optim.pt",
+        )
 
     def load_optim(self, folder) -> None:
         from pathlib import Path
@@ -84,8 +93,18 @@ class DeepSpeedEngine(TorchEngine):
     ``weights(...)`` together (ZeRO-3 gathers are collectives).
     """
 
-    def __init__(self, module: nn.Module, lr: float, betas: tuple[float, float], weight_decay: float,
-                 warmup_steps: int, grad_clip: float, zero_stage: int, micro_batch: int, bf16: bool):
+    def __init__(
+        self,
+        module: nn.Module,
+        lr: float,
+        betas: tuple[float, float],
+        weight_decay: float,
+        warmup_steps: int,
+        grad_clip: float,
+        zero_stage: int,
+        micro_batch: int,
+        bf16: bool,
+    ):
         import deepspeed
 
         config = {
@@ -95,13 +114,16 @@ class DeepSpeedEngine(TorchEngine):
             "gradient_clipping": grad_clip,
             "zero_optimization": {"stage": zero_stage, "stage3_gather_16bit_weights_on_model_save": True},
             "bf16": {"enabled": bf16},
-            "optimizer": {"type": "AdamW", "params": {"lr": lr, "betas": list(betas), "weight_decay": weight_decay,
-                                                       "torch_adam": True}},
+            "optimizer": {
+                "type": "AdamW",
+                "params": {"lr": lr, "betas": list(betas), "weight_decay": weight_decay, "torch_adam": True},
+            },
             "zero_allow_untested_optimizer": True,
         }
         params = [p for p in module.parameters() if p.requires_grad]
-        engine, optimizer, _, scheduler = deepspeed.initialize(model=module, model_parameters=params, config=config,
-                                                               lr_scheduler=warmup_scheduler(warmup_steps))
+        engine, optimizer, _, scheduler = deepspeed.initialize(
+            model=module, model_parameters=params, config=config, lr_scheduler=warmup_scheduler(warmup_steps)
+        )
         self.ds = engine
         self.module = engine.module
         self.optimizer = optimizer
@@ -146,8 +168,9 @@ def make_engine(module: nn.Module, *, lr: float, rl, device: str, world: int = 1
         from ovr.models.tiling import tile_mlps
 
         tile_mlps(module, rl.mlp_tile_tokens)
-    common = dict(lr=lr, betas=rl.adam_betas, weight_decay=rl.weight_decay, warmup_steps=rl.warmup_steps,
-                  grad_clip=rl.grad_clip)
+    common = dict(
+        lr=lr, betas=rl.adam_betas, weight_decay=rl.weight_decay, warmup_steps=rl.warmup_steps, grad_clip=rl.grad_clip
+    )
     if rl.zero_stage == 0:
         if world > 1:
             raise ValueError("rl.zero_stage=0 trains in one process; with several ranks use ZeRO (2 or 3)")

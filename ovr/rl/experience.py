@@ -36,8 +36,18 @@ def build_experience(
                 raise ValueError(f"{len(results)} scores for more responses")
             r = results[k]
             k += 1
-            rows.append(Experience(prompts[g.sample_id], list(c.token_ids), r.overall, r.accuracy, gi, c.truncated,
-                                   list(c.logprobs), c.weight_version))
+            rows.append(
+                Experience(
+                    prompts[g.sample_id],
+                    list(c.token_ids),
+                    r.overall,
+                    r.accuracy,
+                    gi,
+                    c.truncated,
+                    list(c.logprobs),
+                    c.weight_version,
+                )
+            )
     if k != len(results):
         raise ValueError(f"{len(results)} scores for {k} responses")
     return rows

@@ -68,7 +68,7 @@ class SeqBatch:
         changing any value or gradient."""
         vc = model.config.vision_config
         merge = getattr(vc, "spatial_merge_size", 2)
-        patch = vc.in_channels * vc.temporal_patch_size * vc.patch_size ** 2
+        patch = vc.in_channels * vc.temporal_patch_size * vc.patch_size**2
         grid = torch.tensor([[1, merge, merge]], device=self.input_ids.device)
         pixels = torch.zeros((merge * merge, patch), device=self.input_ids.device, dtype=next(model.parameters()).dtype)
         feats = model.get_image_features(pixels, grid, return_dict=True).pooler_output
@@ -112,9 +112,7 @@ def encode_prompt(processor, sample: Sample, server_ids: list[int] | None = None
     return EncodedPrompt(ids, out.get("pixel_values"), out.get("image_grid_thw"))
 
 
-def build_batch(
-    prompts: list[EncodedPrompt], responses: list[list[int]], pad_id: int, image_token_id: int
-) -> SeqBatch:
+def build_batch(prompts: list[EncodedPrompt], responses: list[list[int]], pad_id: int, image_token_id: int) -> SeqBatch:
     """Concatenate prompt and response ids per row, right-pad, stack images in row order.
 
     A sampled ``<|image_pad|>`` inside a response has no image behind it: it enters the model as
@@ -178,10 +176,18 @@ def to_device(batch: SeqBatch, device: torch.device | str, dtype: torch.dtype | 
         return t.to(device=device, dtype=dtype) if cast and dtype is not None else t.to(device)
 
     return SeqBatch(
-        mv(batch.input_ids), mv(batch.attention_mask), mv(batch.mm_token_type_ids),
-        mv(batch.pixel_values, cast=True), mv(batch.unique_grid_thw), mv(batch.image_grid_thw),
-        batch.row_images, mv(batch.response_ids), mv(batch.response_mask), mv(batch.positions),
-        mv(batch.response_index), batch.dummy_vision,
+        mv(batch.input_ids),
+        mv(batch.attention_mask),
+        mv(batch.mm_token_type_ids),
+        mv(batch.pixel_values, cast=True),
+        mv(batch.unique_grid_thw),
+        mv(batch.image_grid_thw),
+        batch.row_images,
+        mv(batch.response_ids),
+        mv(batch.response_mask),
+        mv(batch.positions),
+        mv(batch.response_index),
+        batch.dummy_vision,
     )
 
 
@@ -194,7 +200,11 @@ def _gather_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 
 
 def policy_logprobs(
-    model, batch: SeqBatch, temperature: float = 1.0, with_entropy: bool = False, entropy_grad: bool = False,
+    model,
+    batch: SeqBatch,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    entropy_grad: bool = False,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs ``[B, T]`` (fp32) of the response tokens under ``model``, and their entropy.
@@ -209,8 +219,13 @@ def policy_logprobs(
     rows, cols = batch.response_index
     hidden = head_in.hidden[rows, batch.positions[rows, cols]]  # [N, H]
     logp, entropy = token_logprobs(
-        head_in.head, hidden, batch.response_ids[rows, cols], temperature=temperature,
-        chunk_size=chunk_size, with_entropy=with_entropy, entropy_grad=entropy_grad,
+        head_in.head,
+        hidden,
+        batch.response_ids[rows, cols],
+        temperature=temperature,
+        chunk_size=chunk_size,
+        with_entropy=with_entropy,
+        entropy_grad=entropy_grad,
     )
     shape = batch.response_mask.shape
 

@@ -42,7 +42,9 @@ def layer_groups(names: list[str]) -> list[list[str]]:
 class GatheredWeights:
     """Iterates ``(name, full tensor)`` of ``model``'s parameters in groups (see the module doc)."""
 
-    def __init__(self, model: torch.nn.Module, zero3: bool, grouping: Callable[[list[str]], list[list[str]]] = layer_groups):
+    def __init__(
+        self, model: torch.nn.Module, zero3: bool, grouping: Callable[[list[str]], list[list[str]]] = layer_groups
+    ):
         self.model, self.zero3, self.grouping = model, zero3, grouping
         self._params = dict(model.named_parameters())
 

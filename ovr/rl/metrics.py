@@ -26,8 +26,9 @@ def subject_rewards(rows: list[Experience], groups: list[RolloutGroup], samples:
     return {f"reward_mean/{k}": float(np.mean(v)) for k, v in sorted(by.items())}
 
 
-def rollout_metrics(rows: list[Experience], results: list[ScoreResult], reflection_words: list[str],
-                    trainer_version: int) -> dict[str, float]:
+def rollout_metrics(
+    rows: list[Experience], results: list[ScoreResult], reflection_words: list[str], trainer_version: int
+) -> dict[str, float]:
     """Reward, accuracy, length, truncation, reflection-word and weight-lag statistics of a batch."""
     scores = np.array([r.score for r in rows], dtype=float)
     lengths = np.array([len(r.response_ids) for r in rows], dtype=float)
@@ -56,8 +57,9 @@ def rollout_metrics(rows: list[Experience], results: list[ScoreResult], reflecti
     return out
 
 
-def behaviour_metrics(groups: list[RolloutGroup], results: list[ScoreResult],
-                      samples: dict[str, Sample]) -> dict[str, float]:
+def behaviour_metrics(
+    groups: list[RolloutGroup], results: list[ScoreResult], samples: dict[str, Sample]
+) -> dict[str, float]:
     """Per modality of the prompts (``behaviour/<text|image>/...``): the share of responses showing
     each named behaviour of :mod:`ovr.eval.detectors` (the detectors that count the cold-start data
     and eval), and the accuracy of the responses with and without it (``accuracy_with/<name>``,
@@ -90,28 +92,37 @@ def behaviour_metrics(groups: list[RolloutGroup], results: list[ScoreResult],
 def logprob_drift(rows: list[Experience], old_logp: list[torch.Tensor], dist: Dist | None = None) -> dict[str, float]:
     """Mean |trainer - sampler| log-prob per token over every rank's rows: ~0 when both sides see the
     same tokens and weights."""
-    diffs = [(lp - torch.tensor(r.sampler_logprobs[: len(lp)])).abs() for r, lp in zip(rows, old_logp)
-             if r.sampler_logprobs and len(r.sampler_logprobs) == len(lp)]
+    diffs = [
+        (lp - torch.tensor(r.sampler_logprobs[: len(lp)])).abs()
+        for r, lp in zip(rows, old_logp)
+        if r.sampler_logprobs and len(r.sampler_logprobs) == len(lp)
+    ]
     total, n = (dist or Dist()).sum([float(sum(d.sum() for d in diffs)), float(sum(d.numel() for d in diffs))])
     return {"logprob_drift": total / n} if n else {}
 
 
-def advantage_stats(adv: torch.Tensor, ret: torch.Tensor, mask: torch.Tensor, values: torch.Tensor | None,
-                    dist: Dist | None = None) -> dict:
+def advantage_stats(
+    adv: torch.Tensor, ret: torch.Tensor, mask: torch.Tensor, values: torch.Tensor | None, dist: Dist | None = None
+) -> dict:
     """Advantage and return statistics over every rank's real tokens; critic fit when values are given."""
     dist = dist or Dist()
     m = mask.bool()
     a, r = adv[m].double(), ret[m].double()
-    sums = [a.numel(), a.sum(), (a ** 2).sum(), r.sum(), (r ** 2).sum()]
+    sums = [a.numel(), a.sum(), (a**2).sum(), r.sum(), (r**2).sum()]
     if values is not None:
         v = values[m].double()
-        sums += [v.sum(), ((r - v)).sum(), ((r - v) ** 2).sum()]
+        sums += [v.sum(), (r - v).sum(), ((r - v) ** 2).sum()]
     n, sa, sa2, sr, sr2, *rest = dist.sum([float(x) for x in sums])
     n = max(n, 1.0)
     extremes = dist.all_gather((float(a.min()), float(a.max())) if a.numel() else None)
     ranges = [e for e in extremes if e is not None] or [(0.0, 0.0)]
-    out = {"adv_mean": sa / n, "adv_std": max(sa2 / n - (sa / n) ** 2, 0.0) ** 0.5,
-           "adv_min": min(e[0] for e in ranges), "adv_max": max(e[1] for e in ranges), "return_mean": sr / n}
+    out = {
+        "adv_mean": sa / n,
+        "adv_std": max(sa2 / n - (sa / n) ** 2, 0.0) ** 0.5,
+        "adv_min": min(e[0] for e in ranges),
+        "adv_max": max(e[1] for e in ranges),
+        "return_mean": sr / n,
+    }
     if values is not None:
         sv, sd, sd2 = rest
         var_r, var_d = sr2 / n - (sr / n) ** 2, sd2 / n - (sd / n) ** 2
@@ -121,7 +132,9 @@ def advantage_stats(adv: torch.Tensor, ret: torch.Tensor, mask: torch.Tensor, va
 
 
 def progress_line(step: int, total: int, m: dict) -> str:
-    return (f"rl step {step + 1}/{total}  reward {m['reward_mean']:.3f}  acc {m['accuracy']:.3f}  "
-            f"len {m['response_len_mean']:.1f}  drift {m.get('logprob_drift', 0):.4f}  "
-            f"rollout {m['rollout_seconds']:.1f}s reward {m['reward_seconds']:.1f}s train {m['train_seconds']:.1f}s "
-            f"sync {m['sync_seconds']:.1f}s")
+    return (
+        f"rl step {step + 1}/{total}  reward {m['reward_mean']:.3f}  acc {m['accuracy']:.3f}  "
+        f"len {m['response_len_mean']:.1f}  drift {m.get('logprob_drift', 0):.4f}  "
+        f"rollout {m['rollout_seconds']:.1f}s reward {m['reward_seconds']:.1f}s train {m['train_seconds']:.1f}s "
+        f"sync {m['sync_seconds']:.1f}s"
+    )

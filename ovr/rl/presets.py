@@ -24,13 +24,23 @@ PRESETS.add("ppo", {"advantage": "gae", "loss_agg": "token_mean", "adv_norm": "b
 # DeepSeekMath GRPO: group-normalised advantages, per-sequence mean loss, no critic.
 PRESETS.add("grpo", {"advantage": "grpo", "loss_agg": "seq_mean", "adv_norm": "none", "critic_updates": 0})
 # DAPO: clip-higher, dynamic sampling with refill, token-level loss (overlong shaping: reward.overlong_buffer).
-PRESETS.add("dapo", {"advantage": "grpo", "loss_agg": "token_mean", "adv_norm": "none", "clip_high": 0.28,
-                     "dynamic_sampling": True, "critic_updates": 0})
+PRESETS.add(
+    "dapo",
+    {
+        "advantage": "grpo",
+        "loss_agg": "token_mean",
+        "adv_norm": "none",
+        "clip_high": 0.28,
+        "dynamic_sampling": True,
+        "critic_updates": 0,
+    },
+)
 # Dr. GRPO: no std division, no length normalisation per sequence.
 PRESETS.add("dr_grpo", {"advantage": "dr_grpo", "loss_agg": "seq_sum_norm", "adv_norm": "none", "critic_updates": 0})
 PRESETS.add("rloo", {"advantage": "rloo", "loss_agg": "token_mean", "adv_norm": "none", "critic_updates": 0})
-PRESETS.add("reinforce_pp", {"advantage": "reinforce_pp", "loss_agg": "token_mean", "adv_norm": "none",
-                             "critic_updates": 0})
+PRESETS.add(
+    "reinforce_pp", {"advantage": "reinforce_pp", "loss_agg": "token_mean", "adv_norm": "none", "critic_updates": 0}
+)
 
 #: estimators that read per-token rewards (where a reward-side KL can be folded in)
 TOKEN_REWARD_ESTIMATORS = ("gae", "reinforce_pp")

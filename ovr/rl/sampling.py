@@ -35,7 +35,7 @@ class Collected:
         k = 0
         for g in scored.groups:
             n = len(g.completions)
-            if not informative_only or group_is_informative(scored.results[k: k + n]):
+            if not informative_only or group_is_informative(scored.results[k : k + n]):
                 self.keep.append(len(self.groups))
             self.groups.append(g)
             k += n
@@ -51,12 +51,19 @@ class Collected:
             starts.append(k)
             k += len(g.completions)
         groups = [self.groups[i] for i in self.keep]
-        results = [r for i in self.keep for r in self.results[starts[i]: starts[i] + len(self.groups[i].completions)]]
+        results = [r for i in self.keep for r in self.results[starts[i] : starts[i] + len(self.groups[i].completions)]]
         return groups, results
 
 
-def collect(sample: Callable[[list[Sample]], Scored], prompts: list[Sample], cursor: PromptCursor, *,
-            want: int, dynamic: bool, max_rounds: int) -> Collected:
+def collect(
+    sample: Callable[[list[Sample]], Scored],
+    prompts: list[Sample],
+    cursor: PromptCursor,
+    *,
+    want: int,
+    dynamic: bool,
+    max_rounds: int,
+) -> Collected:
     """Sample rounds of prompts taken from ``cursor`` until ``want`` groups can train (see module doc)."""
     out = Collected()
     rounds = max_rounds if dynamic else 1

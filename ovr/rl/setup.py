@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from ovr.config import RLConfig, RunConfig
-from ovr.rl import state as S
 from ovr.distributed import Dist
+from ovr.rl import state as S
 from ovr.rl.presets import resolve, uses_critic, uses_reference
 from ovr.schema import Sample
 from ovr.store import Kind, Store
@@ -109,12 +109,29 @@ def setup_rl(cfg: RunConfig, samples: list[Sample] | None = None, resume: str = 
     load = dict(dtype=dtype, attn_implementation=cfg.model.attn_implementation)
     actor_path = folder / "actor" if folder else init_path
     actor = AutoModelForImageTextToText.from_pretrained(str(actor_path), **load).to(device)
-    ref = AutoModelForImageTextToText.from_pretrained(str(init_path), **load).to(device).eval() \
-        if uses_reference(rl) else None
-    run = RLRun(cfg=cfg, rl=rl, dist=dist, device=device, dtype=dtype, store=store, samples=samples,
-                processor=AutoProcessor.from_pretrained(str(actor_path)), actor=actor, actor_engine=None,
-                critic=None, critic_engine=None, ref=ref, state=S.TrainState(cursor=S.PromptCursor(len(samples), rl.seed)),
-                work=work, resumed_from=resume_step)
+    ref = (
+        AutoModelForImageTextToText.from_pretrained(str(init_path), **load).to(device).eval()
+        if uses_reference(rl)
+        else None
+    )
+    run = RLRun(
+        cfg=cfg,
+        rl=rl,
+        dist=dist,
+        device=device,
+        dtype=dtype,
+        store=store,
+        samples=samples,
+        processor=AutoProcessor.from_pretrained(str(actor_path)),
+        actor=actor,
+        actor_engine=None,
+        critic=None,
+        critic_engine=None,
+        ref=ref,
+        state=S.TrainState(cursor=S.PromptCursor(len(samples), rl.seed)),
+        work=work,
+        resumed_from=resume_step,
+    )
     _engines(run, init_path, folder)
     if folder is not None:
         _restore(run, folder)
@@ -130,8 +147,10 @@ def _download(store: Store, dist: Dist, run_name: str, step: int, work: Path) ->
     prefix = step_prefix(run_name, step, Kind.RL)
     written = ranks_in(store.read_manifest(prefix))
     if written not in (None, dist.world):
-        raise ValueError(f"checkpoint {prefix} was written by {written} ranks; resume it with {written} ranks "
-                         f"(this run has {dist.world}), or start a new run name")
+        raise ValueError(
+            f"checkpoint {prefix} was written by {written} ranks; resume it with {written} ranks "
+            f"(this run has {dist.world}), or start a new run name"
+        )
     return download_for_rank(store, prefix, work / f"resume-{step}", dist.rank)
 
 
@@ -144,8 +163,11 @@ def _engines(run: RLRun, init_path, folder: Path | None) -> None:
     run.actor_engine = make_engine(run.actor, lr=rl.actor_lr, rl=rl, device=run.device, world=world)
     if not uses_critic(rl):
         return
-    critic = (Critic.load(folder / "critic", run.dtype) if folder else
-              Critic.from_policy(init_path, init_range=rl.value_head_init, seed=rl.seed, dtype=run.dtype))
+    critic = (
+        Critic.load(folder / "critic", run.dtype)
+        if folder
+        else Critic.from_policy(init_path, init_range=rl.value_head_init, seed=rl.seed, dtype=run.dtype)
+    )
     run.critic = critic.to(run.device)
     run.critic_engine = make_engine(run.critic, lr=rl.critic_lr, rl=rl, device=run.device, world=world)
 
@@ -182,5 +204,8 @@ def connect(run: RLRun) -> Services | None:
 
     asyncio.run(check())
     weights_dir = ro.weights_dir or tempfile.mkdtemp(prefix="ovr-weights-")
-    return Services(rollout=rollout, reward=RewardClient.from_config(run.cfg.reward),
-                    sync=make_weight_sync(ro, ro.endpoints, weights_dir))
+    return Services(
+        rollout=rollout,
+        reward=RewardClient.from_config(run.cfg.reward),
+        sync=make_weight_sync(ro, ro.endpoints, weights_dir),
+    )

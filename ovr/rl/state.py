@@ -67,10 +67,15 @@ class TrainState:
         return json.dumps(asdict(self), indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainState":
+    def from_json(cls, text: str) -> TrainState:
         d = json.loads(text)
-        return cls(step=d["step"], cursor=PromptCursor(**d["cursor"]), weight_version=d["weight_version"],
-                   mlflow_run_id=d.get("mlflow_run_id"), world=d.get("world", 1))
+        return cls(
+            step=d["step"],
+            cursor=PromptCursor(**d["cursor"]),
+            weight_version=d["weight_version"],
+            mlflow_run_id=d.get("mlflow_run_id"),
+            world=d.get("world", 1),
+        )
 
 
 def rng_state() -> dict:
@@ -83,8 +88,17 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def save_checkpoint(folder: Path, *, actor, processor, actor_engine, critic=None, critic_engine=None,
-                    state: TrainState, is_main: bool = True) -> Path:
+def save_checkpoint(
+    folder: Path,
+    *,
+    actor,
+    processor,
+    actor_engine,
+    critic=None,
+    critic_engine=None,
+    state: TrainState,
+    is_main: bool = True,
+) -> Path:
     """Write this rank's part of a checkpoint folder (call on every rank: ZeRO gathers and
     DeepSpeed saves are collective). The main rank writes the full weights and the state."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -109,13 +123,23 @@ def save_checkpoint(folder: Path, *, actor, processor, actor_engine, critic=None
     return folder
 
 
-def commit(store: Store, dist, run: str, step: int, folder: Path, keep: int | None, metrics: dict | None = None) -> None:
+def commit(
+    store: Store, dist, run: str, step: int, folder: Path, keep: int | None, metrics: dict | None = None
+) -> None:
     """Commit every rank's part of ``folder`` as checkpoint ``step`` (manifest last, once all ranks
     uploaded); the main rank then drops all but the newest ``keep`` checkpoints."""
     from ovr.sharded import commit_sharded
 
-    commit_sharded(store, dist, step_prefix(run, step, CHECKPOINT_KIND), folder, run=run, step=step,
-                   kind=CHECKPOINT_KIND, metadata={"metrics": metrics or {}})
+    commit_sharded(
+        store,
+        dist,
+        step_prefix(run, step, CHECKPOINT_KIND),
+        folder,
+        run=run,
+        step=step,
+        kind=CHECKPOINT_KIND,
+        metadata={"metrics": metrics or {}},
+    )
     if keep is not None and dist.is_main:
         for old in store.checkpoints(run, CHECKPOINT_KIND)[:-keep]:
             store.delete_prefix(step_prefix(run, old.step, CHECKPOINT_KIND))

@@ -22,7 +22,7 @@ from ovr.rollout.scoring import sample_and_score_sync
 
 def rl_step(run: RLRun, svc: Services | None, step: int, progress: bool = False) -> dict[str, float]:
     t0 = time.perf_counter()
-    rl, max_tokens = run.rl, run.rl.max_tokens_at(step)
+    max_tokens = run.rl.max_tokens_at(step)
 
     # 1-2. sample prompts, generate n responses each, score them (main rank), share with every rank
     got: Collected = run.dist.broadcast(sample_step(run, svc, max_tokens, progress) if svc is not None else None)
@@ -52,10 +52,16 @@ def rl_step(run: RLRun, svc: Services | None, step: int, progress: bool = False)
     tokens = sum(len(c.token_ids) for g in got.groups for c in g.completions)
     step_s = time.perf_counter() - t0
     return metrics | {
-        "step_seconds": step_s, "rollout_seconds": got.rollout_s, "reward_seconds": got.reward_s,
-        "train_seconds": t2 - t1, "sync_seconds": time.perf_counter() - t2,
-        "rollout_tokens_per_s": tokens / max(got.rollout_s, 1e-9), "tokens_per_s": tokens / max(step_s, 1e-9),
-        "weight_version": run.state.weight_version, "max_tokens": max_tokens, "epoch": run.state.cursor.epoch,
+        "step_seconds": step_s,
+        "rollout_seconds": got.rollout_s,
+        "reward_seconds": got.reward_s,
+        "train_seconds": t2 - t1,
+        "sync_seconds": time.perf_counter() - t2,
+        "rollout_tokens_per_s": tokens / max(got.rollout_s, 1e-9),
+        "tokens_per_s": tokens / max(step_s, 1e-9),
+        "weight_version": run.state.weight_version,
+        "max_tokens": max_tokens,
+        "epoch": run.state.cursor.epoch,
         "updated": float(bool(rows)),
     }
 
@@ -65,11 +71,24 @@ def sample_step(run: RLRun, svc: Services, max_tokens: int, progress: bool) -> C
     rl = run.rl
 
     def sample(batch):
-        return sample_and_score_sync(svc.rollout, svc.reward, batch, n=rl.samples_per_prompt, max_tokens=max_tokens,
-                                     cfg=run.cfg, progress=progress)
+        return sample_and_score_sync(
+            svc.rollout,
+            svc.reward,
+            batch,
+            n=rl.samples_per_prompt,
+            max_tokens=max_tokens,
+            cfg=run.cfg,
+            progress=progress,
+        )
 
-    return collect(sample, run.samples, run.state.cursor, want=rl.prompts_per_step, dynamic=rl.dynamic_sampling,
-                   max_rounds=rl.max_generation_rounds)
+    return collect(
+        sample,
+        run.samples,
+        run.state.cursor,
+        want=rl.prompts_per_step,
+        dynamic=rl.dynamic_sampling,
+        max_rounds=rl.max_generation_rounds,
+    )
 
 
 def train_on(run: RLRun, rows, max_tokens: int, step: int) -> dict[str, float]:
@@ -82,8 +101,17 @@ def train_on(run: RLRun, rows, max_tokens: int, step: int) -> dict[str, float]:
         costs[r.group] += len(r.prompt.input_ids) + len(r.response_ids)
     mine_groups = set(dist.shard_groups(costs))
     mine = [r for r in rows if r.group in mine_groups]
-    batcher = Batcher(mine, run.pad_id, run.image_token_id, run.device, run.dtype, filler=rows[0],
-                      budget=rl.max_tokens_per_micro, dummy_vision=rl.zero_stage == 3, dist=dist)
+    batcher = Batcher(
+        mine,
+        run.pad_id,
+        run.image_token_id,
+        run.device,
+        run.dtype,
+        filler=rows[0],
+        budget=rl.max_tokens_per_micro,
+        dummy_vision=rl.zero_stage == 3,
+        dist=dist,
+    )
     run.actor.eval()
     old_logp, _ = score_rows(batcher, actor=run.actor_engine.module, temperature=temperature)
     values = score_rows(batcher, critic=run.critic_engine.module)[1] if run.critic is not None else None
@@ -102,14 +130,24 @@ def train_on(run: RLRun, rows, max_tokens: int, step: int) -> dict[str, float]:
     seed = rl.seed * 100003 + step
     if informative:
         minis = mini_batches(groups, n_groups, rl.policy_updates, seed)
-        metrics |= actor_update(run.actor_engine, batcher, rl, old_logp=_padded(old_logp), adv=adv, mask=mask,
-                                ref_logp=_padded(ref_logp) if ref_logp is not None else None,
-                                temperature=temperature, norm_len=max_tokens, minis=minis)
+        metrics |= actor_update(
+            run.actor_engine,
+            batcher,
+            rl,
+            old_logp=_padded(old_logp),
+            adv=adv,
+            mask=mask,
+            ref_logp=_padded(ref_logp) if ref_logp is not None else None,
+            temperature=temperature,
+            norm_len=max_tokens,
+            minis=minis,
+        )
     if run.critic is not None and rl.critic_updates > 0:
         run.critic.train()
         minis = mini_batches(groups, n_groups, rl.critic_updates, seed + 1)
-        metrics |= critic_update(run.critic_engine, batcher, rl, old_values=_padded(values), returns=ret, mask=mask,
-                                 minis=minis)
+        metrics |= critic_update(
+            run.critic_engine, batcher, rl, old_values=_padded(values), returns=ret, mask=mask, minis=minis
+        )
     return metrics
 
 

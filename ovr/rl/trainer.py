@@ -46,8 +46,14 @@ class RLResult:
         return StageResult(export_prefix=self.export_prefix, global_step=self.global_step, metrics=metrics)
 
 
-def run_rl(cfg: RunConfig, *, samples: list[Sample] | None = None, resume: str = "auto", progress: bool = True,
-           stop_after: int | None = None) -> RLResult:
+def run_rl(
+    cfg: RunConfig,
+    *,
+    samples: list[Sample] | None = None,
+    resume: str = "auto",
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> RLResult:
     """Train ``cfg.model.path`` with RL; ``stop_after`` ends this invocation after that many steps
     (a simulated interruption for resume tests; the run itself still ends at ``rl.max_steps``).
     Each step is reported by :class:`ovr.progress.StageProgress` (a log line, or the local run's
@@ -57,13 +63,23 @@ def run_rl(cfg: RunConfig, *, samples: list[Sample] | None = None, resume: str =
     svc = connect(run)
     push_weights(run, svc)  # step 0 samples the policy being trained, not what the replicas loaded
     tracker = _tracker(run)
-    result = RLResult(export_dir=None, export_prefix=None, global_step=state.step, resumed_from=run.resumed_from,
-                      run_id=tracker.run_id if tracker else None)
+    result = RLResult(
+        export_dir=None,
+        export_prefix=None,
+        global_step=state.step,
+        resumed_from=run.resumed_from,
+        run_id=tracker.run_id if tracker else None,
+    )
     last = rl.max_steps if stop_after is None else min(rl.max_steps, state.step + stop_after)
     status = "FAILED"
     # every step: the local run's progress file, else a log line with rate and ETA (pods, the CLI)
-    reporter = StageProgress("rl", rl.max_steps, start=state.step, every_s=0.0,
-                             line=lambda ev: progress_line(ev.step - 1, ev.total, ev.metrics))
+    reporter = StageProgress(
+        "rl",
+        rl.max_steps,
+        start=state.step,
+        every_s=0.0,
+        line=lambda ev: progress_line(ev.step - 1, ev.total, ev.metrics),
+    )
     try:
         for step in range(state.step, last):
             metrics = rl_step(run, svc, step, progress)

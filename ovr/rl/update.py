@@ -95,8 +95,13 @@ def score_rows(batcher: Batcher, *, actor=None, critic=None, temperature: float 
     return (logps if actor is not None else []), (values if critic is not None else [])
 
 
-def advantages(rows: list[Experience], rl, values: list[torch.Tensor] | None, kl: list[torch.Tensor] | None,
-               dist: Dist | None = None):
+def advantages(
+    rows: list[Experience],
+    rl,
+    values: list[torch.Tensor] | None,
+    kl: list[torch.Tensor] | None,
+    dist: Dist | None = None,
+):
     """Advantages and returns per row (after the recipe's normalisation), plus the loss mask.
 
     ``kl``: per-token ``log pi_old - log ref`` of each row, folded into the token rewards scaled by
@@ -143,8 +148,19 @@ def _totals(dist: Dist, mask: torch.Tensor, mini: list[int]) -> tuple[float, flo
     return max(tokens, 1.0), max(seqs, 1.0)
 
 
-def actor_update(engine, batcher: Batcher, rl, *, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
-                 ref_logp: torch.Tensor | None, temperature: float, norm_len: int, minis: list[list[int]]) -> dict:
+def actor_update(
+    engine,
+    batcher: Batcher,
+    rl,
+    *,
+    old_logp: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    ref_logp: torch.Tensor | None,
+    temperature: float,
+    norm_len: int,
+    minis: list[list[int]],
+) -> dict:
     """One optimiser step per mini-batch of the PPO clip loss, plus the loss-side KL
     ``rl.kl_loss_coef * k3(pi || ref)`` when ``ref_logp`` is given and the coefficient > 0."""
     dist = batcher.dist
@@ -156,18 +172,28 @@ def actor_update(engine, batcher: Batcher, rl, *, old_logp: torch.Tensor, adv: t
         agg = dict(total_tokens=tokens, total_seqs=seqs, norm_len=norm_len)
         for k, idx in enumerate(passes):
             b = batcher(idx)
-            logp, ent = policy_logprobs(engine.module, b, temperature, with_entropy=True,
-                                        entropy_grad=rl.entropy_coef > 0)
+            logp, ent = policy_logprobs(
+                engine.module, b, temperature, with_entropy=True, entropy_grad=rl.entropy_coef > 0
+            )
             T = logp.shape[1]
             m = b.response_mask * _row_slice(mask, idx, T, logp.device) * float(bool(idx))
-            loss, met = A.ppo_policy_loss(logp, _row_slice(old_logp, idx, T, logp.device),
-                                          _row_slice(adv, idx, T, logp.device), m, clip_low=rl.clip_low,
-                                          clip_high=rl.clip_high, agg=rl.loss_agg, **agg)
+            loss, met = A.ppo_policy_loss(
+                logp,
+                _row_slice(old_logp, idx, T, logp.device),
+                _row_slice(adv, idx, T, logp.device),
+                m,
+                clip_low=rl.clip_low,
+                clip_high=rl.clip_high,
+                agg=rl.loss_agg,
+                **agg,
+            )
             entropy = A.aggregate(ent, m, rl.loss_agg, **agg)
             if rl.entropy_coef > 0:
                 loss = loss - rl.entropy_coef * entropy
             if ref_logp is not None and rl.kl_loss_coef > 0:
-                kl_term = A.aggregate(A.kl_penalty(logp, _row_slice(ref_logp, idx, T, logp.device)), m, rl.loss_agg, **agg)
+                kl_term = A.aggregate(
+                    A.kl_penalty(logp, _row_slice(ref_logp, idx, T, logp.device)), m, rl.loss_agg, **agg
+                )
                 loss = loss + rl.kl_loss_coef * kl_term
                 _add(stats, "kl_ref", float(kl_term.detach()))
             engine.backward(loss * dist.world, last=k == len(passes) - 1)
@@ -181,8 +207,16 @@ def actor_update(engine, batcher: Batcher, rl, *, old_logp: torch.Tensor, adv: t
     return out | {"actor_grad_norm": float(np.mean(norms)), "actor_lr": engine.lr}
 
 
-def critic_update(engine, batcher: Batcher, rl, *, old_values: torch.Tensor, returns: torch.Tensor,
-                  mask: torch.Tensor, minis: list[list[int]]) -> dict:
+def critic_update(
+    engine,
+    batcher: Batcher,
+    rl,
+    *,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    minis: list[list[int]],
+) -> dict:
     """One optimiser step per mini-batch of the clipped value loss."""
     dist = batcher.dist
     stats: dict[str, float] = {}
@@ -195,8 +229,15 @@ def critic_update(engine, batcher: Batcher, rl, *, old_values: torch.Tensor, ret
             v = critic_values(engine.module, b)
             T = v.shape[1]
             m = b.response_mask * _row_slice(mask, idx, T, v.device) * float(bool(idx))
-            loss, met = A.value_loss(v, _row_slice(old_values, idx, T, v.device), _row_slice(returns, idx, T, v.device),
-                                     m, clip=rl.value_clip, agg="token_mean", total_tokens=tokens)
+            loss, met = A.value_loss(
+                v,
+                _row_slice(old_values, idx, T, v.device),
+                _row_slice(returns, idx, T, v.device),
+                m,
+                clip=rl.value_clip,
+                agg="token_mean",
+                total_tokens=tokens,
+            )
             engine.backward(loss * dist.world, last=k == len(passes) - 1)
             _add(stats, "value_loss", float(loss.detach()))
             _add(stats, "value_clip_frac", float(met["value_clip_frac"]) * float(m.sum()) / tokens)

@@ -100,7 +100,9 @@ def parse_group(sample_id: str, body: dict, n: int, version: int) -> RolloutGrou
                 weight_version=version,
             )
         )
-    return RolloutGroup(sample_id=sample_id, prompt_token_ids=body.get("prompt_token_ids") or [], completions=completions)
+    return RolloutGroup(
+        sample_id=sample_id, prompt_token_ids=body.get("prompt_token_ids") or [], completions=completions
+    )
 
 
 class RolloutClient:
@@ -123,7 +125,9 @@ class RolloutClient:
     @property
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
-            limits = httpx.Limits(max_connections=self.cfg.max_concurrency, max_keepalive_connections=self.cfg.max_concurrency)
+            limits = httpx.Limits(
+                max_connections=self.cfg.max_concurrency, max_keepalive_connections=self.cfg.max_concurrency
+            )
             self._http = httpx.AsyncClient(timeout=self.cfg.request_timeout_s, limits=limits, headers=self.headers)
         return self._http
 
@@ -161,7 +165,9 @@ class RolloutClient:
         """A refused token fails the batch at once (no other replica would accept it), naming the env var."""
         if r.status_code in (401, 403):
             state = "is not set" if not self.headers else "holds a token the replica refuses"
-            raise RolloutError(f"{endpoint}{r.request.url.path} answered {r.status_code}: ${self.cfg.token_env} {state}")
+            raise RolloutError(
+                f"{endpoint}{r.request.url.path} answered {r.status_code}: ${self.cfg.token_env} {state}"
+            )
 
     async def _attempt(self, endpoint: str, sample: Sample, body: dict, n: int) -> RolloutGroup:
         before = await self.weight_version(endpoint)
@@ -223,8 +229,20 @@ class RolloutClient:
         sem = asyncio.Semaphore(self.cfg.max_concurrency)
         tasks = [
             asyncio.ensure_future(
-                self._one(s, chat_request(s, self.cfg.served_model_name, n, max_tokens, temperature, top_p,
-                                          None if seed is None else seed + i), n, sem)
+                self._one(
+                    s,
+                    chat_request(
+                        s,
+                        self.cfg.served_model_name,
+                        n,
+                        max_tokens,
+                        temperature,
+                        top_p,
+                        None if seed is None else seed + i,
+                    ),
+                    n,
+                    sem,
+                )
             )
             for i, s in enumerate(samples)
         ]
@@ -252,12 +270,16 @@ class RolloutClient:
                 raise RolloutError(f"{endpoint}/v1/models answered {r.status_code}: {r.text[:300]}")
             cards = [m for m in r.json().get("data", []) if m.get("id") == self.cfg.served_model_name]
             if not cards:
-                raise RolloutError(f"{endpoint} does not serve {self.cfg.served_model_name!r} (rollout.served_model_name)")
+                raise RolloutError(
+                    f"{endpoint} does not serve {self.cfg.served_model_name!r} (rollout.served_model_name)"
+                )
             served = cards[0].get("max_model_len")
             if served is not None and served <= tokens:
-                raise RolloutError(f"{endpoint} serves max_model_len={served}, too short for {tokens}-token responses "
-                                   "(raise the server's max model length: the chart's rollout.maxModelLen or "
-                                   "rollout.local_server.max_model_len)")
+                raise RolloutError(
+                    f"{endpoint} serves max_model_len={served}, too short for {tokens}-token responses "
+                    "(raise the server's max model length: the chart's rollout.maxModelLen or "
+                    "rollout.local_server.max_model_len)"
+                )
 
     def generate_sync(self, samples: list[Sample], n: int, max_tokens: int, **kw) -> list[RolloutGroup]:
         """:meth:`generate` from synchronous code (runs its own event loop and closes the client)."""

@@ -35,7 +35,9 @@ def _vision_token_ids(model) -> torch.Tensor:
 
 
 @torch.no_grad()
-def hf_logprobs(model, processor, sample: Sample, group: RolloutGroup, *, temperature: float = 1.0) -> list[list[float]]:
+def hf_logprobs(
+    model, processor, sample: Sample, group: RolloutGroup, *, temperature: float = 1.0
+) -> list[list[float]]:
     """Log-prob under ``model`` of every token of every completion in ``group`` (one list per completion).
 
     The prompt is rendered here exactly as the trainer renders it; if it differs from the ids the
@@ -52,7 +54,9 @@ def hf_logprobs(model, processor, sample: Sample, group: RolloutGroup, *, temper
             f"({len(group.prompt_token_ids)} tokens); chat templates or image processing disagree"
         )
     device = next(model.parameters()).device
-    extra = {k: v.to(device) for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    extra = {
+        k: v.to(device) for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")
+    }
     vision_ids = _vision_token_ids(model)
     out = []
     for completion in group.completions:
@@ -63,15 +67,17 @@ def hf_logprobs(model, processor, sample: Sample, group: RolloutGroup, *, temper
         # A sampled vision token is plain text to the sampler; hide it from HF's image-slot and
         # 3D-position logic (which read input_ids) while embedding the true ids.
         marker_ids = ids.clone()
-        tail = marker_ids[:, len(prompt_ids):]
+        tail = marker_ids[:, len(prompt_ids) :]
         tail[torch.isin(tail, vision_ids.to(device))] = processor.tokenizer.pad_token_id or 0
         if "mm_token_type_ids" in inputs:
             types = inputs["mm_token_type_ids"].to(device)
             extra["mm_token_type_ids"] = torch.cat([types, types.new_zeros(1, len(completion.token_ids))], dim=1)
         embeds = model.get_input_embeddings()(ids)
-        logits = model(input_ids=marker_ids, inputs_embeds=embeds, attention_mask=torch.ones_like(ids), **extra).logits[0]
+        logits = model(input_ids=marker_ids, inputs_embeds=embeds, attention_mask=torch.ones_like(ids), **extra).logits[
+            0
+        ]
         start = len(prompt_ids) - 1
-        targets = ids[0, len(prompt_ids):]
+        targets = ids[0, len(prompt_ids) :]
         logp = torch.log_softmax(logits[start : start + len(targets)].float() / temperature, dim=-1)
         out.append(logp.gather(-1, targets[:, None])[:, 0].tolist())
     return out

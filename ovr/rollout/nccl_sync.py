@@ -27,8 +27,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
@@ -49,7 +50,7 @@ def run_with_deadline(fn: Callable[[], Any], timeout_s: float, what: str) -> Any
     def target() -> None:
         try:
             box["result"] = fn()
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+        except BaseException as e:
             box["error"] = e
 
     thread = threading.Thread(target=target, name=f"ovr-{what}", daemon=True)
@@ -67,8 +68,10 @@ def rendezvous_address(configured: str | None, environ: dict[str, str] | None = 
     environ = os.environ if environ is None else environ
     address = configured or environ.get("OVR_POD_IP")
     if not address:
-        raise WeightSyncError("NCCL weight sync needs the trainer's address: set rollout.nccl_master_address, "
-                              "or OVR_POD_IP from the downward API (status.podIP), as the pipeline's RL pods do")
+        raise WeightSyncError(
+            "NCCL weight sync needs the trainer's address: set rollout.nccl_master_address, "
+            "or OVR_POD_IP from the downward API (status.podIP), as the pipeline's RL pods do"
+        )
     return address
 
 
@@ -79,8 +82,13 @@ class ReplicaFanoutClient:
     trainer and the replicas before it. HTTP calls time out at the push's deadline.
     """
 
-    def __init__(self, endpoints: list[str], ranks_per_replica: int, deadline: Callable[[], float],
-                 token_env: str = DEFAULT_TOKEN_ENV):
+    def __init__(
+        self,
+        endpoints: list[str],
+        ranks_per_replica: int,
+        deadline: Callable[[], float],
+        token_env: str = DEFAULT_TOKEN_ENV,
+    ):
         self.endpoints = endpoints
         self.ranks_per_replica = ranks_per_replica
         self.deadline = deadline  # seconds left
@@ -98,10 +106,13 @@ class ReplicaFanoutClient:
 
         def post(i: int, endpoint: str) -> None:
             payload = {**init_info, "rank_offset": 1 + i * self.ranks_per_replica}
-            r = httpx.post(endpoint + "/init_weight_transfer_engine", json={"init_info": payload}, timeout=timeout,
-                           headers=headers)
+            r = httpx.post(
+                endpoint + "/init_weight_transfer_engine", json={"init_info": payload}, timeout=timeout, headers=headers
+            )
             if r.status_code != 200:
-                raise WeightSyncError(f"{endpoint}/init_weight_transfer_engine answered {r.status_code}: {r.text[:300]}")
+                raise WeightSyncError(
+                    f"{endpoint}/init_weight_transfer_engine answered {r.status_code}: {r.text[:300]}"
+                )
 
         with ThreadPoolExecutor(max_workers=len(self.endpoints)) as pool:
             futures = [pool.submit(post, i, e) for i, e in enumerate(self.endpoints)]
@@ -112,8 +123,13 @@ class ReplicaFanoutClient:
         post_all(self.endpoints, "/start_weight_update", timeout=self._timeout(), token_env=self.token_env)
 
     def update_weights(self, update_info: Any) -> None:
-        post_all(self.endpoints, "/update_weights", json={"update_info": update_info}, timeout=self._timeout(),
-                 token_env=self.token_env)
+        post_all(
+            self.endpoints,
+            "/update_weights",
+            json={"update_info": update_info},
+            timeout=self._timeout(),
+            token_env=self.token_env,
+        )
 
     def finish_weight_update(self, weight_version: str | None = None) -> None:
         body = {"weight_version": weight_version} if weight_version is not None else None
@@ -126,8 +142,9 @@ def vllm_nccl_engine(init_info: dict, client: ReplicaFanoutClient, model) -> Any
     from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo, NCCLTrainerWeightTransferEngine
 
     return NCCLTrainerWeightTransferEngine.trainer_init(
-        NCCLTrainerInitInfo(**init_info, rank=0), client=client,
-        source=model.weight_source() if hasattr(model, "weight_source") else ModuleSource(model)
+        NCCLTrainerInitInfo(**init_info, rank=0),
+        client=client,
+        source=model.weight_source() if hasattr(model, "weight_source") else ModuleSource(model),
     )
 
 
@@ -157,8 +174,9 @@ class NcclWeightSync(WeightSync):
         self._deadline = 0.0
 
     def _client(self) -> ReplicaFanoutClient:
-        return ReplicaFanoutClient(self.endpoints, self.ranks_per_replica, lambda: self._deadline - time.monotonic(),
-                                   self.token_env)
+        return ReplicaFanoutClient(
+            self.endpoints, self.ranks_per_replica, lambda: self._deadline - time.monotonic(), self.token_env
+        )
 
     def push_weights(self, model) -> int:
         if self.failed:
@@ -170,10 +188,12 @@ class NcclWeightSync(WeightSync):
             if self.engine is None:
                 self.engine = run_with_deadline(
                     lambda: self.engine_factory(dict(self.init_info), self._client(), model),
-                    self.timeout_s, "NCCL rendezvous",
+                    self.timeout_s,
+                    "NCCL rendezvous",
                 )
-            run_with_deadline(self.engine.send_weights, max(0.0, self._deadline - time.monotonic()),
-                              f"NCCL push of v{version}")
+            run_with_deadline(
+                self.engine.send_weights, max(0.0, self._deadline - time.monotonic()), f"NCCL push of v{version}"
+            )
         except BaseException as e:
             self.failed = repr(e)
             raise

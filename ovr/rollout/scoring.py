@@ -34,8 +34,9 @@ class Scored:
         return [(g, i, c, r) for (g, i, c), r in zip(flat, self.results, strict=True)]
 
 
-def build_score_items(groups: list[RolloutGroup], samples: dict[str, Sample], cfg: RunConfig,
-                      max_tokens: int) -> list[ScoreItem]:
+def build_score_items(
+    groups: list[RolloutGroup], samples: dict[str, Sample], cfg: RunConfig, max_tokens: int
+) -> list[ScoreItem]:
     """One reward request item per response, in group order, carrying the recipe's reward options."""
     options = options_from_config(cfg.reward, cfg.eval.reflection_words)
     items = []
@@ -44,9 +45,17 @@ def build_score_items(groups: list[RolloutGroup], samples: dict[str, Sample], cf
             raise RuntimeError(f"rollout returned an unknown sample id {g.sample_id}")
         s = samples[g.sample_id]
         items += [
-            ScoreItem(response=c.text, reference=s.answer, answer_type=s.answer_type, reward=cfg.reward.name,
-                      truncated=c.truncated, choices=s.choices, response_tokens=len(c.token_ids),
-                      max_tokens=max_tokens, options=options)
+            ScoreItem(
+                response=c.text,
+                reference=s.answer,
+                answer_type=s.answer_type,
+                reward=cfg.reward.name,
+                truncated=c.truncated,
+                choices=s.choices,
+                response_tokens=len(c.token_ids),
+                max_tokens=max_tokens,
+                options=options,
+            )
             for c in g.completions
         ]
     return items
@@ -66,8 +75,9 @@ async def sample_and_score(
 ) -> Scored:
     """``n`` responses per sample (the rollout's sampling settings unless given) and their scores."""
     t0 = time.perf_counter()
-    groups = await rollout.generate(samples, n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                                    progress=progress)
+    groups = await rollout.generate(
+        samples, n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, progress=progress
+    )
     if len(groups) != len(samples):
         raise RuntimeError(f"rollout returned {len(groups)} groups for {len(samples)} samples")
     t1 = time.perf_counter()

@@ -26,6 +26,7 @@ fails rather than hangs. Every call carries the replicas' bearer token from the 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from abc import ABC, abstractmethod
@@ -48,8 +49,15 @@ class WeightSyncTimeout(WeightSyncError, TimeoutError):
     """A weight push did not finish before its deadline."""
 
 
-def post_all(endpoints: list[str], path: str, *, json: Any = None, params: dict | None = None, timeout: float,
-             token_env: str = DEFAULT_TOKEN_ENV) -> list[Any]:
+def post_all(
+    endpoints: list[str],
+    path: str,
+    *,
+    json: Any = None,
+    params: dict | None = None,
+    timeout: float,
+    token_env: str = DEFAULT_TOKEN_ENV,
+) -> list[Any]:
     """POST to every replica at once; the parsed answers in endpoint order, or one error naming all failures."""
     headers = auth_headers(token_env)
 
@@ -91,12 +99,20 @@ def server_versions(endpoints: list[str], timeout: float = 10.0, token_env: str 
 def worker_reports(endpoints: list[str], timeout: float, token_env: str = DEFAULT_TOKEN_ENV) -> list[list[dict]]:
     """Per replica, one ``{version, fingerprint}`` per tensor-parallel worker (``ovr_weight_version``)."""
     body = {"method": "ovr_weight_version", "timeout": timeout}
-    return [answer["results"] for answer in post_all(endpoints, "/collective_rpc", json=body, timeout=timeout,
-                                                    token_env=token_env)]
+    return [
+        answer["results"]
+        for answer in post_all(endpoints, "/collective_rpc", json=body, timeout=timeout, token_env=token_env)
+    ]
 
 
-def check_replicas(endpoints: list[str], served: list[int], reports: list[list[dict]], version: int,
-                   ranks_per_replica: int, worker_versions: bool = True) -> None:
+def check_replicas(
+    endpoints: list[str],
+    served: list[int],
+    reports: list[list[dict]],
+    version: int,
+    ranks_per_replica: int,
+    worker_versions: bool = True,
+) -> None:
     """Every replica serves ``version`` with ``ranks_per_replica`` workers, and each TP rank's
     fingerprint is the same on every replica; otherwise a WeightSyncError naming the replicas at fault."""
     problems = [f"{e} serves v{v}" for e, v in zip(endpoints, served) if v != version]
@@ -111,8 +127,10 @@ def check_replicas(endpoints: list[str], served: list[int], reports: list[list[d
         common, count = Counter(prints).most_common(1)[0]
         odd = [e for e, f in zip(endpoints, prints) if f != common]
         if odd:
-            problems.append(f"TP rank {rank}: {', '.join(odd)} hold fingerprint(s) "
-                            f"{sorted({f for f in prints if f != common})}, {count} other(s) hold {common}")
+            problems.append(
+                f"TP rank {rank}: {', '.join(odd)} hold fingerprint(s) "
+                f"{sorted({f for f in prints if f != common})}, {count} other(s) hold {common}"
+            )
     if problems:
         raise WeightSyncError(f"replicas disagree after pushing v{version}: " + "; ".join(problems))
 
@@ -121,17 +139,16 @@ def resume_quietly(endpoints: list[str], token_env: str = DEFAULT_TOKEN_ENV) -> 
     """Best-effort ``/resume`` after a failed push (errors here would hide the first one)."""
     headers = auth_headers(token_env)
     for endpoint in endpoints:
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             httpx.post(endpoint.rstrip("/") + "/resume", timeout=10, headers=headers)
-        except httpx.HTTPError:
-            pass
 
 
 class WeightSync(ABC):
     """Publishes new policy weights to the rollout replicas and tracks the version they serve."""
 
-    def __init__(self, endpoints: list[str], timeout_s: float, ranks_per_replica: int = 1,
-                 token_env: str = DEFAULT_TOKEN_ENV):
+    def __init__(
+        self, endpoints: list[str], timeout_s: float, ranks_per_replica: int = 1, token_env: str = DEFAULT_TOKEN_ENV
+    ):
         if not endpoints:
             raise ValueError("weight sync needs at least one replica endpoint")
         self.endpoints = [e.rstrip("/") for e in endpoints]
@@ -147,8 +164,13 @@ class WeightSync(ABC):
 
     def set_version(self, version: int) -> None:
         """Tag every replica's outputs with ``version`` (vLLM's ``/update_weight_version``)."""
-        post_all(self.endpoints, "/update_weight_version", json={"new_version": str(version)}, timeout=self.timeout_s,
-                 token_env=self.token_env)
+        post_all(
+            self.endpoints,
+            "/update_weight_version",
+            json={"new_version": str(version)},
+            timeout=self.timeout_s,
+            token_env=self.token_env,
+        )
 
     def verify(self, version: int, worker_versions: bool = True) -> list[list[dict]]:
         """Every replica's version and every TP rank's fingerprint after a push (module doc)."""
@@ -158,15 +180,23 @@ class WeightSync(ABC):
         check_replicas(self.endpoints, served, reports, version, self.ranks_per_replica, worker_versions)
         return reports
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release transport resources (nothing to release for folder reloads)."""
 
 
 class FolderWeightSync(WeightSync):
     """Weights through a shared folder and an in-place reload on every replica."""
 
-    def __init__(self, endpoints: list[str], folder: str | Path, timeout_s: float = 300.0, keep: int = 2,
-                 max_shard_size: str = "2GB", ranks_per_replica: int = 1, token_env: str = DEFAULT_TOKEN_ENV):
+    def __init__(
+        self,
+        endpoints: list[str],
+        folder: str | Path,
+        timeout_s: float = 300.0,
+        keep: int = 2,
+        max_shard_size: str = "2GB",
+        ranks_per_replica: int = 1,
+        token_env: str = DEFAULT_TOKEN_ENV,
+    ):
         super().__init__(endpoints, timeout_s, ranks_per_replica, token_env)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -193,12 +223,18 @@ class FolderWeightSync(WeightSync):
         remaining = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
         try:
             post_all(self.endpoints, "/pause", params={"mode": "wait"}, timeout=remaining(), token_env=self.token_env)
-            body = {"method": "ovr_reload_weights", "kwargs": {"weights_path": str(path.resolve()), "version": str(version)},
-                    "timeout": remaining()}
-            answers = post_all(self.endpoints, "/collective_rpc", json=body, timeout=remaining(), token_env=self.token_env)
+            body = {
+                "method": "ovr_reload_weights",
+                "kwargs": {"weights_path": str(path.resolve()), "version": str(version)},
+                "timeout": remaining(),
+            }
+            answers = post_all(
+                self.endpoints, "/collective_rpc", json=body, timeout=remaining(), token_env=self.token_env
+            )
             per_replica = [answer["results"] for answer in answers]
-            check_replicas(self.endpoints, [version] * len(self.endpoints), per_replica, version,
-                           self.ranks_per_replica)
+            check_replicas(
+                self.endpoints, [version] * len(self.endpoints), per_replica, version, self.ranks_per_replica
+            )
             reports = [r for workers in per_replica for r in workers]
             self.set_version(version)
         except BaseException:
@@ -249,8 +285,14 @@ class FolderWeightSync(WeightSync):
 def make_weight_sync(cfg: RolloutConfig, endpoints: list[str], folder: str | Path) -> WeightSync:
     """The transport the recipe asks for (``rollout.weight_sync``)."""
     if cfg.weight_sync == "folder":
-        return FolderWeightSync(endpoints, folder, timeout_s=cfg.sync_timeout_s, keep=cfg.keep_weight_versions,
-                                ranks_per_replica=cfg.tensor_parallel_size, token_env=cfg.token_env)
+        return FolderWeightSync(
+            endpoints,
+            folder,
+            timeout_s=cfg.sync_timeout_s,
+            keep=cfg.keep_weight_versions,
+            ranks_per_replica=cfg.tensor_parallel_size,
+            token_env=cfg.token_env,
+        )
     from ovr.rollout.nccl_sync import NcclWeightSync
 
     return NcclWeightSync(

@@ -17,7 +17,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
 from transformers import Trainer, TrainerCallback
 
 from ovr.models.lm_head import capture_head_input
@@ -57,7 +56,9 @@ class PackedTrainer(Trainer):
         inputs["use_cache"] = False
         # the forward goes through the wrapper (DeepSpeed/DDP hooks run); the loss reads outputs["head_input"]
         with capture_head_input(self.model, wrapper=model):
-            return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
 
 
 class MetricsCallback(TrainerCallback):
@@ -110,8 +111,9 @@ class StageProgressCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kw):
         from ovr.progress import StageProgress
 
-        self.progress = StageProgress("sft", state.max_steps, start=state.global_step, echo=self.echo,
-                                      every_s=self.every_s)
+        self.progress = StageProgress(
+            "sft", state.max_steps, start=state.global_step, echo=self.echo, every_s=self.every_s
+        )
 
     def on_log(self, args, state, control, logs=None, **kw):
         if logs and "loss" in logs:
@@ -147,7 +149,14 @@ class StoreCheckpointCallback(TrainerCallback):
         if state.is_world_process_zero:
             (folder / OVR_STATE).write_text(json.dumps({**self.metadata, "global_step": state.global_step}))
         self.dist.barrier()  # every rank's files are on disk
-        commit_sharded(self.store, self.dist, step_prefix(self.run, state.global_step, Kind.SFT), folder,
-                       run=self.run, step=state.global_step, kind=Kind.SFT,
-                       metadata={**self.metadata, "epoch": state.epoch})
+        commit_sharded(
+            self.store,
+            self.dist,
+            step_prefix(self.run, state.global_step, Kind.SFT),
+            folder,
+            run=self.run,
+            step=state.global_step,
+            kind=Kind.SFT,
+            metadata={**self.metadata, "epoch": state.epoch},
+        )
         self.committed.append(state.global_step)

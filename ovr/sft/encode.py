@@ -16,8 +16,8 @@ what lets packed segments be told apart (see :mod:`ovr.sft.packing`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -117,8 +117,9 @@ def training_args(cfg: RunConfig, output_dir: Path, progress: bool, world: int):
     )
 
 
-def resume_checkpoint(store, cfg: RunConfig, resume: str, fingerprint: str, output_dir: Path,
-                      dist) -> tuple[str | None, int | None]:
+def resume_checkpoint(
+    store, cfg: RunConfig, resume: str, fingerprint: str, output_dir: Path, dist
+) -> tuple[str | None, int | None]:
     """The newest complete store checkpoint as ``output_dir/checkpoint-<step>``: each rank fetches its
     own partitions, the first rank of the folder's node the shared files (call on every rank)."""
     import os
@@ -137,8 +138,10 @@ def resume_checkpoint(store, cfg: RunConfig, resume: str, fingerprint: str, outp
             f"({latest.metadata.get('data_fingerprint')} != {fingerprint}); use --resume never or a new run name"
         )
     if ranks_in(latest) not in (None, dist.world):
-        raise ValueError(f"checkpoint step {latest.step} of run {cfg.name!r} was written by {ranks_in(latest)} ranks; "
-                         f"resume it with that many (this run has {dist.world})")
+        raise ValueError(
+            f"checkpoint step {latest.step} of run {cfg.name!r} was written by {ranks_in(latest)} ranks; "
+            f"resume it with that many (this run has {dist.world})"
+        )
     folder = output_dir / f"checkpoint-{latest.step}"
     first_of_node = int(os.environ.get("LOCAL_RANK", "0")) == 0
     if first_of_node and folder.exists():
@@ -240,9 +243,14 @@ def prepare(cfg: RunConfig, samples: list[Sample] | None, progress: bool) -> SFT
         raise ValueError(f"all {len(samples)} samples are longer than sft.max_seq_len={sft.max_seq_len}")
     lengths = [len(e) for e in encoded]
     rows = pack_rows(lengths, sft.max_seq_len) if sft.packing else single_rows(len(encoded))
-    log = {"samples": len(encoded), "dropped_samples": dropped, "rows": len(rows),
-           "pack_efficiency": padding_efficiency(lengths, rows, sft.max_seq_len),
-           "trainable_params": counts["trainable"], "frozen_params": counts["frozen"]}
+    log = {
+        "samples": len(encoded),
+        "dropped_samples": dropped,
+        "rows": len(rows),
+        "pack_efficiency": padding_efficiency(lengths, rows, sft.max_seq_len),
+        "trainable_params": counts["trainable"],
+        "frozen_params": counts["frozen"],
+    }
     return SFTJob(store, args, processor, model, encoded, rows, data_fingerprint(samples, sft), log, work)
 
 
@@ -258,8 +266,13 @@ def export(cfg: RunConfig, job: SFTJob, trainer, final: dict) -> str:
         if cfg.sft.zero_stage == 3:
             resave_canonical(job.export_dir)
         job.processor.save_pretrained(str(job.export_dir))
-        job.store.commit_checkpoint(cfg.name, step, job.export_dir, kind=Kind.SFT_EXPORT,
-                                    metadata={"data_fingerprint": job.fingerprint, "metrics": {**final, "global_step": step}})
+        job.store.commit_checkpoint(
+            cfg.name,
+            step,
+            job.export_dir,
+            kind=Kind.SFT_EXPORT,
+            metadata={"data_fingerprint": job.fingerprint, "metrics": {**final, "global_step": step}},
+        )
     return export_prefix(cfg.name, "sft", step)
 
 
@@ -280,9 +293,13 @@ def run_sft(
 
     # 1. model, data rows, trainer, resume point
     job = prepare(cfg, samples, progress)
-    trainer = PackedTrainer(model=job.model, args=job.args, train_dataset=RowDataset(job.rows),
-                            data_collator=PackedCollator(job.encoded, job.rows, job.processor.tokenizer.pad_token_id),
-                            compute_loss_func=step_loss)
+    trainer = PackedTrainer(
+        model=job.model,
+        args=job.args,
+        train_dataset=RowDataset(job.rows),
+        data_collator=PackedCollator(job.encoded, job.rows, job.processor.tokenizer.pad_token_id),
+        compute_loss_func=step_loss,
+    )
     rank0 = trainer.is_world_process_zero()
     dist = Dist.from_env()  # the launcher's group is up (the Trainer set it up); adds the CPU group
     ckpt, resumed_from = resume_checkpoint(job.store, cfg, resume, job.fingerprint, job.ckpt_dir, dist)
@@ -290,15 +307,18 @@ def run_sft(
     # 2. train (the Trainer resumes optimizer, schedule, RNG and data position from `ckpt`)
     with Tracker.open(cfg, "sft") if rank0 else Tracker(cfg, "sft", None, None) as tracker:
         metrics = MetricsCallback(trainer, tracker)
-        saver = StoreCheckpointCallback(job.store, cfg.name, {"data_fingerprint": job.fingerprint, "rows": len(job.rows)},
-                                        dist)
+        saver = StoreCheckpointCallback(
+            job.store, cfg.name, {"data_fingerprint": job.fingerprint, "rows": len(job.rows)}, dist
+        )
         for cb in [metrics, saver, StageProgressCallback(echo=not progress), *(callbacks or [])]:
             trainer.add_callback(cb)
         tracker.log_metrics(job.log, step=resumed_from or 0)
         if job.args.deepspeed:
             import json
 
-            tracker.log_text(json.dumps(job.args.hf_deepspeed_config.config, indent=1, default=str), "sft/deepspeed.json")
+            tracker.log_text(
+                json.dumps(job.args.hf_deepspeed_config.config, indent=1, default=str), "sft/deepspeed.json"
+            )
         trainer.train(resume_from_checkpoint=ckpt)
 
         # 3. export: weights + processor, committed to the store
@@ -306,9 +326,15 @@ def run_sft(
         prefix = export(cfg, job, trainer, final)
         tracker.log_metrics({"final_step": trainer.state.global_step}, step=trainer.state.global_step)
     return SFTResult(
-        export_dir=job.export_dir, export_prefix=prefix, global_step=trainer.state.global_step, losses=metrics.losses,
-        resumed_from=resumed_from, rows_per_step=trainer.row_log, real_tokens=trainer.real_tokens,
+        export_dir=job.export_dir,
+        export_prefix=prefix,
+        global_step=trainer.state.global_step,
+        losses=metrics.losses,
+        resumed_from=resumed_from,
+        rows_per_step=trainer.row_log,
+        real_tokens=trainer.real_tokens,
         train_seconds=metrics.train_seconds,
         padding_efficiency=trainer.real_tokens / trainer.padded_tokens if trainer.padded_tokens else 0.0,
-        dropped_samples=job.log["dropped_samples"], checkpoints=saver.committed,
+        dropped_samples=job.log["dropped_samples"],
+        checkpoints=saver.committed,
     )

@@ -59,9 +59,7 @@ def patch_torchvision() -> str:
 def remove_cuda_only_extras() -> list[str]:
     present = [n for n in ("torchaudio", "torchcodec") if importlib.util.find_spec(n) is not None]
     if present:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "uninstall", "-y", "-q", *present], check=True
-        )
+        subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", "-q", *present], check=True)
     return present
 
 

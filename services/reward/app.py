@@ -54,8 +54,11 @@ def create_app(settings: RewardSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.startup_error = None
     app.state.pool = VerifierPool(
-        settings.workers, settings.time_limit_s, chunk_size=settings.chunk_size,
-        memory_limit_mb=settings.memory_limit_mb, start_method=settings.start_method,
+        settings.workers,
+        settings.time_limit_s,
+        chunk_size=settings.chunk_size,
+        memory_limit_mb=settings.memory_limit_mb,
+        start_method=settings.start_method,
         spares=settings.spare_workers,
     )
     app.state.metrics = ServiceMetrics(app)

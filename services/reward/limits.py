@@ -10,8 +10,13 @@ from fastapi import HTTPException, Request, status
 
 async def _send_json(send, code: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": code,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": code,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -60,6 +65,7 @@ async def require_token(request: Request) -> None:
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "missing or invalid bearer token",
+            status.HTTP_401_UNAUTHORIZED,
+            "missing or invalid bearer token",
             headers={"WWW-Authenticate": "Bearer"},
         )

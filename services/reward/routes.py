@@ -41,7 +41,9 @@ def _check_limits(req: ScoreRequest, request: Request) -> None:
 
 
 @router.post(
-    "/v1/score", response_model=ScoreResponse, dependencies=[Depends(require_token)],
+    "/v1/score",
+    response_model=ScoreResponse,
+    dependencies=[Depends(require_token)],
     summary="Score a batch of responses (one result per item, same order)",
     responses={401: {}, 413: {}, 422: {}, 429: {}, 503: {}},
 )
@@ -77,7 +79,8 @@ async def readyz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ready", "workers": pool.alive_workers()})
     return JSONResponse(
         {"status": "starting", "error": request.app.state.startup_error},
-        status_code=503, headers={"Retry-After": str(request.app.state.settings.retry_after_s)},
+        status_code=503,
+        headers={"Retry-After": str(request.app.state.settings.retry_after_s)},
     )
 
 

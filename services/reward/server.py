@@ -31,16 +31,33 @@ def settings_env(**overrides) -> dict[str, str]:
     env = {}
     for key, value in overrides.items():
         if value is not None:
-            env[f"OVR_REWARD_{key.upper()}"] = str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
+            env[f"OVR_REWARD_{key.upper()}"] = str(
+                value.get_secret_value() if hasattr(value, "get_secret_value") else value
+            )
     return env
 
 
 def local_server(*, python: str | None = None, startup_timeout_s: float = 120.0, **settings_overrides) -> ManagedServer:
     """A not-yet-started :class:`ManagedServer` running uvicorn with the app factory on a free
     127.0.0.1 port; healthy when ``/readyz`` answers 200 (the worker pool is warm)."""
-    cmd = [python or sys.executable, "-m", "uvicorn", APP, "--factory",
-           "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"]
+    cmd = [
+        python or sys.executable,
+        "-m",
+        "uvicorn",
+        APP,
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--log-level",
+        "warning",
+    ]
     return ManagedServer(
-        cmd, health_path="/readyz", env=settings_env(**settings_overrides), cwd=REPO_ROOT,
-        startup_timeout_s=startup_timeout_s, name="reward",
+        cmd,
+        health_path="/readyz",
+        env=settings_env(**settings_overrides),
+        cwd=REPO_ROOT,
+        startup_timeout_s=startup_timeout_s,
+        name="reward",
     )

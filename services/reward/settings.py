@@ -24,17 +24,13 @@ class RewardSettings(BaseSettings):
     memory_limit_mb: int | None = Field(
         2048, ge=256, description="Address-space limit of each worker (None = unlimited)."
     )
-    spare_workers: int = Field(
-        1, ge=0, description="Warm stand-by workers that replace a killed one at once."
-    )
+    spare_workers: int = Field(1, ge=0, description="Warm stand-by workers that replace a killed one at once.")
     start_method: Literal["forkserver", "spawn", "fork"] = Field(
         "forkserver", description="How worker processes are started."
     )
     max_batch_items: int = Field(4096, ge=1, description="Most items in one request (more -> 413).")
     max_body_bytes: int = Field(64 * 2**20, ge=1024, description="Largest request body (more -> 413).")
-    max_item_chars: int = Field(
-        2_000_000, ge=1, description="Longest response/reference in characters (more -> 422)."
-    )
+    max_item_chars: int = Field(2_000_000, ge=1, description="Longest response/reference in characters (more -> 422).")
     max_pending_items: int = Field(
         16384, ge=1, description="Bound of the queue of items waiting for a worker (full -> 429)."
     )
@@ -44,7 +40,7 @@ class RewardSettings(BaseSettings):
     log_level: str = Field("info", description="Uvicorn/app log level.")
 
     @model_validator(mode="after")
-    def _read_token_file(self) -> "RewardSettings":
+    def _read_token_file(self) -> RewardSettings:
         if self.token_file is not None:
             if not self.token_file.is_file():
                 raise ValueError(f"token_file {self.token_file} does not exist")

@@ -79,7 +79,8 @@ class BearerTokenMiddleware:
             await send({"type": "websocket.close", "code": _WS_POLICY_VIOLATION})
             return
         response = JSONResponse(
-            {"error": "missing or invalid bearer token"}, status_code=401,
+            {"error": "missing or invalid bearer token"},
+            status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
         )
         await response(scope, receive, send)

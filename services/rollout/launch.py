@@ -72,15 +72,24 @@ def vllm_args(
 ) -> list[str]:
     """Arguments of ``python -m vllm.entrypoints.openai.api_server`` (extra args come last and win)."""
     args = [
-        "--model", str(model),
-        "--host", host,
-        "--port", str(port),
-        "--served-model-name", served_model_name,
-        "--max-model-len", str(max_model_len),
-        "--dtype", dtype,
-        "--worker-extension-cls", EXTENSION,
-        "--generation-config", "vllm",
-        "--logprobs-mode", "processed_logprobs",
+        "--model",
+        str(model),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--served-model-name",
+        served_model_name,
+        "--max-model-len",
+        str(max_model_len),
+        "--dtype",
+        dtype,
+        "--worker-extension-cls",
+        EXTENSION,
+        "--generation-config",
+        "vllm",
+        "--logprobs-mode",
+        "processed_logprobs",
         "--disable-uvicorn-access-log",
     ]
     if require_token:  # the token itself travels in the environment (OVR_ROLLOUT_TOKEN), never in argv
@@ -89,8 +98,10 @@ def vllm_args(
         args += ["--enforce-eager"]
     else:
         args += [
-            "--tensor-parallel-size", str(tensor_parallel_size),
-            "--gpu-memory-utilization", str(gpu_memory_utilization),
+            "--tensor-parallel-size",
+            str(tensor_parallel_size),
+            "--gpu-memory-utilization",
+            str(gpu_memory_utilization),
         ]
         if nccl_weight_transfer:
             args += ["--weight-transfer-config", json.dumps({"backend": "nccl"})]
@@ -121,12 +132,12 @@ def rollout_python(python: str | Path | None = None) -> Path:
 
 def local_server(
     model_dir: str | Path,
-    cfg: "RolloutConfig",
+    cfg: RolloutConfig,
     *,
     python: str | Path | None = None,
     port: int | None = None,
     weights_dir: str | Path | None = None,
-) -> "ManagedServer":
+) -> ManagedServer:
     """A CPU replica on 127.0.0.1 for tests, benchmarks and the local pipeline (not yet started),
     with ``cfg.local_server``'s settings (cluster replicas get theirs from the chart's values).
 
@@ -183,8 +194,10 @@ def serve(model: Path, host: str, port: int, extra_args: list[str]) -> None:
         require_token=bool(os.environ.get(SERVER_TOKEN_ENV, "").strip()),
         extra_args=extra_args,
     )
-    env = {**os.environ, **vllm_env(device, int(os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")),
-                                    os.environ.get("OVR_WEIGHTS_DIR"))}
+    env = {
+        **os.environ,
+        **vllm_env(device, int(os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")), os.environ.get("OVR_WEIGHTS_DIR")),
+    }
     cmd = [str(interpreter), "-m", "vllm.entrypoints.openai.api_server", *args]
     if "--middleware" not in args:
         print(f"warning: {SERVER_TOKEN_ENV} is not set: every route, /collective_rpc included, is open", flush=True)

@@ -9,8 +9,13 @@ from bench.demo_seeds import SeedRun, markdown
 
 def test_tables_and_range_from_two_seeds():
     runs = [
-        SeedRun(0, 450.0, (0.2, 0.6), {"sft": {"img": 0.2}, "rl": {"img": 0.6}},
-                {"SFT data/text": {"reflection": 0.25}, "RL model/image": {"reflection": 0.0}}),
+        SeedRun(
+            0,
+            450.0,
+            (0.2, 0.6),
+            {"sft": {"img": 0.2}, "rl": {"img": 0.6}},
+            {"SFT data/text": {"reflection": 0.25}, "RL model/image": {"reflection": 0.0}},
+        ),
         SeedRun(1, 510.0, (0.1, 0.4), {"sft": {"img": 0.0}, "rl": {"img": 0.5}}, {}),
     ]
     text = markdown(runs)

@@ -27,7 +27,9 @@ def test_entry_runs_every_stage_on_cpu_at_toy_size(tmp_path, capsys):
     assert code == 0 and out.read_text() in printed
     rows = [line.split(" | ") for line in printed.splitlines() if line.startswith("| RL") or line.startswith("| SFT")]
     assert [(r[0], r[1]) for r in rows] == [("| RL actor", "new")] * 2 + [("| RL critic", "new")] * 2 + [
-        ("| SFT", "new"), ("| RL actor", "old")]
+        ("| SFT", "new"),
+        ("| RL actor", "old"),
+    ]
     for r in rows:
         assert float(r[3]) >= 0 and r[4] == "n/a"  # traced GB; nothing measured off CUDA
         assert float(r[6]) > 0 and float(r[7].rstrip(" |")) > 0  # seconds per step, tokens/s

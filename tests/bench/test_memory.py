@@ -15,8 +15,21 @@ ROW = re.compile(r"^\| (RL actor|RL critic|SFT) \| ([\d +]+) \| ([\d.]+) \| ([\d
 
 def test_small_trace_table_structure_and_new_below_old(tmp_path, capsys):
     out = tmp_path / "memory.md"
-    code = main(["--rl-tokens", "2048", "--sft-tokens", "8192", "--prompt-tokens", "64",
-                 "--layers", "1", "2", "--out", str(out)])
+    code = main(
+        [
+            "--rl-tokens",
+            "2048",
+            "--sft-tokens",
+            "8192",
+            "--prompt-tokens",
+            "64",
+            "--layers",
+            "1",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert out.read_text() == printed
     lines = printed.splitlines()

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from pods import Namespace, Pod, start_pod
 
 _PLACEHOLDER = re.compile(r"\{\{\$(\.[^}]*)?\}\}")
@@ -55,7 +54,9 @@ class Driver:
         docs = [d for d in yaml.safe_load_all(self.pipeline_file.read_text()) if d]
         self.spec = next(d for d in docs if "pipelineInfo" in d)
         platform = next((d for d in docs if "platforms" in d), {})
-        self.platform = platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+        self.platform = (
+            platform.get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {}).get("executors", {})
+        )
 
     async def run(self, arguments: dict[str, Any]) -> Scope:
         defaults = {k: v.get("defaultValue") for k, v in self.spec["root"]["inputDefinitions"]["parameters"].items()}
@@ -117,7 +118,7 @@ class Driver:
         py = re.sub(r"inputs\.parameter_values\['([^']+)'\]", lambda m: repr(params[m.group(1)]), expr)
         py = py.replace("&&", " and ").replace("||", " or ")
         py = re.sub(r"!(?!=)", " not ", py)
-        return bool(eval(py, {"__builtins__": {}}, {"int": int, "float": float, "str": str}))  # noqa: S307
+        return bool(eval(py, {"__builtins__": {}}, {"int": int, "float": float, "str": str}))
 
     @staticmethod
     def _dag_outputs(dag: dict, inner: Scope) -> dict:
@@ -129,9 +130,11 @@ class Driver:
                 if s["outputParameterKey"] in got:
                     out[key] = got[s["outputParameterKey"]]
             else:  # dsl.OneOf: the one branch that ran
-                values = [inner.outputs[s["producerSubtask"]]["params"][s["outputParameterKey"]]
-                          for s in sel["valueFromOneof"]["parameterSelectors"]
-                          if s["outputParameterKey"] in inner.outputs[s["producerSubtask"]]["params"]]
+                values = [
+                    inner.outputs[s["producerSubtask"]]["params"][s["outputParameterKey"]]
+                    for s in sel["valueFromOneof"]["parameterSelectors"]
+                    if s["outputParameterKey"] in inner.outputs[s["producerSubtask"]]["params"]
+                ]
                 if len(values) != 1:
                     raise RuntimeError(f"dsl.OneOf {key}: {len(values)} branches produced a value")
                 out[key] = values[0]
@@ -145,20 +148,21 @@ class Driver:
         out_dir.mkdir(parents=True, exist_ok=True)
         outputs = comp.get("outputDefinitions", {})
         executor_input = {
-            "inputs": {"parameterValues": params,
-                       "artifacts": {k: {"artifacts": v} for k, v in artifacts.items()}},
+            "inputs": {"parameterValues": params, "artifacts": {k: {"artifacts": v} for k, v in artifacts.items()}},
             "outputs": {
                 "parameters": {k: {"outputFile": str(out_dir / f"param-{k}")} for k in outputs.get("parameters", {})},
-                "artifacts": {k: {"artifacts": [{"name": k, "uri": str(out_dir / k), "metadata": {},
-                                                 "type": v["artifactType"]}]}
-                              for k, v in outputs.get("artifacts", {}).items()},
+                "artifacts": {
+                    k: {"artifacts": [{"name": k, "uri": str(out_dir / k), "metadata": {}, "type": v["artifactType"]}]}
+                    for k, v in outputs.get("artifacts", {}).items()
+                },
                 "outputFile": str(out_dir / "executor_output.json"),
             },
         }
         k8s = self.platform.get(label, {})
         pod_container, volumes = self._pod_spec(container, k8s, scope, params, executor_input)
-        pod = start_pod(self.ns, f"{self.run_id[:8]}-{name}", pod_container, volumes,
-                        service_account=self.service_account)
+        pod = start_pod(
+            self.ns, f"{self.run_id[:8]}-{name}", pod_container, volumes, service_account=self.service_account
+        )
         self.pods[name] = pod
         while pod.proc.poll() is None:
             await asyncio.sleep(0.2)
@@ -175,14 +179,30 @@ class Driver:
         env = [dict(e) for e in container.get("env", [])]
         for s in k8s.get("secretAsEnv", []):
             secret = name_of(s["secretNameParameter"]) if "secretNameParameter" in s else s["secretName"]
-            env += [{"name": e["envVar"], "valueFrom": {"secretKeyRef": {
-                "name": secret, "key": e["secretKey"], "optional": s.get("optional", False)}}} for e in s["keyToEnv"]]
+            env += [
+                {
+                    "name": e["envVar"],
+                    "valueFrom": {
+                        "secretKeyRef": {"name": secret, "key": e["secretKey"], "optional": s.get("optional", False)}
+                    },
+                }
+                for e in s["keyToEnv"]
+            ]
         for c in k8s.get("configMapAsEnv", []):
             cm = name_of(c["configMapNameParameter"]) if "configMapNameParameter" in c else c["configMapName"]
-            env += [{"name": e["envVar"], "valueFrom": {"configMapKeyRef": {
-                "name": cm, "key": e["configMapKey"], "optional": c.get("optional", False)}}} for e in c["keyToEnv"]]
-        env += [{"name": f["name"], "valueFrom": {"fieldRef": {"fieldPath": f["fieldPath"]}}}
-                for f in k8s.get("fieldPathAsEnv", [])]
+            env += [
+                {
+                    "name": e["envVar"],
+                    "valueFrom": {
+                        "configMapKeyRef": {"name": cm, "key": e["configMapKey"], "optional": c.get("optional", False)}
+                    },
+                }
+                for e in c["keyToEnv"]
+            ]
+        env += [
+            {"name": f["name"], "valueFrom": {"fieldRef": {"fieldPath": f["fieldPath"]}}}
+            for f in k8s.get("fieldPathAsEnv", [])
+        ]
         mounts, volumes = [], []
         for i, m in enumerate(k8s.get("pvcMount", [])):
             claim = name_of(m["pvcNameParameter"]) if "pvcNameParameter" in m else m["constant"]
@@ -193,8 +213,10 @@ class Driver:
             mounts.append({"name": m["volumeName"], "mountPath": m["mountPath"]})
         args = [self._substitute(a, params, executor_input) for a in container.get("args", [])]
         command = [self._substitute(c, params, executor_input) for c in container.get("command", [])]
-        return ({"image": container["image"], "command": command, "args": args, "env": env,
-                 "volumeMounts": mounts}, volumes)
+        return (
+            {"image": container["image"], "command": command, "args": args, "env": env, "volumeMounts": mounts},
+            volumes,
+        )
 
     @staticmethod
     def _substitute(text: str, params: dict, executor_input: dict) -> str:
@@ -223,6 +245,8 @@ class Driver:
         for key, spec in executor_input["outputs"]["artifacts"].items():
             declared = spec["artifacts"]
             got = (written.get("artifacts") or {}).get(key, {}).get("artifacts") or []
-            artifacts[key] = [{**d, "metadata": (got[i].get("metadata") if i < len(got) else None) or {}}
-                              for i, d in enumerate(declared)]
+            artifacts[key] = [
+                {**d, "metadata": (got[i].get("metadata") if i < len(got) else None) or {}}
+                for i, d in enumerate(declared)
+            ]
         return {"params": params, "artifacts": artifacts}

@@ -25,6 +25,7 @@ What the twin fakes, and how:
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import subprocess
@@ -41,8 +42,10 @@ TORCH_EXTENSIONS = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path.home() / "
 VENV = (REPO / ".venv").resolve() / "bin"
 #: image repository (last path element) -> (venv bin folder, the image's ENV lines)
 IMAGES = {
-    "ovr": (VENV, {"OVR_RECIPES_DIR": str(REPO / "recipes"), "PYTHONUNBUFFERED": "1",
-                                    "TORCH_EXTENSIONS_DIR": TORCH_EXTENSIONS}),
+    "ovr": (
+        VENV,
+        {"OVR_RECIPES_DIR": str(REPO / "recipes"), "PYTHONUNBUFFERED": "1", "TORCH_EXTENSIONS_DIR": TORCH_EXTENSIONS},
+    ),
     "ovr-reward": (VENV, {"PYTHONUNBUFFERED": "1"}),
     "ovr-rollout": (REPO / ".venv-rollout" / "bin", {"VLLM_SERVER_DEV_MODE": "1"}),
 }
@@ -192,14 +195,27 @@ def image_of(ref: str) -> tuple[Path, dict[str, str]]:
     return IMAGES[repo]
 
 
-def start_pod(ns: Namespace, name: str, container: dict, volumes: list[dict], *, ports: dict[int, int] | None = None,
-              extra_env: dict[str, str] | None = None, service_account: str = "default") -> Pod:
+def start_pod(
+    ns: Namespace,
+    name: str,
+    container: dict,
+    volumes: list[dict],
+    *,
+    ports: dict[int, int] | None = None,
+    extra_env: dict[str, str] | None = None,
+    service_account: str = "default",
+) -> Pod:
     """Start ``container`` as pod ``name`` (a fresh process, in its own folder and session)."""
     pod_dir = ns.root / "pods" / name
     (pod_dir / "tmp").mkdir(parents=True, exist_ok=True)
     uid = str(uuid.uuid4())
-    fields = {"metadata.name": name, "metadata.uid": uid, "metadata.namespace": ns.name,
-              "status.podIP": "127.0.0.1", "spec.serviceAccountName": service_account}
+    fields = {
+        "metadata.name": name,
+        "metadata.uid": uid,
+        "metadata.namespace": ns.name,
+        "status.podIP": "127.0.0.1",
+        "spec.serviceAccountName": service_account,
+    }
     mounts = mount_map(ns, pod_dir, container, volumes)
     bin_dir, image_env = image_of(container["image"])
     # this machine's paths (the venv standing in for the image, the checkout, the pod's folder) are
@@ -207,16 +223,30 @@ def start_pod(ns: Namespace, name: str, container: dict, volumes: list[dict], *,
     # pod spec say is
     # TMPDIR short: vLLM binds ZeroMQ IPC sockets there (paths of at most 107 characters)
     tmpdir = tempfile.mkdtemp(prefix=f"twin-{name[:16]}-")
-    local = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(pod_dir / "tmp"), "TMPDIR": tmpdir,
-             "HOSTNAME": name, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    local = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": str(pod_dir / "tmp"),
+        "TMPDIR": tmpdir,
+        "HOSTNAME": name,
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     spec = image_env | ns.env | container_env(ns, container, fields) | (extra_env or {})
     env = local | {k: rewrite(v, mounts, ns) for k, v in spec.items()}
     cmd = list(container.get("command") or []) + list(container.get("args") or [])
     cmd = remap_ports([rewrite(c, mounts, ns) for c in cmd], ports or {})
     log = pod_dir / "log.txt"
     with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=pod_dir / "tmp", stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=pod_dir / "tmp",
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     return Pod(name, uid, proc, log, dict(ports or {}))
 
 
@@ -230,8 +260,6 @@ def stop_pod(pod: Pod, grace_s: float = 10.0) -> None:
         os.killpg(pod.proc.pid, signal.SIGTERM)
         pod.proc.wait(timeout=grace_s)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pod.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         pod.proc.wait(timeout=grace_s)

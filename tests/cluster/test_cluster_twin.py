@@ -23,7 +23,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-
 from driver import Driver
 from pods import Namespace, start_pod, stop_pod
 from trainer import TRAINJOBS, TrainerTwin
@@ -35,19 +34,41 @@ pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 REPO = Path(__file__).resolve().parents[2]
 RELEASE, NS, SA = "ovr", "ml", "ovr-pipeline"
 VALUES = {
-    "rollout": {"replicas": 1, "weightSync": "folder", "maxModelLen": 1024, "dtype": "float32",
-                "model": {"s3Uri": "s3://ovr-models/tiny"}},
+    "rollout": {
+        "replicas": 1,
+        "weightSync": "folder",
+        "maxModelLen": 1024,
+        "dtype": "float32",
+        "model": {"s3Uri": "s3://ovr-models/tiny"},
+    },
     "reward": {"autoscaling": {"enabled": False}, "replicas": 1, "workers": 1, "pdb": {"enabled": False}},
 }
 OVERRIDES = [
-    "model.path=s3://ovr-models/tiny", "model.build_tiny_if_missing=false",
-    "sft.max_steps=4", "sft.save_every=4", "sft.zero_stage=2", "sft.global_batch_size=8", "sft.micro_batch_size=2",
-    "rl.max_steps=2", "rl.save_every=1", "rl.prompts_per_step=4", "rl.samples_per_prompt=2", "rl.zero_stage=2",
-    "data.synthetic.text_samples=120", "data.synthetic.visual_samples=40", "data.synthetic.eval_samples=4",
+    "model.path=s3://ovr-models/tiny",
+    "model.build_tiny_if_missing=false",
+    "sft.max_steps=4",
+    "sft.save_every=4",
+    "sft.zero_stage=2",
+    "sft.global_batch_size=8",
+    "sft.micro_batch_size=2",
+    "rl.max_steps=2",
+    "rl.save_every=1",
+    "rl.prompts_per_step=4",
+    "rl.samples_per_prompt=2",
+    "rl.zero_stage=2",
+    "data.synthetic.text_samples=120",
+    "data.synthetic.visual_samples=40",
+    "data.synthetic.eval_samples=4",
     "eval.k=1",
 ]
-ARGS = {"recipe": "tiny-cpu", "overrides": OVERRIDES, "sft_nodes": 1, "rl_nodes": 2, "gpus_per_node": 2,
-        "job_deadline_s": 3600}
+ARGS = {
+    "recipe": "tiny-cpu",
+    "overrides": OVERRIDES,
+    "sft_nodes": 1,
+    "rl_nodes": 2,
+    "gpus_per_node": 2,
+    "job_deadline_s": 3600,
+}
 
 
 def render_chart() -> list[dict]:
@@ -95,8 +116,9 @@ def start_services(ns: Namespace, docs: list[dict], s3_endpoint: str) -> list:
 
     reward = workload(docs, "Deployment", f"{RELEASE}-reward")["spec"]["template"]["spec"]
     rport = free_port()
-    reward_pod = start_pod(ns, f"{RELEASE}-reward-0", reward["containers"][0], reward.get("volumes", []),
-                           ports={8000: rport})
+    reward_pod = start_pod(
+        ns, f"{RELEASE}-reward-0", reward["containers"][0], reward.get("volumes", []), ports={8000: rport}
+    )
     ns.dns[f"{RELEASE}-reward.{NS}.svc:8000"] = f"127.0.0.1:{rport}"
     sts = workload(docs, "StatefulSet", f"{RELEASE}-rollout")["spec"]["template"]["spec"]
     vport = free_port()
@@ -106,8 +128,14 @@ def start_services(ns: Namespace, docs: list[dict], s3_endpoint: str) -> list:
     s3 = Minio(s3_endpoint, access_key=creds["access_key"], secret_key=creds["secret_key"], secure=False)
     for obj in s3.list_objects("ovr-models", prefix="tiny/", recursive=True):
         s3.fget_object("ovr-models", obj.object_name, str(model_dir / obj.object_name.removeprefix("tiny/")))
-    vllm = start_pod(ns, f"{RELEASE}-rollout-0", sts["containers"][0], sts["volumes"], ports={8000: vport},
-                     extra_env={"VLLM_CPU_KVCACHE_SPACE": "1"})
+    vllm = start_pod(
+        ns,
+        f"{RELEASE}-rollout-0",
+        sts["containers"][0],
+        sts["volumes"],
+        ports={8000: vport},
+        extra_env={"VLLM_CPU_KVCACHE_SPACE": "1"},
+    )
     ns.dns[f"{RELEASE}-rollout-0.{RELEASE}-rollout-pods.{NS}.svc:8000"] = f"127.0.0.1:{vport}"
     return [(reward_pod, f"http://127.0.0.1:{rport}/readyz"), (vllm, f"http://127.0.0.1:{vport}/health")]
 
@@ -119,20 +147,51 @@ async def test_tiny_recipe_runs_on_the_cluster_twin(kmock, tmp_path, tiny_model_
     ns.add_objects(docs)
     kmock.resources[TRAINJOBS] = kmock.ResourceInfo(namespaced=True, kind="TrainJob")
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "twin",
-        "clusters": [{"name": "twin", "cluster": {"server": str(kmock.url).rstrip("/")}}],
-        "contexts": [{"name": "twin", "context": {"cluster": "twin", "user": "sa", "namespace": NS}}],
-        "users": [{"name": "sa", "user": {}}]}))
-    ns.env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(kmock.url.port),
-              "KUBECONFIG": str(kubeconfig)}
-    s3 = ManagedServer([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"],
-                       health_path="/moto-api/", name="moto-s3", startup_timeout_s=60)
-    mlflow = ManagedServer([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", "{port}",
-                            "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
-                            "--artifacts-destination", str(tmp_path / "mlflow-artifacts")],
-                           health_path="/health", env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-                           name="mlflow", startup_timeout_s=120)
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "twin",
+                "clusters": [{"name": "twin", "cluster": {"server": str(kmock.url).rstrip("/")}}],
+                "contexts": [{"name": "twin", "context": {"cluster": "twin", "user": "sa", "namespace": NS}}],
+                "users": [{"name": "sa", "user": {}}],
+            }
+        )
+    )
+    ns.env = {
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": str(kmock.url.port),
+        "KUBECONFIG": str(kubeconfig),
+    }
+    s3 = ManagedServer(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"],
+        health_path="/moto-api/",
+        name="moto-s3",
+        startup_timeout_s=60,
+    )
+    mlflow = ManagedServer(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path}/mlflow.db",
+            "--artifacts-destination",
+            str(tmp_path / "mlflow-artifacts"),
+        ],
+        health_path="/health",
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        name="mlflow",
+        startup_timeout_s=120,
+    )
     services, trainer_task, driver = [], None, None
     try:
         await asyncio.to_thread(s3.start)

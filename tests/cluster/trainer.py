@@ -26,8 +26,13 @@ RUNTIMES = {"torch-distributed"}
 
 
 def _condition(type_: str, reason: str, message: str) -> dict:
-    return {"type": type_, "status": "True", "reason": reason, "message": message,
-            "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {
+        "type": type_,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 @dataclass
@@ -77,7 +82,9 @@ class TrainerTwin:
             return
         trainer = spec["trainer"]
         patch = spec.get("runtimePatches", [{}])[0].get("trainingRuntimeSpec", {}).get("template", {}).get("spec", {})
-        pod_spec = patch.get("replicatedJobs", [{}])[0].get("template", {}).get("spec", {}).get("template", {}).get("spec", {})
+        pod_spec = (
+            patch.get("replicatedJobs", [{}])[0].get("template", {}).get("spec", {}).get("template", {}).get("spec", {})
+        )
         mounts = next((c.get("volumeMounts", []) for c in pod_spec.get("containers", []) if c["name"] == "node"), [])
         nodes, port = int(trainer.get("numNodes", 1)), free_port()
         master = f"{name}-node-0-0.{name}"
@@ -85,13 +92,31 @@ class TrainerTwin:
         pods = []
         for rank in range(nodes):
             # PET_MASTER_PORT is 29500 on a cluster; every twin pod shares 127.0.0.1, so a free port
-            pet = {"PET_NNODES": str(nodes), "PET_NPROC_PER_NODE": str(trainer.get("numProcPerNode", 1)),
-                   "PET_NODE_RANK": str(rank), "PET_MASTER_ADDR": master, "PET_MASTER_PORT": str(port)}
-            container = {"name": "node", "image": trainer["image"], "command": trainer["command"],
-                         "args": trainer.get("args", []), "env": trainer.get("env", []), "volumeMounts": mounts}
-            pods.append(start_pod(self.ns, f"{name}-node-0-{rank}", container, pod_spec.get("volumes", []),
-                                  extra_env=pet,
-                                  service_account=pod_spec.get("serviceAccountName", self.service_account)))
+            pet = {
+                "PET_NNODES": str(nodes),
+                "PET_NPROC_PER_NODE": str(trainer.get("numProcPerNode", 1)),
+                "PET_NODE_RANK": str(rank),
+                "PET_MASTER_ADDR": master,
+                "PET_MASTER_PORT": str(port),
+            }
+            container = {
+                "name": "node",
+                "image": trainer["image"],
+                "command": trainer["command"],
+                "args": trainer.get("args", []),
+                "env": trainer.get("env", []),
+                "volumeMounts": mounts,
+            }
+            pods.append(
+                start_pod(
+                    self.ns,
+                    f"{name}-node-0-{rank}",
+                    container,
+                    pod_spec.get("volumes", []),
+                    extra_env=pet,
+                    service_account=pod_spec.get("serviceAccountName", self.service_account),
+                )
+            )
         self.pods[name] = pods
         obj.patch({"status": {"jobsStatus": [{"name": "node", "active": nodes}]}})
 
@@ -108,5 +133,11 @@ class TrainerTwin:
             msg = "; ".join(f"{p.name} exited {p.proc.returncode}" for p in failed)
             obj.patch({"status": {"conditions": [_condition("Failed", "JobSetFailed", msg)]}})
         elif pods and all(c == 0 for c in codes):
-            obj.patch({"status": {"conditions": [_condition("Complete", "JobSetCompleted", "TrainJob completed")],
-                                  "jobsStatus": [{"name": "node", "succeeded": len(pods)}]}})
+            obj.patch(
+                {
+                    "status": {
+                        "conditions": [_condition("Complete", "JobSetCompleted", "TrainJob completed")],
+                        "jobsStatus": [{"name": "node", "succeeded": len(pods)}],
+                    }
+                }
+            )

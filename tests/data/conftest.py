@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from layouts import write_all
 
 
@@ -21,8 +20,12 @@ def s3_server():
 
     from ovr.serving import ManagedServer
 
-    with ManagedServer([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"],
-                       health_path="/moto-api/", name="moto-s3", startup_timeout_s=60) as srv:
+    with ManagedServer(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"],
+        health_path="/moto-api/",
+        name="moto-s3",
+        startup_timeout_s=60,
+    ) as srv:
         yield srv
 
 

@@ -10,9 +10,13 @@ from release_layouts import RELEASES
 from source_layouts import WRITERS, mathverse_text_only
 
 # fixture name -> (adapter, writer); a fixture named after its adapter is that adapter's hub copy
-LAYOUTS = {name: (name, write) for name, write in WRITERS.items()} | RELEASES | {
-    "mathverse_text_only": ("mathverse", mathverse_text_only),
-}
+LAYOUTS = (
+    {name: (name, write) for name, write in WRITERS.items()}
+    | RELEASES
+    | {
+        "mathverse_text_only": ("mathverse", mathverse_text_only),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,13 @@ class Layout:
 
         fields = dict(self.fields)
         fields["options"] = {**fields.get("options", {}), **options}
-        return {"adapter": self.adapter, "name": name, "path": str(self.path),
-                "split": get_adapter(self.adapter).split, **fields}
+        return {
+            "adapter": self.adapter,
+            "name": name,
+            "path": str(self.path),
+            "split": get_adapter(self.adapter).split,
+            **fields,
+        }
 
 
 def write_all(root: Path) -> dict[str, Layout]:

@@ -21,10 +21,22 @@ def _json(path: Path, data) -> Path:
 def math500_layout(root: Path):
     """MATH500's rows (subject, integer level, answer column) read by the ``math`` adapter."""
     rows = [
-        {"problem": "Compute $\\dbinom{6}{3}$.", "solution": "$\\dbinom{6}{3} = \\boxed{20}$.", "answer": "20",
-         "subject": "Counting & Probability", "level": 2, "unique_id": "test/counting_and_probability/7.json"},
-        {"problem": "Solve $2x = 9$.", "solution": "So $x = \\boxed{\\frac{9}{2}}$.", "answer": "\\frac{9}{2}",
-         "subject": "Algebra", "level": 1, "unique_id": "test/algebra/8.json"},
+        {
+            "problem": "Compute $\\dbinom{6}{3}$.",
+            "solution": "$\\dbinom{6}{3} = \\boxed{20}$.",
+            "answer": "20",
+            "subject": "Counting & Probability",
+            "level": 2,
+            "unique_id": "test/counting_and_probability/7.json",
+        },
+        {
+            "problem": "Solve $2x = 9$.",
+            "solution": "So $x = \\boxed{\\frac{9}{2}}$.",
+            "answer": "\\frac{9}{2}",
+            "subject": "Algebra",
+            "level": 1,
+            "unique_id": "test/algebra/8.json",
+        },
     ]
     return _jsonl(root / "math500_layout" / "test.jsonl", rows), {}, 2
 
@@ -34,8 +46,12 @@ def aime_2025_jsonl(root: Path):
     nowhere (then option ``year``)."""
     url = "https://artofproblemsolving.com/wiki/index.php/2025_AIME_I_Problems/Problem_{}"
     rows = [
-        {"id": "0", "problem": "Find the number of ordered pairs with the stated property.", "answer": "117",
-         "url": url.format(1)},
+        {
+            "id": "0",
+            "problem": "Find the number of ordered pairs with the stated property.",
+            "answer": "117",
+            "url": url.format(1),
+        },
         {"id": "2025-II-4", "problem": "Find the remainder of the stated sum modulo 1000.", "answer": "106"},
         {"question": "Find the least such integer.", "answer": "33"},
     ]
@@ -63,14 +79,38 @@ def geometry3k_raw(root: Path):
     """Geometry3K's release: ``test/<id>/data.json`` + ``img_diagram.png`` (+ files that are not rows)."""
     split = root / "geometry3k_raw" / "test"
     problems = {
-        "2401": {"problem_text": "Find x.", "choices": ["3", "6", "9", "12"], "answer": "B",
-                 "precise_value": [6.0], "rough_value": [6], "problem_type_graph": ["Triangle"]},
-        "2402": {"problem_text": "Find the area of the parallelogram.", "choices": ["20", "24", "40", "48"],
-                 "answer": "D", "precise_value": [48.0], "rough_value": [48], "problem_type_graph": ["Parallelogram"]},
-        "10": {"problem_text": "Find the measure of angle 1.", "choices": ["30", "45", "60", "90"], "answer": "A",
-               "precise_value": [30.0], "rough_value": [30], "problem_type_graph": ["Line"]},
-        "2403": {"problem_text": "Find y.", "choices": ["1", "2", "3", "4"], "answer": "E",
-                 "precise_value": [5.0], "rough_value": [5], "problem_type_graph": ["Triangle"]},
+        "2401": {
+            "problem_text": "Find x.",
+            "choices": ["3", "6", "9", "12"],
+            "answer": "B",
+            "precise_value": [6.0],
+            "rough_value": [6],
+            "problem_type_graph": ["Triangle"],
+        },
+        "2402": {
+            "problem_text": "Find the area of the parallelogram.",
+            "choices": ["20", "24", "40", "48"],
+            "answer": "D",
+            "precise_value": [48.0],
+            "rough_value": [48],
+            "problem_type_graph": ["Parallelogram"],
+        },
+        "10": {
+            "problem_text": "Find the measure of angle 1.",
+            "choices": ["30", "45", "60", "90"],
+            "answer": "A",
+            "precise_value": [30.0],
+            "rough_value": [30],
+            "problem_type_graph": ["Line"],
+        },
+        "2403": {
+            "problem_text": "Find y.",
+            "choices": ["1", "2", "3", "4"],
+            "answer": "E",
+            "precise_value": [5.0],
+            "rough_value": [5],
+            "problem_type_graph": ["Triangle"],
+        },
     }
     for i, (pid, data) in enumerate(problems.items()):
         folder = split / pid
@@ -85,17 +125,50 @@ def scienceqa_raw(root: Path):
     """ScienceQA's release: ``problems.json`` (pid -> row with its split) beside ``pid_splits.json``;
     images under ``images/<split>/<pid>/image.png``. Option ``splits`` keeps the test rows."""
     base = root / "scienceqa_raw" / "data" / "scienceqa"
-    common = {"task": "closed choice", "grade": "grade5", "subject": "natural science", "topic": "physics",
-              "category": "Velocity", "skill": "Compare speeds", "lecture": "", "solution": "", "hint": ""}
+    common = {
+        "task": "closed choice",
+        "grade": "grade5",
+        "subject": "natural science",
+        "topic": "physics",
+        "category": "Velocity",
+        "skill": "Compare speeds",
+        "lecture": "",
+        "solution": "",
+        "hint": "",
+    }
     problems = {
-        "7": {**common, "question": "Which ball is moving fastest?", "choices": ["ball 1", "ball 2", "ball 3"],
-              "answer": 2, "image": "image.png", "split": "test"},
-        "8": {**common, "question": "Which word names a tool?", "choices": ["hammer", "river"], "answer": 0,
-              "image": None, "split": "test"},
-        "9": {**common, "question": "Which object is heavier?", "choices": ["a brick", "a feather"], "answer": 0,
-              "image": "image.png", "split": "train"},
-        "12": {**common, "question": "Which magnet pulls harder?", "choices": ["left", "right"], "answer": 1,
-               "image": "image.png", "split": "test"},  # its image folder is missing
+        "7": {
+            **common,
+            "question": "Which ball is moving fastest?",
+            "choices": ["ball 1", "ball 2", "ball 3"],
+            "answer": 2,
+            "image": "image.png",
+            "split": "test",
+        },
+        "8": {
+            **common,
+            "question": "Which word names a tool?",
+            "choices": ["hammer", "river"],
+            "answer": 0,
+            "image": None,
+            "split": "test",
+        },
+        "9": {
+            **common,
+            "question": "Which object is heavier?",
+            "choices": ["a brick", "a feather"],
+            "answer": 0,
+            "image": "image.png",
+            "split": "train",
+        },
+        "12": {
+            **common,
+            "question": "Which magnet pulls harder?",
+            "choices": ["left", "right"],
+            "answer": 1,
+            "image": "image.png",
+            "split": "test",
+        },  # its image folder is missing
     }
     (base / "images" / "test" / "7").mkdir(parents=True, exist_ok=True)
     (base / "images" / "test" / "7" / "image.png").write_bytes(png(50))
@@ -113,19 +186,40 @@ def logicvista(root: Path):
     (data / "images" / "1.png").write_bytes(png(60))
     (data / "images" / "2.png").write_bytes(png(61))
     rows = {
-        "1": {"imagename": "1.png", "question": "Which figure completes the pattern?\nChoices:\nA. 1\nB. 2\nC. 3\nD. 4",
-              "answer": "C", "reasoning": "...", "skill": ["inductive"], "broad_capability": ["patterns"]},
-        "2": {"imagename": "2.png", "question": "Which two shapes are mirror images? Select all that apply.",
-              "answer": "A, C", "reasoning": "...", "skill": ["spatial"], "broad_capability": ["3d shapes"]},
-        "3": {"imagename": "2.png", "question": "Which gear turns clockwise?", "answer": "the left one",
-              "reasoning": "...", "skill": ["mechanical"], "broad_capability": ["physics"]},
+        "1": {
+            "imagename": "1.png",
+            "question": "Which figure completes the pattern?\nChoices:\nA. 1\nB. 2\nC. 3\nD. 4",
+            "answer": "C",
+            "reasoning": "...",
+            "skill": ["inductive"],
+            "broad_capability": ["patterns"],
+        },
+        "2": {
+            "imagename": "2.png",
+            "question": "Which two shapes are mirror images? Select all that apply.",
+            "answer": "A, C",
+            "reasoning": "...",
+            "skill": ["spatial"],
+            "broad_capability": ["3d shapes"],
+        },
+        "3": {
+            "imagename": "2.png",
+            "question": "Which gear turns clockwise?",
+            "answer": "the left one",
+            "reasoning": "...",
+            "skill": ["mechanical"],
+            "broad_capability": ["physics"],
+        },
     }
     return _json(data / "dataset.json", rows), {}, 2
 
 
 # fixture name -> (adapter, writer)
 RELEASES = {
-    "math500_layout": ("math", math500_layout), "aime25": ("aime", aime_2025_jsonl),
-    "chartqa_raw": ("chartqa", chartqa_raw), "geometry3k_raw": ("geometry3k", geometry3k_raw),
-    "scienceqa_raw": ("scienceqa", scienceqa_raw), "logicvista": ("logicvista", logicvista),
+    "math500_layout": ("math", math500_layout),
+    "aime25": ("aime", aime_2025_jsonl),
+    "chartqa_raw": ("chartqa", chartqa_raw),
+    "geometry3k_raw": ("geometry3k", geometry3k_raw),
+    "scienceqa_raw": ("scienceqa", scienceqa_raw),
+    "logicvista": ("logicvista", logicvista),
 }

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from layouts import LAYOUTS
 
 from ovr.config import DataConfig, DataSourceConfig, StoreConfig
 from ovr.data.build import Report, load_source
 from ovr.data.filters import verification_problem
 from ovr.data.registry import all_adapters, get_adapter
 from ovr.models.chat import prompt_parts
-from layouts import LAYOUTS
 
 TEMPLATE_TAIL = "put your final answer within \\boxed{}."
 
@@ -61,7 +61,10 @@ def test_openr1_takes_first_verified_generation_and_skips_proofs(source_files):
 
 def test_math_answer_is_last_boxed_of_solution(source_files):
     samples, report = adapt(source_files, "math")
-    assert [(s.answer, s.difficulty, s.subject) for s in samples] == [("2", 1.0, "Prealgebra"), ("2\\sqrt{2}", 2.0, "Algebra")]
+    assert [(s.answer, s.difficulty, s.subject) for s in samples] == [
+        ("2", 1.0, "Prealgebra"),
+        ("2\\sqrt{2}", 2.0, "Algebra"),
+    ]
     assert report.dropped["math"] == {"no \\boxed{} answer in the solution": 1}
 
 
@@ -117,10 +120,12 @@ def test_mathverse_choices_versions_and_hf_split(source_files):
     assert lite.answer_type == "number"
     only, report = adapt(source_files, "mathverse", versions=["Vision Only"])
     assert [s.subject for s in only] == ["Vision Only", "Vision Only"]
-    assert report.dropped["mathverse"] == {"problem_version 'Text Dominant' not selected": 1,
-                                           "problem_version 'Text Lite' not selected": 2,
-                                           "problem_version 'Vision Intensive' not selected": 1,
-                                           "problem_version 'Vision Dominant' not selected": 1}
+    assert report.dropped["mathverse"] == {
+        "problem_version 'Text Dominant' not selected": 1,
+        "problem_version 'Text Lite' not selected": 2,
+        "problem_version 'Vision Intensive' not selected": 1,
+        "problem_version 'Vision Dominant' not selected": 1,
+    }
 
 
 def test_mathvista_choice_text_becomes_letter(source_files):
@@ -145,8 +150,9 @@ def test_geometry3k_from_save_to_disk_sequence_of_images(source_files):
     assert report.dropped["geometry3k"] == {"no image": 1}
 
 
-@pytest.mark.parametrize("module", ["ovr.data.registry", "ovr.data.prompts", "ovr.data.hub",
-                                    "ovr.data.adapters.visual_evalsets"])
+@pytest.mark.parametrize(
+    "module", ["ovr.data.registry", "ovr.data.prompts", "ovr.data.hub", "ovr.data.adapters.visual_evalsets"]
+)
 def test_docstring_examples(module):
     import doctest
     import importlib

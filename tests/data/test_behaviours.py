@@ -24,8 +24,9 @@ def _accuracy(s) -> float:
     return score_item(ScoreItem(response=text, reference=s.answer, answer_type=s.answer_type)).accuracy
 
 
-@pytest.mark.parametrize("mix", [{"reflect": 0.5, "direct": 0.6}, {"reflect": -0.5, "direct": 1.5},
-                                 {"ponder": 1.0}, {}])
+@pytest.mark.parametrize(
+    "mix", [{"reflect": 0.5, "direct": 0.6}, {"reflect": -0.5, "direct": 1.5}, {"ponder": 1.0}, {}]
+)
 def test_bad_mixes_are_rejected_by_the_config(mix):
     with pytest.raises(ValidationError, match="behaviour"):
         SyntheticConfig(behaviours=mix)
@@ -90,5 +91,8 @@ def test_same_seed_same_bytes():
 
 
 def test_check_behaviours_allows_float_rounding():
-    assert check_behaviours({"reflect": 0.1, "verify": 0.2, "direct": 0.7}) == {"reflect": 0.1, "verify": 0.2,
-                                                                                 "direct": 0.7}
+    assert check_behaviours({"reflect": 0.1, "verify": 0.2, "direct": 0.7}) == {
+        "reflect": 0.1,
+        "verify": 0.2,
+        "direct": 0.7,
+    }

@@ -15,8 +15,19 @@ from ovr.data.build import build_dataset
 from ovr.data.registry import get_adapter
 from ovr.store import Store
 
-EXPECTED = {"math500": 2, "aime24": 2, "aime25": 3, "amc": 3, "gsm8k": 2, "mathvision": 4,
-            "mathverse_vision_only": 2, "mathvista": 2, "wemath": 2, "dynamath": 3, "logicvista": 2}
+EXPECTED = {
+    "math500": 2,
+    "aime24": 2,
+    "aime25": 3,
+    "amc": 3,
+    "gsm8k": 2,
+    "mathvision": 4,
+    "mathverse_vision_only": 2,
+    "mathvista": 2,
+    "wemath": 2,
+    "dynamath": 3,
+    "logicvista": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +89,29 @@ def download_benchmarks(source_files, root: Path) -> None:
     _readme(b / "MathVision", {"default": {"test": "data/test.jsonl"}})
     _copy(vision / "test.jsonl", b / "MathVision" / "data" / "test.jsonl")
     _copy(vision / "images", b / "MathVision" / "images")
-    _readme(b / "MathVerse", {"testmini": {"testmini": "testmini.parquet"},
-                              "testmini_text_only": {"testmini": "testmini_text_only.parquet"}})
+    _readme(
+        b / "MathVerse",
+        {
+            "testmini": {"testmini": "testmini.parquet"},
+            "testmini_text_only": {"testmini": "testmini_text_only.parquet"},
+        },
+    )
     _parquet_of(source_files["mathverse"].path, "testmini", b / "MathVerse" / "testmini.parquet")
     _parquet_of(source_files["mathverse_text_only"].path, "testmini", b / "MathVerse" / "testmini_text_only.parquet")
     _readme(b / "MathVista", {"default": {"testmini": "data/testmini-*.parquet"}})
     _parquet_of(source_files["mathvista"].path, "", b / "MathVista" / "data" / "testmini-00000-of-00001.parquet")
     _readme(b / "We-Math", {"default": {"testmini": "testmini.parquet"}})
     _copy(source_files["wemath"].path, b / "We-Math" / "testmini.parquet")
-    _readme(b / "DynaMath_Sample", {"default": {"sample_variant1": "data/sample1-*.parquet",
-                                                "sample_variant2": "data/sample2-*.parquet"}})
+    _readme(
+        b / "DynaMath_Sample",
+        {"default": {"sample_variant1": "data/sample1-*.parquet", "sample_variant2": "data/sample2-*.parquet"}},
+    )
     for i in (1, 2):
-        _parquet_of(source_files["dynamath"].path, f"sample_variant{i}",
-                    b / "DynaMath_Sample" / "data" / f"sample{i}-00000-of-00001.parquet")
+        _parquet_of(
+            source_files["dynamath"].path,
+            f"sample_variant{i}",
+            b / "DynaMath_Sample" / "data" / f"sample{i}-00000-of-00001.parquet",
+        )
     _copy(source_files["logicvista"].path.parent, b / "LogicVista" / "data")
 
 

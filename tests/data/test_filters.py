@@ -8,14 +8,24 @@ from ovr.data.prompts import bare_question, strip_instruction, to_prompt
 from ovr.data.synthetic import text_samples, visual_samples
 from ovr.schema import ImageRef, Message, Sample
 
-LONG = ("A rectangular garden is twice as long as it is wide and its perimeter is sixty metres; "
-        "a path one metre wide runs all around the outside of the garden. What is the area of the path")
+LONG = (
+    "A rectangular garden is twice as long as it is wide and its perimeter is sixty metres; "
+    "a path one metre wide runs all around the outside of the garden. What is the area of the path"
+)
 
 
 def item(i: int, question: str, answer: str = "7", source: str = "src", images: list[bytes] = (), **kw) -> Sample:
     refs = [ImageRef.from_bytes(b) for b in images]
-    return Sample(id=f"{source}-{i}", source=source, split=kw.pop("split", "rl"), prompt=to_prompt(question, len(refs)),
-                  images=refs, modality="image" if refs else "text", answer=answer, **kw)
+    return Sample(
+        id=f"{source}-{i}",
+        source=source,
+        split=kw.pop("split", "rl"),
+        prompt=to_prompt(question, len(refs)),
+        images=refs,
+        modality="image" if refs else "text",
+        answer=answer,
+        **kw,
+    )
 
 
 def test_prompt_normalisation_replaces_source_instructions():
@@ -51,8 +61,10 @@ def test_procedural_items_are_exempt_from_dedup():
 
 
 def test_decontamination_by_ngram_image_and_exact_item():
-    eval_items = [item(0, LONG + "?", split="eval", source="bench"),
-                  item(1, "Find the angle.", images=[b"\x89PNG-eval"], split="eval", source="bench")]
+    eval_items = [
+        item(0, LONG + "?", split="eval", source="bench"),
+        item(1, "Find the angle.", images=[b"\x89PNG-eval"], split="eval", source="bench"),
+    ]
     leak = item(1, "Warm-up. " + LONG + " in square metres?")
     shared_image = item(2, "Something else entirely.", images=[b"\x89PNG-eval"])
     clean = item(3, "A circle has radius three. What is its area?")
@@ -74,8 +86,13 @@ def test_unverifiable_items_dropped_with_reasons():
     good = item(1, "What is 1+1?", "2", answer_type="math")
     prose = item(2, "Prove it.", "See the proof above", answer_type="math")
     not_number = item(3, "How many?", "several", answer_type="number")
-    bad_trace = item(4, "What is 2+2?", "4", split="sft",
-                     messages=[Message(role="user", content="q"), Message(role="assistant", content="\\boxed{5}")])
+    bad_trace = item(
+        4,
+        "What is 2+2?",
+        "4",
+        split="sft",
+        messages=[Message(role="user", content="q"), Message(role="assistant", content="\\boxed{5}")],
+    )
     kept, dropped = filters.drop_unverifiable([good, prose, not_number, bad_trace])
     assert kept == [good]
     assert [r for _, r in dropped] == [
@@ -101,8 +118,9 @@ def test_mixing_weights_and_shuffle_are_seeded():
 
 
 def test_parallel_verification_matches_in_process():
-    items = [item(i, f"What is {i} + {i}?", str(2 * i) if i % 3 else "see the notes", answer_type="math")
-             for i in range(40)] + visual_samples(8, seed=0)
+    items = [
+        item(i, f"What is {i} + {i}?", str(2 * i) if i % 3 else "see the notes", answer_type="math") for i in range(40)
+    ] + visual_samples(8, seed=0)
     done = []
     one = filters.drop_unverifiable(items, chunk=8)
     two = filters.drop_unverifiable(items, workers=2, chunk=8, progress=done.append)

@@ -40,22 +40,33 @@ def cache_as_downloaded(cache: Path, repo_id: str, config: str, splits: dict[str
 
     namespace, name = repo_id.split("/")
     name = camelcase_to_snakecase(name)
-    builder = Parquet(cache_dir=str(cache.parent / "builder"), dataset_name=name, config_name=config,
-                      data_files={split: str(path) for split, path in splits.items()})
+    builder = Parquet(
+        cache_dir=str(cache.parent / "builder"),
+        dataset_name=name,
+        config_name=config,
+        data_files={split: str(path) for split, path in splits.items()},
+    )
     builder.download_and_prepare(output_dir=str(cache / f"{namespace}___{name}" / config / "0.0.0" / "c0ffee"))
 
 
 def hub_cfg(tmp_path: Path, name: str, **source) -> RunConfig:
-    return RunConfig.model_validate({
-        "store": {"uri": str(tmp_path / "store")},
-        "data": {"name": name, "cache_dir": str(tmp_path / "sources-cache"), "sources": [source]},
-    })
+    return RunConfig.model_validate(
+        {
+            "store": {"uri": str(tmp_path / "store")},
+            "data": {"name": name, "cache_dir": str(tmp_path / "sources-cache"), "sources": [source]},
+        }
+    )
 
 
 def test_hub_source_is_mirrored_once_then_read_from_the_store(source_files, hf_cache, tmp_path):
     cache_as_downloaded(hf_cache, "openai/gsm8k", "main", {"test": source_files["gsm8k"].path})
-    source = {"adapter": "gsm8k", "path": "hf://datasets/openai/gsm8k", "hf_config": "main", "hf_split": "test",
-              "split": "eval"}
+    source = {
+        "adapter": "gsm8k",
+        "path": "hf://datasets/openai/gsm8k",
+        "hf_config": "main",
+        "hf_split": "test",
+        "split": "eval",
+    }
     cfg = hub_cfg(tmp_path, "gsm", **source)
     store = Store.from_config(cfg.store)
     meta = build_dataset(cfg, store, progress=False)["metadata"]
@@ -81,8 +92,16 @@ def test_hub_config_with_images_and_a_pinned_revision(source_files, hf_cache, tm
     parquet = tmp_path / "testmini.parquet"
     load_from_disk(str(source_files["mathverse"].path))["testmini"].to_parquet(str(parquet))
     cache_as_downloaded(hf_cache, "AI4Math/MathVerse", "testmini", {"testmini": parquet})
-    cfg = hub_cfg(tmp_path, "verse", adapter="mathverse", path="hf://datasets/AI4Math/MathVerse",
-                  hf_config="testmini", hf_split="testmini", revision="c0ffee", split="eval")
+    cfg = hub_cfg(
+        tmp_path,
+        "verse",
+        adapter="mathverse",
+        path="hf://datasets/AI4Math/MathVerse",
+        hf_config="testmini",
+        hf_split="testmini",
+        revision="c0ffee",
+        split="eval",
+    )
     store = Store.from_config(cfg.store)
     meta = build_dataset(cfg, store, progress=False)["metadata"]
     assert meta["splits"]["eval"]["sources"] == {"mathverse": 7}
@@ -115,11 +134,21 @@ def test_downloaded_hub_folder_read_by_config_and_split(source_files, hf_cache, 
     (folder / "README.md").write_text(SNAPSHOT_README)
     load_from_disk(str(source_files["mathverse"].path))["testmini"].to_parquet(str(folder / "testmini.parquet"))
     load_from_disk(str(source_files["mathverse_text_only"].path))["testmini"].to_parquet(
-        str(folder / "testmini_text_only.parquet"))
+        str(folder / "testmini_text_only.parquet")
+    )
     base = {"adapter": "mathverse", "path": str(folder), "hf_split": "testmini", "split": "eval"}
-    cfg = RunConfig.model_validate({"store": {"uri": str(tmp_path / "store")}, "data": {"name": "snap", "sources": [
-        {**base, "name": "vision", "hf_config": "testmini", "options": {"versions": ["Vision Only"]}},
-        {**base, "name": "text", "hf_config": "testmini_text_only"}]}})
+    cfg = RunConfig.model_validate(
+        {
+            "store": {"uri": str(tmp_path / "store")},
+            "data": {
+                "name": "snap",
+                "sources": [
+                    {**base, "name": "vision", "hf_config": "testmini", "options": {"versions": ["Vision Only"]}},
+                    {**base, "name": "text", "hf_config": "testmini_text_only"},
+                ],
+            },
+        }
+    )
     meta = build_dataset(cfg, Store.from_config(cfg.store), progress=False)["metadata"]
     assert meta["splits"]["eval"]["sources"] == {"text": 3, "vision": 2}
     assert meta["splits"]["eval"]["modalities"] == {"image": 2, "text": 3}

@@ -5,15 +5,14 @@ reward of its answer type; rejected rows say why."""
 from __future__ import annotations
 
 import pytest
+from test_adapters import adapt
 
 from ovr.rewards import score_item
 from ovr.schema import ScoreItem
-from test_adapters import adapt
 
 
 def accuracy(sample, response: str) -> float:
-    item = ScoreItem(response=response, reference=sample.answer, answer_type=sample.answer_type,
-                     choices=sample.choices)
+    item = ScoreItem(response=response, reference=sample.answer, answer_type=sample.answer_type, choices=sample.choices)
     return score_item(item).accuracy
 
 
@@ -49,7 +48,10 @@ def test_mathverse_text_only_rows_are_text_questions(source_files):
 def test_amc_references_are_plain_numbers_checked_by_the_reward(source_files):
     samples, report = adapt(source_files, "amc")
     assert [(s.answer, s.answer_type, s.subject, s.provenance["exam"]) for s in samples] == [
-        ("3159", "number", "AMC 2022", "12A"), ("-12", "number", "AMC 2023", "10B"), ("27", "number", "AMC 2023", "12B")]
+        ("3159", "number", "AMC 2022", "12A"),
+        ("-12", "number", "AMC 2023", "10B"),
+        ("27", "number", "AMC 2023", "12B"),
+    ]
     big, negative, _ = samples
     assert accuracy(big, "\\boxed{3159}") == accuracy(big, "\\boxed{3,159}") == accuracy(big, "\\boxed{3159.0}") == 1.0
     assert accuracy(big, "\\boxed{159}") == 0.0
@@ -73,7 +75,9 @@ def test_gsm8k_final_answer_after_hashes_without_commas(source_files):
 def test_math500_rows_through_the_math_adapter_keep_subject_and_answer(source_files):
     samples, _ = adapt(source_files, "math500_layout")
     assert [(s.subject, s.difficulty, s.answer) for s in samples] == [
-        ("Counting & Probability", 2.0, "20"), ("Algebra", 1.0, "\\frac{9}{2}")]
+        ("Counting & Probability", 2.0, "20"),
+        ("Algebra", 1.0, "\\frac{9}{2}"),
+    ]
 
 
 def test_aime_sets_without_year_column_get_their_year(source_files):
@@ -101,8 +105,11 @@ def test_geometry3k_raw_release_one_folder_per_problem(source_files):
     assert report.read["geometry3k_raw"] == 4  # logic_form.json files are not rows
     assert report.dropped["geometry3k_raw"] == {"corrupt row: answer names no option": 1}
     values, _ = adapt(source_files, "geometry3k_raw", free_form=True)
-    assert [(s.answer, s.answer_type, s.choices) for s in values] == [("30", "number", None), ("6", "number", None),
-                                                                        ("48", "number", None)]
+    assert [(s.answer, s.answer_type, s.choices) for s in values] == [
+        ("30", "number", None),
+        ("6", "number", None),
+        ("48", "number", None),
+    ]
 
 
 def test_scienceqa_raw_problems_json_images_by_split_and_pid(source_files):
@@ -114,10 +121,13 @@ def test_scienceqa_raw_problems_json_images_by_split_and_pid(source_files):
     assert any(e["detail"] and e["detail"].endswith("images/test/12/image.png") for e in report.examples)
 
 
-@pytest.mark.parametrize("name,answers,choices", [
-    ("logicvista", ["C", "A, C"], [["1", "2", "3", "4"], ["A", "B", "C", "D"]]),
-    ("wemath", ["B", "C"], [["30°", "60°", "90°", "120°", "No correct answer"], ["12", "14", "24", "28"]]),
-])
+@pytest.mark.parametrize(
+    "name,answers,choices",
+    [
+        ("logicvista", ["C", "A, C"], [["1", "2", "3", "4"], ["A", "B", "C", "D"]]),
+        ("wemath", ["B", "C"], [["30°", "60°", "90°", "120°", "No correct answer"], ["12", "14", "24", "28"]]),
+    ],
+)
 def test_letter_benchmarks_parse_their_options(source_files, name, answers, choices):
     samples, report = adapt(source_files, name)
     assert [s.answer for s in samples] == answers and [s.choices for s in samples] == choices

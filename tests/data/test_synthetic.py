@@ -17,8 +17,9 @@ from ovr.schema import ScoreItem
 
 
 def _score(response: str, s) -> float:
-    return score_item(ScoreItem(response=response, reference=s.answer, answer_type=s.answer_type,
-                                choices=s.choices)).accuracy
+    return score_item(
+        ScoreItem(response=response, reference=s.answer, answer_type=s.answer_type, choices=s.choices)
+    ).accuracy
 
 
 @pytest.mark.parametrize("difficulty", [1, 3, 5])
@@ -105,7 +106,9 @@ def _patch_features(samples):
     import numpy as np
     import torch
 
-    grids = [np.asarray(Image.open(io.BytesIO(s.images[0].data)).convert("RGB").resize((8, 8), Image.BOX)) for s in samples]
+    grids = [
+        np.asarray(Image.open(io.BytesIO(s.images[0].data)).convert("RGB").resize((8, 8), Image.BOX)) for s in samples
+    ]
     return 1 - torch.tensor(np.stack(grids), dtype=torch.float32).reshape(len(samples), -1) / 255
 
 
@@ -126,7 +129,7 @@ def test_difficulty_one_answers_are_linearly_decodable_from_the_patch_grid():
         lin = torch.nn.Linear(x.shape[1], len(labels))
         opt = torch.optim.LBFGS(lin.parameters(), max_iter=300)
 
-        def closure():
+        def closure(opt=opt, lin=lin, x=x, y=y):
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(lin(x), y) + 1e-4 * lin.weight.square().sum()
             loss.backward()

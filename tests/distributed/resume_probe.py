@@ -42,15 +42,27 @@ def main() -> None:
     again = Path(tempfile.mkdtemp(prefix="probe-"))
     run.actor_engine.save_optim(again / "actor_optim")
     load = lambda p: torch.load(p, map_location="cpu", weights_only=False)  # noqa: E731
-    optim_equal = same(load(downloaded / "actor_optim/ds" / name)["optimizer_state_dict"],
-                       load(again / "actor_optim/ds" / name)["optimizer_state_dict"])
-    others = sorted(p.name for p in (downloaded / "actor_optim/ds").glob("zero_pp_rank_*") if f"rank_{r}_" not in p.name)
+    optim_equal = same(
+        load(downloaded / "actor_optim/ds" / name)["optimizer_state_dict"],
+        load(again / "actor_optim/ds" / name)["optimizer_state_dict"],
+    )
+    others = sorted(
+        p.name for p in (downloaded / "actor_optim/ds").glob("zero_pp_rank_*") if f"rank_{r}_" not in p.name
+    )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"rank{r}.json").write_text(json.dumps({
-        "resumed_from": run.resumed_from, "step": run.state.step, "cursor": vars(run.state.cursor),
-        "weight_version": run.state.weight_version, "optim_equal": optim_equal, "other_ranks_files": others,
-        "lr": run.actor_engine.lr,
-    }))
+    (args.out / f"rank{r}.json").write_text(
+        json.dumps(
+            {
+                "resumed_from": run.resumed_from,
+                "step": run.state.step,
+                "cursor": vars(run.state.cursor),
+                "weight_version": run.state.weight_version,
+                "optim_equal": optim_equal,
+                "other_ranks_files": others,
+                "lr": run.actor_engine.lr,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

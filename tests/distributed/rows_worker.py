@@ -44,11 +44,21 @@ def main() -> None:
     from ovr.data.synthetic import text_samples, visual_samples
     from ovr.rl.setup import setup_rl
     from ovr.rl.step import train_on
-    from ovr.rl.update import advantages
 
-    cfg = load_config(None, [f"model.path={args.model}", f"store.uri={args.out}/store", "tracking.enabled=false",
-                             "rl.zero_stage=3", "rl.warmup_steps=0", "rl.actor_lr=1e-3", "rl.critic_lr=1e-3",
-                             *args.sets], use_env=False)
+    cfg = load_config(
+        None,
+        [
+            f"model.path={args.model}",
+            f"store.uri={args.out}/store",
+            "tracking.enabled=false",
+            "rl.zero_stage=3",
+            "rl.warmup_steps=0",
+            "rl.actor_lr=1e-3",
+            "rl.critic_lr=1e-3",
+            *args.sets,
+        ],
+        use_env=False,
+    )
     # image and text-only prompts: a rank may get a text-only micro-batch while another shows images
     samples = visual_samples(3, seed=5) + text_samples(2, seed=5, split="rl")
     run = setup_rl(cfg, samples, resume="never")
@@ -62,13 +72,28 @@ def main() -> None:
         weights.drain()
         checksum = {}
     # advantages of this rank's groups, keyed by (group, row in group), for the 1-vs-2 comparison
-    mine = [r for r in rows if r.group in set(run.dist.shard_groups(
-        [sum(len(x.prompt.input_ids) + len(x.response_ids) for x in rows if x.group == g) for g in range(5)]))]
+    mine = [
+        r
+        for r in rows
+        if r.group
+        in set(
+            run.dist.shard_groups(
+                [sum(len(x.prompt.input_ids) + len(x.response_ids) for x in rows if x.group == g) for g in range(5)]
+            )
+        )
+    ]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"rank{run.dist.rank}.json").write_text(json.dumps({
-        "groups": sorted({r.group for r in mine}), "metrics": metrics, "checksum": checksum,
-        "world": run.dist.world, "advantage": cfg.rl.advantage,
-    }))
+    (args.out / f"rank{run.dist.rank}.json").write_text(
+        json.dumps(
+            {
+                "groups": sorted({r.group for r in mine}),
+                "metrics": metrics,
+                "checksum": checksum,
+                "world": run.dist.world,
+                "advantage": cfg.rl.advantage,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

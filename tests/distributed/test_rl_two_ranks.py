@@ -35,10 +35,14 @@ def _rows_run(torchrun, tiny_model_dir, out, nproc, *sets):
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(nproc)]
 
 
-@pytest.mark.parametrize("sets", [
-    ("rl.algorithm=ppo",),  # 4 critic updates: mini-batches of whole groups, text-only ones too
-    ("rl.algorithm=grpo", "rl.max_tokens_per_micro=160", "rl.policy_updates=2"),
-], ids=["ppo", "grpo-micro-batches"])
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ("rl.algorithm=ppo",),  # 4 critic updates: mini-batches of whole groups, text-only ones too
+        ("rl.algorithm=grpo", "rl.max_tokens_per_micro=160", "rl.policy_updates=2"),
+    ],
+    ids=["ppo", "grpo-micro-batches"],
+)
 def test_one_and_two_ranks_give_the_same_update(torchrun, tiny_model_dir, tmp_path, sets):
     one = _rows_run(torchrun, tiny_model_dir, tmp_path / "one", 1, *sets)[0]
     two = _rows_run(torchrun, tiny_model_dir, tmp_path / "two", 2, *sets)
@@ -58,15 +62,29 @@ def rl_recipe(tiny_model_dir, tmp_path):
 
     def make(name: str, **rl) -> str:
         recipe = tmp_path / f"{name}.yaml"
-        recipe.write_text(yaml.safe_dump({
-            "name": name, "model": {"path": str(tiny_model_dir)}, "store": {"uri": str(tmp_path / "store")},
-            "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db"},
-            "data": {"name": "rl2", "synthetic": {"visual_samples": 12, "text_samples": 0, "eval_samples": 0}},
-            "rollout": {"local_server": {"max_model_len": 512, "dtype": "float32"}, "temperature": 1.0},
-            "rl": {"zero_stage": 3, "prompts_per_step": 3, "samples_per_prompt": 2, "warmup_steps": 1,
-                   "actor_lr": 1e-3, "critic_lr": 1e-3, "skip_uniform_batches": False,
-                   "max_response_len_schedule": [{"from_step": 0, "max_tokens": 8}], **rl},
-        }))
+        recipe.write_text(
+            yaml.safe_dump(
+                {
+                    "name": name,
+                    "model": {"path": str(tiny_model_dir)},
+                    "store": {"uri": str(tmp_path / "store")},
+                    "tracking": {"uri": f"sqlite:///{tmp_path}/mlflow.db"},
+                    "data": {"name": "rl2", "synthetic": {"visual_samples": 12, "text_samples": 0, "eval_samples": 0}},
+                    "rollout": {"local_server": {"max_model_len": 512, "dtype": "float32"}, "temperature": 1.0},
+                    "rl": {
+                        "zero_stage": 3,
+                        "prompts_per_step": 3,
+                        "samples_per_prompt": 2,
+                        "warmup_steps": 1,
+                        "actor_lr": 1e-3,
+                        "critic_lr": 1e-3,
+                        "skip_uniform_batches": False,
+                        "max_response_len_schedule": [{"from_step": 0, "max_tokens": 8}],
+                        **rl,
+                    },
+                }
+            )
+        )
         cfg = load_config(recipe, use_env=False)
         build_dataset(cfg, Store.from_config(cfg.store), progress=False)
         return str(recipe)

@@ -18,10 +18,23 @@ pytestmark = [pytest.mark.slow]
 
 
 def _sets(root, model, name, steps):
-    return [f"name={name}", f"model.path={model}", f"store.uri={root / 'store'}", "tracking.enabled=false",
-            f"sft.work_dir={root / 'work' / name}", "data.name=sft2", "sft.max_seq_len=256",
-            "sft.global_batch_size=4", "sft.micro_batch_size=2", f"sft.max_steps={steps}", "sft.save_every=2",
-            "sft.zero_stage=3", "sft.warmup_ratio=0.0", "sft.scheduler=constant", "sft.lr=1e-3"]
+    return [
+        f"name={name}",
+        f"model.path={model}",
+        f"store.uri={root / 'store'}",
+        "tracking.enabled=false",
+        f"sft.work_dir={root / 'work' / name}",
+        "data.name=sft2",
+        "sft.max_seq_len=256",
+        "sft.global_batch_size=4",
+        "sft.micro_batch_size=2",
+        f"sft.max_steps={steps}",
+        "sft.save_every=2",
+        "sft.zero_stage=3",
+        "sft.warmup_ratio=0.0",
+        "sft.scheduler=constant",
+        "sft.lr=1e-3",
+    ]
 
 
 def _cli(root, model, name, steps) -> list[str]:
@@ -38,9 +51,14 @@ def test_sft_at_two_ranks_resumes_and_matches_one_process(torchrun, repo_root, t
     store = Store.from_config(StoreConfig(uri=str(tmp_path / "store")))
     store.commit("datasets/sft2", tmp_path / "data", run="sft2", kind="dataset")
 
-    one = subprocess.run([sys.executable, *_cli(tmp_path, tiny_model_dir, "one", 4)], cwd=repo_root,
-                         env={k: v for k, v in torchrun.env.items() if k != "WORLD_SIZE"},
-                         capture_output=True, text=True, timeout=600)
+    one = subprocess.run(
+        [sys.executable, *_cli(tmp_path, tiny_model_dir, "one", 4)],
+        cwd=repo_root,
+        env={k: v for k, v in torchrun.env.items() if k != "WORLD_SIZE"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr[-4000:]
 
     torchrun(_cli(tmp_path, tiny_model_dir, "two", 2), timeout=600)  # stops after its checkpoint at step 2

@@ -15,12 +15,33 @@ TEMPLATE = "\nPlease reason step by step, and put your final answer within \\box
 
 def samples() -> list[Sample]:
     text = [
-        Sample(id="t1", source="arith", split="eval", prompt="[t1] What is 2+3?" + TEMPLATE, answer="5",
-               answer_type="math", subject="add"),
-        Sample(id="t2", source="arith", split="eval", prompt="[t2] What is 3+4?" + TEMPLATE, answer="7",
-               answer_type="math", subject="add"),
-        Sample(id="t3", source="arith", split="eval", prompt="[t3] What is 2*3?" + TEMPLATE, answer="6",
-               answer_type="math", subject="mul"),
+        Sample(
+            id="t1",
+            source="arith",
+            split="eval",
+            prompt="[t1] What is 2+3?" + TEMPLATE,
+            answer="5",
+            answer_type="math",
+            subject="add",
+        ),
+        Sample(
+            id="t2",
+            source="arith",
+            split="eval",
+            prompt="[t2] What is 3+4?" + TEMPLATE,
+            answer="7",
+            answer_type="math",
+            subject="add",
+        ),
+        Sample(
+            id="t3",
+            source="arith",
+            split="eval",
+            prompt="[t3] What is 2*3?" + TEMPLATE,
+            answer="6",
+            answer_type="math",
+            subject="mul",
+        ),
     ]
     vis = visual_samples(2, seed=0, tasks=["count_shapes"], split="eval")
     vis = [v.model_copy(update={"id": f"v{i}", "prompt": f"[v{i}] " + v.prompt}) for i, v in enumerate(vis)]
@@ -34,13 +55,23 @@ def policy_rules(vis: list[Sample]) -> list[dict]:
         # t1: 2 of 4 correct -> 0.5
         {"match": "[t1]", "responses": ["So \\boxed{5}", "Wait, it is \\boxed{6}", "It is \\boxed{5}.", "no idea"]},
         # t2: 0 of 4 (the last one is right but truncated: scores 0) -> 0.0
-        {"match": "[t2]", "responses": ["\\boxed{8}", "\\boxed{1}", "\\boxed{9}", "\\boxed{7} and then more"],
-         "finish_reasons": ["stop", "stop", "stop", "length"]},
+        {
+            "match": "[t2]",
+            "responses": ["\\boxed{8}", "\\boxed{1}", "\\boxed{9}", "\\boxed{7} and then more"],
+            "finish_reasons": ["stop", "stop", "stop", "length"],
+        },
         # t3: 4 of 4 -> 1.0
         {"match": "[t3]", "responses": ["\\boxed{6}"] * 4},
         # v0: 3 of 4 -> 0.75 ; v1: 1 of 4 -> 0.25
-        {"match": "[v0]", "responses": [f"Wait, recheck \\boxed{{{a0}}}", f"\\boxed{{{a0}}}", f"\\boxed{{{a0}}}",
-                                        f"\\boxed{{{wrong0}}}"]},
+        {
+            "match": "[v0]",
+            "responses": [
+                f"Wait, recheck \\boxed{{{a0}}}",
+                f"\\boxed{{{a0}}}",
+                f"\\boxed{{{a0}}}",
+                f"\\boxed{{{wrong0}}}",
+            ],
+        },
         {"match": "[v1]", "responses": [f"\\boxed{{{a1}}}", "wait, \\boxed{x}", "\\boxed{x}", "\\boxed{x}"]},
     ]
 

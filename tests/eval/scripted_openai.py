@@ -66,22 +66,34 @@ def create_app(rules: list[dict[str, Any]], model: str = "policy") -> FastAPI:
             words = content.split()
             ids = list(range(len(words)))
             choice: dict[str, Any] = {
-                "index": j, "message": {"role": "assistant", "content": content},
-                "finish_reason": finish, "token_ids": ids,
+                "index": j,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish,
+                "token_ids": ids,
             }
             if body.get("logprobs"):
                 as_ids = body.get("return_tokens_as_token_ids")
-                choice["logprobs"] = {"content": [
-                    {"token": f"token_id:{i}" if as_ids else w, "logprob": -0.5, "bytes": list(w.encode()),
-                     "top_logprobs": []}
-                    for i, w in zip(ids, words, strict=True)
-                ]}
+                choice["logprobs"] = {
+                    "content": [
+                        {
+                            "token": f"token_id:{i}" if as_ids else w,
+                            "logprob": -0.5,
+                            "bytes": list(w.encode()),
+                            "top_logprobs": [],
+                        }
+                        for i, w in zip(ids, words, strict=True)
+                    ]
+                }
             choices.append(choice)
         app.state.cursors[idx] += n
         usage = sum(len(c["token_ids"]) for c in choices)
         return {
-            "id": f"chatcmpl-{len(app.state.requests)}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", model), "choices": choices, "prompt_token_ids": [0],
+            "id": f"chatcmpl-{len(app.state.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", model),
+            "choices": choices,
+            "prompt_token_ids": [0],
             "usage": {"prompt_tokens": 1, "completion_tokens": usage, "total_tokens": usage + 1},
         }
 

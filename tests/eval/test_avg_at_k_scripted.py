@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from scripted_data import judge_rules, policy_rules, samples, served
 
 from ovr.eval.records import EvalResult, read_records
 from ovr.eval.runner import evaluate
-from scripted_data import served, judge_rules, policy_rules, samples
 
 
 def test_avg_at_k_matches_hand_computed_values(scripted_server, eval_cfg, tmp_path):
     data = samples()
     srv = scripted_server(judge_rules() + policy_rules(data[3:]))
     cfg = eval_cfg(
-        "eval.k=4", "eval.temperature=0.7", "eval.top_p=0.9", "eval.max_tokens=32",
+        "eval.k=4",
+        "eval.temperature=0.7",
+        "eval.top_p=0.9",
+        "eval.max_tokens=32",
         "eval.benchmarks=[arith, synthetic_visual]",
-        "eval.judge.enabled=true", f"eval.judge.base_url={srv.url}/v1",
+        "eval.judge.enabled=true",
+        f"eval.judge.base_url={srv.url}/v1",
         "eval.judge.behaviours=[verification, backtracking, visual_reflection]",
     )
     out = tmp_path / "eval"
@@ -62,7 +66,10 @@ def test_avg_at_k_matches_hand_computed_values(scripted_server, eval_cfg, tmp_pa
     history = client.get_metric_history(result.mlflow_run_id, "eval/synthetic_visual/avg_at_4")
     assert [(m.step, m.value) for m in history] == [(7, 0.5)]
     assert {a.path for a in client.list_artifacts(result.mlflow_run_id, "eval/ckpt")} >= {
-        "eval/ckpt/responses.jsonl", "eval/ckpt/results.md", "eval/ckpt/result.json"}
+        "eval/ckpt/responses.jsonl",
+        "eval/ckpt/results.md",
+        "eval/ckpt/result.json",
+    }
 
 
 def test_unknown_benchmark_is_a_clear_error(eval_cfg, tmp_path):
@@ -89,8 +96,14 @@ def test_unreachable_judge_is_an_error_but_responses_are_kept(scripted_server, e
 
     data = samples()[:3]
     srv = scripted_server(policy_rules(samples()[3:]))
-    cfg = eval_cfg("eval.k=4", "eval.benchmarks=[arith]", "tracking.enabled=false", "eval.judge.enabled=true",
-                   f"eval.judge.base_url=http://127.0.0.1:{free_port()}/v1", "eval.judge.retries=0")
+    cfg = eval_cfg(
+        "eval.k=4",
+        "eval.benchmarks=[arith]",
+        "tracking.enabled=false",
+        "eval.judge.enabled=true",
+        f"eval.judge.base_url=http://127.0.0.1:{free_port()}/v1",
+        "eval.judge.retries=0",
+    )
     with pytest.raises(JudgeError, match="failed after 1 tries"):
         evaluate(served(cfg, srv.url), data, out_dir=tmp_path, progress=False)
     assert len(read_records(tmp_path / "responses.jsonl")) == 12

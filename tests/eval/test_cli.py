@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 
+from scripted_data import policy_rules, samples
 from typer.testing import CliRunner
 
 from ovr.cli import app
-from ovr.data.shards import write_split
 from ovr.config import StoreConfig
+from ovr.data.shards import write_split
 from ovr.store import Store
-from scripted_data import policy_rules, samples
 
 
 def test_eval_then_report_from_the_command_line(scripted_server, repo_root, tmp_path):
@@ -19,14 +19,28 @@ def test_eval_then_report_from_the_command_line(scripted_server, repo_root, tmp_
     ds = tmp_path / "ds"
     write_split(data, "eval", ds, shard_size=2)
 
-    Store.from_config(StoreConfig(uri=str(tmp_path / "store"))).commit("datasets/evalset", ds, run="evalset", kind="dataset")
+    Store.from_config(StoreConfig(uri=str(tmp_path / "store"))).commit(
+        "datasets/evalset", ds, run="evalset", kind="dataset"
+    )
     srv = scripted_server(policy_rules(data[3:]))
-    common = ["--recipe", str(repo_root / "recipes/tiny-cpu.yaml"),
-              "--set", f"store.uri={tmp_path / 'store'}", "--set", f"tracking.uri=sqlite:///{tmp_path}/m.db",
-              "--set", "data.name=evalset", "--set", "eval.k=4", "--set", "eval.benchmarks=[arith]"]
+    common = [
+        "--recipe",
+        str(repo_root / "recipes/tiny-cpu.yaml"),
+        "--set",
+        f"store.uri={tmp_path / 'store'}",
+        "--set",
+        f"tracking.uri=sqlite:///{tmp_path}/m.db",
+        "--set",
+        "data.name=evalset",
+        "--set",
+        "eval.k=4",
+        "--set",
+        "eval.benchmarks=[arith]",
+    ]
     runner = CliRunner()
-    res = runner.invoke(app, ["eval", *common, "--endpoint", srv.url, "--out", str(tmp_path / "e"),
-                              "--label", "final", "--step", "5"])
+    res = runner.invoke(
+        app, ["eval", *common, "--endpoint", srv.url, "--out", str(tmp_path / "e"), "--label", "final", "--step", "5"]
+    )
     assert res.exit_code == 0, res.output
     assert "| arith | text | 3 | 50.0 |" in res.output
     result = json.loads((tmp_path / "e/result.json").read_text())

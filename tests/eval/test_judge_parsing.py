@@ -24,8 +24,15 @@ def test_well_formed(reply, expected):
 @pytest.mark.parametrize(
     "reply",
     [
-        None, "", "I count two verification steps.", "<count>two</count>", "<count>-1</count>",
-        "<count>2.5</count>", "<count>N</count>", "<count>2", "<count></count>",
+        None,
+        "",
+        "I count two verification steps.",
+        "<count>two</count>",
+        "<count>-1</count>",
+        "<count>2.5</count>",
+        "<count>N</count>",
+        "<count>2",
+        "<count></count>",
         "<count>1</count> or maybe <count>3</count>",  # contradictory
     ],
 )

@@ -10,9 +10,19 @@ from ovr.eval.records import ResponseRecord
 
 def rec(qid, acc, bench="b", subject=None, modality="text", length=10, finish="stop", keywords=None, judge=None):
     return ResponseRecord(
-        sample_id=qid, benchmark=bench, subject=subject, modality=modality, index=0, prompt="p",
-        reference="1", text="t", finish_reason=finish, length=length, accuracy=acc,
-        keywords=keywords or {}, judge=judge or {},
+        sample_id=qid,
+        benchmark=bench,
+        subject=subject,
+        modality=modality,
+        index=0,
+        prompt="p",
+        reference="1",
+        text="t",
+        finish_reason=finish,
+        length=length,
+        accuracy=acc,
+        keywords=keywords or {},
+        judge=judge or {},
     )
 
 
@@ -28,9 +38,12 @@ def test_avg_and_pass_at_k_hand_computed():
 
 def test_scores_per_benchmark_and_subject():
     records = [
-        rec("q1", 1, subject="geo", length=4), rec("q1", 0, subject="geo", length=8, finish="length"),
-        rec("q2", 1, subject="alg", length=6), rec("q2", 1, subject="alg", length=6),
-        rec("v1", 0, bench="vis", modality="image", length=2), rec("v1", 1, bench="vis", modality="image", length=2),
+        rec("q1", 1, subject="geo", length=4),
+        rec("q1", 0, subject="geo", length=8, finish="length"),
+        rec("q2", 1, subject="alg", length=6),
+        rec("q2", 1, subject="alg", length=6),
+        rec("v1", 0, bench="vis", modality="image", length=2),
+        rec("v1", 1, bench="vis", modality="image", length=2),
     ]
     benches, subjects = metrics.score_benchmarks(records)
     b = {s.benchmark: s for s in benches}
@@ -44,8 +57,10 @@ def test_scores_per_benchmark_and_subject():
 
 def test_emergence_counts_unknown_as_unknown_not_zero():
     records = [
-        rec("a", 1, judge={"verification": 2}), rec("b", 1, judge={"verification": None}),
-        rec("c", 1, judge={"verification": 0}), rec("d", 1, judge={"verification": None}),
+        rec("a", 1, judge={"verification": 2}),
+        rec("b", 1, judge={"verification": None}),
+        rec("c", 1, judge={"verification": 0}),
+        rec("d", 1, judge={"verification": None}),
     ]
     r = behaviour.rates("b", records)
     assert r.rates["verification"] == 0.5  # 1 of 2 known, not 1 of 4
@@ -56,7 +71,8 @@ def test_emergence_counts_unknown_as_unknown_not_zero():
 
 def test_keyword_rates_and_transfer():
     records = [
-        rec("t1", 1, keywords={"wait,": 1, "retry": 0}), rec("t2", 1, keywords={"wait,": 0, "retry": 0}),
+        rec("t1", 1, keywords={"wait,": 1, "retry": 0}),
+        rec("t2", 1, keywords={"wait,": 0, "retry": 0}),
         rec("v1", 1, bench="vis", modality="image", keywords={"wait,": 1, "retry": 1}),
         rec("v2", 1, bench="vis", modality="image", keywords={"wait,": 0, "retry": 0}),
         rec("v3", 1, bench="vis", modality="image", keywords={"wait,": 0, "retry": 0}),

@@ -10,13 +10,13 @@ import io
 import re
 
 from PIL import Image
+from scripted_data import improved_rules, policy_rules, samples, served
 
 from ovr.data.build import build_dataset
 from ovr.eval.report import build_report, reward_gain, training_order
 from ovr.eval.runner import evaluate
 from ovr.store import Store
 from ovr.tracking import Tracker
-from scripted_data import served, improved_rules, policy_rules, samples
 
 
 def _png_ok(data: bytes) -> tuple[int, int]:
@@ -27,21 +27,54 @@ def _png_ok(data: bytes) -> tuple[int, int]:
 
 def test_report_renders_accuracy_curves_and_behaviours(scripted_server, eval_cfg, tmp_path):
     data = samples()
-    cfg = eval_cfg("eval.k=4", "eval.benchmarks=[arith, synthetic_visual]", "data.synthetic.text_samples=80",
-                   "data.synthetic.visual_samples=0", "data.synthetic.eval_samples=0")
+    cfg = eval_cfg(
+        "eval.k=4",
+        "eval.benchmarks=[arith, synthetic_visual]",
+        "data.synthetic.text_samples=80",
+        "data.synthetic.visual_samples=0",
+        "data.synthetic.eval_samples=0",
+    )
     build_dataset(cfg, Store.from_config(cfg.store), progress=False)  # the cold start the report counts
     with Tracker.open(cfg, "rl") as rl:  # the run the checkpoints belong to, with its training curves
-        curve = [(0.2, 40.0), (0.3, 39.0), (0.1, 38.0), (0.35, 36.0), (0.4, 35.0), (0.6, 33.0), (0.55, 32.0),
-                 (0.5, 31.0)]
+        curve = [
+            (0.2, 40.0),
+            (0.3, 39.0),
+            (0.1, 38.0),
+            (0.35, 36.0),
+            (0.4, 35.0),
+            (0.6, 33.0),
+            (0.55, 32.0),
+            (0.5, 31.0),
+        ]
         for step, (reward, length) in enumerate(curve, start=1):
-            rl.log_metrics({"reward_mean": reward, "response_len_mean": length, "accuracy": reward,
-                            "behaviour/image/reflection": step / 10, "behaviour/image/verification": 0.0}, step=step)
+            rl.log_metrics(
+                {
+                    "reward_mean": reward,
+                    "response_len_mean": length,
+                    "accuracy": reward,
+                    "behaviour/image/reflection": step / 10,
+                    "behaviour/image/verification": 0.0,
+                },
+                step=step,
+            )
     cfg.tracking.run_id = rl.run_id
 
-    early = evaluate(served(cfg, scripted_server(policy_rules(data[3:])).url), data, out_dir=tmp_path / "e0",
-                     progress=False, label="sft", step=0)
-    late = evaluate(served(cfg, scripted_server(improved_rules(data[3:])).url), data, out_dir=tmp_path / "e3",
-                    progress=False, label="rl-step-3", step=3)
+    early = evaluate(
+        served(cfg, scripted_server(policy_rules(data[3:])).url),
+        data,
+        out_dir=tmp_path / "e0",
+        progress=False,
+        label="sft",
+        step=0,
+    )
+    late = evaluate(
+        served(cfg, scripted_server(improved_rules(data[3:])).url),
+        data,
+        out_dir=tmp_path / "e3",
+        progress=False,
+        label="rl-step-3",
+        step=3,
+    )
     assert early.mlflow_run_id == late.mlflow_run_id == rl.run_id
 
     out = tmp_path / "report"
@@ -55,8 +88,13 @@ def test_report_renders_accuracy_curves_and_behaviours(scripted_server, eval_cfg
     assert "| vision | image | 8 |" in text  # behaviour table at the last checkpoint
     assert "| kw_wait | 1.00 |" in text  # all responses say "Wait," in both modalities: transfer 1.0
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert links == ["figures/accuracy.png", "figures/training.png", "figures/behaviour.png", "figures/transfer.png",
-                     "figures/behaviour_rl.png"]
+    assert links == [
+        "figures/accuracy.png",
+        "figures/training.png",
+        "figures/behaviour.png",
+        "figures/transfer.png",
+        "figures/behaviour_rl.png",
+    ]
     for link in links:
         w, h = _png_ok((out / link).read_bytes())
         assert w >= 400 and h >= 300
@@ -88,8 +126,9 @@ def test_report_renders_accuracy_curves_and_behaviours(scripted_server, eval_cfg
 def test_report_without_training_metrics(scripted_server, eval_cfg, tmp_path):
     data = samples()
     cfg = eval_cfg("eval.k=4", "eval.benchmarks=[arith]", "tracking.enabled=false")
-    result = evaluate(served(cfg, scripted_server(policy_rules(data[3:])).url), data[:3], out_dir=tmp_path / "e",
-                      progress=False)
+    result = evaluate(
+        served(cfg, scripted_server(policy_rules(data[3:])).url), data[:3], out_dir=tmp_path / "e", progress=False
+    )
     text = build_report(cfg, [result], tmp_path / "r").read_text()
     assert "No training metrics" in text and "| arith | 50.0 |" in text
     assert not (tmp_path / "r/figures/training.png").exists()

@@ -12,12 +12,12 @@ import subprocess
 
 import pytest
 from PIL import Image, ImageStat
+from scripted_data import improved_rules, policy_rules, samples, served
 
 from ovr.eval.html import markdown_to_html, write_html_report
 from ovr.eval.report import build_report
 from ovr.eval.runner import evaluate
 from ovr.tracking import Tracker
-from scripted_data import improved_rules, policy_rules, samples, served
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: appended to a copy of the page: once loaded, each image's decoded size and the tables' count
@@ -36,10 +36,22 @@ def report_dir(scripted_server, eval_cfg, tmp_path):
         for step, reward in enumerate([0.2, 0.3, 0.1, 0.35, 0.4, 0.6, 0.55, 0.5], start=1):
             rl.log_metrics({"reward_mean": reward, "response_len_mean": 40.0 - step, "accuracy": reward}, step=step)
     cfg.tracking.run_id = rl.run_id
-    early = evaluate(served(cfg, scripted_server(policy_rules(data[3:])).url), data, out_dir=tmp_path / "e0",
-                     progress=False, label="sft", step=0)
-    late = evaluate(served(cfg, scripted_server(improved_rules(data[3:])).url), data, out_dir=tmp_path / "e3",
-                    progress=False, label="rl", step=3)
+    early = evaluate(
+        served(cfg, scripted_server(policy_rules(data[3:])).url),
+        data,
+        out_dir=tmp_path / "e0",
+        progress=False,
+        label="sft",
+        step=0,
+    )
+    late = evaluate(
+        served(cfg, scripted_server(improved_rules(data[3:])).url),
+        data,
+        out_dir=tmp_path / "e3",
+        progress=False,
+        label="rl",
+        step=3,
+    )
     out = tmp_path / "report"
     build_report(cfg, [early, late], out)
     return out
@@ -62,12 +74,20 @@ def test_markdown_to_html_escapes_the_title_and_renders_pipes_as_tables():
     page = markdown_to_html("# a <b> run\n\n| x | y |\n|---|--:|\n| 1 | 2 |\n")
     assert "<title>a &lt;b&gt; run</title>" in page
     assert re.search(r'<td class="num">1</td>\s*<td style="text-align: right;">2</td>', page)
-    assert '<td>arith</td>' in markdown_to_html("| a | b |\n|---|---|\n| arith | 0.5 |")
+    assert "<td>arith</td>" in markdown_to_html("| a | b |\n|---|---|\n| arith | 0.5 |")
 
 
 def _chromium(*args: str, timeout: int = 90) -> subprocess.CompletedProcess:
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-           "--hide-scrollbars", "--allow-file-access-from-files", *args]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--hide-scrollbars",
+        "--allow-file-access-from-files",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from ovr.eval.transfer import Row, pays_table, rates_table, verdict
 
+
 def test_report_counts_the_sft_split_of_a_dataset_built_without_the_figures(eval_cfg):
     """An older build's manifest has no ``behaviours``: the report counts the stored split itself."""
     from ovr.data.build import build_dataset
     from ovr.eval.transfer import sft_data_rates
     from ovr.store import Store
 
-    cfg = eval_cfg("data.synthetic.text_samples=40", "data.synthetic.visual_samples=0",
-                   "data.synthetic.eval_samples=0", "data.synthetic.behaviours={reflect: 1.0}")
+    cfg = eval_cfg(
+        "data.synthetic.text_samples=40",
+        "data.synthetic.visual_samples=0",
+        "data.synthetic.eval_samples=0",
+        "data.synthetic.behaviours={reflect: 1.0}",
+    )
     store = Store.from_config(cfg.store)
     assert sft_data_rates(cfg) is None  # nothing built yet
     built = build_dataset(cfg, store, progress=False)["metadata"]["splits"]["sft"]
@@ -27,18 +32,24 @@ def test_report_counts_the_sft_split_of_a_dataset_built_without_the_figures(eval
 def _rows(data=0.25, sft_text=0.2, sft_image=0.1, rl_image=0.3, with_=0.8, without=0.4, n=200):
     r = lambda v: {"reflection": v, "verification": 0.0, "backtracking": 0.0}  # noqa: E731
     acc = ({"reflection": with_}, {"reflection": without})
-    return [Row("SFT data", "text", 1000, r(data)), Row("SFT model", "text", n, r(sft_text)),
-            Row("SFT model", "image", n, r(sft_image), *acc), Row("RL model", "text", n, r(0.2)),
-            Row("RL model", "image", n, r(rl_image), *acc)]
+    return [
+        Row("SFT data", "text", 1000, r(data)),
+        Row("SFT model", "text", n, r(sft_text)),
+        Row("SFT model", "image", n, r(sft_image), *acc),
+        Row("RL model", "text", n, r(0.2)),
+        Row("RL model", "image", n, r(rl_image), *acc),
+    ]
 
 
 def test_verdict_says_transfer_and_that_rl_kept_what_pays():
     text = verdict(_rows())
     assert text.startswith("This run shows transfer: reflection from the language-only cold start shows up")
     assert "its image answers 10.0 % (image / text 0.50)" in text
-    assert ("RL amplified it (10.0 % → 30.0 % of the answers); before RL, answers with it were right 80.0 % of the "
-            "time vs 40.0 % without (20 of 200 show it): it pays; RL kept the behaviour that pays; after RL, "
-            "answers with it were right 80.0 %") in text
+    assert (
+        "RL amplified it (10.0 % → 30.0 % of the answers); before RL, answers with it were right 80.0 % of the "
+        "time vs 40.0 % without (20 of 200 show it): it pays; RL kept the behaviour that pays; after RL, "
+        "answers with it were right 80.0 %"
+    ) in text
 
 
 def test_verdict_follows_the_numbers():

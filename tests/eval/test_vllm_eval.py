@@ -22,14 +22,30 @@ def test_tiny_model_on_vllm_end_to_end(tiny_model_dir, rollout_python, repo_root
     data = visual_samples(4, seed=1, split="eval") + text_samples(4, seed=1, split="eval")
     write_split(data, "eval", tmp_path / "ds", shard_size=4)
     Store.from_config(StoreConfig(uri=str(tmp_path / "store"))).commit(
-        "datasets/tinyeval", tmp_path / "ds", run="tinyeval", kind="dataset")
-    common = ["--recipe", str(repo_root / "recipes/tiny-cpu.yaml"),
-              "--set", f"store.uri={tmp_path / 'store'}", "--set", f"tracking.uri=sqlite:///{tmp_path}/m.db",
-              "--set", "data.name=tinyeval", "--set", "eval.k=2", "--set", "eval.max_tokens=12",
-              "--set", "eval.benchmarks=[synthetic_visual, synthetic_text]", "--set", f"rollout.local_server.python={rollout_python}"]
+        "datasets/tinyeval", tmp_path / "ds", run="tinyeval", kind="dataset"
+    )
+    common = [
+        "--recipe",
+        str(repo_root / "recipes/tiny-cpu.yaml"),
+        "--set",
+        f"store.uri={tmp_path / 'store'}",
+        "--set",
+        f"tracking.uri=sqlite:///{tmp_path}/m.db",
+        "--set",
+        "data.name=tinyeval",
+        "--set",
+        "eval.k=2",
+        "--set",
+        "eval.max_tokens=12",
+        "--set",
+        "eval.benchmarks=[synthetic_visual, synthetic_text]",
+        "--set",
+        f"rollout.local_server.python={rollout_python}",
+    ]
     runner = CliRunner()
-    res = runner.invoke(app, ["eval", *common, "--model", str(tiny_model_dir), "--out", str(tmp_path / "eval"),
-                              "--label", "tiny"])
+    res = runner.invoke(
+        app, ["eval", *common, "--model", str(tiny_model_dir), "--out", str(tmp_path / "eval"), "--label", "tiny"]
+    )
     assert res.exit_code == 0, res.output
 
     result = EvalResult.load(tmp_path / "eval")

@@ -25,6 +25,9 @@ def test_no_function_in_the_library_is_over_80_lines(repo_root):
 
 
 def test_no_source_file_is_over_400_lines(repo_root):
-    big = [f"{p.relative_to(repo_root)} ({n})" for p in _sources(repo_root, "ovr", "services", "components", "pipelines")
-           if (n := p.read_text().count("\n")) > MAX_FILE_LINES]
+    big = [
+        f"{p.relative_to(repo_root)} ({n})"
+        for p in _sources(repo_root, "ovr", "services", "components", "pipelines")
+        if (n := p.read_text().count("\n")) > MAX_FILE_LINES
+    ]
     assert big == []

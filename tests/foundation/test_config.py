@@ -28,7 +28,9 @@ def test_ovr_7b_recipe_encodes_the_published_hyperparameters(repo_root):
     assert math.isclose(rl.value_head_init, math.sqrt(5), rel_tol=1e-9)
     assert rl.max_steps == 900
     assert [(s.from_step, s.max_tokens) for s in rl.max_response_len_schedule] == [
-        (0, 24576), (300, 32768), (700, 49152)
+        (0, 24576),
+        (300, 32768),
+        (700, 49152),
     ]
     assert rl.max_tokens_at(0) == 24576 and rl.max_tokens_at(299) == 24576
     assert rl.max_tokens_at(300) == 32768 and rl.max_tokens_at(899) == 49152
@@ -153,10 +155,17 @@ def _receivers(trees, section: str, cls: str) -> set[str]:
                 names.add(node.arg)
             elif isinstance(node, ast.Assign) and len(node.targets) == 1:
                 target, value = node.targets[0], node.value
-                pairs = (zip(target.elts, value.elts) if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple)
-                         else [(target, value)])
+                pairs = (
+                    zip(target.elts, value.elts)
+                    if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple)
+                    else [(target, value)]
+                )
                 names |= {t.id for t, v in pairs if isinstance(t, ast.Name) and ends_with_section(v)}
-            elif isinstance(node, ast.comprehension) and isinstance(node.target, ast.Name) and ends_with_section(node.iter):
+            elif (
+                isinstance(node, ast.comprehension)
+                and isinstance(node.target, ast.Name)
+                and ends_with_section(node.iter)
+            ):
                 names.add(node.target.id)
     return names
 
@@ -178,13 +187,19 @@ def test_every_setting_is_read_somewhere(repo_root):
 
     from ovr.config import RunConfig
 
-    files = [p for folder in ("ovr", "services", "components", "pipelines") for p in (repo_root / folder).rglob("*.py")
-             if "config" not in p.relative_to(repo_root).parts[:2]]
+    files = [
+        p
+        for folder in ("ovr", "services", "components", "pipelines")
+        for p in (repo_root / folder).rglob("*.py")
+        if "config" not in p.relative_to(repo_root).parts[:2]
+    ]
     code = "\n".join(p.read_text() for p in files)
     trees = [ast.parse(p.read_text()) for p in files]
     unread = []
     for path, model in _sections(RunConfig):
-        recv = "|".join(sorted(_receivers(trees, path.split(".")[-1], model.__name__) | ({"cfg"} if not path else set())))
+        recv = "|".join(
+            sorted(_receivers(trees, path.split(".")[-1], model.__name__) | ({"cfg"} if not path else set()))
+        )
         for name, info in model.model_fields.items():
             nested = isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
             dotted = f"{path}.{name}"

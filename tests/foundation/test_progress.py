@@ -56,8 +56,9 @@ def test_without_the_env_var_a_periodic_line_with_rate_and_eta_is_printed():
 
 def test_a_stage_line_that_fails_falls_back_to_the_default_line():
     printed = []
-    progress = StageProgress("rl", 2, environ={}, every_s=0, printer=printed.append,
-                             line=lambda ev: f"rl {ev.metrics['missing']}")
+    progress = StageProgress(
+        "rl", 2, environ={}, every_s=0, printer=printed.append, line=lambda ev: f"rl {ev.metrics['missing']}"
+    )
     progress.update(1, {"reward_mean": 0.5})
     assert printed and printed[0].startswith("rl step 1/2  reward_mean 0.5")
 

@@ -88,9 +88,7 @@ def test_credentials_from_secret_folder_and_never_in_errors(s3_server, tmp_path,
     monkeypatch.delenv("OVR_S3_SECRET_KEY", raising=False)
     (tmp_path / "access_key").write_text("folder-access\n")
     (tmp_path / "secret_key").write_text("very-secret-value\n")
-    cfg = StoreConfig(
-        uri="s3://creds-bucket", endpoint=f"127.0.0.1:{s3_server.port}", credentials_file=str(tmp_path)
-    )
+    cfg = StoreConfig(uri="s3://creds-bucket", endpoint=f"127.0.0.1:{s3_server.port}", credentials_file=str(tmp_path))
     store = Store.from_config(cfg)
     store.put_bytes("a/b.txt", b"hello")
     assert store.get_bytes("a/b.txt") == b"hello"

@@ -21,8 +21,13 @@ def _image_sample() -> Sample:
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return Sample(
-        id="s1", source="t", split="rl", modality="image", prompt="<image>How many circles? Answer in \\boxed{}.",
-        images=[ImageRef.from_bytes(buf.getvalue())], answer="1",
+        id="s1",
+        source="t",
+        split="rl",
+        modality="image",
+        prompt="<image>How many circles? Answer in \\boxed{}.",
+        images=[ImageRef.from_bytes(buf.getvalue())],
+        answer="1",
     )
 
 

@@ -57,6 +57,7 @@ def test_an_authenticated_server_refuses_strangers_and_takes_the_login_from_the_
     """MLflow's basic-auth app (what the Helm chart runs): no login, no access; MLflow's own client
     sends MLFLOW_TRACKING_USERNAME/PASSWORD, and neither reaches the run's params."""
     import httpx
+
     MLFLOW_ADMIN = mlflow_admin
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -89,8 +90,11 @@ def test_a_password_in_a_config_url_is_masked_in_params_and_urls(repo_root, tmp_
     from ovr.tracking import redact_credentials
 
     db = f"sqlite:///{tmp_path}/m.db"
-    cfg = load_config(repo_root / "recipes/tiny-cpu.yaml", [f"tracking.uri={db}",
-                                                           "reward.url=http://ovr:hunter2@reward:8000"], use_env=False)
+    cfg = load_config(
+        repo_root / "recipes/tiny-cpu.yaml",
+        [f"tracking.uri={db}", "reward.url=http://ovr:hunter2@reward:8000"],
+        use_env=False,
+    )
     with Tracker.open(cfg, "rl") as tracker:
         pass
     params = MlflowClient(db).get_run(tracker.run_id).data.params

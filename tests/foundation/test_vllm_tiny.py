@@ -16,9 +16,20 @@ def test_vllm_serves_tiny_model_chat_with_image_n4(tiny_model_dir, rollout_pytho
     from PIL import Image
 
     cmd = [
-        str(rollout_python), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(tiny_model_dir), "--served-model-name", "tiny", "--host", "127.0.0.1",
-        "--port", "{port}", "--enforce-eager", "--max-model-len", "1024",
+        str(rollout_python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(tiny_model_dir),
+        "--served-model-name",
+        "tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--enforce-eager",
+        "--max-model-len",
+        "1024",
     ]
     env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     buf = io.BytesIO()
@@ -29,11 +40,20 @@ def test_vllm_serves_tiny_model_chat_with_image_n4(tiny_model_dir, rollout_pytho
             f"{srv.url}/v1/chat/completions",
             json={
                 "model": "tiny",
-                "messages": [{"role": "user", "content": [
-                    {"type": "image_url", "image_url": {"url": url}},
-                    {"type": "text", "text": "What colour is the image?"},
-                ]}],
-                "n": 4, "max_tokens": 6, "temperature": 1.0, "logprobs": True, "return_token_ids": True,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": url}},
+                            {"type": "text", "text": "What colour is the image?"},
+                        ],
+                    }
+                ],
+                "n": 4,
+                "max_tokens": 6,
+                "temperature": 1.0,
+                "logprobs": True,
+                "return_token_ids": True,
             },
             timeout=120,
         )

@@ -8,9 +8,9 @@ PyPI). What this can check: that the pins exist as Linux x86_64 wheels and agree
 DeepSpeed and kfp-server-api publish only source distributions: they (and kfp / kfp-kubernetes,
 which pull kfp-server-api in) are left out of the binary resolution, their own requirements (from
 their metadata in this venv) go in instead, and each is checked to have a release on the index that
-satisfies the requirement. What it cannot: PyTorch's own wheel index (not reachable from here; the Dockerfile needs it only
-for a CPU-only image), the rollout image's base (``vllm/vllm-openai``, a registry image), system
-packages, and whether the image builds (no Docker engine here). Marked ``index``: it needs PyPI.
+satisfies the requirement. What it cannot: PyTorch's own wheel index (not reachable from here; the
+Dockerfile needs it only for a CPU-only image), the rollout image's base (``vllm/vllm-openai``, a
+registry image), system packages, and whether the image builds (no Docker engine here). Marked ``index``: it needs PyPI.
 """
 
 from __future__ import annotations
@@ -65,8 +65,22 @@ def source_only(requirements: list[str]) -> tuple[list[str], list[str]]:
 
 
 def on_index(requirement: str) -> bool:
-    out = subprocess.run([sys.executable, "-m", "pip", "index", "versions", _name(requirement), "--index-url",
-                          "https://pypi.org/simple"], env=pip_env(), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "index",
+            "versions",
+            _name(requirement),
+            "--index-url",
+            "https://pypi.org/simple",
+        ],
+        env=pip_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     from packaging.requirements import Requirement
 
     versions = out.stdout.partition("Available versions:")[2].replace(",", " ").split()
@@ -88,14 +102,29 @@ def resolve(requirements: list[str], tmp_path: Path) -> dict[str, str]:
     req.write_text("\n".join(binary) + "\n")
     report = tmp_path / "report.json"
     env = pip_env()
-    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
-           "--only-binary=:all:", *PLATFORM, "--index-url", "https://pypi.org/simple", "--report", str(report),
-           "-r", str(req)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--ignore-installed",
+        "--only-binary=:all:",
+        *PLATFORM,
+        "--index-url",
+        "https://pypi.org/simple",
+        "--report",
+        str(report),
+        "-r",
+        str(req),
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=840)
     if out.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} failed:\n{out.stderr[-4000:]}")
-    return {i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"]
-            for i in json.loads(report.read_text())["install"]}
+    return {
+        i["metadata"]["name"].lower().replace("_", "-"): i["metadata"]["version"]
+        for i in json.loads(report.read_text())["install"]
+    }
 
 
 def image_pins(name: str) -> list[str]:

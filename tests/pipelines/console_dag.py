@@ -39,8 +39,7 @@ if __name__ == "__main__":
 
     work, fail_at = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 0
     with RunConsole(work / "run.log", work / "progress.jsonl") as con:
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "kfp"),
-                   raise_on_error=True)
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(work / "kfp"), raise_on_error=True)
         print("from the parent, to the log")
         console_dag(fail_at=fail_at)
     con.console.print("after the run")

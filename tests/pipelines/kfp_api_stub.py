@@ -70,8 +70,12 @@ def create_app(stub: KfpStub) -> FastAPI:
     @app.middleware("http")
     async def record(request: Request, call_next):
         body = await request.body()
-        entry: dict[str, Any] = {"method": request.method, "path": request.url.path,
-                                 "query": dict(request.query_params), "headers": dict(request.headers)}
+        entry: dict[str, Any] = {
+            "method": request.method,
+            "path": request.url.path,
+            "query": dict(request.query_params),
+            "headers": dict(request.headers),
+        }
         if request.headers.get("content-type", "").startswith("application/json") and body:
             entry["json"] = json.loads(body)
         stub.requests.append(entry)
@@ -86,8 +90,11 @@ def create_app(stub: KfpStub) -> FastAPI:
     def list_pipelines(filter: str | None = None, namespace: str | None = None) -> dict:
         # as multi-user KFP: a namespaced pipeline is listed only when its namespace is asked for
         name = _name_filter(filter)
-        found = [p for p in stub.pipelines.values() if (name is None or p["display_name"] == name)
-                 and p["namespace"] == (namespace or "")]
+        found = [
+            p
+            for p in stub.pipelines.values()
+            if (name is None or p["display_name"] == name) and p["namespace"] == (namespace or "")
+        ]
         return {"pipelines": found, "total_size": len(found)} if found else {}
 
     async def _uploaded_spec(request: Request) -> bytes:
@@ -105,20 +112,29 @@ def create_app(stub: KfpStub) -> FastAPI:
     def _add_version(pipeline_id: str, name: str, data: bytes) -> dict:
         if any(v["display_name"] == name for v in stub.versions[pipeline_id]):
             raise HTTPException(409, f"pipeline version {name!r} already exists")
-        version = {"pipeline_id": pipeline_id, "pipeline_version_id": stub.new_id("version"),
-                   "display_name": name, "created_at": _now(),
-                   "pipeline_spec": list(yaml.safe_load_all(data))[0]}
+        version = {
+            "pipeline_id": pipeline_id,
+            "pipeline_version_id": stub.new_id("version"),
+            "display_name": name,
+            "created_at": _now(),
+            "pipeline_spec": next(iter(yaml.safe_load_all(data))),
+        }
         stub.versions[pipeline_id].append(version)
         return version
 
     @app.post(f"{API}/pipelines/upload")
-    async def upload(request: Request, name: str, description: str | None = None,
-                     namespace: str | None = None) -> dict:
+    async def upload(request: Request, name: str, description: str | None = None, namespace: str | None = None) -> dict:
         data = await _uploaded_spec(request)
         if any(p["display_name"] == name for p in stub.pipelines.values()):
             raise HTTPException(409, f"pipeline {name!r} already exists")
-        pipeline = {"pipeline_id": stub.new_id("pipeline"), "display_name": name, "name": name,
-                    "description": description or "", "created_at": _now(), "namespace": namespace or ""}
+        pipeline = {
+            "pipeline_id": stub.new_id("pipeline"),
+            "display_name": name,
+            "name": name,
+            "description": description or "",
+            "created_at": _now(),
+            "namespace": namespace or "",
+        }
         stub.pipelines[pipeline["pipeline_id"]] = pipeline
         stub.versions[pipeline["pipeline_id"]] = []
         _add_version(pipeline["pipeline_id"], name, data)  # the server names the first version after it
@@ -150,8 +166,12 @@ def create_app(stub: KfpStub) -> FastAPI:
         body = await request.json()
         if not body.get("display_name"):
             raise HTTPException(400, "experiment display_name is required")
-        exp = {"experiment_id": stub.new_id("experiment"), "display_name": body["display_name"],
-               "namespace": body.get("namespace") or "", "created_at": _now()}
+        exp = {
+            "experiment_id": stub.new_id("experiment"),
+            "display_name": body["display_name"],
+            "namespace": body.get("namespace") or "",
+            "created_at": _now(),
+        }
         stub.experiments[exp["experiment_id"]] = exp
         return exp
 
@@ -165,8 +185,13 @@ def create_app(stub: KfpStub) -> FastAPI:
         if not body.get("pipeline_spec") and ref.get("pipeline_version_id") not in known:
             raise HTTPException(404, f"pipeline version {ref} not found")
         final = stub.outcomes.pop(0) if stub.outcomes else "SUCCEEDED"
-        run = {**body, "run_id": stub.new_id("run"), "created_at": _now(), "state": "PENDING",
-               "_script": ["RUNNING", final]}
+        run = {
+            **body,
+            "run_id": stub.new_id("run"),
+            "created_at": _now(),
+            "state": "PENDING",
+            "_script": ["RUNNING", final],
+        }
         stub.runs[run["run_id"]] = run
         return {k: v for k, v in run.items() if not k.startswith("_")}
 
@@ -191,8 +216,9 @@ def serve_stub() -> Iterator[KfpStub]:
     """Run the stub under uvicorn in a thread on a free 127.0.0.1 port; stop it on exit."""
     stub = KfpStub()
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(stub), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(stub), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, name="kfp-api-stub", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

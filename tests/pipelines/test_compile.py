@@ -57,11 +57,23 @@ def test_dag_order_and_display_names():
     sft_eval = tasks["evaluate-model"]["inputs"]["parameters"]["model_prefix"]
     assert sft_eval["taskOutputParameter"]["producerTask"].startswith("condition-branches")
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert {"recipe", "overrides", "model_path", "sft_nodes", "rl_nodes", "gpus_per_node", "s3_secret",
-            "weights_claim", "job_deadline_s"} <= set(params)
+    assert {
+        "recipe",
+        "overrides",
+        "model_path",
+        "sft_nodes",
+        "rl_nodes",
+        "gpus_per_node",
+        "s3_secret",
+        "weights_claim",
+        "job_deadline_s",
+    } <= set(params)
     assert params["recipe"]["defaultValue"] == "ovr-7b"
-    conditions = {tasks[k]["triggerPolicy"]["condition"] for k in tasks if k.startswith("condition-") and
-                  "triggerPolicy" in tasks[k]}
+    conditions = {
+        tasks[k]["triggerPolicy"]["condition"]
+        for k in tasks
+        if k.startswith("condition-") and "triggerPolicy" in tasks[k]
+    }
     assert "int(inputs.parameter_values['pipelinechannel--sft_nodes']) > 1" in conditions
     assert "int(inputs.parameter_values['pipelinechannel--rl_nodes']) > 1" in conditions
 
@@ -78,7 +90,10 @@ def test_single_node_stages_run_torchrun_with_one_rank_per_gpu():
         # nproc is the first argument: the task's gpus_per_node, the same value its pod's GPU limit takes
         assert c["args"][0] == "{{$.inputs.parameters['gpus_per_node']}}"
         assert 'nproc="$1"' in script and '[ "$nproc" -ge 1 ] || nproc=1' in script
-        assert c["resources"]["accelerator"]["resourceCount"] == "{{$.inputs.parameters['pipelinechannel--gpus_per_node']}}"
+        assert (
+            c["resources"]["accelerator"]["resourceCount"]
+            == "{{$.inputs.parameters['pipelinechannel--gpus_per_node']}}"
+        )
     task = _tasks(spec)["train-sft"]["inputs"]["parameters"]["gpus_per_node"]
     assert task == {"componentInputParameter": "pipelinechannel--gpus_per_node"}
 
@@ -147,9 +162,14 @@ def test_every_task_is_an_ovr_client_with_its_credentials_from_secrets():
         assert labels["ovr.dev/client"] == "true", name
         assert ("ovr.dev/trainer" in labels) == (name == "exec-train-rl"), name
         # inside a condition branch the DAG's input arrives as "pipelinechannel--<name>"
-        by_env = {e["envVar"]: (s["secretNameParameter"]["componentInputParameter"].removeprefix("pipelinechannel--"),
-                                e["secretKey"])
-                  for s in executor["secretAsEnv"] for e in s["keyToEnv"]}
+        by_env = {
+            e["envVar"]: (
+                s["secretNameParameter"]["componentInputParameter"].removeprefix("pipelinechannel--"),
+                e["secretKey"],
+            )
+            for s in executor["secretAsEnv"]
+            for e in s["keyToEnv"]
+        }
         assert by_env["MLFLOW_TRACKING_USERNAME"] == ("mlflow_secret", "username"), name
         assert by_env["MLFLOW_TRACKING_PASSWORD"] == ("mlflow_secret", "password"), name
         needs_rollout = name in ("exec-train-rl", "exec-evaluate-model", "exec-evaluate-model-2")
@@ -168,6 +188,14 @@ def test_components_use_the_ovr_image_and_are_thin():
     spec, _ = _docs(COMPILED)
     for name, ex in spec["deploymentSpec"]["executors"].items():
         assert ex["container"]["image"] == OVR_IMAGE, name
-    for comp in (stages.validate_config, stages.build_data, stages.train_sft, stages.launch_sft, stages.train_rl,
-                 stages.launch_rl, stages.evaluate_model, stages.make_report):
+    for comp in (
+        stages.validate_config,
+        stages.build_data,
+        stages.train_sft,
+        stages.launch_sft,
+        stages.train_rl,
+        stages.launch_rl,
+        stages.evaluate_model,
+        stages.make_report,
+    ):
         assert len(inspect.getsource(comp.python_func).splitlines()) < 60

@@ -10,15 +10,14 @@ import os
 import re
 
 import pytest
+from kfp.local import logging_utils
 from rich.console import Console
 
-from kfp.local import logging_utils
 from ovr.progress import PROGRESS_ENV, StageProgress
 from pipelines.console import RunConsole
 from pipelines.summary import behaviour_values, gather_summary, render_summary
 
-TASKS = ["validate-config", "build-data", "train-sft", "evaluate-model", "train-rl", "evaluate-model-2",
-         "make-report"]
+TASKS = ["validate-config", "build-data", "train-sft", "evaluate-model", "train-rl", "evaluate-model-2", "make-report"]
 STEPS = {"train-sft": ("sft", 30, "loss"), "train-rl": ("rl", 8, "reward_mean")}
 
 
@@ -36,20 +35,27 @@ def _kfp_task(name: str, ok: bool = True) -> None:
                 progress = StageProgress(stage, total)  # the task's env: the runner's progress file
                 for step in range(1, total + 1):
                     progress.update(step, {key: 1.0 / step})
-        status = logging_utils.format_status(logging_utils.status.Status.SUCCESS if ok else
-                                             logging_utils.status.Status.FAILURE)
+        status = logging_utils.format_status(
+            logging_utils.status.Status.SUCCESS if ok else logging_utils.status.Status.FAILURE
+        )
         if ok:
             logging.info(f"Task {logging_utils.format_task_name(name)} finished with status {status}")
         logging_utils.print_horizontal_line()
 
 
 def _result(label: str, acc: float, wait: float) -> dict:
-    return {"label": label, "step": 1, "k": 2, "benchmarks": [
-        {"benchmark": "arith", "avg_at_k": acc}, {"benchmark": "synthetic_visual", "avg_at_k": acc / 2}],
+    return {
+        "label": label,
+        "step": 1,
+        "k": 2,
+        "benchmarks": [{"benchmark": "arith", "avg_at_k": acc}, {"benchmark": "synthetic_visual", "avg_at_k": acc / 2}],
         "behaviour": [{"group": "synthetic_visual", "rates": {"kw_wait": wait}}],  # as EvalResult orders them
-        "behaviour_by_modality": [{"group": "vision", "responses": 8, "rates": {"kw_wait": wait, "kw_retry": 0.0}},
-                                  {"group": "language", "responses": 8, "rates": {"kw_wait": wait / 2}}],
-        "transfer": {"kw_wait": 2.0}}
+        "behaviour_by_modality": [
+            {"group": "vision", "responses": 8, "rates": {"kw_wait": wait, "kw_retry": 0.0}},
+            {"group": "language", "responses": 8, "rates": {"kw_wait": wait / 2}},
+        ],
+        "transfer": {"kw_wait": 2.0},
+    }
 
 
 def test_a_run_prints_headers_few_progress_lines_and_a_summary(tmp_path):
@@ -82,7 +88,8 @@ def test_a_run_prints_headers_few_progress_lines_and_a_summary(tmp_path):
     assert len(con.events) == 38
     # the summary: SFT before RL, gain column, behaviour rows read from the result files
     assert lines.index(next(line for line in lines if "Eval accuracy (avg@2, %)" in line)) > lines.index(
-        next(line for line in lines if line.startswith("✓ report")))
+        next(line for line in lines if line.startswith("✓ report"))
+    )
     assert any(line.split() == ["arith", "│", "50.0", "│", "75.0", "│", "+25.0"] for line in lines), text
     assert any("behaviour/synthetic_visual/kw_wait" in line and "+0.250" in line for line in lines), text
     assert any("behaviour_by_modality/language/kw_wait" in line and "+0.125" in line for line in lines), text
@@ -97,32 +104,50 @@ def test_a_run_prints_headers_few_progress_lines_and_a_summary(tmp_path):
 
 def test_a_failed_task_shows_its_last_log_lines(tmp_path):
     out = io.StringIO()
-    with pytest.raises(RuntimeError):
-        with RunConsole(tmp_path / "run.log", tmp_path / "p.jsonl", console=Console(file=out, width=120),
-                        redirect_fds=False):
-            _kfp_task("validate-config")
-            with logging_utils.local_logger_context():
-                logging.info(f"Executing task {logging_utils.format_task_name('build-data')}")
-                with logging_utils.indented_print():
-                    print("Traceback (most recent call last):\nValueError: no source named 'gsm8k'")
-            raise RuntimeError("Task 'build-data' finished with status FAILURE")
+    with (
+        pytest.raises(RuntimeError),
+        RunConsole(
+            tmp_path / "run.log", tmp_path / "p.jsonl", console=Console(file=out, width=120), redirect_fds=False
+        ),
+    ):
+        _kfp_task("validate-config")
+        with logging_utils.local_logger_context():
+            logging.info(f"Executing task {logging_utils.format_task_name('build-data')}")
+            with logging_utils.indented_print():
+                print("Traceback (most recent call last):\nValueError: no source named 'gsm8k'")
+        raise RuntimeError("Task 'build-data' finished with status FAILURE")
     text = out.getvalue()
     assert "✗ data failed" in text and "ValueError: no source named 'gsm8k'" in text
     assert f"full log: {tmp_path / 'run.log'}" in text
 
 
 def test_behaviour_values_are_found_generically():
-    result = {"label": "rl", "behaviour": [{"group": "arith", "responses": 4, "rates": {"judge_reflection": 0.5},
-                                            "mean_counts": {"judge_reflection": 1.5}}],
-              "behaviour_summary": {"reflection_rate": 0.25}, "benchmarks": []}
+    result = {
+        "label": "rl",
+        "behaviour": [
+            {
+                "group": "arith",
+                "responses": 4,
+                "rates": {"judge_reflection": 0.5},
+                "mean_counts": {"judge_reflection": 1.5},
+            }
+        ],
+        "behaviour_summary": {"reflection_rate": 0.25},
+        "benchmarks": [],
+    }
     assert behaviour_values(result) == {"behaviour/arith/judge_reflection": 0.5}  # rates preferred
     assert behaviour_values({"behaviour_summary": {"reflection_rate": 0.25}, "k": 2}) == {
-        "behaviour_summary/reflection_rate": 0.25}
+        "behaviour_summary/reflection_rate": 0.25
+    }
     assert behaviour_values({"label": "sft", "benchmarks": []}) == {}
-    two = {"behaviour": [{"group": g, "rates": {"kw_wait": 0.1}} for g in ("a", "b", "c")],
-           "behaviour_by_modality": [{"group": g, "rates": {"kw_wait": 0.2}} for g in ("vision", "language")]}
+    two = {
+        "behaviour": [{"group": g, "rates": {"kw_wait": 0.1}} for g in ("a", "b", "c")],
+        "behaviour_by_modality": [{"group": g, "rates": {"kw_wait": 0.2}} for g in ("vision", "language")],
+    }
     assert list(behaviour_values(two)) == [f"behaviour/{g}/kw_wait" for g in "abc"] + [
-        "behaviour_by_modality/vision/kw_wait", "behaviour_by_modality/language/kw_wait"]
+        "behaviour_by_modality/vision/kw_wait",
+        "behaviour_by_modality/language/kw_wait",
+    ]
 
 
 def test_live_mode_on_a_terminal_draws_bars_and_keeps_the_headers(tmp_path):
@@ -140,8 +165,14 @@ def _console_dag(repo_root, work, *args: str):
     import sys
 
     env = {**os.environ, "PYTHONPATH": str(repo_root), "PYTHONWARNINGS": "ignore::FutureWarning"}
-    return subprocess.run([sys.executable, str(repo_root / "tests/pipelines/console_dag.py"), str(work), *args],
-                          capture_output=True, text=True, timeout=120, cwd=repo_root, env=env)
+    return subprocess.run(
+        [sys.executable, str(repo_root / "tests/pipelines/console_dag.py"), str(work), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=repo_root,
+        env=env,
+    )
 
 
 def test_a_failed_kfp_local_task_shows_its_error_and_stops_the_run(repo_root, tmp_path):

@@ -21,7 +21,16 @@ import pytest
 from pydantic import ValidationError
 
 from ovr.k8s.jobs import run_job
-from ovr.k8s.kinds import PYTORCHJOB, SPEC_HASH_ANNOTATION, pytorchjob_manifest as manifest, pytorchjob_status as job_status
+from ovr.k8s.kinds import (
+    PYTORCHJOB,
+    SPEC_HASH_ANNOTATION,
+)
+from ovr.k8s.kinds import (
+    pytorchjob_manifest as manifest,
+)
+from ovr.k8s.kinds import (
+    pytorchjob_status as job_status,
+)
 from ovr.k8s.spec import TrainerJobSpec as PyTorchJobSpec
 from ovr.k8s.status import JobError as PyTorchJobError
 from ovr.k8s.status import JobFailed as PyTorchJobFailed
@@ -34,13 +43,21 @@ JOBS, PODS, NS = "kubeflow.org/v1/pytorchjobs", "v1/pods", "ml"
 
 def make_spec(**kw) -> PyTorchJobSpec:
     base = dict(
-        name="ovr-sft", namespace=NS, image="ghcr.io/ovr/ovr:1.0", nodes=3, gpus_per_node=8,
+        name="ovr-sft",
+        namespace=NS,
+        image="ghcr.io/ovr/ovr:1.0",
+        nodes=3,
+        gpus_per_node=8,
         command=["torchrun", "-m", "ovr", "sft", "--recipe", "recipes/ovr-7b.yaml"],
-        cpu="48", memory="900Gi", env={"OVR_RUN": "r1"},
+        cpu="48",
+        memory="900Gi",
+        env={"OVR_RUN": "r1"},
         secret_env={"ovr-s3": {"access_key": "OVR_S3_ACCESS_KEY", "secret_key": "OVR_S3_SECRET_KEY"}},
         node_selector={"nvidia.com/gpu.product": "H100"},
         tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        shm_size="64Gi", service_account="ovr-runner", labels={"ovr.dev/run": "r1"},
+        shm_size="64Gi",
+        service_account="ovr-runner",
+        labels={"ovr.dev/run": "r1"},
     )
     return PyTorchJobSpec(**{**base, **kw})
 
@@ -59,19 +76,24 @@ def test_manifest_replicas_resources_env_and_scheduling():
         pod = rep["template"]["spec"]
         (c,) = pod["containers"]
         assert c["name"] == "pytorch" and c["command"][0] == "torchrun"
-        assert c["resources"] == {"requests": {"cpu": "48", "memory": "900Gi", "nvidia.com/gpu": "8"},
-                                  "limits": {"memory": "900Gi", "nvidia.com/gpu": "8"}}
+        assert c["resources"] == {
+            "requests": {"cpu": "48", "memory": "900Gi", "nvidia.com/gpu": "8"},
+            "limits": {"memory": "900Gi", "nvidia.com/gpu": "8"},
+        }
         assert {"name": "OVR_RUN", "value": "r1"} in c["env"]
-        assert {"name": "OVR_S3_SECRET_KEY",
-                "valueFrom": {"secretKeyRef": {"name": "ovr-s3", "key": "secret_key"}}} in c["env"]
+        assert {
+            "name": "OVR_S3_SECRET_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "ovr-s3", "key": "secret_key"}},
+        } in c["env"]
         assert c["volumeMounts"] == [{"name": "dshm", "mountPath": "/dev/shm"}]
         assert pod["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Gi"}}]
         assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
         assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "H100"}
         assert pod["serviceAccountName"] == "ovr-runner"
         # The pod template is a valid core/v1 PodSpec (checked against the Kubernetes 1.30 schema).
-        kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": pod},
-                                     "1.30", strict=True)
+        kubernetes_validate.validate(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": pod}, "1.30", strict=True
+        )
 
 
 def test_manifest_single_node_cpu_and_spec_hash():
@@ -84,11 +106,21 @@ def test_manifest_single_node_cpu_and_spec_hash():
     assert h() == h() and h() != h(nodes=4)
 
 
-@pytest.mark.parametrize("bad", [
-    {"name": "SFT_job"}, {"name": "x" * 49}, {"nodes": 0}, {"memory": "lots"}, {"command": []},
-    {"env": {"1BAD": "x"}}, {"env": {"OVR_S3_ACCESS_KEY": "inline"}}, {"gpus_per_node": -1},
-    {"env": {"PET_NNODES": "4"}}, {"field_env": {"OVR_RUN": "status.podIP"}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"name": "SFT_job"},
+        {"name": "x" * 49},
+        {"nodes": 0},
+        {"memory": "lots"},
+        {"command": []},
+        {"env": {"1BAD": "x"}},
+        {"env": {"OVR_S3_ACCESS_KEY": "inline"}},
+        {"gpus_per_node": -1},
+        {"env": {"PET_NNODES": "4"}},
+        {"field_env": {"OVR_RUN": "status.podIP"}},
+    ],
+)
 def test_bad_spec_is_rejected(bad):
     with pytest.raises(ValidationError):
         make_spec(**bad)
@@ -111,24 +143,47 @@ def conditions(*types: str, message: str = "") -> list[dict]:
     """Status conditions as the training operator writes them (Running turns False once finished)."""
     done = {"Succeeded", "Failed"} & set(types)
     return [
-        {"type": t, "status": "False" if (t == "Running" and done) else "True", "reason": f"PyTorchJob{t}",
-         "message": message if t in done else f"PyTorchJob ovr-sft is {t.lower()}.",
-         "lastTransitionTime": f"2026-11-02T10:00:0{i}Z"}
+        {
+            "type": t,
+            "status": "False" if (t == "Running" and done) else "True",
+            "reason": f"PyTorchJob{t}",
+            "message": message if t in done else f"PyTorchJob ovr-sft is {t.lower()}.",
+            "lastTransitionTime": f"2026-11-02T10:00:0{i}Z",
+        }
         for i, t in enumerate(types)
     ]
 
 
 def pod(name: str, replica: str, exit_code: int | None = None, message: str = "") -> dict:
-    state = {"running": {}} if exit_code is None else {
-        "terminated": {"exitCode": exit_code, "reason": "Error" if exit_code else "Completed", "message": message}}
+    state = (
+        {"running": {}}
+        if exit_code is None
+        else {
+            "terminated": {"exitCode": exit_code, "reason": "Error" if exit_code else "Completed", "message": message}
+        }
+    )
     phase = "Running" if exit_code is None else ("Failed" if exit_code else "Succeeded")
     return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS, "labels": {
-            "training.kubeflow.org/job-name": "ovr-sft", "training.kubeflow.org/replica-type": replica}},
-        "status": {"phase": phase, "containerStatuses": [{
-            "name": "pytorch", "image": "ovr", "imageID": "sha", "ready": exit_code is None,
-            "restartCount": 0, "state": state}]},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {"training.kubeflow.org/job-name": "ovr-sft", "training.kubeflow.org/replica-type": replica},
+        },
+        "status": {
+            "phase": phase,
+            "containerStatuses": [
+                {
+                    "name": "pytorch",
+                    "image": "ovr",
+                    "imageID": "sha",
+                    "ready": exit_code is None,
+                    "restartCount": 0,
+                    "state": state,
+                }
+            ],
+        },
     }
 
 
@@ -163,10 +218,13 @@ def cluster(kmock):
     """The emulated API server with the PyTorchJob and Pod resources, pod logs, and a client for it."""
     kmock.resources[JOBS] = kmock.ResourceInfo(namespaced=True, kind="PyTorchJob")
     kmock.resources[PODS] = kmock.ResourceInfo(namespaced=True, kind="Pod")
-    logs = {"ovr-sft-worker-1": "step 41 loss 2.31\nTraceback (most recent call last):\n"
-                                "torch.OutOfMemoryError: CUDA out of memory\n"}
+    logs = {
+        "ovr-sft-worker-1": "step 41 loss 2.31\nTraceback (most recent call last):\n"
+        "torch.OutOfMemoryError: CUDA out of memory\n"
+    }
     kmock["get", kmock.resource(PODS), kmock.subresource("log")] << (
-        lambda req: logs.get(req.name, f"log of {req.name}\n").encode())
+        lambda req: logs.get(req.name, f"log of {req.name}\n").encode()
+    )
     api = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=str(kmock.url).rstrip("/")))
 
     def script(steps: list[dict], owned: bool = False) -> OperatorEmulation:
@@ -188,9 +246,13 @@ def running_pods():
 
 async def test_job_created_followed_to_succeeded_and_deleted(cluster):
     kmock, api, script = cluster
-    script([{"conditions": conditions("Created"), "pods": running_pods()},
+    script(
+        [
+            {"conditions": conditions("Created"), "pods": running_pods()},
             {"conditions": conditions("Created", "Running")},
-            {"conditions": conditions("Created", "Running", "Succeeded", message="done")}])
+            {"conditions": conditions("Created", "Running", "Succeeded", message="done")},
+        ]
+    )
     events: list = []
     spec = make_spec()
     await asyncio.to_thread(run_pytorchjob, spec, api_client=api, poll_s=0.01, on_status=events.append)
@@ -210,17 +272,31 @@ async def test_job_created_followed_to_succeeded_and_deleted(cluster):
 async def test_failure_carries_the_pods_error_and_still_cleans_up(cluster):
     kmock, api, script = cluster
     oom = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
-    failed = [pod("ovr-sft-master-0", "master", exit_code=0), pod("ovr-sft-worker-0", "worker"),
-              pod("ovr-sft-worker-1", "worker", exit_code=1, message=oom)]
-    script([{"conditions": conditions("Created"), "pods": running_pods()},
+    failed = [
+        pod("ovr-sft-master-0", "master", exit_code=0),
+        pod("ovr-sft-worker-0", "worker"),
+        pod("ovr-sft-worker-1", "worker", exit_code=1, message=oom),
+    ]
+    script(
+        [
+            {"conditions": conditions("Created"), "pods": running_pods()},
             {"conditions": conditions("Created", "Running")},
-            {"conditions": conditions("Created", "Running", "Failed",
-                                      message="PyTorchJob ovr-sft is failed because 1 Worker replica(s) failed."),
-             "pods": failed}])
+            {
+                "conditions": conditions(
+                    "Created",
+                    "Running",
+                    "Failed",
+                    message="PyTorchJob ovr-sft is failed because 1 Worker replica(s) failed.",
+                ),
+                "pods": failed,
+            },
+        ]
+    )
     events: list = []
     with pytest.raises(PyTorchJobFailed) as info:
-        await asyncio.to_thread(run_pytorchjob, make_spec(), api_client=api, poll_s=0.01,
-                                on_status=events.append, log_lines=20)
+        await asyncio.to_thread(
+            run_pytorchjob, make_spec(), api_client=api, poll_s=0.01, on_status=events.append, log_lines=20
+        )
 
     err = info.value
     assert "1 Worker replica(s) failed" in err.message
@@ -238,16 +314,23 @@ async def test_timeout_raises_and_cleans_up(cluster):
     kmock, api, script = cluster
     script([{"conditions": conditions("Created")}, {"conditions": conditions("Created", "Running")}])
     with pytest.raises(PyTorchJobTimeout, match="last: Running"):
-        await asyncio.to_thread(run_pytorchjob, make_spec(), api_client=api, poll_s=0.02, timeout_s=0.3,
-                                on_status=lambda e: None)
+        await asyncio.to_thread(
+            run_pytorchjob, make_spec(), api_client=api, poll_s=0.02, timeout_s=0.3, on_status=lambda e: None
+        )
     (delete,) = calls(kmock, "DELETE", path_end="/pytorchjobs/ovr-sft")
     assert delete.params["propagationPolicy"] == "Foreground"
 
 
 async def test_transient_api_errors_while_following_are_retried(cluster):
-    kmock, api, script = cluster
-    script([{"conditions": conditions("Created", "Running")}, {"http_error": 503}, {"http_error": 503},
-            {"conditions": conditions("Created", "Running", "Succeeded")}])
+    _kmock, api, script = cluster
+    script(
+        [
+            {"conditions": conditions("Created", "Running")},
+            {"http_error": 503},
+            {"http_error": 503},
+            {"conditions": conditions("Created", "Running", "Succeeded")},
+        ]
+    )
     events: list = []
     await asyncio.to_thread(run_pytorchjob, make_spec(), api_client=api, poll_s=0.01, on_status=events.append)
     assert [e.phase for e in events] == ["Running", "ApiError", "ApiError", "Succeeded", "Deleted"]
@@ -257,8 +340,9 @@ async def test_transient_api_errors_while_following_are_retried(cluster):
 async def test_keep_leaves_the_job(cluster):
     kmock, api, script = cluster
     script([{"conditions": conditions("Created", "Running", "Succeeded")}])
-    await asyncio.to_thread(run_pytorchjob, make_spec(), api_client=api, poll_s=0.01, keep=True,
-                            on_status=lambda e: None)
+    await asyncio.to_thread(
+        run_pytorchjob, make_spec(), api_client=api, poll_s=0.01, keep=True, on_status=lambda e: None
+    )
     assert not calls(kmock, "DELETE") and not kmock.objects[JOBS, NS, "ovr-sft"].deleted
 
 

@@ -7,9 +7,15 @@ import json
 import pytest
 
 SMALL = [
-    "sft.max_steps=6", "sft.save_every=3",
-    "rl.max_steps=2", "rl.save_every=1", "rl.prompts_per_step=4", "rl.samples_per_prompt=4",
-    "data.synthetic.text_samples=300", "data.synthetic.visual_samples=100", "data.synthetic.eval_samples=8",
+    "sft.max_steps=6",
+    "sft.save_every=3",
+    "rl.max_steps=2",
+    "rl.save_every=1",
+    "rl.prompts_per_step=4",
+    "rl.samples_per_prompt=4",
+    "data.synthetic.text_samples=300",
+    "data.synthetic.visual_samples=100",
+    "data.synthetic.eval_samples=8",
     "eval.k=2",
 ]
 

@@ -13,23 +13,34 @@ from ovr.config import load_config
 from ovr.schema import StageResult
 from ovr.store import Store
 
-INSTALL = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "OVR_INSTALL": "ovr", "OVR__ROLLOUT__WEIGHT_SYNC": "nccl",
-           "OVR__ROLLOUT__TENSOR_PARALLEL_SIZE": "1", "OVR__ROLLOUT__WEIGHTS_DIR": "/weights",
-           "OVR__ROLLOUT__ENDPOINTS": '["http://ovr-rollout-0.ovr-rollout-pods.ml.svc:8000"]',
-           "OVR__STORE__URI": "s3://ovr", "OVR__STORE__ENDPOINT": "ovr-minio.ml.svc:9000",
-           "OVR_S3_ACCESS_KEY": "a", "OVR_S3_SECRET_KEY": "b"}
+INSTALL = {
+    "KUBERNETES_SERVICE_HOST": "10.0.0.1",
+    "OVR_INSTALL": "ovr",
+    "OVR__ROLLOUT__WEIGHT_SYNC": "nccl",
+    "OVR__ROLLOUT__TENSOR_PARALLEL_SIZE": "1",
+    "OVR__ROLLOUT__WEIGHTS_DIR": "/weights",
+    "OVR__ROLLOUT__ENDPOINTS": '["http://ovr-rollout-0.ovr-rollout-pods.ml.svc:8000"]',
+    "OVR__STORE__URI": "s3://ovr",
+    "OVR__STORE__ENDPOINT": "ovr-minio.ml.svc:9000",
+    "OVR_S3_ACCESS_KEY": "a",
+    "OVR_S3_SECRET_KEY": "b",
+}
 
 
 def test_ui_parameters_become_overrides_and_blanks_keep_the_recipe():
     assert runtime.param_overrides("", "", 0, 0) == []
     assert runtime.param_overrides("s3://m/qwen", "mix", 10, 0) == [
-        "model.path=s3://m/qwen", "data.name=mix", "sft.max_steps=10"
+        "model.path=s3://m/qwen",
+        "data.name=mix",
+        "sft.max_steps=10",
     ]
 
 
 def test_multi_node_stage_becomes_a_job_and_reads_its_export(repo_root, tmp_path, monkeypatch):
     """run_job is replaced by a recorder (no cluster here); the store and config are real."""
-    cfg = load_config(repo_root / "recipes/ovr-7b.yaml", [f"store.uri={tmp_path / 'store'}", "store.endpoint=null"], use_env=False)
+    cfg = load_config(
+        repo_root / "recipes/ovr-7b.yaml", [f"store.uri={tmp_path / 'store'}", "store.endpoint=null"], use_env=False
+    )
     store = Store.from_config(cfg.store)
     export = tmp_path / "export"
     export.mkdir()
@@ -48,8 +59,9 @@ def test_multi_node_stage_becomes_a_job_and_reads_its_export(repo_root, tmp_path
     shipped = yaml.safe_load(seen["spec"].env["OVR_CONFIG_YAML"])
     assert shipped["sft"]["global_batch_size"] == 640  # the resolved config travels with the job
     # the job path describes its result in the same shape as the in-pod path
-    assert out == StageResult(export_prefix="runs/ovr-7b/sft-export/step-00000120", global_step=120,
-                              metrics={"loss": 0.5})
+    assert out == StageResult(
+        export_prefix="runs/ovr-7b/sft-export/step-00000120", global_step=120, metrics={"loss": 0.5}
+    )
 
 
 def test_pod_local_mount_paths_override_the_config_artifact(tmp_path, monkeypatch, repo_root):
@@ -72,7 +84,9 @@ def test_validate_compares_chart_owned_settings_with_the_recipe(repo_root):
     assert cfg.rollout.endpoints == ["http://ovr-rollout-0.ovr-rollout-pods.ml.svc:8000"]
     assert cfg.rollout.weights_dir == "/weights" and cfg.store.endpoint == "ovr-minio.ml.svc:9000"
     with pytest.raises(InstallError, match=r"rollout.tensor_parallel_size=1 in the recipe.*use 4 .*tensorParallelSize"):
-        resolve_run(repo_root / "recipes/ovr-7b.yaml", [], "ovr-env", INSTALL | {"OVR__ROLLOUT__TENSOR_PARALLEL_SIZE": "4"})
+        resolve_run(
+            repo_root / "recipes/ovr-7b.yaml", [], "ovr-env", INSTALL | {"OVR__ROLLOUT__TENSOR_PARALLEL_SIZE": "4"}
+        )
     with pytest.raises(InstallError, match="rollout.weight_sync='folder' in the recipe"):
         resolve_run(repo_root / "recipes/ovr-7b.yaml", ["rollout.weight_sync=folder"], "ovr-env", INSTALL)
 
@@ -80,8 +94,12 @@ def test_validate_compares_chart_owned_settings_with_the_recipe(repo_root):
 def test_validate_needs_the_weights_folder_and_store_credentials(repo_root):
     folder = INSTALL | {"OVR__ROLLOUT__WEIGHT_SYNC": "folder"}
     with pytest.raises(InstallError, match="weights_dir=/weights"):
-        resolve_run(repo_root / "recipes/tiny-cpu.yaml", ["rollout.weights_dir=/tmp/x"], "ovr-env",
-                    {k: v for k, v in folder.items() if k != "OVR__ROLLOUT__WEIGHTS_DIR"})
+        resolve_run(
+            repo_root / "recipes/tiny-cpu.yaml",
+            ["rollout.weights_dir=/tmp/x"],
+            "ovr-env",
+            {k: v for k, v in folder.items() if k != "OVR__ROLLOUT__WEIGHTS_DIR"},
+        )
     no_keys = {k: v for k, v in INSTALL.items() if not k.startswith("OVR_S3")}
     with pytest.raises(InstallError, match="OVR_S3_ACCESS_KEY, OVR_S3_SECRET_KEY are unset.*s3_secret"):
         resolve_run(repo_root / "recipes/ovr-7b.yaml", [], "ovr-env", no_keys)

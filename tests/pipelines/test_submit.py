@@ -15,9 +15,9 @@ import yaml
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))  # the stub module beside this file
-from kfp_api_stub import serve_stub  # noqa: E402
+from kfp_api_stub import serve_stub
 
-from pipelines.submit import DEFAULT_PIPELINE, parse_params, read_pipeline, submit  # noqa: E402
+from pipelines.submit import DEFAULT_PIPELINE, parse_params, read_pipeline, submit
 
 pytestmark = pytest.mark.filterwarnings("ignore:This client only works with Kubeflow Pipeline:FutureWarning")
 
@@ -72,8 +72,13 @@ def test_parse_params_types_and_errors():
 
 
 def test_new_pipeline_is_uploaded_and_run_with_typed_parameters(kfp_stub, tiny_pipeline):
-    sub = submit(kfp_stub.url, tiny_pipeline, experiment="exp-a", token="tok-1",
-                 params=["x=3", "factor=0.5", 'tags=["a","b"]', "verbose=true", "label=hello"])
+    sub = submit(
+        kfp_stub.url,
+        tiny_pipeline,
+        experiment="exp-a",
+        token="tok-1",
+        params=["x=3", "factor=0.5", 'tags=["a","b"]', "verbose=true", "label=hello"],
+    )
 
     assert kfp_stub.calls("GET", "/healthz"), "kfp.Client checks healthz first"
     (up,) = kfp_stub.calls("POST", "/pipelines/upload")
@@ -85,10 +90,14 @@ def test_new_pipeline_is_uploaded_and_run_with_typed_parameters(kfp_stub, tiny_p
     assert exp["json"]["display_name"] == "exp-a"
     (run,) = kfp_stub.calls("POST", "/runs")
     body = run["json"]
-    assert body["runtime_config"]["parameters"] == {"x": 3, "factor": 0.5, "tags": ["a", "b"],
-                                                    "verbose": True, "label": "hello"}
-    assert body["pipeline_version_reference"] == {"pipeline_id": sub.pipeline_id,
-                                                  "pipeline_version_id": sub.version_id}
+    assert body["runtime_config"]["parameters"] == {
+        "x": 3,
+        "factor": 0.5,
+        "tags": ["a", "b"],
+        "verbose": True,
+        "label": "hello",
+    }
+    assert body["pipeline_version_reference"] == {"pipeline_id": sub.pipeline_id, "pipeline_version_id": sub.version_id}
     assert body["experiment_id"] == sub.experiment_id and sub.state is None
     assert kfp_stub.versions[sub.pipeline_id][0]["pipeline_spec"]["pipelineInfo"]["name"] == "tiny-submit"
 
@@ -112,16 +121,28 @@ def test_existing_pipeline_gets_a_new_version_and_experiment_is_reused(kfp_stub,
     with pytest.raises(ApiException) as err:
         submit(kfp_stub.url, tiny_pipeline, experiment="exp-b", version="v2")
     assert err.value.status == 409
-    res = _cli("--host", kfp_stub.url, "--pipeline-file", str(tiny_pipeline), "--experiment", "exp-b",
-               "--version", "v2")
+    res = _cli(
+        "--host", kfp_stub.url, "--pipeline-file", str(tiny_pipeline), "--experiment", "exp-b", "--version", "v2"
+    )
     assert res.exit_code == 1 and "HTTP 409" in res.output and "already exists" in res.output
 
 
 @pytest.mark.parametrize("outcome, code", [("SUCCEEDED", 0), ("FAILED", 1)])
 def test_cli_wait_exit_code_follows_the_run(kfp_stub, tiny_pipeline, outcome, code):
     kfp_stub.outcomes.append(outcome)
-    res = _cli("--host", kfp_stub.url, "--pipeline-file", str(tiny_pipeline), "--experiment", "exp-c",
-               "--param", "x=2", "--wait", "--poll", "0.01")
+    res = _cli(
+        "--host",
+        kfp_stub.url,
+        "--pipeline-file",
+        str(tiny_pipeline),
+        "--experiment",
+        "exp-c",
+        "--param",
+        "x=2",
+        "--wait",
+        "--poll",
+        "0.01",
+    )
     assert res.exit_code == code, res.output
     (run,) = kfp_stub.runs.values()
     assert run["state"] == outcome
@@ -139,24 +160,38 @@ def test_cli_rejects_bad_parameters_before_contacting_the_server(kfp_stub, tiny_
 
 
 def test_submits_the_checked_in_ovr_pipeline(kfp_stub):
-    sub = submit(kfp_stub.url, DEFAULT_PIPELINE, experiment="ovr",
-                 params=["recipe=ovr-7b", "rl_nodes=4", "sft_nodes=2", 'overrides=["rl.max_steps=900"]'],
-                 wait=True, poll_s=0.01)
+    sub = submit(
+        kfp_stub.url,
+        DEFAULT_PIPELINE,
+        experiment="ovr",
+        params=["recipe=ovr-7b", "rl_nodes=4", "sft_nodes=2", 'overrides=["rl.max_steps=900"]'],
+        wait=True,
+        poll_s=0.01,
+    )
     assert sub.succeeded
     (up,) = kfp_stub.calls("POST", "/pipelines/upload")
     assert up["files"]["uploadfile"] == DEFAULT_PIPELINE.read_bytes()
     assert up["query"]["name"] == yaml.safe_load_all(DEFAULT_PIPELINE.read_text()).__next__()["pipelineInfo"]["name"]
     (run,) = kfp_stub.calls("POST", "/runs")
     assert run["json"]["runtime_config"]["parameters"] == {
-        "recipe": "ovr-7b", "rl_nodes": 4, "sft_nodes": 2, "overrides": ["rl.max_steps=900"]}
+        "recipe": "ovr-7b",
+        "rl_nodes": 4,
+        "sft_nodes": 2,
+        "overrides": ["rl.max_steps=900"],
+    }
 
 
 def test_namespaced_repeat_submit_finds_its_pipeline_and_passes_account_and_auth(kfp_stub, tiny_pipeline):
     """Multi-user KFP: the pipeline lives in the profile namespace, so the second submit must look
     there (it would re-upload and hit 409 otherwise); the run gets the service account; the bearer
     token and the Dex session cookie reach every request."""
-    kw = dict(namespace="team-a", service_account="ovr-pipeline", token="tok-1",
-              cookies="authservice_session=abc", on_state=lambda s: None)
+    kw = dict(
+        namespace="team-a",
+        service_account="ovr-pipeline",
+        token="tok-1",
+        cookies="authservice_session=abc",
+        on_state=lambda s: None,
+    )
     first = submit(kfp_stub.url, tiny_pipeline, **kw)
     second = submit(kfp_stub.url, tiny_pipeline, version="v2", **kw)
     assert second.pipeline_id == first.pipeline_id and second.version_id != first.version_id
@@ -167,4 +202,6 @@ def test_namespaced_repeat_submit_finds_its_pipeline_and_passes_account_and_auth
     for r in kfp_stub.requests:
         if r["path"].endswith("/healthz"):
             continue
-        assert r["headers"].get("authorization") == "Bearer tok-1" and "authservice_session=abc" in r["headers"]["cookie"]
+        assert (
+            r["headers"].get("authorization") == "Bearer tok-1" and "authservice_session=abc" in r["headers"]["cookie"]
+        )

@@ -12,8 +12,14 @@ from services.reward.server import local_server, settings_env
 
 # Small limits so the 413/422/429 paths are cheap to reach; 1 s per item keeps timeouts quick.
 LIMITS = dict(
-    workers=2, time_limit_s=1.0, chunk_size=4, max_batch_items=40, max_pending_items=48,
-    max_body_bytes=4 * 2**20, max_item_chars=1_500_000, memory_limit_mb=1024,
+    workers=2,
+    time_limit_s=1.0,
+    chunk_size=4,
+    max_batch_items=40,
+    max_pending_items=48,
+    max_body_bytes=4 * 2**20,
+    max_item_chars=1_500_000,
+    memory_limit_mb=1024,
 )
 TOKEN = "s3cret-token"
 

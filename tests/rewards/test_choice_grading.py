@@ -74,11 +74,14 @@ def test_rejected_forms(response, reference, choices):
     assert score_item(item).accuracy == 0.0
 
 
-@pytest.mark.parametrize("reward,response", [
-    ("any_answer", "So the answer is (A) and (C)."),
-    ("any_answer", "**Answer:** C, A"),
-    ("think_answer", "<think>..</think><answer>A, C</answer>"),
-])
+@pytest.mark.parametrize(
+    "reward,response",
+    [
+        ("any_answer", "So the answer is (A) and (C)."),
+        ("any_answer", "**Answer:** C, A"),
+        ("think_answer", "<think>..</think><answer>A, C</answer>"),
+    ],
+)
 def test_lenient_rewards_read_several_letters(reward, response):
     item = ScoreItem(response=response, reference="A\nC", answer_type="choice", choices=CH, reward=reward)
     assert score_item(item).accuracy == 1.0

@@ -48,8 +48,9 @@ async def test_retries_through_429(reward_server):
     hang, easy = ScoreItem(response=HANG, reference="1"), ScoreItem(response=r"\boxed{1}", reference="1")
     fill = [hang] + [easy] * 3 + [hang] + [easy] * 35
     async with RewardClient(reward_server.url, retries=5) as filler, RewardClient(reward_server.url, retries=5) as c:
-        before = _metric(httpx.get(reward_server.url + "/metrics").text, "ovr_reward_rejected_total",
-                         'reason="queue_full"')
+        before = _metric(
+            httpx.get(reward_server.url + "/metrics").text, "ovr_reward_rejected_total", 'reason="queue_full"'
+        )
         first = asyncio.create_task(filler.score(fill))
         while _metric(httpx.get(reward_server.url + "/metrics").text, "ovr_reward_queue_depth") < 40:
             await asyncio.sleep(0.02)

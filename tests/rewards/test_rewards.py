@@ -13,8 +13,14 @@ from ovr.rewards.checkers import check, parse_number
 from ovr.rewards.extract import extract_answer, last_boxed, reflection_counts
 from ovr.schema import ScoreItem
 
-MODULES = ["ovr.rewards", "ovr.rewards.extract", "ovr.rewards.checkers", "ovr.rewards.options",
-           "ovr.rewards.registry", "ovr.rewards.functions"]
+MODULES = [
+    "ovr.rewards",
+    "ovr.rewards.extract",
+    "ovr.rewards.checkers",
+    "ovr.rewards.options",
+    "ovr.rewards.registry",
+    "ovr.rewards.functions",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -58,7 +64,9 @@ def test_think_answer_format(response, fmt):
 
 def test_format_tags_and_weight_are_options():
     item = ScoreItem(
-        response="<reason>x</reason><final>4</final>", reference="4", reward="think_answer",
+        response="<reason>x</reason><final>4</final>",
+        reference="4",
+        reward="think_answer",
         options={"think_tag": "reason", "answer_tag": "final", "format_weight": 0.25},
     )
     r = score_item(item)
@@ -119,9 +127,11 @@ def test_truncated_reward_and_overlong_shaping_add_up():
     """A truncated response scores ``truncated_reward`` plus the full overlong penalty; a finished one
     near the limit keeps its accuracy minus the partial penalty (the service applies both)."""
     opts = {"truncated_reward": -0.5, "overlong_buffer": 10}
-    cut = score_item(ScoreItem(response=r"\boxed{4}", reference="4", truncated=True, response_tokens=100,
-                               max_tokens=100, options=opts))
+    cut = score_item(
+        ScoreItem(
+            response=r"\boxed{4}", reference="4", truncated=True, response_tokens=100, max_tokens=100, options=opts
+        )
+    )
     assert cut.accuracy == 0.0 and cut.overall == pytest.approx(-1.5)
-    near = score_item(ScoreItem(response=r"\boxed{4}", reference="4", response_tokens=95, max_tokens=100,
-                                options=opts))
+    near = score_item(ScoreItem(response=r"\boxed{4}", reference="4", response_tokens=95, max_tokens=100, options=opts))
     assert near.accuracy == 1.0 and near.overall == pytest.approx(0.5)

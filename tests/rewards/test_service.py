@@ -50,8 +50,12 @@ def test_limits_413_and_422(reward_server):
     one = {"response": r"\boxed{1}", "reference": "1"}
     r = _post(reward_server, [one] * (LIMITS["max_batch_items"] + 1))
     assert r.status_code == 413 and "limit is 40" in r.json()["detail"]
-    r = httpx.post(reward_server.url + "/v1/score", content=b"x" * (5 * 2**20),
-                   headers={"content-type": "application/json"}, timeout=30)
+    r = httpx.post(
+        reward_server.url + "/v1/score",
+        content=b"x" * (5 * 2**20),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
     assert r.status_code == 413 and "bytes" in r.json()["detail"]
     r = _post(reward_server, [one, {"response": "x" * 1_600_000, "reference": "1"}])
     assert r.status_code == 422 and "items[1].response has 1600000 characters" in r.json()["detail"]
@@ -61,8 +65,9 @@ def test_limits_413_and_422(reward_server):
     assert r.status_code == 422 and "bogus" in r.json()["detail"]
     r = _post(reward_server, [{**one, "answer_type": "colour"}])
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "answer_type"
-    r = httpx.post(reward_server.url + "/v1/score", content=b"{not json", timeout=10,
-                   headers={"content-type": "application/json"})
+    r = httpx.post(
+        reward_server.url + "/v1/score", content=b"{not json", timeout=10, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 422
 
 
@@ -80,6 +85,7 @@ def test_pathological_inputs_time_out_while_normal_requests_flow(reward_server):
 
     async def run():
         async with httpx.AsyncClient(base_url=reward_server.url, timeout=60) as client:
+
             async def pathological():
                 t0 = time.perf_counter()
                 r = await client.post("/v1/score", json={"items": bad})
@@ -137,8 +143,9 @@ def test_full_queue_answers_429_with_retry_after(reward_server):
 
 
 def test_metrics_count_requests(reward_server):
-    before = _metric(httpx.get(reward_server.url + "/metrics").text,
-                     "ovr_reward_requests_total", 'path="/v1/score",status="200"')
+    before = _metric(
+        httpx.get(reward_server.url + "/metrics").text, "ovr_reward_requests_total", 'path="/v1/score",status="200"'
+    )
     for _ in range(3):
         assert _post(reward_server, [{"response": r"\boxed{2}", "reference": "2"}]).status_code == 200
     text = httpx.get(reward_server.url + "/metrics").text

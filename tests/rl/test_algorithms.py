@@ -41,7 +41,9 @@ def test_gae_gamma_lambda_one_is_reward_minus_value():
 def test_gae_general_gamma_lambda_by_hand():
     # one row, T=3, reward 1 at the end, V = [0.5, 0.2, -0.1], gamma 0.9, lambda 0.5
     values = torch.tensor([[0.5, 0.2, -0.1]])
-    adv, ret = A.gae(A.AdvantageInput(torch.tensor([1.0]), torch.ones(1, 3), torch.tensor([0]), values, gamma=0.9, lam=0.5))
+    adv, ret = A.gae(
+        A.AdvantageInput(torch.tensor([1.0]), torch.ones(1, 3), torch.tensor([0]), values, gamma=0.9, lam=0.5)
+    )
     d2 = 1.0 - (-0.1)  # 1.1
     d1 = 0.0 + 0.9 * -0.1 - 0.2  # -0.29
     d0 = 0.0 + 0.9 * 0.2 - 0.5  # -0.32

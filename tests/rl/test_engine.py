@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
@@ -15,8 +14,13 @@ def gloo():
     from ovr.serving import free_port
 
     with pytest.MonkeyPatch.context() as mp:
-        for k, v in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
-                     "MASTER_PORT": str(free_port())}.items():
+        for k, v in {
+            "RANK": "0",
+            "WORLD_SIZE": "1",
+            "LOCAL_RANK": "0",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(free_port()),
+        }.items():
             mp.setenv(k, v)
         dist.init_process_group("gloo")
         yield
@@ -43,8 +47,14 @@ def test_zero3_step_matches_torch_adamw(gloo, tiny_model_dir, tmp_path):
 
     rl = RLConfig(zero_stage=3, warmup_steps=0, adam_betas=(0.9, 0.95))
     ids = torch.randint(0, 600, (2, 12), generator=torch.Generator().manual_seed(0))
-    plain = TorchEngine(AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir)), lr=1e-3, betas=(0.9, 0.95),
-                        weight_decay=0.0, warmup_steps=0, grad_clip=1.0)
+    plain = TorchEngine(
+        AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir)),
+        lr=1e-3,
+        betas=(0.9, 0.95),
+        weight_decay=0.0,
+        warmup_steps=0,
+        grad_clip=1.0,
+    )
     plain.backward(_loss(plain.module, ids))
     plain.step()
     zero = make_engine(AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir)), lr=1e-3, rl=rl, device="cpu")
@@ -71,8 +81,14 @@ def test_both_engines_warm_up_alike(gloo, tiny_model_dir):
 
     rl = RLConfig(zero_stage=3, warmup_steps=3)
     ids = torch.randint(0, 600, (2, 12), generator=torch.Generator().manual_seed(1))
-    plain = TorchEngine(AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir)), lr=1e-3, betas=rl.adam_betas,
-                        weight_decay=0.0, warmup_steps=3, grad_clip=1.0)
+    plain = TorchEngine(
+        AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir)),
+        lr=1e-3,
+        betas=rl.adam_betas,
+        weight_decay=0.0,
+        warmup_steps=3,
+        grad_clip=1.0,
+    )
     zero = make_engine(AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir)), lr=1e-3, rl=rl, device="cpu")
     lrs = []
     for _ in range(4):
@@ -83,7 +99,9 @@ def test_both_engines_warm_up_alike(gloo, tiny_model_dir):
     assert [p for p, _ in lrs] == pytest.approx([1e-3 / 3, 2e-3 / 3, 1e-3, 1e-3])
     assert [z for _, z in lrs] == pytest.approx([p for p, _ in lrs])
     k = "model.language_model.layers.0.mlp.down_proj.weight"
-    assert torch.allclose(zero.weights(zero.module).state_dict()[k], plain.weights(plain.module).state_dict()[k], atol=1e-5)
+    assert torch.allclose(
+        zero.weights(zero.module).state_dict()[k], plain.weights(plain.module).state_dict()[k], atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("stage", [2, 3])
@@ -96,10 +114,20 @@ def test_zero_accumulates_micro_batches_like_torch(gloo, tiny_model_dir, stage):
     from ovr.rl.engine import TorchEngine, make_engine
 
     ids = [torch.randint(0, 600, (2, 12), generator=torch.Generator().manual_seed(s)) for s in range(3)]
-    plain = TorchEngine(AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir)), lr=1e-3, betas=(0.9, 0.95),
-                        weight_decay=0.0, warmup_steps=0, grad_clip=1.0)
-    zero = make_engine(AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir)), lr=1e-3,
-                       rl=RLConfig(zero_stage=stage, warmup_steps=0), device="cpu")
+    plain = TorchEngine(
+        AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir)),
+        lr=1e-3,
+        betas=(0.9, 0.95),
+        weight_decay=0.0,
+        warmup_steps=0,
+        grad_clip=1.0,
+    )
+    zero = make_engine(
+        AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir)),
+        lr=1e-3,
+        rl=RLConfig(zero_stage=stage, warmup_steps=0),
+        device="cpu",
+    )
     norms = []
     for engine in (plain, zero):
         for i, x in enumerate(ids):

@@ -32,11 +32,18 @@ class LargestVocabTensor(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        inputs = {t.untyped_storage().data_ptr() for t in torch.utils._pytree.tree_leaves((args, kwargs))
-                  if isinstance(t, torch.Tensor)}
+        inputs = {
+            t.untyped_storage().data_ptr()
+            for t in torch.utils._pytree.tree_leaves((args, kwargs))
+            if isinstance(t, torch.Tensor)
+        }
         for t in torch.utils._pytree.tree_leaves(out):
-            if (isinstance(t, torch.Tensor) and t.dim() >= 1 and t.shape[-1] == self.vocab
-                    and t.untyped_storage().data_ptr() not in inputs):
+            if (
+                isinstance(t, torch.Tensor)
+                and t.dim() >= 1
+                and t.shape[-1] == self.vocab
+                and t.untyped_storage().data_ptr() not in inputs
+            ):
                 self.rows = max(self.rows, t.numel() // self.vocab)
         return out
 
@@ -78,8 +85,9 @@ def test_token_logprobs_equal_log_softmax_for_any_chunk_and_temperature():
         ref_grads = (hidden.grad.clone(), head.weight.grad.clone())
         for chunk in (1, 4, 5, 11, 64):
             hidden.grad = head.weight.grad = None
-            lp, ent = token_logprobs(head, hidden, targets, temperature=temperature, chunk_size=chunk,
-                                     with_entropy=True, entropy_grad=True)
+            lp, ent = token_logprobs(
+                head, hidden, targets, temperature=temperature, chunk_size=chunk, with_entropy=True, entropy_grad=True
+            )
             assert torch.allclose(lp, ref, atol=1e-6) and torch.allclose(ent, ref_ent, atol=1e-5)
             (lp * weights + ent).sum().backward()
             assert torch.allclose(hidden.grad, ref_grads[0], atol=1e-6)
@@ -167,8 +175,18 @@ def test_two_zero3_ranks_with_different_token_counts_agree_with_full_logits(tiny
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     out = tmp_path / "result"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-           str(worker), str(tiny_model_dir), str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(free_port()),
+        str(worker),
+        str(tiny_model_dir),
+        str(out),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rank in (0, 1):

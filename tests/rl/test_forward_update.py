@@ -6,8 +6,8 @@ import torch
 
 from ovr.config import RLConfig
 from ovr.rl.experience import Experience
-from ovr.rl.metrics import subject_rewards
 from ovr.rl.forward import build_batch, critic_values, encode_prompt, policy_logprobs
+from ovr.rl.metrics import subject_rewards
 from ovr.rl.presets import resolve
 from ovr.rl.update import Batcher, actor_update, advantages, critic_update, pad, score_rows
 
@@ -29,8 +29,14 @@ def test_batched_logprobs_match_single_rows_and_hf_loss(processor, visual, actor
     ids = torch.tensor([p2.input_ids + r2])
     labels = ids.clone()
     labels[0, : len(p2.input_ids)] = -100
-    out = actor(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=p2.pixel_values,
-                image_grid_thw=p2.image_grid_thw, mm_token_type_ids=(ids == image_id).long(), labels=labels)
+    out = actor(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        pixel_values=p2.pixel_values,
+        image_grid_thw=p2.image_grid_thw,
+        mm_token_type_ids=(ids == image_id).long(),
+        labels=labels,
+    )
     assert torch.allclose(out.loss, -one[0].mean(), atol=1e-5)
 
 
@@ -49,7 +55,9 @@ def _rows(processor, visual):
     prompts = [encode_prompt(processor, s) for s in visual[:2]]
     responses = [[40, 41, 42], [60, 61, 62, 63], [70, 71], [80, 81, 82]]
     scores = [1.0, 0.0, 0.0, 1.0]
-    return [Experience(prompts[i // 2], r, s, s, i // 2, False, [], 0) for i, (r, s) in enumerate(zip(responses, scores))]
+    return [
+        Experience(prompts[i // 2], r, s, s, i // 2, False, [], 0) for i, (r, s) in enumerate(zip(responses, scores))
+    ]
 
 
 def test_actor_update_moves_logprobs_the_way_advantages_point(processor, visual, actor):
@@ -63,8 +71,18 @@ def test_actor_update_moves_logprobs_the_way_advantages_point(processor, visual,
     before, _ = score_rows(batcher, actor=actor)
     adv, _, mask = advantages(rows, rl, None, None)
     engine = TorchEngine(actor, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.0, warmup_steps=0, grad_clip=1.0)
-    stats = actor_update(engine, batcher, rl, old_logp=pad(before), adv=adv, mask=mask, ref_logp=None,
-                         temperature=1.0, norm_len=4, minis=[[0, 1, 2, 3]])
+    stats = actor_update(
+        engine,
+        batcher,
+        rl,
+        old_logp=pad(before),
+        adv=adv,
+        mask=mask,
+        ref_logp=None,
+        temperature=1.0,
+        norm_len=4,
+        minis=[[0, 1, 2, 3]],
+    )
     after, _ = score_rows(batcher, actor=actor)
     delta = [float((a - b).sum()) for a, b in zip(after, before)]
     assert delta[0] > 0 and delta[3] > 0 and delta[1] < 0 and delta[2] < 0
@@ -79,7 +97,7 @@ def test_critic_update_fits_returns_and_gae_advantages(processor, visual, tiny_m
     pad_id, image_id = _ids(processor)
     rows = _rows(processor, visual)
     rl = resolve(RLConfig(algorithm="ppo", critic_updates=2, value_clip=None))
-    critic = Critic.from_policy(tiny_model_dir, init_range=5 ** 0.5, seed=0)
+    critic = Critic.from_policy(tiny_model_dir, init_range=5**0.5, seed=0)
     assert critic.value_head.bias is None
     batcher = Batcher(rows, pad_id, image_id, "cpu", torch.float32)
     _, values = score_rows(batcher, critic=critic)

@@ -36,37 +36,59 @@ def _cfg(tmp_path, tiny_model_dir, name, servers, weights_dir, *extra):
     from ovr.config import load_config
 
     endpoints, reward_url = servers
-    return load_config(None, [
-        f"name={name}", f"model.path={tiny_model_dir}", f"store.uri={tmp_path}/store",
-        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db", f"rollout.endpoints={endpoints}",
-        f"rollout.weights_dir={weights_dir}", f"reward.url={reward_url}",
-        "rl.prompts_per_step=4", "rl.samples_per_prompt=4", "rl.warmup_steps=0", "rl.actor_lr=1e-3",
-        "rl.critic_lr=1e-3", "rl.max_response_len_schedule=[{from_step: 0, max_tokens: 12}, {from_step: 2, max_tokens: 16}]",
-        *extra,
-    ], use_env=False)
+    return load_config(
+        None,
+        [
+            f"name={name}",
+            f"model.path={tiny_model_dir}",
+            f"store.uri={tmp_path}/store",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+            f"rollout.endpoints={endpoints}",
+            f"rollout.weights_dir={weights_dir}",
+            f"reward.url={reward_url}",
+            "rl.prompts_per_step=4",
+            "rl.samples_per_prompt=4",
+            "rl.warmup_steps=0",
+            "rl.actor_lr=1e-3",
+            "rl.critic_lr=1e-3",
+            "rl.max_response_len_schedule=[{from_step: 0, max_tokens: 12}, {from_step: 2, max_tokens: 16}]",
+            *extra,
+        ],
+        use_env=False,
+    )
 
 
 def _weights(folder):
     """Tensors of a model folder keyed by name without the wrapper prefix (the saved layout varies)."""
     from ovr.rl.averaging import load_weights
 
-    return {k.replace("model.language_model.", "model.").removeprefix("model."): v
-            for k, v in load_weights(folder).items()}
+    return {
+        k.replace("model.language_model.", "model.").removeprefix("model."): v for k, v in load_weights(folder).items()
+    }
 
 
 def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir, weights_dir, tmp_path, monkeypatch):
+    from ovr.data.synthetic import visual_samples
     from ovr.progress import PROGRESS_ENV, read_events
-    from ovr.rollout.weights import server_versions
     from ovr.rl.state import CHECKPOINT_KIND
     from ovr.rl.trainer import run_rl
-    from ovr.data.synthetic import visual_samples
+    from ovr.rollout.weights import server_versions
     from ovr.store import Store
     from ovr.tracking import Tracker
 
-    endpoints, reward_url = servers
+    endpoints, _reward_url = servers
     samples = visual_samples(8, seed=0)
-    cfg = _cfg(tmp_path, tiny_model_dir, "rl-ppo", servers, weights_dir, "rl.max_steps=3", "rl.save_every=2", "rl.average_last=2",
-               "rl.skip_uniform_batches=false")  # the random model scores 0
+    cfg = _cfg(
+        tmp_path,
+        tiny_model_dir,
+        "rl-ppo",
+        servers,
+        weights_dir,
+        "rl.max_steps=3",
+        "rl.save_every=2",
+        "rl.average_last=2",
+        "rl.skip_uniform_batches=false",
+    )  # the random model scores 0
     start = server_versions(endpoints)[0]
 
     monkeypatch.setenv(PROGRESS_ENV, str(tmp_path / "progress.jsonl"))  # as under a local pipeline run
@@ -77,11 +99,33 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     assert first.global_step == 2 and first.export_dir is None and first.checkpoint_steps == [2]
     assert server_versions(endpoints)[0] == start + 3  # the initial weights, then one push per step
     h = first.history[0]
-    for key in ("reward_mean", "reward_std", "accuracy", "response_len_mean", "response_len_max", "truncation_rate",
-                "clip_frac", "approx_kl", "entropy", "value_loss", "explained_variance", "adv_mean", "adv_std",
-                "reflection/total", "rollout_seconds", "reward_seconds", "train_seconds", "sync_seconds",
-                "tokens_per_s", "weight_version_lag_mean", "logprob_drift", "behaviour/image/responses",
-                "behaviour/image/reflection", "behaviour/image/verification", "behaviour/image/backtracking"):
+    for key in (
+        "reward_mean",
+        "reward_std",
+        "accuracy",
+        "response_len_mean",
+        "response_len_max",
+        "truncation_rate",
+        "clip_frac",
+        "approx_kl",
+        "entropy",
+        "value_loss",
+        "explained_variance",
+        "adv_mean",
+        "adv_std",
+        "reflection/total",
+        "rollout_seconds",
+        "reward_seconds",
+        "train_seconds",
+        "sync_seconds",
+        "tokens_per_s",
+        "weight_version_lag_mean",
+        "logprob_drift",
+        "behaviour/image/responses",
+        "behaviour/image/reflection",
+        "behaviour/image/verification",
+        "behaviour/image/backtracking",
+    ):
         assert key in h, key
     assert h["weight_version_lag_max"] == 0 and h["max_tokens"] == 12
     # trainer and vLLM agree on tokens, images and weights (a shifted or mis-imaged row drifts by ~1)
@@ -90,8 +134,14 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     store = Store.from_config(cfg.store)
     ckpt = store.checkpoints(cfg.name, CHECKPOINT_KIND)
     assert [m.step for m in ckpt] == [2]
-    assert {"actor/model.safetensors", "critic/critic.safetensors", "actor_optim/optim.pt", "critic_optim/optim.pt",
-            "state.json", "rng.pt"} <= {f.path for f in ckpt[0].files}
+    assert {
+        "actor/model.safetensors",
+        "critic/critic.safetensors",
+        "actor_optim/optim.pt",
+        "critic_optim/optim.pt",
+        "state.json",
+        "rng.pt",
+    } <= {f.path for f in ckpt[0].files}
 
     resumed = run_rl(cfg, samples=samples, progress=False)
     events, _ = read_events(tmp_path / "progress.jsonl", offset)
@@ -113,7 +163,9 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     assert torch.allclose(final[name], (w2[name] + w3[name]) / 2, atol=1e-6)
 
     # every step's metrics are in MLflow, in one run across the interruption
-    tracker = Tracker.open(cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_id": first.run_id})}), "rl")
+    tracker = Tracker.open(
+        cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_id": first.run_id})}), "rl"
+    )
     assert [s for s, _ in tracker.metric_history("rl/reward_mean")] == [0, 1, 2]
     assert [s for s, _ in tracker.metric_history("rl/behaviour/image/reflection")] == [0, 1, 2]
     assert all(0.0 <= v <= 1.0 for _, v in tracker.metric_history("rl/behaviour/image/reflection"))
@@ -128,8 +180,19 @@ def test_dapo_runs_refills_and_learns_from_group_differences(servers, tiny_model
 
     endpoints, _ = servers
     # truncated responses score -1, finished ones 0: the random tiny model's groups differ
-    cfg = _cfg(tmp_path, tiny_model_dir, "rl-dapo", servers, weights_dir, "rl.algorithm=dapo", "rl.max_steps=2",
-               "rl.save_every=2", "reward.truncated_reward=-1", "rl.max_generation_rounds=3", "tracking.enabled=false")
+    cfg = _cfg(
+        tmp_path,
+        tiny_model_dir,
+        "rl-dapo",
+        servers,
+        weights_dir,
+        "rl.algorithm=dapo",
+        "rl.max_steps=2",
+        "rl.save_every=2",
+        "reward.truncated_reward=-1",
+        "rl.max_generation_rounds=3",
+        "tracking.enabled=false",
+    )
     res = run_rl(cfg, samples=visual_samples(8, seed=1), progress=False)
     assert res.global_step == 2 and "value_loss" not in res.history[0]
     # no progress file (a pod): each step's line in the log, with the rate and the ETA
@@ -158,14 +221,26 @@ def test_ovr_rl_cli_starts_its_services_and_trains(tiny_model_dir, rollout_pytho
 
     monkeypatch.setenv("OVR_ROLLOUT_PYTHON", str(rollout_python))
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "name": "rl-cli", "model": {"path": str(tiny_model_dir)}, "store": {"uri": str(tmp_path / "store")},
-        "tracking": {"enabled": False},
-        "data": {"name": "cli", "synthetic": {"visual_samples": 6, "text_samples": 0, "eval_samples": 0}},
-        "rollout": {"local_server": {"max_model_len": 512}},
-        "rl": {"algorithm": "rloo", "prompts_per_step": 2, "samples_per_prompt": 2, "max_steps": 1, "save_every": 1,
-               "max_response_len_schedule": [{"from_step": 0, "max_tokens": 8}]},
-    }))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "name": "rl-cli",
+                "model": {"path": str(tiny_model_dir)},
+                "store": {"uri": str(tmp_path / "store")},
+                "tracking": {"enabled": False},
+                "data": {"name": "cli", "synthetic": {"visual_samples": 6, "text_samples": 0, "eval_samples": 0}},
+                "rollout": {"local_server": {"max_model_len": 512}},
+                "rl": {
+                    "algorithm": "rloo",
+                    "prompts_per_step": 2,
+                    "samples_per_prompt": 2,
+                    "max_steps": 1,
+                    "save_every": 1,
+                    "max_response_len_schedule": [{"from_step": 0, "max_tokens": 8}],
+                },
+            }
+        )
+    )
     cfg = load_config(recipe, use_env=False)
     build_dataset(cfg, Store.from_config(cfg.store), progress=False)
     r = CliRunner().invoke(app, ["rl", "--recipe", str(recipe), "--no-progress", "--weights-dir", str(tmp_path / "w")])

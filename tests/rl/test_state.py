@@ -69,8 +69,11 @@ def test_checkpoints_average_cli(tmp_path, tiny_model_dir):
         folder = tmp_path / f"c{step}"
         shutil.copytree(tiny_model_dir, folder / "actor")
         w = load_file(str(folder / "actor/model.safetensors"))
-        save_file({k: v * scale if v.is_floating_point() else v for k, v in w.items()}, str(folder / "actor/model.safetensors"),
-                  metadata={"format": "pt"})
+        save_file(
+            {k: v * scale if v.is_floating_point() else v for k, v in w.items()},
+            str(folder / "actor/model.safetensors"),
+            metadata={"format": "pt"},
+        )
         store.commit_checkpoint("avg", step, folder, kind=CHECKPOINT_KIND)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"name": "avg", "store": {"uri": str(tmp_path / "s")}}))
@@ -80,5 +83,7 @@ def test_checkpoints_average_cli(tmp_path, tiny_model_dir):
     base, avg = load_file(str(tiny_model_dir / "model.safetensors")), load_weights(out)
     k = "lm_head.weight"
     assert torch.allclose(avg[k], base[k] * 2.0, atol=1e-6)
-    r = CliRunner().invoke(app, ["checkpoints", "average", "--recipe", str(recipe), "--steps", "1,7", "--out", str(out)])
+    r = CliRunner().invoke(
+        app, ["checkpoints", "average", "--recipe", str(recipe), "--steps", "1,7", "--out", str(out)]
+    )
     assert r.exit_code == 1 and "no checkpoint at steps [7]" in r.output

@@ -27,8 +27,11 @@ def _fake_sampler(informative: set[str], calls: list[int]):
     def sample(batch: list[Sample]) -> Scored:
         calls.append(len(batch))
         groups = [RolloutGroup(sample_id=s.id, completions=[Completion(text="a"), Completion(text="b")]) for s in batch]
-        results = [ScoreResult(overall=v, accuracy=v) for s in batch
-                   for v in ((0.0, 1.0) if s.id in informative else (1.0, 1.0))]
+        results = [
+            ScoreResult(overall=v, accuracy=v)
+            for s in batch
+            for v in ((0.0, 1.0) if s.id in informative else (1.0, 1.0))
+        ]
         return Scored(groups, results, rollout_s=1.0, reward_s=0.5)
 
     return sample
@@ -50,15 +53,17 @@ def test_dapo_refills_the_batch_with_informative_groups():
 
 def test_dapo_stops_after_max_rounds_and_trains_on_what_it_has():
     calls: list[int] = []
-    got = collect(_fake_sampler({"p3"}, calls), _prompts(40), PromptCursor(40, seed=1), want=8, dynamic=True,
-                  max_rounds=2)
+    got = collect(
+        _fake_sampler({"p3"}, calls), _prompts(40), PromptCursor(40, seed=1), want=8, dynamic=True, max_rounds=2
+    )
     assert got.rounds == 2 and len(got.kept()[0]) <= 2
 
 
 def test_without_dynamic_sampling_every_group_trains_in_one_round():
     calls: list[int] = []
-    got = collect(_fake_sampler(set(), calls), _prompts(10), PromptCursor(10, seed=0), want=4, dynamic=False,
-                  max_rounds=3)
+    got = collect(
+        _fake_sampler(set(), calls), _prompts(10), PromptCursor(10, seed=0), want=4, dynamic=False, max_rounds=3
+    )
     assert calls == [4] and len(got.kept()[0]) == 4  # uniform groups kept: critics learn from them
 
 
@@ -66,7 +71,9 @@ def _rows(processor, visual):
     prompts = [encode_prompt(processor, s) for s in visual[:2]]
     responses = [[40, 41, 42], [60, 61, 62, 63], [70, 71], [80, 81, 82]]
     scores = [1.0, 0.0, 0.0, 1.0]
-    return [Experience(prompts[i // 2], r, s, s, i // 2, False, [], 0) for i, (r, s) in enumerate(zip(responses, scores))]
+    return [
+        Experience(prompts[i // 2], r, s, s, i // 2, False, [], 0) for i, (r, s) in enumerate(zip(responses, scores))
+    ]
 
 
 def test_kl_reward_is_folded_into_token_rewards(processor, visual):
@@ -75,7 +82,7 @@ def test_kl_reward_is_folded_into_token_rewards(processor, visual):
     rl = resolve(RLConfig(algorithm="ppo", kl_reward_coef=0.5, adv_norm="none"))
     values = [torch.zeros(len(r.response_ids)) for r in rows]
     kl = [torch.full((len(r.response_ids),), 0.2) for r in rows]
-    adv, ret, mask = advantages(rows, rl, values, kl)
+    adv, _ret, _mask = advantages(rows, rl, values, kl)
     n = len(rows[0].response_ids)
     expected = torch.tensor([1.0 - 0.5 * 0.2 * (n - t) for t in range(n)])
     assert torch.allclose(adv[0, :n], expected, atol=1e-6)
@@ -102,22 +109,33 @@ def test_kl_loss_pulls_the_policy_towards_the_reference(processor, visual, actor
     rl = resolve(RLConfig(algorithm="grpo", kl_loss_coef=1.0, warmup_steps=0))
     adv, _, mask = advantages(rows, rl, None, None)
     engine = TorchEngine(actor, lr=1e-5, betas=(0.9, 0.95), weight_decay=0.0, warmup_steps=0, grad_clip=1.0)
-    stats = actor_update(engine, batcher, rl, old_logp=pad(old), adv=adv * 0, mask=mask, ref_logp=pad(ref_logp),
-                         temperature=1.0, norm_len=4, minis=[[0, 1, 2, 3]])
+    stats = actor_update(
+        engine,
+        batcher,
+        rl,
+        old_logp=pad(old),
+        adv=adv * 0,
+        mask=mask,
+        ref_logp=pad(ref_logp),
+        temperature=1.0,
+        norm_len=4,
+        minis=[[0, 1, 2, 3]],
+    )
     new, _ = score_rows(batcher, actor=actor)
     k3 = lambda lps: float(sum(kl_penalty(a, b).sum() for a, b in zip(lps, ref_logp)))  # noqa: E731
     assert stats["kl_ref"] > 0 and k3(new) < k3(old)  # the estimate the loss term minimises went down
 
 
 def test_behaviour_metrics_per_modality_and_accuracy_with_without():
-    from ovr.rl.metrics import behaviour_metrics
-
     from ovr.data.synthetic import visual_samples
+    from ovr.rl.metrics import behaviour_metrics
 
     image = visual_samples(1, seed=0, tasks=["count_shapes"])[0].model_copy(update={"id": "img"})
     samples = {"img": image, "txt": Sample(id="txt", source="t", split="rl", modality="text", prompt="q", answer="1")}
-    texts = {"img": ["Wait, let me recheck: \\boxed{1}", "\\boxed{2}", "Let me verify: \\boxed{1}", "\\boxed{1}"],
-             "txt": ["\\boxed{1}", "\\boxed{3}"]}
+    texts = {
+        "img": ["Wait, let me recheck: \\boxed{1}", "\\boxed{2}", "Let me verify: \\boxed{1}", "\\boxed{1}"],
+        "txt": ["\\boxed{1}", "\\boxed{3}"],
+    }
     acc = {"img": [1.0, 0.0, 1.0, 0.0], "txt": [1.0, 0.0]}
     groups = [RolloutGroup(sample_id=k, completions=[Completion(text=t) for t in v]) for k, v in texts.items()]
     results = [ScoreResult(overall=a, accuracy=a) for k in texts for a in acc[k]]

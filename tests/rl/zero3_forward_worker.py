@@ -40,8 +40,10 @@ def main(model_dir: str, out: str) -> None:
     logp, entropy = policy_logprobs(engine.module, batch, with_entropy=True, chunk_size=3)
     engine.backward(-logp.sum())
     engine.step()
-    result = {"max_abs_diff": float((logp.detach() - reference.detach()).abs().max()),
-              "entropy_finite": bool(torch.isfinite(entropy).all())}
+    result = {
+        "max_abs_diff": float((logp.detach() - reference.detach()).abs().max()),
+        "entropy_finite": bool(torch.isfinite(entropy).all()),
+    }
     with open(f"{out}.{rank}", "w") as f:
         json.dump(result, f)
 

@@ -21,12 +21,28 @@ def png(color: tuple[int, int, int]) -> ImageRef:
 def samples() -> list[Sample]:
     """Three image+text prompts (one with text on both sides of the image) and one text prompt."""
     out = [
-        Sample(id=f"img{i}", source="test", split="rl", modality="image", prompt=f"<image>What is {i} + 2?",
-               images=[png((60 * i, 120, 200 - 50 * i))], answer=str(i + 2))
+        Sample(
+            id=f"img{i}",
+            source="test",
+            split="rl",
+            modality="image",
+            prompt=f"<image>What is {i} + 2?",
+            images=[png((60 * i, 120, 200 - 50 * i))],
+            answer=str(i + 2),
+        )
         for i in range(2)
     ]
-    out.append(Sample(id="img-mid", source="test", split="rl", modality="image",
-                      prompt="Look:\n<image>\nHow many sides?", images=[png((10, 200, 10))], answer="4"))
+    out.append(
+        Sample(
+            id="img-mid",
+            source="test",
+            split="rl",
+            modality="image",
+            prompt="Look:\n<image>\nHow many sides?",
+            images=[png((10, 200, 10))],
+            answer="4",
+        )
+    )
     out.append(Sample(id="text", source="test", split="rl", prompt="Compute 3 * 4.", answer="12"))
     return out
 

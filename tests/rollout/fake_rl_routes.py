@@ -72,8 +72,9 @@ async def finish():
 async def collective_rpc(method: str = Body(..., embed=True), timeout: float | None = Body(None, embed=True)):
     if method != "ovr_weight_version":
         raise HTTPException(400, f"unknown method {method}")
-    return {"results": [{"version": 0, "fingerprint": f"{app.state.fingerprint}-rank{i}"}
-                        for i in range(app.state.workers)]}
+    return {
+        "results": [{"version": 0, "fingerprint": f"{app.state.fingerprint}-rank{i}"} for i in range(app.state.workers)]
+    }
 
 
 @app.post("/_mode")

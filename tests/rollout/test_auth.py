@@ -54,9 +54,8 @@ def test_every_route_but_the_probes_needs_the_token(guarded):
 
 
 def test_websockets_need_the_token(guarded):
-    with pytest.raises(WebSocketDisconnect) as closed:
-        with guarded.websocket_connect("/v1/realtime") as ws:
-            ws.receive_text()
+    with pytest.raises(WebSocketDisconnect) as closed, guarded.websocket_connect("/v1/realtime") as ws:
+        ws.receive_text()
     assert closed.value.code == 1008
     with guarded.websocket_connect("/v1/realtime", headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
         assert ws.receive_text() == "hi"
@@ -92,8 +91,12 @@ def test_auth_module_imports_only_what_the_rollout_image_has(repo_root):
 #: (method, path, JSON body, status with the token); every one answers 401 without it. The NCCL
 #: weight-transfer routes need CUDA: with the token they reach vLLM, which refuses them on CPU.
 GUARDED = [
-    ("POST", "/v1/chat/completions",
-     {"model": "policy", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}, 200),
+    (
+        "POST",
+        "/v1/chat/completions",
+        {"model": "policy", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2},
+        200,
+    ),
     ("GET", "/v1/models", None, 200),
     ("POST", "/collective_rpc", {"method": "ovr_weight_version"}, 200),
     ("GET", "/weight_info", None, 200),
@@ -140,8 +143,9 @@ def test_real_vllm_answers_401_without_the_token_on_every_guarded_route(replica)
         table.append((f"{method} {path}", bare.status_code, good.status_code))
         assert bare.status_code == 401 and wrong.status_code == 401, path
         assert good.status_code == expected if expected else good.status_code not in (401, 403), (path, good.text[:300])
-    rpc = httpx.post(srv.url + "/collective_rpc", json={"method": "ovr_weight_version"}, headers=token_headers,
-                     timeout=60).json()
+    rpc = httpx.post(
+        srv.url + "/collective_rpc", json={"method": "ovr_weight_version"}, headers=token_headers, timeout=60
+    ).json()
     assert rpc["results"][0]["version"] == 0
     print("\nendpoint | without token | with token\n" + "\n".join(f"{e} | {a} | {b}" for e, a, b in table))
 

@@ -24,8 +24,15 @@ def test_cpu_args_carry_extension_eager_and_plain_sampling():
 
 
 def test_gpu_args_add_parallelism_and_nccl_transfer_and_extra_args_come_last():
-    args = vllm_args("/m", host="0.0.0.0", port=8000, device="cuda", tensor_parallel_size=4,
-                     nccl_weight_transfer=True, extra_args=["--dtype=bfloat16"])
+    args = vllm_args(
+        "/m",
+        host="0.0.0.0",
+        port=8000,
+        device="cuda",
+        tensor_parallel_size=4,
+        nccl_weight_transfer=True,
+        extra_args=["--dtype=bfloat16"],
+    )
     assert flag(args, "--tensor-parallel-size") == "4" and "--enforce-eager" not in args
     assert json.loads(flag(args, "--weight-transfer-config")) == {"backend": "nccl"}
     assert args[-1] == "--dtype=bfloat16"

@@ -46,9 +46,24 @@ def client_token(monkeypatch):
 @pytest.fixture(scope="module")
 def replicas(repo_root):
     servers = [
-        ManagedServer([sys.executable, "-m", "uvicorn", "fake_rl_routes:app", "--app-dir", "tests/rollout",
-                       "--port", "{port}", "--log-level", "warning"], health_path="/health", cwd=repo_root,
-                      env={"OVR_ROLLOUT_TOKEN": TOKEN, "PYTHONPATH": str(repo_root)}, name="fake-rl")
+        ManagedServer(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "fake_rl_routes:app",
+                "--app-dir",
+                "tests/rollout",
+                "--port",
+                "{port}",
+                "--log-level",
+                "warning",
+            ],
+            health_path="/health",
+            cwd=repo_root,
+            env={"OVR_ROLLOUT_TOKEN": TOKEN, "PYTHONPATH": str(repo_root)},
+            name="fake-rl",
+        )
         for _ in range(2)
     ]
     for s in servers:
@@ -59,8 +74,9 @@ def replicas(repo_root):
 
 
 def make(endpoints, timeout_s=5.0):
-    return NcclWeightSync(endpoints, master_address="10.0.0.1", ranks_per_replica=2, timeout_s=timeout_s,
-                          engine_factory=StandInEngine)
+    return NcclWeightSync(
+        endpoints, master_address="10.0.0.1", ranks_per_replica=2, timeout_s=timeout_s, engine_factory=StandInEngine
+    )
 
 
 def test_push_fans_out_with_rank_offsets_and_sets_versions(replicas):
@@ -71,7 +87,7 @@ def test_push_fans_out_with_rank_offsets_and_sets_versions(replicas):
     assert sync.push_weights(model=None) == 2
     assert server_versions(replicas) == [2, 2]
     calls = [httpx.get(u + "/_calls", headers=H).json() for u in replicas]
-    inits = [[c[1] for c in cs if c[0] == "init"][0] for cs in calls]
+    inits = [next(c[1] for c in cs if c[0] == "init") for cs in calls]
     assert [i["rank_offset"] for i in inits] == [1, 3]  # trainer is rank 0, each replica has 2 ranks
     assert {i["world_size"] for i in inits} == {5} and {i["master_address"] for i in inits} == {"10.0.0.1"}
     assert [c[0] for c in calls[0]].count("update") == 2
@@ -108,8 +124,13 @@ def test_push_without_the_token_is_refused(replicas, monkeypatch):
 def test_push_fails_naming_the_replica_whose_fingerprint_differs(replicas):
     httpx.post(replicas[0] + "/_mode", json={"update": "ok"}, headers=H)
     httpx.post(replicas[1] + "/_mode", json={"update": "ok", "fingerprint": "stale"}, headers=H)
-    sync = NcclWeightSync(replicas + [replicas[0]], master_address="10.0.0.1", ranks_per_replica=2, timeout_s=5.0,
-                          engine_factory=StandInEngine)
+    sync = NcclWeightSync(
+        replicas + [replicas[0]],
+        master_address="10.0.0.1",
+        ranks_per_replica=2,
+        timeout_s=5.0,
+        engine_factory=StandInEngine,
+    )
     with pytest.raises(WeightSyncError, match="TP rank 0") as err:
         sync.push_weights(model=None)
     assert replicas[1] in str(err.value) and "2 other(s)" in str(err.value)

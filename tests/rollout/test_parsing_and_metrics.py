@@ -11,8 +11,13 @@ from ovr.rollout.logprobs import logprob_mismatch
 
 
 def choice(i, ids, lps, reason="length"):
-    return {"index": i, "message": {"content": "x" * len(ids)}, "token_ids": ids, "finish_reason": reason,
-            "logprobs": {"content": [{"logprob": lp} for lp in lps]}}
+    return {
+        "index": i,
+        "message": {"content": "x" * len(ids)},
+        "token_ids": ids,
+        "finish_reason": reason,
+        "logprobs": {"content": [{"logprob": lp} for lp in lps]},
+    }
 
 
 def test_parse_group_orders_choices_and_keeps_everything():

@@ -28,13 +28,15 @@ def weights_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def replicas(tiny_model_dir, rollout_cfg, rollout_python, weights_dir):
-    servers = [local_server(tiny_model_dir, rollout_cfg, python=rollout_python, weights_dir=weights_dir) for _ in range(2)]
+    servers = [
+        local_server(tiny_model_dir, rollout_cfg, python=rollout_python, weights_dir=weights_dir) for _ in range(2)
+    ]
     errors = []
 
     def start(s):
         try:
             s.start()
-        except Exception as e:  # noqa: BLE001 - reported below
+        except Exception as e:
             errors.append(e)
 
     threads = [threading.Thread(target=start, args=(s,)) for s in servers]
@@ -82,8 +84,9 @@ async def test_batch_of_image_prompts_returns_groups(replicas, rollout_cfg, samp
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_trainer_logprobs_match_sampler(replicas, rollout_cfg, samples, hf, temperature):
-    groups = RolloutClient(urls(replicas), rollout_cfg).generate_sync(samples, n=2, max_tokens=16,
-                                                                       temperature=temperature, progress=False)
+    groups = RolloutClient(urls(replicas), rollout_cfg).generate_sync(
+        samples, n=2, max_tokens=16, temperature=temperature, progress=False
+    )
     for sample, group in zip(samples, groups):
         trainer = hf_logprobs(*hf, sample, group, temperature=temperature)
         gap = logprob_mismatch(trainer, [c.logprobs for c in group.completions])
@@ -107,9 +110,10 @@ def test_push_weights_serves_the_new_policy(replicas, rollout_cfg, samples, hf, 
     processor = hf[1]
     sample = samples[0]
     inputs = prompt_inputs(processor, sample)
-    hf_new = new.generate(**inputs, max_new_tokens=12, do_sample=False)[0, inputs["input_ids"].shape[1]:].tolist()
+    hf_new = new.generate(**inputs, max_new_tokens=12, do_sample=False)[0, inputs["input_ids"].shape[1] :].tolist()
     greedy = lambda: RolloutClient(endpoints, rollout_cfg).generate_sync(  # noqa: E731
-        [sample] * 2, n=1, max_tokens=12, temperature=0.0, progress=False)
+        [sample] * 2, n=1, max_tokens=12, temperature=0.0, progress=False
+    )
     before = greedy()
     assert before[0].completions[0].token_ids != hf_new[: len(before[0].completions[0].token_ids)]
 

@@ -35,7 +35,7 @@ def test_pack_rows_fits_everything_once_and_beats_one_per_row():
 
 
 def test_labels_cover_only_the_assistant_turn(tiny, sft_samples):
-    model, processor = tiny
+    _model, processor = tiny
     sample = sft_samples[0]
     enc = encode_sample(processor, sample)
     labelled = enc.input_ids[enc.labels != IGNORE]

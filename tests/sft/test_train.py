@@ -57,7 +57,9 @@ def test_checkpoints_export_and_metrics_recorded(trained):
     names = {f.path for f in export.files}
     assert {"model.safetensors", "config.json", "tokenizer.json", "processor_config.json"} <= names
     assert export.metadata["metrics"]["final_loss"] == pytest.approx(result.losses[-1])
-    tracker = Tracker.open(cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_id": _run_id(cfg)})}), "sft")
+    tracker = Tracker.open(
+        cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_id": _run_id(cfg)})}), "sft"
+    )
     with tracker:
         for key in ("loss", "lr", "grad_norm", "tokens_per_s", "padding_efficiency"):
             history = tracker.metric_history(f"sft/{key}")
@@ -97,9 +99,20 @@ def test_export_loads_with_auto_classes_and_answers_boxed(trained):
 def test_export_served_by_vllm(trained, rollout_python):
     _, result = trained
     cmd = [
-        str(rollout_python), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(result.export_dir), "--served-model-name", "sft", "--host", "127.0.0.1",
-        "--port", "{port}", "--enforce-eager", "--max-model-len", "1024",
+        str(rollout_python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(result.export_dir),
+        "--served-model-name",
+        "sft",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--enforce-eager",
+        "--max-model-len",
+        "1024",
     ]
     env = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     sample = text_samples(1, seed=7, split="rl")[0]

@@ -30,13 +30,30 @@ def zero_runs(tmp_path_factory, tiny_model_dir, repo_root, sft_samples):
     out = {}
     for stage in (2, 3):
         sets = [
-            f"name=zero{stage}", f"model.path={tiny_model_dir}", f"store.uri={root / 'store'}",
-            f"tracking.uri=sqlite:///{root / 'mlflow.db'}", f"sft.work_dir={root / 'work'}",
-            "data.name=zero-data", "sft.max_seq_len=256", "sft.global_batch_size=4", "sft.micro_batch_size=2",
-            "sft.max_steps=3", "sft.save_every=3", f"sft.zero_stage={stage}",
+            f"name=zero{stage}",
+            f"model.path={tiny_model_dir}",
+            f"store.uri={root / 'store'}",
+            f"tracking.uri=sqlite:///{root / 'mlflow.db'}",
+            f"sft.work_dir={root / 'work'}",
+            "data.name=zero-data",
+            "sft.max_seq_len=256",
+            "sft.global_batch_size=4",
+            "sft.micro_batch_size=2",
+            "sft.max_steps=3",
+            "sft.save_every=3",
+            f"sft.zero_stage={stage}",
         ]
-        cmd = [sys.executable, "-m", "ovr", "sft", "--recipe", str(repo_root / "recipes/tiny-cpu.yaml"),
-               "--resume", "never", "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "ovr",
+            "sft",
+            "--recipe",
+            str(repo_root / "recipes/tiny-cpu.yaml"),
+            "--resume",
+            "never",
+            "--no-progress",
+        ]
         for s in sets:
             cmd += ["--set", s]
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)

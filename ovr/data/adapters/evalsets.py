@@ -39,8 +39,13 @@ def math500(row: dict, ctx: RowContext):
     """MATH500 (HuggingFaceH4/MATH-500): problem, solution, answer, subject, level, unique_id."""
     level = row.get("level")
     return make_sample(
-        ctx, question=row["problem"], answer=row["answer"], answer_type="math", subject=row.get("subject"),
-        difficulty=float(level) if isinstance(level, (int, float)) else None, source_id=row.get("unique_id"),
+        ctx,
+        question=row["problem"],
+        answer=row["answer"],
+        answer_type="math",
+        subject=row.get("subject"),
+        difficulty=float(level) if isinstance(level, (int, float)) else None,
+        source_id=row.get("unique_id"),
     )
 
 
@@ -57,8 +62,13 @@ def aime(row: dict, ctx: RowContext):
         raise Reject("AIME answer is not an integer 0-999", repr(answer))
     year, exam = _contest(row, ctx)
     return make_sample(
-        ctx, question=_question(row, "problem", "question"), answer=answer, answer_type="number",
-        source_id=row.get("id"), subject=f"AIME {year}".strip(), provenance={"exam": exam} if exam else None,
+        ctx,
+        question=_question(row, "problem", "question"),
+        answer=answer,
+        answer_type="number",
+        source_id=row.get("id"),
+        subject=f"AIME {year}".strip(),
+        provenance={"exam": exam} if exam else None,
     )
 
 
@@ -72,8 +82,12 @@ def amc(row: dict, ctx: RowContext):
     """
     year, exam = _contest(row, ctx)
     return make_sample(
-        ctx, question=_question(row, "problem", "question"), answer=number_answer(row["answer"]),
-        answer_type="number", source_id=row.get("id"), subject=f"AMC {year}".strip(),
+        ctx,
+        question=_question(row, "problem", "question"),
+        answer=number_answer(row["answer"]),
+        answer_type="number",
+        source_id=row.get("id"),
+        subject=f"AMC {year}".strip(),
         provenance={"exam": exam} if exam else None,
     )
 

@@ -33,16 +33,29 @@ def geometry3k(row: dict, ctx: RowContext):
         images = list(row["images"] or [])
         if not images:
             raise Drop("no image")
-        return make_sample(ctx, question=clean(row["problem"]), answer=row["answer"], images=images,
-                           subject="geometry")
+        return make_sample(ctx, question=clean(row["problem"]), answer=row["answer"], images=images, subject="geometry")
     choices = [clean(c) for c in row.get("choices") or []]
     answer = choice_reference(row["answer"], choices)
     image = Path(clean(row.get(KEY))) / ctx.options.get("image_file", "img_diagram.png")
     if ctx.options.get("free_form"):
-        return make_sample(ctx, question=clean(row["problem_text"]), answer=choices[ord(answer) - 65],
-                           images=[image], subject="geometry", source_id=row.get("id"))
-    return make_sample(ctx, question=clean(row["problem_text"]), answer=answer, answer_type="choice",
-                       choices=choices, images=[image], subject="geometry", source_id=row.get("id"))
+        return make_sample(
+            ctx,
+            question=clean(row["problem_text"]),
+            answer=choices[ord(answer) - 65],
+            images=[image],
+            subject="geometry",
+            source_id=row.get("id"),
+        )
+    return make_sample(
+        ctx,
+        question=clean(row["problem_text"]),
+        answer=answer,
+        answer_type="choice",
+        choices=choices,
+        images=[image],
+        subject="geometry",
+        source_id=row.get("id"),
+    )
 
 
 @adapter("chartqa", split="rl", columns=("query", "label"))
@@ -61,7 +74,11 @@ def chartqa(row: dict, ctx: RowContext):
     else:
         raise Reject("missing columns", "needs image (hub copy) or imgname (raw layout)")
     return make_sample(
-        ctx, question=clean(row["query"]), answer=labels[0], images=[image], subject="chart",
+        ctx,
+        question=clean(row["query"]),
+        answer=labels[0],
+        images=[image],
+        subject="chart",
         provenance={"human_or_machine": clean(row.get("human_or_machine"))},
     )
 
@@ -100,8 +117,14 @@ def scienceqa(row: dict, ctx: RowContext):
     question = (f"Context: {hint}\n" if hint else "") + clean(row["question"])
     grade = re.search(r"\d+", clean(row.get("grade")))
     return make_sample(
-        ctx, question=question, answer=letter(index), answer_type="choice", choices=choices,
-        images=[image] if image else [], subject=row.get("subject"), source_id=row.get(KEY),
+        ctx,
+        question=question,
+        answer=letter(index),
+        answer_type="choice",
+        choices=choices,
+        images=[image] if image else [],
+        subject=row.get("subject"),
+        source_id=row.get(KEY),
         difficulty=float(grade.group()) if grade else None,
         provenance={"topic": clean(row.get("topic")), "skill": clean(row.get("skill"))},
     )

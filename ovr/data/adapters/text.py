@@ -42,16 +42,18 @@ def openr1_math(row: dict, ctx: RowContext):
         verified = list(row.get("correctness_math_verify") or [None] * len(gens))
         complete = list(row.get("is_reasoning_complete") or [True] * len(gens))
         need_verified = ctx.options.get("require_verified", True)
-        picks = [
-            g for g, ok, done in zip(gens, verified, complete)
-            if g and done and (ok or not need_verified)
-        ]
+        picks = [g for g, ok, done in zip(gens, verified, complete) if g and done and (ok or not need_verified)]
         if not picks:
             raise Drop("no verified complete generation")
         assistant = picks[0]
     return make_sample(
-        ctx, question=row["problem"], answer=answer, assistant=assistant, subject=row.get("problem_type"),
-        source_id=row.get("uuid"), provenance={"origin": clean(row.get("source"))},
+        ctx,
+        question=row["problem"],
+        answer=answer,
+        assistant=assistant,
+        subject=row.get("problem_type"),
+        source_id=row.get("uuid"),
+        provenance={"origin": clean(row.get("source"))},
     )
 
 
@@ -67,9 +69,13 @@ def hendrycks_math(row: dict, ctx: RowContext):
     if not answer:
         raise Drop("no \\boxed{} answer in the solution")
     return make_sample(
-        ctx, question=row["problem"], answer=answer, answer_type="math",
+        ctx,
+        question=row["problem"],
+        answer=answer,
+        answer_type="math",
         assistant=clean(row["solution"]) if ctx.split == "sft" else None,
-        subject=row.get("type") or row.get("subject"), difficulty=_level(row.get("level")),
+        subject=row.get("type") or row.get("subject"),
+        difficulty=_level(row.get("level")),
         source_id=row.get("unique_id"),
     )
 
@@ -87,7 +93,11 @@ def numina_math(row: dict, ctx: RowContext):
     answer = clean(row.get("answer")) or last_boxed(clean(row["solution"])) or ""
     answer = _checkable(answer, clean(row.get("question_type")))
     return make_sample(
-        ctx, question=row["problem"], answer=answer, answer_type="math",
+        ctx,
+        question=row["problem"],
+        answer=answer,
+        answer_type="math",
         assistant=clean(row["solution"]) if ctx.split == "sft" else None,
-        subject=row.get("problem_type") or row.get("source"), provenance={"origin": clean(row.get("source"))},
+        subject=row.get("problem_type") or row.get("source"),
+        provenance={"origin": clean(row.get("source"))},
     )

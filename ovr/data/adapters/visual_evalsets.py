@@ -7,7 +7,15 @@ import re
 from pathlib import Path
 
 from ovr.data.registry import (
-    Drop, Reject, RowContext, adapter, choice_reference, clean, letter, make_sample, number_answer,
+    Drop,
+    Reject,
+    RowContext,
+    adapter,
+    choice_reference,
+    clean,
+    letter,
+    make_sample,
+    number_answer,
 )
 from ovr.data.sources import KEY
 from ovr.rewards.extract import choice_letters
@@ -33,7 +41,7 @@ def lettered_options(text: str) -> list[str]:
     out = []
     for i, mark in enumerate(chain):
         end = chain[i + 1].start() if i + 1 < len(chain) else len(text)
-        body = text[mark.end():end] if i + 1 < len(chain) else text[mark.end():end].split("\n", 1)[0]
+        body = text[mark.end() : end] if i + 1 < len(chain) else text[mark.end() : end].split("\n", 1)[0]
         out.append(body.strip().rstrip(";,").strip())
     return out
 
@@ -41,7 +49,7 @@ def lettered_options(text: str) -> list[str]:
 def listed_options(question: str) -> list[str]:
     """Options a question lists after ``Choices:`` / ``Options:``; [] when it lists none."""
     head = _OPTIONS_HEAD.search(question)
-    return lettered_options(question[head.end():].strip()) if head else []
+    return lettered_options(question[head.end() :].strip()) if head else []
 
 
 def _image(row: dict, *names: str):
@@ -70,9 +78,15 @@ def mathvision(row: dict, ctx: RowContext):
     options = [clean(o) for o in row.get("options") or []]
     answer = choice_reference(row["answer"], options) if options else clean(row["answer"])
     return make_sample(
-        ctx, question=clean(row["question"]), answer=answer, answer_type="choice" if options else None,
-        choices=options or None, images=[_image(row, "decoded_image", "image")], subject=row.get("subject"),
-        difficulty=float(row["level"]) if row.get("level") is not None else None, source_id=row.get("id"),
+        ctx,
+        question=clean(row["question"]),
+        answer=answer,
+        answer_type="choice" if options else None,
+        choices=options or None,
+        images=[_image(row, "decoded_image", "image")],
+        subject=row.get("subject"),
+        difficulty=float(row["level"]) if row.get("level") is not None else None,
+        source_id=row.get("id"),
         combined_image=True,
     )
 
@@ -117,8 +131,15 @@ def mathverse(row: dict, ctx: RowContext):
         question = "Answer the question shown in the image."
     answer, answer_type, choices = _mathverse_reference(clean(row["answer"]), question, clean(row["question_type"]))
     return make_sample(
-        ctx, question=question, answer=answer, answer_type=answer_type, choices=choices, list_choices=False,
-        images=[image] if image else [], subject=version or None, source_id=row.get("sample_index"),
+        ctx,
+        question=question,
+        answer=answer,
+        answer_type=answer_type,
+        choices=choices,
+        list_choices=False,
+        images=[image] if image else [],
+        subject=version or None,
+        source_id=row.get("sample_index"),
     )
 
 
@@ -138,8 +159,13 @@ def mathvista(row: dict, ctx: RowContext):
     kind = clean(row.get("answer_type"))
     answer_type = "choice" if choices else {"integer": "number", "float": "number", "text": "string"}.get(kind, "math")
     return make_sample(
-        ctx, question=question, answer=answer, answer_type=answer_type, choices=choices,
-        images=[_image(row, "decoded_image", "image")], source_id=row.get("pid"),
+        ctx,
+        question=question,
+        answer=answer,
+        answer_type=answer_type,
+        choices=choices,
+        images=[_image(row, "decoded_image", "image")],
+        source_id=row.get("pid"),
         subject=(row.get("metadata") or {}).get("task") if isinstance(row.get("metadata"), dict) else None,
         provenance={"precision": row.get("precision")},
     )
@@ -154,9 +180,14 @@ def wemath(row: dict, ctx: RowContext):
     if not choices:
         raise Reject("options not lettered", repr(clean(row["option"])[:120]))
     return make_sample(
-        ctx, question=clean(row["question"]), answer=choice_reference(row["answer"], choices), answer_type="choice",
-        choices=choices, images=[_image(row, "image_path", "image", "decoded_image")],
-        subject=row.get("knowledge concept"), source_id=row.get("ID"),
+        ctx,
+        question=clean(row["question"]),
+        answer=choice_reference(row["answer"], choices),
+        answer_type="choice",
+        choices=choices,
+        images=[_image(row, "image_path", "image", "decoded_image")],
+        subject=row.get("knowledge concept"),
+        source_id=row.get("ID"),
         provenance={"key": clean(row.get("key")), "question_number": clean(row.get("question number"))},
     )
 
@@ -177,8 +208,15 @@ def dynamath(row: dict, ctx: RowContext):
     else:
         answer, answer_type = truth, None
     return make_sample(
-        ctx, question=question, answer=answer, answer_type=answer_type, choices=choices, list_choices=False,
-        images=[_image(row, "decoded_image", "image")], subject=row.get("subject"), source_id=row.get("id"),
+        ctx,
+        question=question,
+        answer=answer,
+        answer_type=answer_type,
+        choices=choices,
+        list_choices=False,
+        images=[_image(row, "decoded_image", "image")],
+        subject=row.get("subject"),
+        source_id=row.get("id"),
         provenance={"knowledge_level": clean(row.get("knowledge_level"))},
     )
 
@@ -198,7 +236,13 @@ def logicvista(row: dict, ctx: RowContext):
     answer, choices = _choice(clean(row["answer"]), listed_options(question))
     skill = row.get("skill")
     return make_sample(
-        ctx, question=question, answer=answer, answer_type="choice", choices=choices, list_choices=False,
-        images=[image], subject=clean(skill[0] if isinstance(skill, list) and skill else skill) or None,
+        ctx,
+        question=question,
+        answer=answer,
+        answer_type="choice",
+        choices=choices,
+        list_choices=False,
+        images=[image],
+        subject=clean(skill[0] if isinstance(skill, list) and skill else skill) or None,
         source_id=row.get(KEY) or row.get("id"),
     )
