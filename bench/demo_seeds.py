@@ -16,7 +16,6 @@ accuracy / SFT accuracy on each benchmark.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -68,7 +67,7 @@ def read_back(recipe: Path, seed: int, work: Path, model_dir: Path, extra: list[
     from ovr.eval.records import EvalResult
     from ovr.eval.report import reward_gain, training_history, training_order
     from ovr.eval.transfer import sft_data_rates, transfer_rows
-    from pipelines.local import absolute_overrides
+    from pipelines.local import absolute_overrides, run_ids
 
     overrides = absolute_overrides(recipe, [f"seed={seed}", f"model.path={model_dir}", *extra], work)
     cfg = load_config(recipe, overrides, use_env=False)
@@ -76,9 +75,8 @@ def read_back(recipe: Path, seed: int, work: Path, model_dir: Path, extra: list[
     results = sorted(
         (EvalResult.load(p.parent) for p in run_dir.glob("evaluate-model*/**/result.json")), key=training_order
     )
-    validate = json.loads((run_dir / "validate-config" / "executor_output.json").read_text())
-    run_id = validate.get("parameterValues", {}).get("Output")
-    out = SeedRun(seed, wall, gain=reward_gain(training_history(cfg, run_id).get("rl/reward_mean", [])))
+    _, mlflow_run_id = run_ids(run_dir)
+    out = SeedRun(seed, wall, gain=reward_gain(training_history(cfg, mlflow_run_id).get("rl/reward_mean", [])))
     for r in results:
         out.accuracy[r.label] = {s.benchmark: s.avg_at_k for s in r.benchmarks}
     for row in transfer_rows(results, sft_data_rates(cfg)):

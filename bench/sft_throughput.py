@@ -60,6 +60,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from ovr.config import load_config
+    from ovr.context import RunContext
     from ovr.data.synthetic import text_samples
     from ovr.models.loading import load_processor
     from ovr.models.tiny import make_tiny
@@ -92,7 +93,7 @@ def main() -> None:
         ],
         use_env=False,
     )
-    result = run_sft(cfg, samples=samples, resume="never", progress=False)
+    result = run_sft(cfg, RunContext.new(cfg.name), samples=samples, resume="never", progress=False)
 
     base_rate, ovr_rate = tokens_b / secs_b, result.tokens_per_s
     print(f"samples {len(encoded)}, real tokens {tokens_b}, threads {torch.get_num_threads()}")

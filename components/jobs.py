@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from components.settings import GPU_TOLERATION, PLACEMENTS, POD_IDENTITY_ENV, SECRET_ENV, WEIGHTS_MOUNT
 from ovr.config import RunConfig, dump_config
+from ovr.context import RunContext
 from ovr.k8s.spec import ClaimMount, Owner, TrainerJobSpec, current_namespace
 
 #: the job pods' command: write the shipped config, then every rank runs components.train
@@ -57,13 +58,14 @@ def launcher_owner(environ: dict[str, str] | None = None) -> Owner | None:
 def stage_job_spec(
     stage: str,
     cfg: RunConfig,
+    ctx: RunContext,
     nodes: int,
     gpus_per_node: int,
     init_prefix: str | None,
     settings: JobSettings,
     environ: dict[str, str] | None = None,
 ) -> TrainerJobSpec:
-    """The TrainerJobSpec of ``stage`` on ``nodes`` pods of ``gpus_per_node`` GPUs each."""
+    """The TrainerJobSpec of ``stage`` on ``nodes`` pods of ``gpus_per_node`` GPUs each, in the run ``ctx``."""
     from components.images import OVR_IMAGE
 
     environ = os.environ if environ is None else environ
@@ -71,7 +73,7 @@ def stage_job_spec(
     secret_env = {settings.s3_secret: SECRET_ENV["s3"]}
     if settings.mlflow_secret:
         secret_env[settings.mlflow_secret] = SECRET_ENV["mlflow"]
-    env = {"OVR_CONFIG_YAML": dump_config(cfg)}
+    env = {"OVR_CONFIG_YAML": dump_config(cfg), **ctx.env()}
     claims = []
     if stage == "rl":
         if settings.reward_secret:
@@ -100,7 +102,7 @@ def stage_job_spec(
         shm_size=placement.shm,
         service_account=environ.get(POD_IDENTITY_ENV["service_account"]) or None,
         image_pull_secrets=[s.strip() for s in pull],
-        labels={"ovr.dev/run": cfg.name[:63], "ovr.dev/stage": stage},
+        labels={"ovr.dev/run": cfg.name[:63], "ovr.dev/run-id": ctx.run_id, "ovr.dev/stage": stage},
         owner=launcher_owner(environ),
         active_deadline_s=settings.deadline_s,
     )

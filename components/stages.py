@@ -31,24 +31,21 @@ def validate_config(
     sft_max_steps: int,
     rl_max_steps: int,
     install_env: str,
+    resume_from: str,
     config: Output[Artifact],
 ) -> str:
-    """Resolve + validate the recipe, run parameters and install settings; check the store; open the MLflow run."""
+    """Resolve + validate the recipe, run parameters and install settings; open (or resume) the run; its id."""
     from components.install import resolve_run
-    from components.runtime import param_overrides
+    from components.runtime import open_run, param_overrides
     from ovr.config import dump_config, resolve_recipe
-    from ovr.store import Store
-    from ovr.tracking import Tracker
 
     extra = param_overrides(model_path, dataset_name, sft_max_steps, rl_max_steps)
     cfg = resolve_run(resolve_recipe(recipe), [str(o) for o in overrides] + extra, install_env)
-    Store.from_config(cfg.store)  # fails fast on a wrong endpoint, bucket or credentials
-    with Tracker.open(cfg, "pipeline") as tracker:
-        cfg.tracking.run_id = tracker.run_id
+    ctx = open_run(cfg, resume_from)  # checks the store too: endpoint, bucket, credentials
     with open(config.path, "w") as f:
         f.write(dump_config(cfg))
-    config.metadata.update({"run": cfg.name, "mlflow_run_id": tracker.run_id or ""})
-    return tracker.run_id or ""
+    config.metadata.update({"run": cfg.name, "run_id": ctx.run_id, "mlflow_run_id": ctx.mlflow_run_id or ""})
+    return ctx.run_id
 
 
 @ovr_component
@@ -56,22 +53,22 @@ def build_data(config: Input[Artifact], dataset: Output[Dataset], metrics: Outpu
     """Sources + procedural tasks -> filtered Sample shards and a manifest in the store."""
     import json
 
-    from components.runtime import task_config
-    from ovr.data.build import build_dataset
+    from components.runtime import task_config, task_context
+    from ovr.data.dataset import dataset_for
     from ovr.store import Store, dataset_prefix
     from ovr.tracking import Tracker
 
     cfg = task_config(config.path)
-    manifest = build_dataset(cfg, Store.from_config(cfg.store), progress=False)
+    manifest, _ = dataset_for(cfg, Store.from_config(cfg.store), progress=False)
     meta = manifest["metadata"]
     with open(dataset.path, "w") as f:
         json.dump(manifest, f, indent=1, default=str)
-    dataset.metadata["store_prefix"] = dataset_prefix(cfg.data.name)
+    dataset.metadata["store_prefix"] = dataset_prefix(cfg.data.dataset_id)
     counts = {f"samples_{split}": float(m["count"]) for split, m in meta["splits"].items()}
     counts["dropped"] = float(sum(sum(r.values()) for r in meta["dropped"].values()))
     for key, value in counts.items():
         metrics.log_metric(key, value)
-    with Tracker.open(cfg, "data") as tracker:
+    with Tracker.open(cfg, "data", task_context(cfg, config.metadata)) as tracker:
         tracker.log_metrics(counts, step=0)
         tracker.log_text(json.dumps(meta, indent=1, default=str), "data/manifest.json")
 
@@ -82,9 +79,10 @@ def train_sft(
     config: Input[Artifact], dataset: Input[Dataset], gpus_per_node: int, model: Output[Model], metrics: Output[Metrics]
 ) -> str:
     """Language-only cold-start SFT on this pod's GPUs (one torchrun rank per GPU)."""
-    from components.runtime import report_stage, task_config, train_in_pod
+    from components.runtime import report_stage, task_config, task_context, train_in_pod
 
-    return report_stage(train_in_pod("sft", task_config(config.path)), "sft", model, metrics)
+    cfg = task_config(config.path)
+    return report_stage(train_in_pod("sft", cfg, task_context(cfg, config.metadata)), "sft", model, metrics)
 
 
 @ovr_component
@@ -102,10 +100,11 @@ def launch_sft(
 ) -> str:
     """Language-only cold-start SFT as a multi-node TrainJob (PyTorchJob on Training Operator v1 clusters)."""
     from components.jobs import JobSettings
-    from components.runtime import launch_job, report_stage, task_config
+    from components.runtime import launch_job, report_stage, task_config, task_context
 
     settings = JobSettings(run_id=run_id, s3_secret=s3_secret, mlflow_secret=mlflow_secret, deadline_s=job_deadline_s)
-    result = launch_job("sft", task_config(config.path), nodes, gpus_per_node, None, settings)
+    cfg = task_config(config.path)
+    result = launch_job("sft", cfg, task_context(cfg, config.metadata), nodes, gpus_per_node, None, settings)
     return report_stage(result, "sft", model, metrics)
 
 
@@ -120,9 +119,10 @@ def train_rl(
     metrics: Output[Metrics],
 ) -> str:
     """PPO/GRPO with verifiable rewards from the SFT export, on this pod's GPUs, rollouts on vLLM."""
-    from components.runtime import report_stage, task_config, train_in_pod
+    from components.runtime import report_stage, task_config, task_context, train_in_pod
 
-    return report_stage(train_in_pod("rl", task_config(config.path), init_prefix), "rl", model, metrics)
+    cfg = task_config(config.path)
+    return report_stage(train_in_pod("rl", cfg, task_context(cfg, config.metadata), init_prefix), "rl", model, metrics)
 
 
 @ovr_component
@@ -144,7 +144,7 @@ def launch_rl(
 ) -> str:
     """PPO/GRPO with verifiable rewards as a multi-node TrainJob (PyTorchJob on Training Operator v1 clusters)."""
     from components.jobs import JobSettings
-    from components.runtime import launch_job, report_stage, task_config
+    from components.runtime import launch_job, report_stage, task_config, task_context
 
     settings = JobSettings(
         run_id=run_id,
@@ -155,7 +155,8 @@ def launch_rl(
         weights_claim=weights_claim,
         deadline_s=job_deadline_s,
     )
-    result = launch_job("rl", task_config(config.path), nodes, gpus_per_node, init_prefix, settings)
+    cfg = task_config(config.path)
+    result = launch_job("rl", cfg, task_context(cfg, config.metadata), nodes, gpus_per_node, init_prefix, settings)
     return report_stage(result, "rl", model, metrics)
 
 
@@ -169,9 +170,10 @@ def evaluate_model(
     metrics: Output[Metrics],
 ):
     """avg@k of the exported model at ``model_prefix`` on the recipe's benchmarks, and behaviour analysis."""
-    from components.runtime import run_eval, task_config
+    from components.runtime import run_eval, task_config, task_context
 
-    result = run_eval(task_config(config.path), model_prefix, label, results.path)
+    cfg = task_config(config.path)
+    result = run_eval(cfg, task_context(cfg, config.metadata), model_prefix, label, results.path)
     results.metadata.update({"label": label, "store_prefix": model_prefix})
     for score in result.benchmarks:
         metrics.log_metric(f"{score.benchmark}_avg@{result.k}", score.avg_at_k)
@@ -187,6 +189,7 @@ def make_report(
     html: Output[dsl.HTML],
 ):
     """The run report (accuracy table, curves, behaviour rates) for the KFP UI and MLflow."""
-    from components.runtime import run_report, task_config
+    from components.runtime import run_report, task_config, task_context
 
-    run_report(task_config(config.path), [sft_eval.path, rl_eval.path], report.path, html.path)
+    cfg = task_config(config.path)
+    run_report(cfg, task_context(cfg, config.metadata), [sft_eval.path, rl_eval.path], report.path, html.path)

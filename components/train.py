@@ -2,7 +2,8 @@
 
 Every rank of every pod runs this; it calls the same :func:`components.runtime.train_in_pod` as a
 single-node task does under ``torchrun`` in its own pod. The config is the one the launcher
-shipped, with this pod's mount paths applied (``OVR__ROLLOUT__WEIGHTS_DIR`` set by the job spec).
+shipped, with this pod's mount paths applied (``OVR__ROLLOUT__WEIGHTS_DIR`` set by the job spec);
+the run it belongs to comes from ``OVR_RUN_ID`` / ``OVR_MLFLOW_RUN_ID`` (also set by the job spec).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from components.runtime import task_config, train_in_pod
+    from ovr.context import RunContext
 
-    result = train_in_pod(args.stage, task_config(args.config), args.init_prefix)
+    cfg = task_config(args.config)
+    result = train_in_pod(args.stage, cfg, RunContext.from_env(cfg), args.init_prefix)
     print(f"{args.stage} done: {result.model_dump_json()}", flush=True)
 
 

@@ -12,6 +12,7 @@ blocked in a training collective for the length of a rollout or a checkpoint upl
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,6 +35,7 @@ class Dist:
         rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
         if world == 1:
             return cls(rank, world, local)
+        _close_at_exit()
         if not tdist.is_initialized():
             if torch.cuda.is_available():
                 torch.cuda.set_device(local)
@@ -92,6 +94,24 @@ class Dist:
     def barrier(self) -> None:
         if self.world > 1:
             tdist.barrier(group=self.cpu_group)
+
+
+_CLOSING = []
+
+
+def _close_at_exit() -> None:
+    """Destroy the process groups when the interpreter exits (once per process): a gloo group left to
+    the C++ destructors can abort the process at exit ("terminate called without an active
+    exception", exit code -6) after the work succeeded."""
+    if _CLOSING:
+        return
+    _CLOSING.append(True)
+
+    def close() -> None:
+        if tdist.is_available() and tdist.is_initialized():
+            tdist.destroy_process_group()
+
+    atexit.register(close)
 
 
 def ensure_single_process_env() -> bool:

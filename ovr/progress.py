@@ -51,6 +51,7 @@ class ProgressEvent:
     metrics: dict[str, float] = field(default_factory=dict)
     elapsed: float = 0.0
     start: int = 0
+    note: str = ""  # a line about the stage instead of a step: it resumed, or had nothing to do
 
     @property
     def rate(self) -> float:
@@ -72,6 +73,7 @@ class ProgressEvent:
                 "start": self.start,
                 "metrics": self.metrics,
                 "elapsed": round(self.elapsed, 3),
+                **({"note": self.note} if self.note else {}),
             }
         )
 
@@ -86,6 +88,7 @@ class ProgressEvent:
             metrics=metrics,
             elapsed=float(d.get("elapsed", 0.0)),
             start=int(d.get("start", 0)),
+            note=str(d.get("note", "")),
         )
 
     def line(self, text: str | None = None) -> str:
@@ -150,6 +153,19 @@ class StageProgress:
             return self._line(event) if self._line else None
         except (KeyError, ValueError, TypeError):
             return None
+
+
+def stage_note(stage: str, text: str, *, step: int = 0, total: int = 0, environ: dict[str, str] | None = None) -> None:
+    """Say something about a stage as a whole (``sft: resumed run X at step 80 of 160``; ``rl: finished
+    earlier, nothing to do``): a line in the log everywhere, and a note event the local run's console
+    shows and its summary repeats. Main rank only."""
+    environ = os.environ if environ is None else environ
+    if not is_main_rank(environ):
+        return
+    print(f"{stage}: {text}", flush=True)
+    if environ.get(PROGRESS_ENV):
+        with open(environ[PROGRESS_ENV], "a") as f:
+            f.write(ProgressEvent(stage, step, total, note=text).to_json() + "\n")
 
 
 def read_events(path: str | Path, offset: int = 0) -> tuple[list[ProgressEvent], int]:

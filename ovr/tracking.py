@@ -1,8 +1,9 @@
 """MLflow tracking: one MLflow run per ovr run, shared by every stage.
 
-Each stage opens the run with :meth:`Tracker.open` (the first creates it, later stages resume it
-by id, passed along by the pipeline as ``tracking.run_id``) and logs metrics under its own
-prefix (``sft/loss``, ``rl/reward_mean`` ...). Params are the resolved config, flattened.
+Each stage opens the run with :meth:`Tracker.open` (the first creates it, tagged with the ovr run
+id; later stages resume it by the id the run context carries, ``RunContext.mlflow_run_id``) and logs
+metrics under its own prefix (``sft/loss``, ``rl/reward_mean`` ...). Params are the resolved config,
+flattened.
 With ``tracking.enabled: false`` every call is a no-op, so stages never branch on it.
 
 A server with authentication (the Helm chart runs MLflow's basic-auth app) gets its login from
@@ -23,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ovr.config import RunConfig, flat_params
+from ovr.context import RunContext
 
 
 def redact_credentials(value: str) -> str:
@@ -45,6 +47,38 @@ def redact_credentials(value: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
+def _client(cfg: RunConfig):
+    from mlflow.tracking import MlflowClient
+
+    if cfg.tracking.uri.startswith("sqlite:///"):
+        Path(cfg.tracking.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=cfg.tracking.uri)
+
+
+def _artifacts(cfg: RunConfig) -> dict:
+    """A local database keeps its artifacts beside itself (not in ./mlruns); a server decides its own."""
+    uri = cfg.tracking.uri
+    if not uri.startswith("sqlite:///"):
+        return {}
+    return {"artifact_location": (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()}
+
+
+def find_mlflow_run(cfg: RunConfig, ovr_run_id: str) -> str | None:
+    """The MLflow run of the ovr run ``ovr_run_id`` in the recipe's experiment (None if it has none)."""
+    if not cfg.tracking.enabled:
+        return None
+    client = _client(cfg)
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    if exp is None:
+        return None
+    found = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`ovr.run_id` = '{ovr_run_id}' and tags.`ovr.run` = '{cfg.name}'",
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
 class Tracker:
     def __init__(self, cfg: RunConfig, stage: str, client: Any | None, run_id: str | None):
         self.cfg = cfg
@@ -54,28 +88,18 @@ class Tracker:
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
-    def open(cls, cfg: RunConfig, stage: str) -> Tracker:
-        """Create (or resume, when ``tracking.run_id`` is set) the MLflow run of ``cfg``."""
+    def open(cls, cfg: RunConfig, stage: str, ctx: RunContext | None = None) -> Tracker:
+        """Resume the MLflow run ``ctx.mlflow_run_id``, or create one for the ovr run ``ctx`` (tagged
+        ``ovr.run`` with the run name and ``ovr.run_id`` with its id)."""
         if not cfg.tracking.enabled:
             return cls(cfg, stage, None, None)
-        from mlflow.tracking import MlflowClient
-
-        uri = cfg.tracking.uri
-        artifacts = None  # a server decides; a local database keeps them beside itself, not in ./mlruns
-        if uri.startswith("sqlite:///"):
-            db = Path(uri.removeprefix("sqlite:///"))
-            db.parent.mkdir(parents=True, exist_ok=True)
-            artifacts = (db.parent / "mlartifacts").resolve().as_uri()
-        client = MlflowClient(tracking_uri=uri)
-        run_id = cfg.tracking.run_id
+        client = _client(cfg)
+        run_id = ctx.mlflow_run_id if ctx is not None else None
         if run_id is None:
             exp = client.get_experiment_by_name(cfg.tracking.experiment)
-            exp_id = (
-                exp.experiment_id
-                if exp
-                else client.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
-            )
-            run = client.create_run(exp_id, run_name=cfg.tracking.run_name or cfg.name, tags={"ovr.run": cfg.name})
+            exp_id = exp.experiment_id if exp else client.create_experiment(cfg.tracking.experiment, **_artifacts(cfg))
+            tags = {"ovr.run": cfg.name} | ({"ovr.run_id": ctx.run_id} if ctx is not None else {})
+            run = client.create_run(exp_id, run_name=cfg.tracking.run_name or cfg.name, tags=tags)
             run_id = run.info.run_id
             tracker = cls(cfg, stage, client, run_id)
             tracker.log_params(flat_params(cfg))

@@ -129,6 +129,7 @@ class RunConsole:
         self._bars: dict[str, int] = {}
         self._stop = threading.Event()
         self.events: list[ProgressEvent] = []  # every event of the run, for the summary
+        self.notes: list[str] = []  # what stages said of themselves: resumed, nothing to do
 
     # ------------------------------------------------------------------ set-up / tear-down
     def __enter__(self) -> RunConsole:
@@ -244,6 +245,10 @@ class RunConsole:
                 self._show(event)
 
     def _show(self, event: ProgressEvent) -> None:
+        if event.note:  # a stage resumed, or had nothing to do: a line of its own, repeated in the summary
+            self.notes.append(f"{event.stage}: {event.note}")
+            self.console.print(f"  {event.stage}: {event.note}", markup=False, highlight=False, soft_wrap=True)
+            return
         self.events.append(event)
         self._last[event.stage] = event
         key = self._task if self._task in self._bars else f"progress:{event.stage}"  # the running task's bar

@@ -30,6 +30,7 @@ class LocalRun:
     store_uri: str
     report: Path
     run_dir: Path | None = None  # this run's task outputs under pipeline_root
+    run_id: str | None = None  # the ovr run id (its store folder runs/<name>/<run id>)
 
     def eval_results(self) -> list[Path]:
         """The ``result.json`` of each eval task of this run."""
@@ -50,8 +51,11 @@ def absolute_overrides(recipe: Path, overrides: list[str], workdir: Path) -> lis
     return out
 
 
-def run_local(recipe: str, overrides: list[str] | None = None, workdir: str | Path = ".") -> LocalRun:
-    """Run ``ovr_pipeline`` with ``kfp.local.SubprocessRunner``; raise if a task fails."""
+def run_local(
+    recipe: str, overrides: list[str] | None = None, workdir: str | Path = ".", resume_from: str = "none"
+) -> LocalRun:
+    """Run ``ovr_pipeline`` with ``kfp.local.SubprocessRunner`` as a new run, or as the earlier run
+    ``resume_from`` (an id, or ``latest``); raise if a task fails."""
     from kfp import local
 
     from pipelines.ovr_pipeline import ovr_pipeline
@@ -63,11 +67,12 @@ def run_local(recipe: str, overrides: list[str] | None = None, workdir: str | Pa
     root = workdir / ".ovr" / "kfp"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     t0 = time.monotonic()
-    task = ovr_pipeline(recipe=str(path), overrides=overrides, gpus_per_node=0)
+    task = ovr_pipeline(recipe=str(path), overrides=overrides, gpus_per_node=0, resume_from=resume_from)
     wall = time.monotonic() - t0
     report = Path(task.output.path)  # the pipeline's one output: the report Markdown
     run_dir = _newest_run(root)
-    return LocalRun(path, root, wall, _run_id_from(run_dir), cfg.tracking.uri, cfg.store.uri, report, run_dir)
+    run_id, mlflow_run_id = run_ids(run_dir)
+    return LocalRun(path, root, wall, mlflow_run_id, cfg.tracking.uri, cfg.store.uri, report, run_dir, run_id)
 
 
 def _newest_run(root: Path) -> Path | None:
@@ -75,15 +80,16 @@ def _newest_run(root: Path) -> Path | None:
     return runs[-1] if runs else None
 
 
-def _run_id_from(run_dir: Path | None) -> str | None:
-    """The MLflow run id the run's validate task returned."""
-    if run_dir is None:
-        return None
-    out = run_dir / "validate-config" / "executor_output.json"
-    if not out.is_file():
-        return None
-    params = json.loads(out.read_text()).get("parameterValues", {})
-    return params.get("Output")
+def run_ids(run_dir: Path | None) -> tuple[str | None, str | None]:
+    """The ovr run id the run's validate task returned and the MLflow run id on its config artifact."""
+    out = run_dir / "validate-config" / "executor_output.json" if run_dir else None
+    if out is None or not out.is_file():
+        return None, None
+    done = json.loads(out.read_text())
+    run_id = done.get("parameterValues", {}).get("Output")
+    artifacts = done.get("artifacts", {}).get("config", {}).get("artifacts", [])
+    mlflow_run_id = artifacts[0].get("metadata", {}).get("mlflow_run_id") if artifacts else None
+    return run_id, mlflow_run_id or None
 
 
 def log_paths(workdir: Path) -> tuple[Path, Path]:
@@ -104,9 +110,10 @@ def places(run: LocalRun) -> list[tuple[str, str]]:
     if run.tracking_uri.startswith("sqlite:///"):
         out.append(("browse it", f".venv/bin/mlflow ui --backend-store-uri {run.tracking_uri}"))
     for kind in (Kind.SFT_EXPORT, Kind.RL_EXPORT):
-        m = store.latest(cfg.name, kind)
+        key = f"{cfg.name}/{run.run_id}"
+        m = store.latest(key, kind)
         if m is not None:
-            out.append((str(kind), f"{store} {step_prefix(cfg.name, m.step, kind)} ({len(m.files)} files)"))
+            out.append((str(kind), f"{store} {step_prefix(key, m.step, kind)} ({len(m.files)} files)"))
     out.append(("report", str(run.report)))
     html = run.report.parent / "html"  # the report task's HTML output
     if html.is_file():
@@ -116,7 +123,7 @@ def places(run: LocalRun) -> list[tuple[str, str]]:
 
 
 def run_with_console(
-    recipe: str, overrides: list[str] | None = None, workdir: str | Path = ".", console=None
+    recipe: str, overrides: list[str] | None = None, workdir: str | Path = ".", console=None, resume_from: str = "none"
 ) -> LocalRun:
     """:func:`run_local` behind the run console; prints the summary at the end (raises if a task fails,
     after the console showed the failed task's last log lines)."""
@@ -127,8 +134,9 @@ def run_with_console(
     log, progress = log_paths(workdir)
     with RunConsole(log, progress, console=console) as con:
         con.print(f"full log: {log}", markup=False, highlight=False, soft_wrap=True)
-        run = run_local(recipe, overrides, workdir)
+        run = run_local(recipe, overrides, workdir, resume_from)
     summary = gather_summary(run.eval_results(), run.tracking_uri, run.mlflow_run_id, places(run))
+    summary.run_id, summary.notes = run.run_id, list(con.notes)
     con.console.print(f"\npipeline finished in {run.wall_s:.0f} s", highlight=False)
     render_summary(con.console, summary)
     return run

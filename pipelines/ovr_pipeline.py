@@ -43,6 +43,7 @@ def ovr_pipeline(
     mlflow_secret: str = "ovr-mlflow",
     install_env: str = "ovr-env",
     weights_claim: str = "ovr-weights",
+    resume_from: str = "none",
 ) -> Markdown:
     """
     Args:
@@ -62,6 +63,8 @@ def ovr_pipeline(
         mlflow_secret: Kubernetes secret with MLflow's login (username/password; every step logs).
         install_env: the Helm chart's ConfigMap of OVR__* endpoints and replica settings.
         weights_claim: the RWX claim the rollout replicas mount at /weights (weight pushes).
+        resume_from: none (a new run), the id of an earlier run of the recipe to continue (finished
+            stages are kept, an interrupted one continues from its newest checkpoint), or latest.
     """
     secrets = {"s3": s3_secret, "mlflow": mlflow_secret}
     scoring = {**secrets, "reward": reward_secret, "rollout": rollout_secret}
@@ -74,6 +77,7 @@ def ovr_pipeline(
             sft_max_steps=sft_max_steps,
             rl_max_steps=rl_max_steps,
             install_env=install_env,
+            resume_from=resume_from,
         ),
         "validate",
         "Validate config",

@@ -33,6 +33,8 @@ class RunSummary:
     behaviour_more: int = 0  # rows left out for length
     behaviour_zero: int = 0  # figures at 0 in every eval, not shown
     places: list[tuple[str, str]] = field(default_factory=list)  # (what, where)
+    notes: list[str] = field(default_factory=list)  # stages that resumed or had nothing to do
+    run_id: str | None = None  # the ovr run id (resume it with --resume-from)
 
 
 def _leaves(value, path: tuple[str, ...] = ()):
@@ -158,7 +160,12 @@ def _table(title: str, first: str, columns: list[str], rows: dict[str, dict[str,
 
 
 def render_summary(console: Console, s: RunSummary) -> None:
-    """Print the summary: accuracy table, reward line, behaviour table, locations."""
+    """Print the summary: the run, what stages resumed or skipped, accuracy table, reward line,
+    behaviour table, locations."""
+    if s.run_id:
+        console.print(f"run {s.run_id} (continue it: --resume-from {s.run_id})", markup=False, highlight=False)
+    for note in s.notes:
+        console.print(f"  {note}", markup=False, highlight=False, soft_wrap=True)
     if s.accuracy:
         k = f" (avg@{s.k}, %)" if s.k else " (%)"
         console.print(_table(f"Eval accuracy{k}", "benchmark", s.labels, s.accuracy, pct=True))

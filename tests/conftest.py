@@ -60,3 +60,16 @@ def scripted_server(tmp_path):
     yield start
     for srv in servers:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def dataset_prefix_for():
+    """``f(recipe, sets) -> "datasets/<id>"``: where a stage run with ``recipe`` and the ``--set`` values
+    ``sets`` reads its dataset (the id hashes the data settings)."""
+    from ovr.config import load_config
+    from ovr.store import dataset_prefix
+
+    def prefix(recipe, sets: list[str]) -> str:
+        return dataset_prefix(load_config(recipe, [s for s in sets if s != "--set"], use_env=False).data.dataset_id)
+
+    return prefix

@@ -19,19 +19,19 @@ def register(app: typer.Typer) -> None:
         """Build the recipe's dataset (sft / rl / eval shards + card) into the store."""
         import logging
 
-        from ovr.data.build import build_dataset
+        from ovr.data.dataset import dataset_for
         from ovr.store import Store, dataset_prefix
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         cfg = load(recipe, set_)
         store = Store.from_config(cfg.store)
-        manifest = build_dataset(cfg, store, progress=not quiet)
+        manifest, _ = dataset_for(cfg, store, progress=not quiet)
         meta = manifest["metadata"]
         for split, info in meta["splits"].items():
             mix = ", ".join(f"{k}={v}" for k, v in info["sources"].items()) or "-"
             typer.echo(f"{split:5s} {info['count']:8d} samples in {len(info['shards'])} shard(s)  [{mix}]")
         dropped = sum(n for reasons in meta["dropped"].values() for n in reasons.values())
-        where = f"{store}/{dataset_prefix(meta['name'])}"
+        where = f"{store}/{dataset_prefix(cfg.data.dataset_id)}"
         typer.echo(f"dropped {dropped} item(s); card and manifest at {where}/")
         if meta.get("dropped_rows"):
             typer.echo(f"every dropped row with its reason: {where}/{meta['dropped_rows']}")
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         from ovr.store import Store
 
         cfg = load(recipe, set_)
-        for s in load_samples(Store.from_config(cfg.store), cfg.data.name, split, limit=n):
+        for s in load_samples(Store.from_config(cfg.store), cfg.data.dataset_id, split, limit=n):
             typer.echo(f"--- {s.id} [{s.source}, {s.answer_type}, {len(s.images)} image(s)]\n{s.prompt}\n=> {s.answer}")
 
     app.add_typer(group, name="data")

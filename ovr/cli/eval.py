@@ -10,14 +10,14 @@ import typer
 from ovr.cli._common import RecipeOpt, SetOpt, load
 
 
-def _model_dir(cfg, model: Path | None, checkpoint: int | None, kind: str, work: Path) -> Path:
-    """The folder to serve: --model, a store checkpoint (--checkpoint), or the recipe's model."""
+def _model_dir(cfg, ctx, model: Path | None, checkpoint: int | None, kind: str, work: Path) -> Path:
+    """The folder to serve: --model, a checkpoint of the run (--run-id, --checkpoint), or the recipe's model."""
     if model is not None:
         return model
     if checkpoint is not None:
         from ovr.store import Store
 
-        return Store.from_config(cfg.store).download_checkpoint(cfg.name, checkpoint, work / "model", kind=kind)
+        return Store.from_config(cfg.store).download_checkpoint(ctx.key, checkpoint, work / "model", kind=kind)
     from ovr.models.loading import resolve_model_path
 
     return resolve_model_path(cfg.model, cfg.store)
@@ -40,6 +40,9 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option(help="Serve this step of the run's checkpoints from the store.")
         ] = None,
         kind: Annotated[str, typer.Option(help="Checkpoint kind in the store (with --checkpoint).")] = "checkpoint",
+        run_id: Annotated[
+            str | None, typer.Option("--run-id", help="The run whose checkpoint --checkpoint names; its MLflow run.")
+        ] = None,
         label: Annotated[str | None, typer.Option(help="Name of the checkpoint in tables and plots.")] = None,
         step: Annotated[int, typer.Option(help="Training step of the checkpoint (x axis of reports).")] = 0,
         reward_url: Annotated[
@@ -51,23 +54,25 @@ def register(app: typer.Typer) -> None:
         import contextlib
         import tempfile
 
+        from ovr.context import RunContext
         from ovr.eval.runner import evaluate
 
         cfg = load(recipe, set_)
+        ctx = RunContext.for_config(cfg, run_id)
         if endpoint:
-            cfg.rollout.endpoints = list(endpoint)
+            ctx = ctx.with_(rollout_endpoints=list(endpoint))
         if reward_url:
-            cfg.reward.url = reward_url
+            ctx = ctx.with_(reward_url=reward_url)
         step = checkpoint if checkpoint is not None and step == 0 else step
         with contextlib.ExitStack() as stack:
-            if not cfg.rollout.endpoints:
+            if not ctx.rollout_endpoints:
                 from services.local import local_services
 
                 work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ovr-eval-")))
-                model_dir = _model_dir(cfg, model, checkpoint, kind, work)
+                model_dir = _model_dir(cfg, ctx, model, checkpoint, kind, work)
                 typer.echo(f"starting a local vLLM server for {model_dir} ...")
-                cfg = stack.enter_context(local_services(cfg, model_dir, reward=False))
-            result = evaluate(cfg, out_dir=out, label=label, step=step)
+                ctx = stack.enter_context(local_services(cfg, ctx, model_dir, reward=False))
+            result = evaluate(cfg, ctx=ctx, out_dir=out, label=label, step=step)
         typer.echo((out / "results.md").read_text())
         typer.echo(
             f"{result.questions} questions in {result.wall_s:.1f} s ({result.questions_per_s:.2f} questions/s); "

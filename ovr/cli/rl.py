@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ovr.cli._common import RecipeOpt, SetOpt, load
+from ovr.cli._common import RecipeOpt, RunIdOpt, SetOpt, load, run_context
 
 
 def register(app: typer.Typer) -> None:
@@ -18,10 +18,15 @@ def register(app: typer.Typer) -> None:
     def rl(
         recipe: RecipeOpt,
         set_: SetOpt = None,
-        resume: Annotated[str, typer.Option(help="auto (newest checkpoint), never, or a step number.")] = "auto",
+        run_id: RunIdOpt = None,
+        resume: Annotated[
+            str, typer.Option(help="auto (the run's newest checkpoint), never, or a step number.")
+        ] = "auto",
         weights_dir: Annotated[
             Path | None,
-            typer.Option(help="Folder shared with the rollout servers for weight pushes (sets rollout.weights_dir)."),
+            typer.Option(
+                help="Folder shared with the rollout servers for weight pushes (default: rollout.weights_dir)."
+            ),
         ] = None,
         progress: Annotated[bool, typer.Option(help="Show progress lines.")] = True,
     ) -> None:
@@ -33,16 +38,17 @@ def register(app: typer.Typer) -> None:
         from ovr.rl.trainer import run_rl
 
         cfg = load(recipe, set_)
+        ctx = run_context(cfg, run_id)
         if weights_dir is not None:
-            cfg.rollout.weights_dir = str(weights_dir)
+            ctx = ctx.with_(weights_dir=str(weights_dir))
         main = os.environ.get("RANK", "0") == "0"
         if main:
             from services.local import local_services
 
-            services = local_services(cfg, resolve_model_path(cfg.model, cfg.store))
+            services = local_services(cfg, ctx, resolve_model_path(cfg.model, cfg.store))
         else:  # other ranks train only; rank 0 talks to the services
-            services = nullcontext(cfg)
-        with services as cfg:
-            res = run_rl(cfg, resume=resume, progress=progress)
+            services = nullcontext(ctx)
+        with services as served:
+            res = run_rl(cfg, served, resume=resume, progress=progress)
         if main:
             typer.echo(f"rl finished at step {res.global_step}; final model {res.export_prefix} ({res.export_dir})")

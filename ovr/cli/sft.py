@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ovr.cli._common import RecipeOpt, SetOpt, load
+from ovr.cli._common import RecipeOpt, RunIdOpt, SetOpt, load, run_context
 
 
 def register(app: typer.Typer) -> None:
@@ -14,8 +14,9 @@ def register(app: typer.Typer) -> None:
     def sft_cmd(
         recipe: RecipeOpt,
         set_: SetOpt = None,
+        run_id: RunIdOpt = None,
         resume: Annotated[
-            str, typer.Option(help="auto: continue from the newest complete store checkpoint; never: start fresh.")
+            str, typer.Option(help="auto: continue the run from its newest checkpoint; never: start it fresh.")
         ] = "auto",
         progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     ) -> None:
@@ -26,7 +27,7 @@ def register(app: typer.Typer) -> None:
         cfg = load(recipe, set_)
         from ovr.sft.train import run_sft
 
-        result = run_sft(cfg, resume=resume, progress=progress)
+        result = run_sft(cfg, run_context(cfg, run_id), resume=resume, progress=progress)
         if result.resumed_from is not None:
             typer.echo(f"resumed from step {result.resumed_from}")
         last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
@@ -34,4 +35,6 @@ def register(app: typer.Typer) -> None:
             f"sft done: step {result.global_step}, final loss {last}, "
             f"{result.tokens_per_s:.0f} tokens/s, padding efficiency {result.padding_efficiency:.3f}"
         )
-        typer.echo(f"export: {result.export_prefix} (local copy {result.export_dir})")
+        typer.echo(
+            f"export: {result.export_prefix}" + (f" (local copy {result.export_dir})" if result.export_dir else "")
+        )

@@ -28,13 +28,12 @@ from ovr.config.infra import (
     TrackingConfig,
     _Section,
 )
+from ovr.config.rl import LengthStage, RLConfig
 from ovr.config.stages import (
     DataConfig,
     DataSourceConfig,
     EvalConfig,
     JudgeConfig,
-    LengthStage,
-    RLConfig,
     SFTConfig,
     SyntheticConfig,
 )

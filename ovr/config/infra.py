@@ -21,6 +21,13 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def registered(registry, name: str) -> str:
+    """``name`` if ``registry`` knows it, else a ValueError listing the known names."""
+    if name not in registry:
+        raise ValueError(f"unknown {registry.kind} {name!r}; registered: {registry.names()}")
+    return name
+
+
 class StoreConfig(_Section):
     """Where datasets and checkpoints live."""
 
@@ -52,9 +59,6 @@ class TrackingConfig(_Section):
     )
     experiment: str = Field("ovr", description="MLflow experiment name.")
     run_name: str | None = Field(None, description="Run name; defaults to the recipe name.")
-    run_id: str | None = Field(
-        None, description="Resume this MLflow run (the pipeline passes one run id to every stage)."
-    )
 
 
 class ModelConfig(_Section):
@@ -120,6 +124,17 @@ class RolloutConfig(_Section):
     nccl_master_port: int = Field(29555, ge=1, le=65535, description="Port of the NCCL weight-transfer rendezvous.")
     token_env: str = Field(
         "OVR_ROLLOUT_TOKEN", min_length=1, description="Env var of the servers' bearer token (unset = none sent)."
+    )
+    lease_wait_s: float = Field(
+        600.0,
+        ge=0,
+        description="How long a run waits for the install's replicas while another run holds their "
+        "lease (ovr/k8s/lease.py) before it fails naming that run; 0 fails at once.",
+    )
+    lease_duration_s: int = Field(
+        300,
+        ge=30,
+        description="A lease not renewed for this long is free again (its holder died); renewed every third.",
     )
     local_server: LocalServerConfig = Field(default_factory=LocalServerConfig)
 

@@ -1,22 +1,18 @@
-"""Config sections of the stages: data, cold-start SFT, RL and eval.
+"""Config sections of the stages: data, cold-start SFT and eval (RL: ovr/config/rl.py).
 
 Every stage's ``seed`` defaults to the run's top-level ``seed`` (set a stage's own to decouple it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from ovr.config.behaviours import DEFAULT_BEHAVIOURS, check_behaviours
 from ovr.config.infra import _Section
-
-
-def _registered(registry, name: str) -> str:
-    """``name`` if ``registry`` knows it, else a ValueError listing the known names."""
-    if name not in registry:
-        raise ValueError(f"unknown {registry.kind} {name!r}; registered: {registry.names()}")
-    return name
 
 
 class DataSourceConfig(_Section):
@@ -64,7 +60,7 @@ class SyntheticConfig(_Section):
     difficulty: int = Field(1, ge=1, le=5, description="Difficulty knob of every task (1 = easiest).")
     image_size: int = Field(112, ge=28, description="Side of generated images in pixels.")
     behaviours: dict[str, float] = Field(
-        default_factory=lambda: {"reflect": 0.25, "verify": 0.25, "direct": 0.5},
+        default_factory=lambda: dict(DEFAULT_BEHAVIOURS),
         description="Shares of the cold-start traces showing each behaviour (sum 1): reflect (a slip, "
         "'Wait, let me recheck: ...', the fix), verify (the result, then 'Let me verify: ...'), direct.",
     )
@@ -72,8 +68,6 @@ class SyntheticConfig(_Section):
     @field_validator("behaviours")
     @classmethod
     def _known_behaviours(cls, v: dict[str, float]) -> dict[str, float]:
-        from ovr.data.synthetic import check_behaviours  # lazy: the data stage imports the config
-
         return check_behaviours(v)
 
 
@@ -106,6 +100,15 @@ class DataConfig(_Section):
         1, ge=1, description="Processes that verify answers (math-verify parsing dominates big builds)."
     )
     seed: int = Field(0, description="Seed of shuffling, mixing and splitting; default: the run's seed.")
+
+    @property
+    def dataset_id(self) -> str:
+        """The dataset's folder in the store (``datasets/<id>``): ``<name>-<hash>`` of every setting that
+        shapes its rows (all but ``workers`` and ``cache_dir``). A build with other settings is another
+        dataset, never a rewrite of one a running pipeline reads; the same settings reuse the build."""
+        content = self.model_dump(mode="json", exclude={"workers", "cache_dir"})
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.name}-{digest}"
 
     @field_validator("prompt_template")
     @classmethod
@@ -151,146 +154,6 @@ class SFTConfig(_Section):
     keep_local_checkpoints: int = Field(
         2, ge=1, description="Checkpoint folders kept on local disk (the store keeps every one)."
     )
-
-
-class LengthStage(_Section):
-    """One stage of the staged max response length."""
-
-    from_step: int = Field(..., ge=0, description="First RL step of the stage.")
-    max_tokens: int = Field(..., ge=1, description="Max response tokens from that step on.")
-
-
-class RLConfig(_Section):
-    """Multimodal RL with verifiable rewards (the paper: ORZ-style vanilla PPO with a critic)."""
-
-    algorithm: str = Field(
-        "ppo",
-        description="Preset (ovr.rl.presets) that fills the estimator, loss aggregation and "
-        "defaults this section leaves unset: ppo, grpo, dapo, dr_grpo, rloo, reinforce_pp, ...",
-    )
-    advantage: str = Field("gae", description="Advantage estimator, a name registered in ovr.rl.algorithms.ADVANTAGES.")
-    loss_agg: str = Field(
-        "token_mean", description="Token-loss reduction, a name registered in ovr.rl.algorithms.LOSS_AGGS."
-    )
-    adv_norm: Literal["batch", "group", "none"] = Field("batch", description="Advantage normalisation.")
-    gamma: float = Field(1.0, ge=0, le=1, description="GAE discount.")
-    lam: float = Field(1.0, ge=0, le=1, description="GAE lambda.")
-    clip_low: float = Field(0.2, gt=0, description="PPO ratio clip below 1 (epsilon_low).")
-    clip_high: float = Field(0.2, gt=0, description="PPO ratio clip above 1 (epsilon_high; DAPO: 0.28).")
-    value_clip: float | None = Field(0.2, gt=0, description="Value clipping range; None disables.")
-    kl_reward_coef: float = Field(
-        0.0,
-        ge=0,
-        description="Reward-side KL: coef * (log pi - log ref) subtracted from each token's "
-        "reward before advantages (token-reward estimators: gae, reinforce_pp). 0 = off.",
-    )
-    kl_loss_coef: float = Field(
-        0.0,
-        ge=0,
-        description="Loss-side KL: coef * k3(pi || ref) added to the policy loss (GRPO style). "
-        "0 = off; a reference model is loaded when either KL coefficient is > 0.",
-    )
-    entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus.")
-    actor_lr: float = Field(1e-6, gt=0, description="Policy learning rate.")
-    critic_lr: float = Field(5e-6, gt=0, description="Critic learning rate.")
-    adam_betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas (both models).")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    warmup_steps: int = Field(50, ge=0, description="Linear warm-up steps, then constant.")
-    grad_clip: float = Field(1.0, gt=0, description="Max global grad norm.")
-    prompts_per_step: int = Field(512, ge=1, description="Prompts sampled per RL step.")
-    samples_per_prompt: int = Field(16, ge=1, description="Responses per prompt (n).")
-    policy_updates: int = Field(1, ge=1, description="Actor optimizer updates per generation.")
-    critic_updates: int = Field(4, ge=0, description="Critic optimizer updates per generation.")
-    max_tokens_per_micro: int | None = Field(
-        None,
-        ge=1,
-        description="Token budget of one forward/backward pass per rank: rows (longest first) are "
-        "packed into micro-batches of at most this many padded tokens (rows x longest row), one row at least; "
-        "None = all of a rank's rows in one pass (tiny CPU runs).",
-    )
-    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (actor and critic).")
-    mlp_tile_tokens: int | None = Field(
-        None,
-        ge=1,
-        description="Run each decoder MLP over tiles of this many tokens, each checkpointed "
-        "(ovr/models/tiling.py: the peak of a long sequence's backward); None = untiled.",
-    )
-    dist_timeout_s: float = Field(
-        1800.0, gt=0, description="Timeout of the training process group's collectives (DeepSpeed's)."
-    )
-    wait_timeout_s: float = Field(
-        4 * 3600.0,
-        gt=0,
-        description="Timeout of the CPU group where ranks wait for the main rank's rollouts, "
-        "weight pushes and checkpoint uploads.",
-    )
-    max_steps: int = Field(900, ge=1, description="RL steps.")
-    max_response_len_schedule: list[LengthStage] = Field(
-        default_factory=lambda: [LengthStage(from_step=0, max_tokens=256)],
-        description="Staged max response length; the stage with the largest from_step <= step applies.",
-    )
-    dynamic_sampling: bool = Field(
-        False,
-        description="DAPO dynamic sampling: drop groups whose rewards are all equal and sample more "
-        "prompts until prompts_per_step informative groups are collected.",
-    )
-    max_generation_rounds: int = Field(
-        3,
-        ge=1,
-        description="Most generation rounds of one step under dynamic_sampling (DAPO's "
-        "max_num_gen_batches); the step trains on what it has after the last round.",
-    )
-    skip_uniform_batches: bool = Field(
-        True, description="With a critic, skip the actor update of a batch whose responses all scored the same."
-    )
-    mask_truncated: bool = Field(
-        False, description="Leave responses cut by the length limit out of the loss (DAPO overlong filtering)."
-    )
-    value_head_init: float = Field(
-        5**0.5,
-        gt=0,
-        description="Critic value head (no bias) initialised kaiming_uniform(a=this): U(-b, b) with "
-        "b = sqrt(6 / ((1 + a^2) * hidden)); the papers' 'U(-sqrt5, sqrt5)' is PyTorch's default "
-        "Linear init, a = sqrt(5), i.e. b = 1/sqrt(hidden).",
-    )
-    zero_stage: Literal[0, 2, 3] = Field(0, description="DeepSpeed ZeRO stage for actor and critic.")
-    save_every: int = Field(50, ge=1, description="Checkpoint every N steps.")
-    keep_checkpoints: int | None = Field(None, ge=1, description="Keep only the newest N; None keeps all.")
-    average_last: int = Field(1, ge=1, description="Final model = uniform average of the last N checkpoints.")
-    seed: int = Field(0, description="RL seed (prompt order, critic init, shuffles); default: the run's seed.")
-
-    @field_validator("algorithm")
-    @classmethod
-    def _known_preset(cls, v: str) -> str:
-        from ovr.rl.presets import PRESETS  # lazy: presets import this module
-
-        return _registered(PRESETS, v)
-
-    @field_validator("advantage")
-    @classmethod
-    def _known_estimator(cls, v: str) -> str:
-        from ovr.rl.algorithms import ADVANTAGES
-
-        return _registered(ADVANTAGES, v)
-
-    @field_validator("loss_agg")
-    @classmethod
-    def _known_aggregation(cls, v: str) -> str:
-        from ovr.rl.algorithms import LOSS_AGGS
-
-        return _registered(LOSS_AGGS, v)
-
-    @field_validator("max_response_len_schedule")
-    @classmethod
-    def _schedule_sorted(cls, v: list[LengthStage]) -> list[LengthStage]:
-        steps = [s.from_step for s in v]
-        if not v or steps[0] != 0 or steps != sorted(set(steps)):
-            raise ValueError("max_response_len_schedule must start at step 0 and increase strictly")
-        return v
-
-    def max_tokens_at(self, step: int) -> int:
-        """Max response length in force at ``step``."""
-        return [s.max_tokens for s in self.max_response_len_schedule if s.from_step <= step][-1]
 
 
 class JudgeConfig(_Section):

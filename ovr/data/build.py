@@ -4,7 +4,7 @@ Reads top to bottom: (1) adapt every configured source row by row, recording why
 skipped; (2) generate the procedural sets; (3) drop items the reward functions cannot check;
 (4) deduplicate, decontaminate against every eval item, apply the pass-rate band; (5) apply
 mixing weights and a seeded shuffle per split; (6) write shards + dataset card (+ ``dropped.jsonl``:
-every skipped row with its reason) and commit them under ``datasets/<name>/`` (manifest last).
+every skipped row with its reason) and commit them under ``datasets/<dataset id>/`` (manifest last).
 The same config and seed give byte-identical shards.
 """
 
@@ -152,7 +152,7 @@ def trace_behaviours(items: list[Sample], limit: int = BEHAVIOUR_SAMPLE) -> dict
     """Behaviour rates of the assistant turns of the first ``limit`` items (a split is shuffled, so
     this is a random sample), counted by the detectors eval and RL use; plus the generator's own
     record of which trace kind each procedural item shows (``provenance["behaviour"]``)."""
-    from ovr.eval.detectors import text_rates
+    from ovr.rewards.detectors import text_rates
 
     head = items[:limit]
     texts = [m.content for s in head for m in (s.messages or []) if m.role == "assistant"]
@@ -181,6 +181,7 @@ def commit_dataset(store: Store, dc, splits: dict[str, list[Sample]], report: Re
                 meta_splits[split]["behaviours"] = trace_behaviours(items)
         metadata = {
             "name": dc.name,
+            "dataset_id": dc.dataset_id,
             "splits": meta_splits,
             "benchmarks": sorted({s.source for s in splits["eval"]}),
             **report.as_dict(),
@@ -191,15 +192,12 @@ def commit_dataset(store: Store, dc, splits: dict[str, list[Sample]], report: Re
         (out / "README.md").write_text(render_card(metadata))
         if report.rows:
             report.write_rows(out / DROPPED_FILE)
-        prefix = dataset_prefix(dc.name)
-        if store.read_manifest(prefix) is not None:
-            store.delete_prefix(prefix)
-        return store.commit(prefix, out, run=dc.name, step=0, kind="dataset", metadata=metadata)
+        return store.commit(dataset_prefix(dc.dataset_id), out, run=dc.name, step=0, kind="dataset", metadata=metadata)
 
 
 # --------------------------------------------------------------------------- the build
 def build_dataset(cfg: RunConfig, store: Store, progress: bool = True) -> dict:
-    """Build ``cfg.data`` into ``datasets/<name>/`` of ``store``; returns the committed manifest as a dict
+    """Build ``cfg.data`` into ``datasets/<dataset id>/`` of ``store``; returns the committed manifest as a dict
     (``metadata`` holds per-split counts/shards, drop reasons, timings and the data config)."""
     dc = cfg.data
     t0 = time.perf_counter()

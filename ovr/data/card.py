@@ -20,7 +20,7 @@ def _behaviour_lines(rates: dict | None) -> list[str]:
         "## Behaviours in the cold-start traces",
         "",
         f"Share of the first {rates['responses']} assistant turns of `sft` showing each behaviour "
-        "(`ovr.eval.detectors`, the detectors eval and RL count with):",
+        "(`ovr.rewards.detectors`, the detectors eval and RL count with):",
         "",
     ]
     lines += _table(names, [[f"{rates[n]:.1%}" for n in names]]) + [""]

@@ -15,6 +15,7 @@ import io
 import random
 from collections.abc import Callable, Mapping
 
+from ovr.config.behaviours import DEFAULT_BEHAVIOURS, TRACE_BEHAVIOURS, check_behaviours
 from ovr.data.prompts import DEFAULT_TEMPLATE, to_prompt
 from ovr.data.text_tasks import TEXT_TASKS, TextTask
 from ovr.data.visual_tasks import VISUAL_TASKS
@@ -42,40 +43,37 @@ def png_bytes(image) -> bytes:
 
 
 # --------------------------------------------------------------------------- behaviours of traces
+#: trace writers by behaviour (the names are config's: ovr/config/behaviours.py; a new one is declared there)
 TRACES: Registry[Callable[[TextTask, random.Random], list[str]]] = Registry("trace behaviour")
-DEFAULT_BEHAVIOURS: dict[str, float] = {"reflect": 0.25, "verify": 0.25, "direct": 0.5}
+
+
+def register_trace(name: str, description: str = ""):
+    """Register a trace writer under ``name`` (declared in config's TRACE_BEHAVIOURS if new)."""
+    if name not in TRACE_BEHAVIOURS:
+        TRACE_BEHAVIOURS.add(name, description or name)
+    return TRACES.register(name)
+
+
 RECHECK_OPENERS = ("Wait, let me recheck:", "Wait, that is wrong:")  # what a reflect trace says on noticing
 
 
-@TRACES.register("direct")
+@register_trace("direct")
 def direct_trace(task: TextTask, rng: random.Random) -> list[str]:
     """The steps, straight."""
     return list(task.steps)
 
 
-@TRACES.register("verify")
+@register_trace("verify")
 def verify_trace(task: TextTask, rng: random.Random) -> list[str]:
     """The steps, then a line checking the result another way ("Let me verify: ...")."""
     return [*task.steps, task.verify]
 
 
-@TRACES.register("reflect")
+@register_trace("reflect")
 def reflect_trace(task: TextTask, rng: random.Random) -> list[str]:
     """A slip, noticed ("Wait, let me recheck: ...") and corrected, ending at the right result."""
     first, *rest = task.fix
     return [*task.mistake, f"{rng.choice(RECHECK_OPENERS)} {first}", *rest]
-
-
-def check_behaviours(mix: Mapping[str, float]) -> dict[str, float]:
-    """``mix`` if it names only registered trace behaviours with non-negative shares summing to 1."""
-    unknown = sorted(set(mix) - set(TRACES.names()))
-    if unknown:
-        raise ValueError(f"unknown trace behaviours {unknown}; known: {TRACES.names()}")
-    if not mix or any(v < 0 for v in mix.values()):
-        raise ValueError(f"behaviour shares must be non-negative and not empty, got {dict(mix)}")
-    if abs(sum(mix.values()) - 1.0) > 1e-6:
-        raise ValueError(f"behaviour shares must sum to 1, got {sum(mix.values()):.6g} in {dict(mix)}")
-    return dict(mix)
 
 
 def pick_behaviour(mix: Mapping[str, float], rng: random.Random) -> str:

@@ -1,6 +1,6 @@
 """Behaviour analysis: per-response counts, emergence rates per benchmark, vision/language transfer.
 
-Three sources of counts per response: the named detectors of :mod:`ovr.eval.detectors`
+Three sources of counts per response: the named detectors of :mod:`ovr.rewards.detectors`
 (``reflection``, ``verification``, ``backtracking``: the same ones that count the cold-start data
 and the RL rollouts), ORZ's cheap keyword proxy (``wait,``, ``recheck``, ``retry``,
 ``alternatively,``, ``however,``) and, when enabled, an LLM judge (:mod:`ovr.eval.judge`). The

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ovr.config import JudgeConfig
+from ovr.retry import retry_async
 
 _COUNT = re.compile(r"<count>(.*?)</count>", re.IGNORECASE | re.DOTALL)
 
@@ -133,23 +134,28 @@ async def _ask(client, cfg: JudgeConfig, prompt: str, headers: dict[str, str]) -
         "max_tokens": cfg.max_tokens,
     }
     url = f"{cfg.base_url.rstrip('/')}/chat/completions"
-    last: Exception | None = None
-    for attempt in range(cfg.retries + 1):
-        try:
-            resp = await client.post(url, json=body, headers=headers, timeout=cfg.timeout_s)
-            if resp.status_code < 500:
-                resp.raise_for_status()
-                choices = resp.json().get("choices") or [{}]
-                return (choices[0].get("message") or {}).get("content")
-            last = JudgeError(f"judge answered {resp.status_code}: {resp.text[:200]}")
-        except Exception as err:  # connection errors, timeouts, 4xx
-            import httpx
 
-            if isinstance(err, httpx.HTTPStatusError):
-                raise JudgeError(f"judge at {url} rejected the request: {err.response.text[:300]}") from err
-            last = err
-        await asyncio.sleep(0.5 * 2**attempt)
-    raise JudgeError(f"judge at {url} failed after {cfg.retries + 1} tries: {last}")
+    async def ask() -> str | None:
+        resp = await client.post(url, json=body, headers=headers, timeout=cfg.timeout_s)
+        if resp.status_code >= 500:
+            raise JudgeError(f"judge answered {resp.status_code}: {resp.text[:200]}")
+        if resp.status_code >= 400:
+            raise _Rejected(f"judge at {url} rejected the request: {resp.text[:300]}")
+        choices = resp.json().get("choices") or [{}]
+        return (choices[0].get("message") or {}).get("content")
+
+    try:
+        return await retry_async(
+            ask, retries=cfg.retries, backoff_s=0.5, retry_on=lambda e: not isinstance(e, _Rejected)
+        )
+    except _Rejected as err:
+        raise JudgeError(str(err)) from err
+    except Exception as err:  # connection errors, timeouts, 5xx: after the last try
+        raise JudgeError(f"judge at {url} failed after {cfg.retries + 1} tries: {err}") from err
+
+
+class _Rejected(Exception):
+    """The judge refused the request itself (4xx): no retry helps."""
 
 
 async def judge_counts(

@@ -38,7 +38,8 @@ class ResponseRecord(_Model):
     score_error: str | None = None
     keywords: dict[str, int] = Field(default_factory=dict, description="ORZ reflection word counts.")
     behaviours: dict[str, int] = Field(
-        default_factory=dict, description="Named behaviour counts (ovr.eval.detectors: reflection, verification, ...)."
+        default_factory=dict,
+        description="Named behaviour counts (ovr.rewards.detectors: reflection, verification, ...).",
     )
     judge: dict[str, int | None] = Field(
         default_factory=dict, description="Judge counts per behaviour; None = judge output unusable."

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ovr.config import RunConfig
+from ovr.context import RunContext
 from ovr.eval.html import write_html_report
 from ovr.eval.plots import figure as _figure
 from ovr.eval.records import EvalResult
@@ -210,14 +211,16 @@ def report_markdown(
 
 
 # --------------------------------------------------------------------------- entry
-def build_report(cfg: RunConfig, results: Sequence[EvalResult], out_dir: Path) -> Path:
-    """Write the report (see module doc) for ``results`` (checkpoints in order), log it; returns report.md."""
+def build_report(cfg: RunConfig, results: Sequence[EvalResult], out_dir: Path, ctx: RunContext | None = None) -> Path:
+    """Write the report (see module doc) for ``results`` (checkpoints in order), log it into the run's
+    MLflow run (``ctx``'s, else the one the eval results name); returns report.md."""
     if not results:
         raise ValueError("a report needs at least one eval result")
     results = sorted(results, key=training_order)
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    run_id = cfg.tracking.run_id or next((r.mlflow_run_id for r in reversed(results) if r.mlflow_run_id), None)
+    named = next((r.mlflow_run_id for r in reversed(results) if r.mlflow_run_id), None)
+    run_id = (ctx.mlflow_run_id if ctx is not None else None) or named
     history = training_history(cfg, run_id)
 
     figures = {
@@ -235,8 +238,7 @@ def build_report(cfg: RunConfig, results: Sequence[EvalResult], out_dir: Path) -
     if cfg.tracking.enabled:
         from ovr.tracking import Tracker
 
-        run_cfg = cfg.model_copy(deep=True)
-        run_cfg.tracking.run_id = run_id
-        with Tracker.open(run_cfg, "report") as tracker:
+        run = RunContext.new(cfg.name, ctx.run_id if ctx is not None else None, mlflow_run_id=run_id)
+        with Tracker.open(cfg, "report", run) as tracker:
             tracker.log_artifact(out_dir, "report")
     return report

@@ -1,12 +1,12 @@
 """Evaluate a served checkpoint on eval benchmarks: sample k responses, score, analyse, save, log.
 
-The checkpoint is whatever the rollout servers at ``cfg.rollout.endpoints`` serve: the pipeline's
+The checkpoint is whatever the rollout servers of the run context (``ctx.rollout_endpoints``) serve: the pipeline's
 eval first publishes the model it is given to the install's replicas and passes the version it
 pushed as ``expect_version``, and every response must come from that version (a push by anyone
 else in between fails the eval instead of scoring the wrong model); ``ovr eval`` and local runs
 start a vLLM server on the checkpoint. Responses are sampled and scored by the path RL uses
 (:func:`ovr.rollout.scoring.sample_and_score`: the same reward function and options), through the
-reward service at ``cfg.reward.url`` (in this process when it is None and ``require_service`` is
+reward service at ``ctx.reward_url`` (in this process when it is None and ``require_service`` is
 off: tests and offline analysis), so eval accuracy and RL accuracy mean the same thing. Outputs in ``out_dir``:
 ``responses.jsonl`` (one row per response), ``results.md`` (tables) and ``result.json``
 (:class:`EvalResult`, read by ``ovr report``).
@@ -20,10 +20,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from ovr.config import EvalConfig, RunConfig
+from ovr.context import RunContext
 from ovr.eval import behaviour, metrics
-from ovr.eval.detectors import detect
 from ovr.eval.records import RESPONSES_FILE, TABLE_FILE, EvalResult, ResponseRecord, write_records
 from ovr.eval.tables import result_markdown
+from ovr.rewards.detectors import detect
 from ovr.rollout.scoring import Scored
 from ovr.schema import Sample
 
@@ -34,7 +35,7 @@ def load_eval_samples(cfg: RunConfig) -> list[Sample]:
     from ovr.data.reader import load_samples
     from ovr.store import Store
 
-    return load_samples(Store.from_config(cfg.store), cfg.data.name, "eval")
+    return load_samples(Store.from_config(cfg.store), cfg.data.dataset_id, "eval")
 
 
 def select_samples(samples: list[Sample], cfg: EvalConfig) -> list[Sample]:
@@ -62,18 +63,20 @@ def select_samples(samples: list[Sample], cfg: EvalConfig) -> list[Sample]:
 
 
 # --------------------------------------------------------------------------- stages
-def sample_and_score(cfg: RunConfig, samples: list[Sample], progress: bool, require_service: bool = False) -> Scored:
+def sample_and_score(
+    cfg: RunConfig, ctx: RunContext, samples: list[Sample], progress: bool, require_service: bool = False
+) -> Scored:
     """k responses per sample with eval's sampling settings, scored like RL scores them."""
     from ovr.rewards.client import RewardClient
     from ovr.rollout.client import RolloutClient
     from ovr.rollout.scoring import sample_and_score_sync
 
-    if require_service and not cfg.reward.url:
-        raise ValueError("reward.url is not set: this eval must score through the reward service")
-    reward = RewardClient.from_config(cfg.reward) if cfg.reward.url else RewardClient.in_process()
+    if require_service and not ctx.reward_url:
+        raise ValueError("no reward service (reward.url): this eval must score through the reward service")
+    reward = RewardClient.from_config(cfg.reward, ctx.reward_url) if ctx.reward_url else RewardClient.in_process()
     e = cfg.eval
     return sample_and_score_sync(
-        RolloutClient(cfg.rollout.endpoints, cfg.rollout),
+        RolloutClient(list(ctx.rollout_endpoints), cfg.rollout),
         reward,
         samples,
         n=e.k,
@@ -144,6 +147,7 @@ def evaluate(
     cfg: RunConfig,
     samples: list[Sample] | None = None,
     *,
+    ctx: RunContext | None = None,
     out_dir: Path,
     progress: bool = True,
     label: str | None = None,
@@ -151,10 +155,12 @@ def evaluate(
     expect_version: int | None = None,
     require_service: bool = False,
 ) -> EvalResult:
-    """Evaluate the model served at ``cfg.rollout.endpoints`` (see the module doc); ``samples``
-    default to the store's eval split; ``expect_version``: the weight version every response must
-    come from; ``require_service``: score through ``reward.url`` only."""
-    if not cfg.rollout.endpoints:
+    """Evaluate the model served at ``ctx.rollout_endpoints`` (see the module doc; ``ctx`` defaults to
+    the config's endpoints); ``samples`` default to the store's eval split; ``expect_version``: the
+    weight version every response must come from; ``require_service``: score through the reward
+    service only."""
+    ctx = ctx or RunContext.for_config(cfg)
+    if not ctx.rollout_endpoints:
         raise ValueError("evaluate needs at least one rollout endpoint (rollout.endpoints)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -162,7 +168,7 @@ def evaluate(
 
     # 1-2. generate k responses per question, score them, count reflection words
     t0 = time.perf_counter()
-    scored = sample_and_score(cfg, samples, progress, require_service)
+    scored = sample_and_score(cfg, ctx, samples, progress, require_service)
     if expect_version is not None:
         check_version(scored, expect_version)
     records = build_records(samples, scored, cfg.eval.reflection_words)
@@ -200,15 +206,15 @@ def evaluate(
 
     # 5. save and log
     (out_dir / TABLE_FILE).write_text(result_markdown(result))
-    _save_and_log(cfg, result, out_dir)
+    _save_and_log(cfg, ctx, result, out_dir)
     return result
 
 
-def _save_and_log(cfg: RunConfig, result: EvalResult, out_dir: Path) -> None:
+def _save_and_log(cfg: RunConfig, ctx: RunContext, result: EvalResult, out_dir: Path) -> None:
     """Write result.json and log metrics + the three files to the run's MLflow run."""
     from ovr.tracking import Tracker
 
-    with Tracker.open(cfg, "eval") as tracker:
+    with Tracker.open(cfg, "eval", ctx) as tracker:
         result.mlflow_run_id = tracker.run_id
         path = result.save(out_dir)
         values = metrics.metrics_for_tracking(result.benchmarks, result.k)

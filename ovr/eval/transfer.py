@@ -3,7 +3,7 @@ model's answers to text and to image questions, over the RL steps, and whether t
 
 OVR's claim is that reflection and verification learnt from *language-only* cold start show up in
 *visual* answers, and that RL keeps the ones that pay. The same detectors
-(:mod:`ovr.eval.detectors`) count every stage: the dataset build counts the SFT split's assistant
+(:mod:`ovr.rewards.detectors`) count every stage: the dataset build counts the SFT split's assistant
 turns (manifest ``splits.sft.behaviours``), eval counts responses per modality, the RL step counts
 its rollouts per modality (``rl/behaviour/<text|image>/<name>`` in MLflow). This module reads the
 three back, tabulates them, plots them and says in a sentence, computed from the numbers, whether
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ovr.config import RunConfig
-from ovr.eval.detectors import BEHAVIOURS
 from ovr.eval.plots import figure as _figure
 from ovr.eval.records import BehaviourRates, EvalResult
 from ovr.eval.tables import fmt, table
+from ovr.rewards.detectors import BEHAVIOURS
 
 MODALITY_GROUPS = {"language": "text", "vision": "image"}  # eval's modality groups -> prompt modality
 SHOWN = 0.01  # a behaviour "shows up" in a set of responses from this rate on
@@ -53,11 +53,11 @@ def sft_data_rates(cfg: RunConfig) -> dict | None:
 
     try:
         store = Store.from_config(cfg.store)
-        manifest = dataset_manifest(store, cfg.data.name)
+        manifest = dataset_manifest(store, cfg.data.dataset_id)
         sft = manifest.metadata.get("splits", {}).get("sft", {})
         rates = sft.get("behaviours")
         if rates is None and sft.get("count"):
-            rates = trace_behaviours(load_samples(store, cfg.data.name, "sft", limit=BEHAVIOUR_SAMPLE))
+            rates = trace_behaviours(load_samples(store, cfg.data.dataset_id, "sft", limit=BEHAVIOUR_SAMPLE))
     except (StoreError, OSError, ValueError):
         return None
     return rates if rates and rates.get("responses") else None
@@ -323,7 +323,7 @@ def transfer_section(cfg: RunConfig, results: Sequence[EvalResult], run_id: str 
     parts = ["## Behaviour transfer", verdict(rows)]
     if rows:
         parts += [
-            "Share of responses showing each behaviour (detectors of `ovr.eval.detectors`, the same for "
+            "Share of responses showing each behaviour (detectors of `ovr.rewards.detectors`, the same for "
             "the data, eval and RL):",
             rates_table(rows),
         ]

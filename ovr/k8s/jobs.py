@@ -30,6 +30,7 @@ from kubernetes.client.exceptions import ApiException
 from ovr.k8s.kinds import KINDS, SPEC_HASH_ANNOTATION, TERMINAL, JobKind, discover
 from ovr.k8s.spec import TrainerJobSpec
 from ovr.k8s.status import JobError, JobEvent, JobFailed, JobTimeout, pod_failures, utc_now
+from ovr.retry import retry_call
 
 MAX_TRANSIENT = 10  # consecutive 5xx/429/connection errors tolerated while following a job
 
@@ -154,23 +155,21 @@ def _create_or_adopt(job: _Job, body, on_status, poll_s: float, deadline: float 
 
 def _follow(job: _Job, on_status, poll_s: float, deadline: float | None) -> JobEvent:
     last: JobEvent | None = None
-    transient = 0  # consecutive API errors worth retrying (API server restarts during a long job)
+
+    def transient(err: BaseException) -> bool:  # API server restarts during a long job, throttling
+        code = getattr(err, "status", None)
+        return isinstance(err, (ApiException, urllib3.exceptions.HTTPError)) and (
+            code is None or code >= 500 or code == 429
+        )
+
+    def said(attempt: int, err: BaseException, delay: float) -> None:
+        code = getattr(err, "status", None) or ""
+        on_status(job.event("ApiError", type(err).__name__, f"{code} retry {attempt}/{MAX_TRANSIENT}".strip()))
+
     while True:
-        try:
-            obj = job.get()
-            transient = 0
-        except (ApiException, urllib3.exceptions.HTTPError) as err:
-            status_code = getattr(err, "status", None)
-            if (status_code is not None and status_code < 500 and status_code != 429) or transient >= MAX_TRANSIENT:
-                raise
-            transient += 1
-            on_status(
-                job.event(
-                    "ApiError", type(err).__name__, f"{status_code or ''} retry {transient}/{MAX_TRANSIENT}".strip()
-                )
-            )
-            time.sleep(poll_s)
-            continue
+        obj = retry_call(
+            job.get, retries=MAX_TRANSIENT, backoff_s=poll_s, max_backoff_s=poll_s, retry_on=transient, on_retry=said
+        )
         if obj is None:
             raise JobError(f"{job.kind.kind} {job.label} disappeared while running (deleted by someone else?)")
         status = job.kind.status(obj)

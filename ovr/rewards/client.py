@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from ovr.retry import retry_async
 from ovr.schema import ScoreItem, ScoreRequest, ScoreResponse, ScoreResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -132,34 +132,48 @@ class RewardClient:
             self._http_loop = loop
         return self._http
 
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after and retry_after.replace(".", "", 1).isdigit():
-            return min(float(retry_after), self.max_backoff_s)
-        base = min(self.backoff_s * 2**attempt, self.max_backoff_s)
-        return base * (0.5 + random.random() / 2)
-
     async def _post_with_retries(self, batch: list[ScoreItem]) -> list[ScoreResult]:
         body = ScoreRequest(items=batch).model_dump_json()
         headers = {"Content-Type": "application/json"}
-        last = ""
-        for attempt in range(self.retries + 1):
-            retry_after = None
+
+        async def post() -> list[ScoreResult]:
             try:
                 resp = await self._client().post("/v1/score", content=body, headers=headers)
             except httpx.TransportError as e:
-                last = f"{type(e).__name__}: {e}"
-            else:
-                if resp.status_code == 200:
-                    results = ScoreResponse.model_validate_json(resp.content).results
-                    if len(results) != len(batch):
-                        raise RewardServiceError(f"service answered {len(results)} results for {len(batch)} items")
-                    return results
-                detail = resp.text[:500]
-                if resp.status_code not in _RETRYABLE:
-                    raise RewardServiceError(f"reward service answered {resp.status_code}: {detail}")
-                last, retry_after = f"{resp.status_code}: {detail}", resp.headers.get("Retry-After")
-            if attempt < self.retries:
-                delay = self._delay(attempt, retry_after)
-                log.warning("reward service attempt %d failed (%s); retrying in %.1f s", attempt + 1, last, delay)
-                await asyncio.sleep(delay)
-        raise RewardServiceError(f"reward service failed after {self.retries + 1} attempts: {last}")
+                raise _Transient(f"{type(e).__name__}: {e}") from e
+            if resp.status_code == 200:
+                results = ScoreResponse.model_validate_json(resp.content).results
+                if len(results) != len(batch):
+                    raise RewardServiceError(f"service answered {len(results)} results for {len(batch)} items")
+                return results
+            detail = resp.text[:500]
+            if resp.status_code not in _RETRYABLE:
+                raise RewardServiceError(f"reward service answered {resp.status_code}: {detail}")
+            raise _Transient(f"{resp.status_code}: {detail}", _retry_after(resp.headers.get("Retry-After")))
+
+        def warn(attempt: int, err: BaseException, delay: float) -> None:
+            log.warning("reward service attempt %d failed (%s); retrying in %.1f s", attempt, err, delay)
+
+        try:
+            return await retry_async(
+                post,
+                retries=self.retries,
+                backoff_s=self.backoff_s,
+                max_backoff_s=self.max_backoff_s,
+                retry_on=lambda e: isinstance(e, _Transient),
+                on_retry=warn,
+            )
+        except _Transient as err:
+            raise RewardServiceError(f"reward service failed after {self.retries + 1} attempts: {err}") from err
+
+
+class _Transient(Exception):
+    """A failure worth another try (connection error, 429, 5xx); ``retry_after``: the server's wish."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    return float(value) if value and value.replace(".", "", 1).isdigit() else None

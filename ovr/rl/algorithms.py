@@ -5,8 +5,10 @@ Pure tensor functions. Shapes: ``B`` responses, ``T`` response tokens (right-pad
 the loss, e.g. truncated ones under DAPO's overlong filtering). ``scores`` is ``[B]``: one scalar
 reward per response, placed on its last real token (the verifiable, outcome-only reward).
 
-Advantage estimators are registered by name (:func:`register_advantage`, duplicates rejected)
-and share one signature; the trainer looks them up from ``cfg.rl.advantage``.
+Advantage estimators and loss aggregations are registered by name (:func:`register_advantage`,
+:func:`register_loss_agg`; duplicates rejected) under the names config knows
+(``ovr/config/algorithms.py``; a new name is declared there by its registration), and share one
+signature; the trainer looks them up from ``cfg.rl.advantage`` / ``cfg.rl.loss_agg``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Literal
 
 import torch
 
+from ovr.config.algorithms import ESTIMATORS, Estimator
+from ovr.config.algorithms import LOSS_AGGS as LOSS_AGG_NAMES
 from ovr.registry import Registry
 
 Tensor = torch.Tensor
@@ -93,11 +97,21 @@ class AdvantageInput:
     reduce: Reduce | None = None  # sums statistics over ranks (batch-level whitening), see masked_whiten
 
 
-Estimator = Callable[[AdvantageInput], tuple[Tensor, Tensor]]
+EstimatorFn = Callable[[AdvantageInput], tuple[Tensor, Tensor]]
 #: estimators ``fn(AdvantageInput) -> (advantages [B,T], returns [B,T])`` by name
-ADVANTAGES: Registry[Estimator] = Registry("advantage estimator")
-register_advantage = ADVANTAGES.register
+ADVANTAGES: Registry[EstimatorFn] = Registry("advantage estimator")
 get_advantage = ADVANTAGES.get
+
+
+def register_advantage(name: str, *, critic: bool = False, token_rewards: bool = False):
+    """Decorator: the estimator ``name``; a new name is declared in config's ESTIMATORS with what it
+    needs (``critic``: reads critic values; ``token_rewards``: reads per-token rewards)."""
+    spec = Estimator(critic=critic, token_rewards=token_rewards)
+    if name not in ESTIMATORS:
+        ESTIMATORS.add(name, spec)
+    elif ESTIMATORS.get(name) != spec:
+        raise ValueError(f"estimator {name!r} is declared in config as {ESTIMATORS.get(name)}, registered as {spec}")
+    return ADVANTAGES.register(name)
 
 
 def _token_rewards(inp: AdvantageInput) -> Tensor:
@@ -119,7 +133,7 @@ def _group_stats(scores: Tensor, group: Tensor) -> tuple[Tensor, Tensor, Tensor]
     return mean[inverse], std[inverse], count[inverse]
 
 
-@register_advantage("gae")
+@register_advantage("gae", critic=True, token_rewards=True)
 def gae(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
     """Generalised advantage estimation with a critic.
 
@@ -173,7 +187,7 @@ def rloo(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
     return adv, adv
 
 
-@register_advantage("reinforce_pp")
+@register_advantage("reinforce_pp", token_rewards=True)
 def reinforce_pp(inp: AdvantageInput) -> tuple[Tensor, Tensor]:
     """REINFORCE++: discounted return-to-go ``G_t = sum_{k>=t} gamma^(k-t) r_k`` (KL folded into
     ``r``), then whitened over every real token of the batch: ``A = (G - mean) / std``."""
@@ -212,14 +226,21 @@ Aggregation = Callable[..., Tensor]
 LOSS_AGGS: Registry[Aggregation] = Registry("loss aggregation")
 
 
-@LOSS_AGGS.register("token_mean")
+def register_loss_agg(name: str, description: str = ""):
+    """Decorator: the token-loss aggregation ``name`` (declared in config's LOSS_AGGS if new)."""
+    if name not in LOSS_AGG_NAMES:
+        LOSS_AGG_NAMES.add(name, description or name)
+    return LOSS_AGGS.register(name)
+
+
+@register_loss_agg("token_mean")
 def _token_mean(loss: Tensor, mask: Tensor, *, total_tokens=None, total_seqs=None, norm_len=None) -> Tensor:
     """``sum(l * m) / N_tokens`` (DAPO, ORZ): every token weighs the same."""
     denom = total_tokens if total_tokens is not None else mask.sum().clamp(min=1)
     return masked_sum(loss, mask) / denom
 
 
-@LOSS_AGGS.register("seq_mean")
+@register_loss_agg("seq_mean")
 def _seq_mean(loss: Tensor, mask: Tensor, *, total_tokens=None, total_seqs=None, norm_len=None) -> Tensor:
     """``mean_b( sum_t(l * m) / len_b )`` (GRPO): every response weighs the same."""
     per_seq = masked_sum(loss, mask, -1) / mask.sum(-1).clamp(min=1)
@@ -227,7 +248,7 @@ def _seq_mean(loss: Tensor, mask: Tensor, *, total_tokens=None, total_seqs=None,
     return per_seq.sum() / denom
 
 
-@LOSS_AGGS.register("seq_sum_norm")
+@register_loss_agg("seq_sum_norm")
 def _seq_sum_norm(loss: Tensor, mask: Tensor, *, total_tokens=None, total_seqs=None, norm_len=None) -> Tensor:
     """``sum(l * m) / (B * norm_len)`` (Dr. GRPO; ``norm_len`` a constant such as the max response
     length, default ``T``)."""

@@ -26,14 +26,14 @@ def save_checkpoint(run: RLRun, metrics: dict) -> None:
         state=run.state,
         is_main=run.dist.is_main,
     )
-    S.commit(run.store, run.dist, run.cfg.name, run.state.step, folder, run.rl.keep_checkpoints, metrics)
+    S.commit(run.store, run.dist, run.ctx.key, run.state.step, folder, run.rl.keep_checkpoints, metrics)
 
 
 def export_final(run: RLRun) -> tuple[Path, str]:
     """Average the last checkpoints into the final policy and commit it; returns (folder, store prefix)."""
     from ovr.rl.averaging import average_models
 
-    store, name = run.store, run.cfg.name
+    store, name = run.store, run.ctx.key
     done = store.checkpoints(name, S.CHECKPOINT_KIND)[-run.rl.average_last :]
     folders = []
     for m in done:

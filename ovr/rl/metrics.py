@@ -61,12 +61,12 @@ def behaviour_metrics(
     groups: list[RolloutGroup], results: list[ScoreResult], samples: dict[str, Sample]
 ) -> dict[str, float]:
     """Per modality of the prompts (``behaviour/<text|image>/...``): the share of responses showing
-    each named behaviour of :mod:`ovr.eval.detectors` (the detectors that count the cold-start data
+    each named behaviour of :mod:`ovr.rewards.detectors` (the detectors that count the cold-start data
     and eval), and the accuracy of the responses with and without it (``accuracy_with/<name>``,
     ``accuracy_without/<name>``, when any are). ``groups`` and the flat ``results`` are the whole
     step's batch, which the main rank sampled and broadcast: every rank gets the same figures with no
     further gather."""
-    from ovr.eval.detectors import BEHAVIOURS, detect
+    from ovr.rewards.detectors import BEHAVIOURS, detect
 
     by: dict[str, list[tuple[dict[str, int], float]]] = {}
     flat = [(samples[g.sample_id].modality, c.text) for g in groups for c in g.completions]

@@ -1,6 +1,6 @@
 """Everything an RL run holds between steps, built once: :func:`setup_rl` -> :class:`RLRun`.
 
-It resolves the algorithm preset, finds the checkpoint to resume from, loads the actor (and the
+It finds the checkpoint to resume from, loads the actor (and the
 critic and the frozen reference when the recipe needs them) with their optimiser engines, and
 restores the prompt cursor, RNG and weight version. The services the run talks to (rollout
 replicas, reward service, weight sync) are opened by :func:`connect` on the main rank only.
@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from ovr.config import RLConfig, RunConfig
+from ovr.context import RunContext
 from ovr.distributed import Dist
 from ovr.rl import state as S
-from ovr.rl.presets import resolve, uses_critic, uses_reference
 from ovr.schema import Sample
 from ovr.store import Kind, Store
 
@@ -31,7 +31,8 @@ class RLRun:
     """The models, engines and bookkeeping of one RL run (every rank holds its own)."""
 
     cfg: RunConfig
-    rl: RLConfig  # cfg.rl with its preset applied
+    ctx: RunContext  # this run's id (store folder runs/<name>/<run id>), MLflow run, resolved endpoints
+    rl: RLConfig  # cfg.rl (resolved from its preset when the config was loaded)
     dist: Dist
     device: str
     dtype: torch.dtype
@@ -83,39 +84,40 @@ def _samples(cfg: RunConfig, store: Store, samples: list[Sample] | None) -> list
     if samples is None:
         from ovr.data.reader import load_samples
 
-        samples = load_samples(store, cfg.data.name, "rl")
+        samples = load_samples(store, cfg.data.dataset_id, "rl")
     if not samples:
         raise ValueError("no RL prompts: the dataset's rl split is empty")
     return samples
 
 
-def setup_rl(cfg: RunConfig, samples: list[Sample] | None = None, resume: str = "auto") -> RLRun:
-    """Build the run: resolve, resume point, models and engines, restored state."""
+def setup_rl(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None = None, resume: str = "auto") -> RLRun:
+    """Build the run: resume point (the newest checkpoint of this run, unless ``resume`` says
+    ``never`` or a step), models and engines, restored state."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from ovr.models.loading import resolve_model_path
 
-    rl = resolve(cfg.rl)
-    cfg = cfg.model_copy(update={"rl": rl})
+    rl = cfg.rl
     dist = Dist.from_env(rl.dist_timeout_s, rl.wait_timeout_s)
     store = Store.from_config(cfg.store)
     samples = _samples(cfg, store, samples)
     torch.manual_seed(rl.seed)
-    init_path = resolve_model_path(cfg.model, cfg.store)
+    init_path = Path(ctx.model_path) if ctx.model_path else resolve_model_path(cfg.model, cfg.store)
     work = Path(tempfile.mkdtemp(prefix="ovr-rl-"))
-    resume_step = S.find_resume(store, cfg.name, resume)
-    folder = _download(store, dist, cfg.name, resume_step, work) if resume_step is not None else None
+    resume_step = S.find_resume(store, ctx.key, resume)
+    folder = _download(store, dist, ctx.key, resume_step, work) if resume_step is not None else None
     device, dtype = _device(cfg), getattr(torch, cfg.model.dtype)
     load = dict(dtype=dtype, attn_implementation=cfg.model.attn_implementation)
     actor_path = folder / "actor" if folder else init_path
     actor = AutoModelForImageTextToText.from_pretrained(str(actor_path), **load).to(device)
     ref = (
         AutoModelForImageTextToText.from_pretrained(str(init_path), **load).to(device).eval()
-        if uses_reference(rl)
+        if rl.uses_reference
         else None
     )
     run = RLRun(
         cfg=cfg,
+        ctx=ctx,
         rl=rl,
         dist=dist,
         device=device,
@@ -149,7 +151,7 @@ def _download(store: Store, dist: Dist, run_name: str, step: int, work: Path) ->
     if written not in (None, dist.world):
         raise ValueError(
             f"checkpoint {prefix} was written by {written} ranks; resume it with {written} ranks "
-            f"(this run has {dist.world}), or start a new run name"
+            f"(this run has {dist.world}), or start a new run"
         )
     return download_for_rank(store, prefix, work / f"resume-{step}", dist.rank)
 
@@ -161,7 +163,7 @@ def _engines(run: RLRun, init_path, folder: Path | None) -> None:
 
     rl, world = run.rl, run.dist.world
     run.actor_engine = make_engine(run.actor, lr=rl.actor_lr, rl=rl, device=run.device, world=world)
-    if not uses_critic(rl):
+    if not rl.uses_critic:
         return
     critic = (
         Critic.load(folder / "critic", run.dtype)
@@ -190,10 +192,10 @@ def connect(run: RLRun) -> Services | None:
     from ovr.rollout.client import RolloutClient
     from ovr.rollout.weights import make_weight_sync
 
-    ro = run.cfg.rollout
-    if not ro.endpoints:
-        raise ValueError("rollout.endpoints is empty: point it at the replicas (or run through local_services)")
-    rollout = RolloutClient(ro.endpoints, ro)
+    ro, endpoints = run.cfg.rollout, list(run.ctx.rollout_endpoints)
+    if not endpoints:
+        raise ValueError("no rollout endpoints: set rollout.endpoints to the replicas (or run through local_services)")
+    rollout = RolloutClient(endpoints, ro)
     longest = max(s.max_tokens for s in run.rl.max_response_len_schedule)
 
     async def check():
@@ -203,9 +205,9 @@ def connect(run: RLRun) -> Services | None:
             await rollout.close()
 
     asyncio.run(check())
-    weights_dir = ro.weights_dir or tempfile.mkdtemp(prefix="ovr-weights-")
+    weights_dir = run.ctx.weights_dir or tempfile.mkdtemp(prefix="ovr-weights-")
     return Services(
         rollout=rollout,
-        reward=RewardClient.from_config(run.cfg.reward),
-        sync=make_weight_sync(ro, ro.endpoints, weights_dir),
+        reward=RewardClient.from_config(run.cfg.reward, run.ctx.reward_url),
+        sync=make_weight_sync(ro, endpoints, weights_dir),
     )

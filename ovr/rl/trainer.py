@@ -1,16 +1,16 @@
-"""The RL stage: ``run_rl(cfg)`` = setup, then ``rl.max_steps`` steps, then the final policy.
+"""The RL stage: ``run_rl(cfg, ctx)`` = setup, then ``rl.max_steps`` steps, then the final policy.
 
 Each step (``ovr/rl/step.py``) samples prompts, generates responses on the rollout replicas,
 scores them with the reward service, builds advantages, updates the actor (and the critic), and
 pushes the new weights back to the replicas; every ``rl.save_every`` steps a checkpoint goes to
-the store, and an interrupted run resumes from the newest one exactly (``--resume auto``). The
-replicas and the reward service are the ones ``cfg.rollout.endpoints`` and ``cfg.reward.url`` name
-(``services/local.py`` starts local ones and fills those in).
+the store under the run's own folder (``runs/<name>/<run id>``), and an interrupted run resumes from
+its newest one exactly. The replicas and the reward service are the ones the run context names
+(the install's, or local ones ``services/local.py`` starts).
 
 Runs as one process on CPU (tests, the local demo) or as ``torchrun`` ranks with DeepSpeed ZeRO on
 GPUs: rank 0 talks to the services and broadcasts the scored groups; every rank trains on its share.
 
->>> result = run_rl(cfg)                         # doctest: +SKIP
+>>> result = run_rl(cfg, RunContext.for_config(cfg))   # doctest: +SKIP
 >>> result.history[-1]["reward_mean"]            # doctest: +SKIP
 """
 
@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ovr.config import RunConfig
-from ovr.progress import StageProgress
+from ovr.context import RunContext
+from ovr.progress import StageProgress, stage_note
 from ovr.rl.checkpoint import export_final, save_checkpoint
 from ovr.rl.metrics import progress_line
 from ovr.rl.setup import connect, setup_rl
 from ovr.rl.step import push_weights, rl_step
 from ovr.schema import Sample, StageResult
+from ovr.store import Kind, Store, export_prefix
 
 
 @dataclass
@@ -48,18 +50,26 @@ class RLResult:
 
 def run_rl(
     cfg: RunConfig,
+    ctx: RunContext,
     *,
     samples: list[Sample] | None = None,
     resume: str = "auto",
     progress: bool = True,
     stop_after: int | None = None,
 ) -> RLResult:
-    """Train ``cfg.model.path`` with RL; ``stop_after`` ends this invocation after that many steps
-    (a simulated interruption for resume tests; the run itself still ends at ``rl.max_steps``).
-    Each step is reported by :class:`ovr.progress.StageProgress` (a log line, or the local run's
-    progress file); ``progress`` adds the rollout's interactive bar."""
-    run = setup_rl(cfg, samples, resume)
+    """Train ``cfg.model.path`` (or ``ctx.model_path``) with RL as the run ``ctx``: it continues from the
+    run's newest checkpoint, and a run that already exported its final policy does nothing more.
+    ``stop_after`` ends this invocation after that many steps (a simulated interruption for resume
+    tests; the run itself still ends at ``rl.max_steps``). Each step is reported by
+    :class:`ovr.progress.StageProgress` (a log line, or the local run's progress file); ``progress``
+    adds the rollout's interactive bar."""
+    finished = finished_export(cfg, ctx)
+    if finished is not None:
+        return finished
+    run = setup_rl(cfg, ctx, samples, resume)
     rl, state = run.rl, run.state
+    if run.resumed_from is not None:
+        stage_note("rl", f"resumed run {ctx.run_id} from its checkpoint at step {state.step} of {rl.max_steps}")
     svc = connect(run)
     push_weights(run, svc)  # step 0 samples the policy being trained, not what the replicas loaded
     tracker = _tracker(run)
@@ -108,15 +118,34 @@ def run_rl(
     return result
 
 
+def finished_export(cfg: RunConfig, ctx: RunContext) -> RLResult | None:
+    """The result of a run that already exported its final policy (said on the console), else None."""
+    store = Store.from_config(cfg.store)
+    done = store.latest(ctx.key, Kind.RL_EXPORT)
+    if done is None or done.step < cfg.rl.max_steps:
+        return None
+    prefix = export_prefix(ctx.key, "rl", done.step)
+    stage_note(
+        "rl",
+        f"run {ctx.run_id} finished earlier (step {done.step} of {cfg.rl.max_steps}): nothing to do, "
+        f"its final policy is {prefix}",
+    )
+    metrics = {k: float(v) for k, v in (done.metadata.get("metrics") or {}).items()}
+    return RLResult(
+        export_dir=None, export_prefix=prefix, global_step=done.step, final_metrics=metrics, run_id=ctx.mlflow_run_id
+    )
+
+
 def _tracker(run):
-    """The MLflow run of this stage on the main rank (an interrupted run keeps its curves' run)."""
+    """The MLflow run of this stage on the main rank: the run context's, else the one an interrupted
+    invocation of this run logged into (its checkpoint remembers it), else a new one."""
     from ovr.tracking import Tracker
 
     if not run.dist.is_main:
         return None
-    cfg = run.cfg
-    if run.state.mlflow_run_id and not cfg.tracking.run_id:
-        cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_id": run.state.mlflow_run_id})})
-    tracker = Tracker.open(cfg, "rl")
+    ctx = run.ctx
+    if ctx.mlflow_run_id is None and run.state.mlflow_run_id:
+        ctx = ctx.with_(mlflow_run_id=run.state.mlflow_run_id)
+    tracker = Tracker.open(run.cfg, "rl", ctx)
     run.state.mlflow_run_id = tracker.run_id
     return tracker

@@ -160,3 +160,17 @@ class StoreCheckpointCallback(TrainerCallback):
             metadata={**self.metadata, "epoch": state.epoch},
         )
         self.committed.append(state.global_step)
+
+
+class AlreadyFinished(Exception):
+    """Raised by :class:`StopAtMaxSteps` instead of the step the Trainer would take past ``max_steps``."""
+
+
+class StopAtMaxSteps(TrainerCallback):
+    """A run resumed from a checkpoint taken at ``max_steps`` has nothing left to train, but the
+    Trainer's loop (transformers 5.x) takes one more step when the checkpoint falls inside an epoch
+    (it checks ``should_training_stop`` only after a step). Stop it before that step."""
+
+    def on_step_begin(self, args, state, control, **kw):
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            raise AlreadyFinished(f"step {state.global_step} of {state.max_steps}")

@@ -1,4 +1,4 @@
-"""The cold-start SFT stage: ``run_sft(cfg)`` = data -> packed rows -> Trainer (+DeepSpeed) -> export.
+"""The cold-start SFT stage: ``run_sft(cfg, ctx)`` = data -> packed rows -> Trainer (+DeepSpeed) -> export.
 
 Built on transformers' ``Trainer``, which brings DeepSpeed ZeRO-2/3, gradient accumulation and
 checkpointing, schedules with warm-up, and exact resume (optimizer, scheduler, RNG, and the data
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ovr.config import RunConfig, SFTConfig
+from ovr.context import RunContext
+from ovr.progress import stage_note
 from ovr.schema import Sample, StageResult
 
 SCHEDULES = {"cosine": "cosine", "constant": "constant_with_warmup", "linear": "linear"}
@@ -29,7 +31,7 @@ SCHEDULES = {"cosine": "cosine", "constant": "constant_with_warmup", "linear": "
 class SFTResult:
     """What a finished SFT run hands to the next stage."""
 
-    export_dir: Path  # save_pretrained folder + processor files (Auto classes, vLLM)
+    export_dir: Path | None  # save_pretrained folder + processor files (None: finished earlier, in the store only)
     export_prefix: str  # store prefix of the committed export (kind "sft-export")
     global_step: int
     losses: list[float]  # logged training loss, one per `log_every` steps
@@ -118,10 +120,11 @@ def training_args(cfg: RunConfig, output_dir: Path, progress: bool, world: int):
 
 
 def resume_checkpoint(
-    store, cfg: RunConfig, resume: str, fingerprint: str, output_dir: Path, dist
+    store, run: str, resume: str, fingerprint: str, output_dir: Path, dist
 ) -> tuple[str | None, int | None]:
-    """The newest complete store checkpoint as ``output_dir/checkpoint-<step>``: each rank fetches its
-    own partitions, the first rank of the folder's node the shared files (call on every rank)."""
+    """The newest complete store checkpoint of the run ``run`` (``<name>/<run id>``) as
+    ``output_dir/checkpoint-<step>``: each rank fetches its own partitions, the first rank of the
+    folder's node the shared files (call on every rank)."""
     import os
 
     from ovr.sharded import download_for_rank, ranks_in
@@ -129,17 +132,17 @@ def resume_checkpoint(
 
     if resume not in ("auto", "never"):
         raise ValueError(f"resume must be 'auto' or 'never', not {resume!r}")
-    latest = store.latest(cfg.name, kind=Kind.SFT) if resume == "auto" else None
+    latest = store.latest(run, kind=Kind.SFT) if resume == "auto" else None
     if latest is None:
         return None, None
     if latest.metadata.get("data_fingerprint") != fingerprint:
         raise ValueError(
-            f"checkpoint step {latest.step} of run {cfg.name!r} was trained on other data or packing "
-            f"({latest.metadata.get('data_fingerprint')} != {fingerprint}); use --resume never or a new run name"
+            f"checkpoint step {latest.step} of run {run!r} was trained on other data or packing "
+            f"({latest.metadata.get('data_fingerprint')} != {fingerprint}); start a new run"
         )
     if ranks_in(latest) not in (None, dist.world):
         raise ValueError(
-            f"checkpoint step {latest.step} of run {cfg.name!r} was written by {ranks_in(latest)} ranks; "
+            f"checkpoint step {latest.step} of run {run!r} was written by {ranks_in(latest)} ranks; "
             f"resume it with that many (this run has {dist.world})"
         )
     folder = output_dir / f"checkpoint-{latest.step}"
@@ -147,7 +150,7 @@ def resume_checkpoint(
     if first_of_node and folder.exists():
         shutil.rmtree(folder)
     dist.barrier()
-    download_for_rank(store, step_prefix(cfg.name, latest.step, Kind.SFT), folder, dist.rank, shared=first_of_node)
+    download_for_rank(store, step_prefix(run, latest.step, Kind.SFT), folder, dist.rank, shared=first_of_node)
     dist.barrier()
     return str(folder), latest.step
 
@@ -198,7 +201,7 @@ class SFTJob:
         return self.work / "export"
 
 
-def prepare(cfg: RunConfig, samples: list[Sample] | None, progress: bool) -> SFTJob:
+def prepare(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None, progress: bool) -> SFTJob:
     """World, store and scratch folders; model + processor (vision frozen); samples -> packed rows."""
     import torch
     from transformers import AutoModelForImageTextToText
@@ -213,7 +216,7 @@ def prepare(cfg: RunConfig, samples: list[Sample] | None, progress: bool) -> SFT
     if sft.zero_stage:
         ensure_single_process_env()
     store = Store.from_config(cfg.store)
-    work = Path(sft.work_dir) / cfg.name / "sft"
+    work = Path(sft.work_dir) / ctx.key / "sft"
     args = training_args(cfg, work / "checkpoints", progress, world_size())  # before the model: ZeRO-3 init
     if sft.zero_stage:
         # The Trainer's arguments set up torch.distributed but not DeepSpeed's communicator, and
@@ -221,7 +224,7 @@ def prepare(cfg: RunConfig, samples: list[Sample] | None, progress: bool) -> SFT
         import deepspeed
 
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
-    model_dir = resolve_model_path(cfg.model, cfg.store)
+    model_dir = Path(ctx.model_path) if ctx.model_path else resolve_model_path(cfg.model, cfg.store)
     processor = load_processor(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(
         str(model_dir), dtype=torch.float32, attn_implementation=cfg.model.attn_implementation
@@ -235,7 +238,7 @@ def prepare(cfg: RunConfig, samples: list[Sample] | None, progress: bool) -> SFT
     if samples is None:
         from ovr.data.reader import load_samples
 
-        samples = load_samples(store, cfg.data.name, "sft")
+        samples = load_samples(store, cfg.data.dataset_id, "sft")
     if not samples:
         raise ValueError("no SFT samples to train on")
     encoded, dropped = encode_all(processor, samples, sft.max_seq_len, model.model.get_rope_index, progress)
@@ -254,7 +257,7 @@ def prepare(cfg: RunConfig, samples: list[Sample] | None, progress: bool) -> SFT
     return SFTJob(store, args, processor, model, encoded, rows, data_fingerprint(samples, sft), log, work)
 
 
-def export(cfg: RunConfig, job: SFTJob, trainer, final: dict) -> str:
+def export(cfg: RunConfig, ctx: RunContext, job: SFTJob, trainer, final: dict) -> str:
     """Save the trained model + processor (one gathered state dict under ZeRO-3) and commit it."""
     from ovr.store import Kind, export_prefix
 
@@ -267,32 +270,45 @@ def export(cfg: RunConfig, job: SFTJob, trainer, final: dict) -> str:
             resave_canonical(job.export_dir)
         job.processor.save_pretrained(str(job.export_dir))
         job.store.commit_checkpoint(
-            cfg.name,
+            ctx.key,
             step,
             job.export_dir,
             kind=Kind.SFT_EXPORT,
             metadata={"data_fingerprint": job.fingerprint, "metrics": {**final, "global_step": step}},
         )
-    return export_prefix(cfg.name, "sft", step)
+    return export_prefix(ctx.key, "sft", step)
 
 
 def run_sft(
     cfg: RunConfig,
+    ctx: RunContext,
     *,
     samples: list[Sample] | None = None,
     resume: str = "auto",
     progress: bool = True,
     callbacks: list | None = None,
 ) -> SFTResult:
-    """Train ``cfg.model`` on the SFT split (or ``samples``); commit checkpoints and the export."""
+    """Train ``cfg.model`` (or ``ctx.model_path``) on the SFT split (or ``samples``) as the run ``ctx``;
+    commit checkpoints and the export under the run's folder. The run continues from its newest
+    checkpoint; a run that already exported does nothing more (and says so)."""
+    finished = finished_export(cfg, ctx)
+    if finished is not None:
+        return finished
     from ovr.distributed import Dist
-    from ovr.sft.callbacks import MetricsCallback, PackedTrainer, StageProgressCallback, StoreCheckpointCallback
+    from ovr.sft.callbacks import (
+        AlreadyFinished,
+        MetricsCallback,
+        PackedTrainer,
+        StageProgressCallback,
+        StopAtMaxSteps,
+        StoreCheckpointCallback,
+    )
     from ovr.sft.loss import step_loss
     from ovr.sft.packing import PackedCollator, RowDataset
     from ovr.tracking import Tracker
 
     # 1. model, data rows, trainer, resume point
-    job = prepare(cfg, samples, progress)
+    job = prepare(cfg, ctx, samples, progress)
     trainer = PackedTrainer(
         model=job.model,
         args=job.args,
@@ -302,15 +318,17 @@ def run_sft(
     )
     rank0 = trainer.is_world_process_zero()
     dist = Dist.from_env()  # the launcher's group is up (the Trainer set it up); adds the CPU group
-    ckpt, resumed_from = resume_checkpoint(job.store, cfg, resume, job.fingerprint, job.ckpt_dir, dist)
+    ckpt, resumed_from = resume_checkpoint(job.store, ctx.key, resume, job.fingerprint, job.ckpt_dir, dist)
+    if resumed_from is not None:
+        stage_note("sft", f"resumed run {ctx.run_id} from its checkpoint at step {resumed_from}")
 
     # 2. train (the Trainer resumes optimizer, schedule, RNG and data position from `ckpt`)
-    with Tracker.open(cfg, "sft") if rank0 else Tracker(cfg, "sft", None, None) as tracker:
+    with Tracker.open(cfg, "sft", ctx) if rank0 else Tracker(cfg, "sft", None, None) as tracker:
         metrics = MetricsCallback(trainer, tracker)
         saver = StoreCheckpointCallback(
-            job.store, cfg.name, {"data_fingerprint": job.fingerprint, "rows": len(job.rows)}, dist
+            job.store, ctx.key, {"data_fingerprint": job.fingerprint, "rows": len(job.rows)}, dist
         )
-        for cb in [metrics, saver, StageProgressCallback(echo=not progress), *(callbacks or [])]:
+        for cb in [metrics, saver, StageProgressCallback(echo=not progress), StopAtMaxSteps(), *(callbacks or [])]:
             trainer.add_callback(cb)
         tracker.log_metrics(job.log, step=resumed_from or 0)
         if job.args.deepspeed:
@@ -319,11 +337,14 @@ def run_sft(
             tracker.log_text(
                 json.dumps(job.args.hf_deepspeed_config.config, indent=1, default=str), "sft/deepspeed.json"
             )
-        trainer.train(resume_from_checkpoint=ckpt)
+        try:
+            trainer.train(resume_from_checkpoint=ckpt)
+        except AlreadyFinished:  # resumed at max_steps (killed before the export): export as it is
+            stage_note("sft", f"run {ctx.run_id} had trained all {trainer.state.global_step} steps: exporting it")
 
         # 3. export: weights + processor, committed to the store
         final = {"final_loss": metrics.losses[-1]} if metrics.losses else {}
-        prefix = export(cfg, job, trainer, final)
+        prefix = export(cfg, ctx, job, trainer, final)
         tracker.log_metrics({"final_step": trainer.state.global_step}, step=trainer.state.global_step)
     return SFTResult(
         export_dir=job.export_dir,
@@ -338,3 +359,18 @@ def run_sft(
         dropped_samples=job.log["dropped_samples"],
         checkpoints=saver.committed,
     )
+
+
+def finished_export(cfg: RunConfig, ctx: RunContext) -> SFTResult | None:
+    """The result of a run that already exported its cold-start model (said on the console), else None."""
+    from ovr.store import Kind, Store, export_prefix
+
+    store = Store.from_config(cfg.store)
+    done = store.latest(ctx.key, Kind.SFT_EXPORT)
+    if done is None or (cfg.sft.max_steps is not None and done.step < cfg.sft.max_steps):
+        return None
+    prefix = export_prefix(ctx.key, "sft", done.step)
+    stage_note("sft", f"run {ctx.run_id} finished earlier (step {done.step}): nothing to do, its model is {prefix}")
+    metrics = done.metadata.get("metrics") or {}
+    losses = [float(metrics["final_loss"])] if "final_loss" in metrics else []
+    return SFTResult(export_dir=None, export_prefix=prefix, global_step=done.step, losses=losses)

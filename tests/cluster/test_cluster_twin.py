@@ -17,6 +17,7 @@ PostgreSQL (MLflow keeps sqlite) and the Trainer controller (:mod:`trainer`).
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from pathlib import Path
 
@@ -234,8 +235,11 @@ def check_run(driver: Driver, scope, trainer: TrainerTwin, kmock, ns: Namespace)
     assert "rl: rank 3/4" in logs
     # both evals published their model to the replica and sampled only that version
     sft_log, rl_log = (driver.pods[t].log.read_text() for t in ("evaluate-model", "evaluate-model-2"))
-    assert "runs/tiny-cpu/sft-export/" in sft_log and "as weight version 1" in sft_log
-    assert "runs/tiny-cpu/rl-export/" in rl_log and "published to 1 replica(s)" in rl_log
+    run_id = scope.outputs["validate-config"]["params"]["Output"]  # the run validate opened
+    assert f"run {run_id}" in "".join(p.log.read_text() for p in trainer.pods[name])  # the job pods joined it
+    run = re.escape(f"runs/tiny-cpu/{run_id}")
+    assert re.search(run + "/sft-export/", sft_log) and "as weight version 1" in sft_log
+    assert re.search(run + "/rl-export/", rl_log) and "published to 1 replica(s)" in rl_log
     weights = sorted(p.name for p in ns.claims[f"{RELEASE}-weights"].iterdir())
     assert weights and all(w.startswith("v") for w in weights)
     # the report, from the two evals

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from ovr.config.stages import SyntheticConfig
 from ovr.data.synthetic import DEFAULT_BEHAVIOURS, TRACES, check_behaviours, text_samples
 from ovr.data.text_tasks import TEXT_TASKS
-from ovr.eval.detectors import BEHAVIOURS, detect
 from ovr.rewards import score_item
+from ovr.rewards.detectors import BEHAVIOURS, detect
 from ovr.rewards.extract import last_boxed
 from ovr.schema import ScoreItem
 

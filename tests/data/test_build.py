@@ -100,10 +100,13 @@ def test_build_counts_mix_and_drop_reasons(built):
 
 
 def test_manifest_lists_every_dropped_row_with_its_reason(built):
-    _, store, manifest = built
+    cfg, store, manifest = built
     meta = manifest["metadata"]
     assert meta["dropped_rows"] == "dropped.jsonl" and "dropped.jsonl" in {f["path"] for f in manifest["files"]}
-    rows = [json.loads(line) for line in store.get_bytes("datasets/mix/dropped.jsonl").decode().splitlines()]
+    rows = [
+        json.loads(line)
+        for line in store.get_bytes(f"datasets/{cfg.data.dataset_id}/dropped.jsonl").decode().splitlines()
+    ]
     assert len(rows) == sum(n for reasons in meta["dropped"].values() for n in reasons.values())
     by_source = {(r["source"], r["row"]): r for r in rows}
     assert by_source[("gsm8k", 2)]["reason"] == "corrupt row: no '#### <number>' final answer"
@@ -119,15 +122,16 @@ def test_manifest_lists_every_dropped_row_with_its_reason(built):
 
 
 def test_reader_streams_every_shard_and_card_is_stored(built):
-    _cfg, store, manifest = built
-    rl = list(iter_samples(store, "mix", "rl"))
+    cfg, store, manifest = built
+    mix = cfg.data.dataset_id
+    rl = list(iter_samples(store, mix, "rl"))
     assert len(rl) == manifest["metadata"]["splits"]["rl"]["count"] == 28
     assert len({s.id for s in rl}) == 28
     assert {s.modality for s in rl} == {"image", "text"}
-    visual_eval = load_samples(store, "mix", "eval", source="synthetic_visual")
+    visual_eval = load_samples(store, mix, "eval", source="synthetic_visual")
     assert len(visual_eval) == 4 and all(s.images[0].data for s in visual_eval)
-    assert len(load_samples(store, "mix", "sft", limit=5)) == 5
-    card = store.get_bytes("datasets/mix/README.md").decode()
+    assert len(load_samples(store, mix, "sft", limit=5)) == 5
+    card = store.get_bytes(f"datasets/{mix}/README.md").decode()
     assert "| rl | chartqa | 3 |" in card and "eval contamination" in card
 
 
@@ -207,18 +211,18 @@ def test_cli_builds_the_tiny_recipe(repo_root, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "rl          40 samples" in out.stdout and "verify answers" in out.stderr
-    cfg = load_config(repo_root / "recipes/tiny-cpu.yaml", [f"store.uri={store}"])
-    s = Store.from_config(cfg.store)
-    assert {x.modality for x in load_samples(s, "tiny", "sft")} == {"text"}
-    assert {x.modality for x in load_samples(s, "tiny", "rl")} == {"image"}
+    cfg = load_config(repo_root / "recipes/tiny-cpu.yaml", args[1::2])  # the command's own settings
+    s, tiny = Store.from_config(cfg.store), cfg.data.dataset_id
+    assert {x.modality for x in load_samples(s, tiny, "sft")} == {"text"}
+    assert {x.modality for x in load_samples(s, tiny, "rl")} == {"image"}
     assert cfg.eval.benchmarks == ["synthetic_visual", "synthetic_text"]
-    assert len(load_samples(s, "tiny", "eval", source="synthetic_visual")) == 8
-    assert len(load_samples(s, "tiny", "eval", source="synthetic_text")) == 8
-    rates = s.read_manifest("datasets/tiny").metadata["splits"]["sft"]["behaviours"]  # the recipe's mix, detected
-    sft = len(load_samples(s, "tiny", "sft"))  # 60 drawn, a few exact duplicates dropped
+    assert len(load_samples(s, tiny, "eval", source="synthetic_visual")) == 8
+    assert len(load_samples(s, tiny, "eval", source="synthetic_text")) == 8
+    rates = s.read_manifest(f"datasets/{tiny}").metadata["splits"]["sft"]["behaviours"]  # the recipe's mix, detected
+    sft = len(load_samples(s, tiny, "sft"))  # 60 drawn, a few exact duplicates dropped
     assert rates["responses"] == sft > 50 and rates["reflection"] > 0.1 and rates["verification"] > 0.1
     assert sum(rates["trace_kinds"].values()) == sft and set(rates["trace_kinds"]) == {"reflect", "verify", "direct"}
-    assert "## Behaviours in the cold-start traces" in s.get_bytes("datasets/tiny/README.md").decode()
+    assert "## Behaviours in the cold-start traces" in s.get_bytes(f"datasets/{tiny}/README.md").decode()
 
 
 def test_s3_source_into_s3_store(source_files, s3_cfg, tmp_path):
@@ -241,4 +245,4 @@ def test_s3_source_into_s3_store(source_files, s3_cfg, tmp_path):
     store = Store.from_config(cfg.store)
     meta = build_dataset(cfg, store, progress=False)["metadata"]
     assert meta["splits"]["rl"]["sources"] == {"geometry3k": expected, "synthetic_visual": 4}
-    assert sorted(s.source for s in iter_samples(store, "s3mix", "rl")).count("geometry3k") == expected
+    assert sorted(s.source for s in iter_samples(store, cfg.data.dataset_id, "rl")).count("geometry3k") == expected

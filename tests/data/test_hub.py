@@ -77,9 +77,13 @@ def test_hub_source_is_mirrored_once_then_read_from_the_store(source_files, hf_c
     # the datasets cache and the local copy are gone (a fresh pod): the store's mirror is read, no download
     shutil.rmtree(hf_cache)
     shutil.rmtree(tmp_path / "sources-cache")
-    again = build_dataset(hub_cfg(tmp_path, "gsm-again", **source), store, progress=False)["metadata"]
+    again_cfg = hub_cfg(tmp_path, "gsm-again", **source)
+    again = build_dataset(again_cfg, store, progress=False)["metadata"]
     assert again["splits"]["eval"]["sources"] == {"gsm8k": 2}
-    assert [s.answer for s in load_samples(store, "gsm-again", "eval")] in (["72", "123400"], ["123400", "72"])
+    assert [s.answer for s in load_samples(store, again_cfg.data.dataset_id, "eval")] in (
+        ["72", "123400"],
+        ["123400", "72"],
+    )
 
     # a split that was never mirrored needs the hub, which offline mode refuses
     with pytest.raises(ConnectionError, match="openai/gsm8k"):
@@ -106,7 +110,7 @@ def test_hub_config_with_images_and_a_pinned_revision(source_files, hf_cache, tm
     meta = build_dataset(cfg, store, progress=False)["metadata"]
     assert meta["splits"]["eval"]["sources"] == {"mathverse": 7}
     assert store.read_manifest("sources/hub/AI4Math/MathVerse/testmini/testmini@c0ffee") is not None
-    samples = load_samples(store, "verse", "eval")
+    samples = load_samples(store, cfg.data.dataset_id, "eval")
     assert all(s.images and s.images[0].data[:4] == b"\x89PNG" for s in samples)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+RUN_ID = "t1"  # the run test_rl_two_ranks.py trains under (--run-id t1)
+
 
 def same(a, b) -> bool:
     """Nested dicts/lists of tensors and plain values are equal."""
@@ -33,9 +35,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from ovr.config import load_config
+    from ovr.context import RunContext
     from ovr.rl.setup import setup_rl
 
-    run = setup_rl(load_config(args.recipe, use_env=False), resume="auto")
+    cfg = load_config(args.recipe, use_env=False)
+    run = setup_rl(cfg, RunContext.for_config(cfg, RUN_ID), resume="auto")
     r = run.dist.rank
     name = f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt"
     downloaded = run.work / f"resume-{run.resumed_from}"

@@ -41,6 +41,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from ovr.config import load_config
+    from ovr.context import RunContext
     from ovr.data.synthetic import text_samples, visual_samples
     from ovr.rl.setup import setup_rl
     from ovr.rl.step import train_on
@@ -61,7 +62,7 @@ def main() -> None:
     )
     # image and text-only prompts: a rank may get a text-only micro-batch while another shows images
     samples = visual_samples(3, seed=5) + text_samples(2, seed=5, split="rl")
-    run = setup_rl(cfg, samples, resume="never")
+    run = setup_rl(cfg, RunContext.for_config(cfg, "rows"), samples, resume="never")
     rows = fixed_rows(run, n_prompts=5, per_prompt=3)
     metrics = train_on(run, rows, max_tokens=16, step=0)
     weights = run.actor_engine.weights(run.actor)

@@ -108,19 +108,30 @@ def test_ppo_killed_after_a_checkpoint_resumes_at_two_ranks(torchrun, rl_recipe,
 
     recipe = rl_recipe("ppo2", algorithm="ppo", critic_updates=2, max_steps=6, save_every=2)
     store = Store.from_config(StoreConfig(uri=str(tmp_path / "store")))
-    cli = ["-m", "ovr", "rl", "--recipe", recipe, "--weights-dir", str(tmp_path / "w"), "--no-progress"]
+    cli = [
+        "-m",
+        "ovr",
+        "rl",
+        "--recipe",
+        recipe,
+        "--weights-dir",
+        str(tmp_path / "w"),
+        "--no-progress",
+        "--run-id",
+        "t1",
+    ]
     proc = torchrun.start(cli, log=tmp_path / "first.log")
     try:
-        _wait_for_checkpoint(store, "ppo2", proc)
+        _wait_for_checkpoint(store, "ppo2/t1", proc)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # torchrun stops its ranks; rank 0 stops vLLM and the reward service
         proc.wait(timeout=120)
-    latest = store.latest("ppo2", Kind.RL)
+    latest = store.latest("ppo2/t1", Kind.RL)
     files = [f.path for f in latest.files]
     for r in (0, 1):  # every rank's partitions are in the checkpoint
         assert f"actor_optim/ds/zero_pp_rank_{r}_mp_rank_00_optim_states.pt" in files
         assert f"critic_optim/ds/zero_pp_rank_{r}_mp_rank_00_optim_states.pt" in files
-    saved = json.loads(store.get_bytes(f"runs/ppo2/rl/step-{latest.step:08d}/state.json"))
+    saved = json.loads(store.get_bytes(f"runs/ppo2/t1/rl/step-{latest.step:08d}/state.json"))
     assert saved["world"] == 2 and saved["step"] == latest.step
 
     # each rank restores its own partitions, the step, the prompt position and the schedule
@@ -134,13 +145,15 @@ def test_ppo_killed_after_a_checkpoint_resumes_at_two_ranks(torchrun, rl_recipe,
 
     done = torchrun(cli, timeout=600)
     assert "rl finished at step 6" in done.stdout
-    assert [m.step for m in store.checkpoints("ppo2", Kind.RL)] == sorted({2, 4, 6} | {latest.step})
-    export = store.latest("ppo2", Kind.RL_EXPORT)
+    assert [m.step for m in store.checkpoints("ppo2/t1", Kind.RL)] == sorted({2, 4, 6} | {latest.step})
+    export = store.latest("ppo2/t1", Kind.RL_EXPORT)
     assert export.step == 6
 
     # the replicas were last given exactly the full model of the final step
     pushed = sorted((tmp_path / "w").glob("v[0-9]*"))[-1]
-    final = store.download_checkpoint("ppo2", 6, tmp_path / "final", Kind.RL, select=lambda p: p.startswith("actor/"))
+    final = store.download_checkpoint(
+        "ppo2/t1", 6, tmp_path / "final", Kind.RL, select=lambda p: p.startswith("actor/")
+    )
     a, b = load_weights(pushed), load_weights(final / "actor")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert all(t.numel() > 1 for k, t in a.items() if k.endswith("weight"))  # gathered, not ZeRO-3 stubs
@@ -148,8 +161,8 @@ def test_ppo_killed_after_a_checkpoint_resumes_at_two_ranks(torchrun, rl_recipe,
 
 def test_grpo_runs_at_two_ranks(torchrun, rl_recipe, tmp_path):
     recipe = rl_recipe("grpo2", algorithm="grpo", max_steps=2, save_every=2)
-    done = torchrun(["-m", "ovr", "rl", "--recipe", recipe, "--no-progress"], timeout=600)
+    done = torchrun(["-m", "ovr", "rl", "--recipe", recipe, "--no-progress", "--run-id", "g1"], timeout=600)
     assert "rl finished at step 2" in done.stdout
     store = Store.from_config(StoreConfig(uri=str(tmp_path / "store")))
-    assert store.latest("grpo2", Kind.RL_EXPORT).step == 2
-    assert not any("critic" in f.path for f in store.latest("grpo2", Kind.RL).files)
+    assert store.latest("grpo2/g1", Kind.RL_EXPORT).step == 2
+    assert not any("critic" in f.path for f in store.latest("grpo2/g1", Kind.RL).files)

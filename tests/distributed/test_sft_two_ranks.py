@@ -38,18 +38,21 @@ def _sets(root, model, name, steps):
 
 
 def _cli(root, model, name, steps) -> list[str]:
-    args = ["-m", "ovr", "sft", "--recipe", "recipes/tiny-cpu.yaml", "--no-progress"]
+    args = ["-m", "ovr", "sft", "--recipe", "recipes/tiny-cpu.yaml", "--no-progress", "--run-id", "t1"]
     for s in _sets(root, model, name, steps):
         args += ["--set", s]
     return args
 
 
-def test_sft_at_two_ranks_resumes_and_matches_one_process(torchrun, repo_root, tiny_model_dir, tmp_path):
+def test_sft_at_two_ranks_resumes_and_matches_one_process(
+    torchrun, repo_root, tiny_model_dir, tmp_path, dataset_prefix_for
+):
     from ovr.data.shards import write_split
 
     write_split(text_samples(64, seed=3), "sft", tmp_path / "data", shard_size=64)
     store = Store.from_config(StoreConfig(uri=str(tmp_path / "store")))
-    store.commit("datasets/sft2", tmp_path / "data", run="sft2", kind="dataset")
+    prefix = dataset_prefix_for(repo_root / "recipes/tiny-cpu.yaml", _sets(tmp_path, tiny_model_dir, "one", 4))
+    store.commit(prefix, tmp_path / "data", run="sft2", kind="dataset")
 
     one = subprocess.run(
         [sys.executable, *_cli(tmp_path, tiny_model_dir, "one", 4)],
@@ -62,7 +65,7 @@ def test_sft_at_two_ranks_resumes_and_matches_one_process(torchrun, repo_root, t
     assert one.returncode == 0, one.stderr[-4000:]
 
     torchrun(_cli(tmp_path, tiny_model_dir, "two", 2), timeout=600)  # stops after its checkpoint at step 2
-    first = store.latest("two", Kind.SFT)
+    first = store.latest("two/t1", Kind.SFT)
     files = [f.path for f in first.files]
     assert first.step == 2
     for r in (0, 1):
@@ -70,7 +73,7 @@ def test_sft_at_two_ranks_resumes_and_matches_one_process(torchrun, repo_root, t
         assert any(p.endswith(f"rng_state_{r}.pth") for p in files)
     resumed = torchrun(_cli(tmp_path, tiny_model_dir, "two", 4), timeout=600)
     assert "resumed from step 2" in resumed.stdout + resumed.stderr
-    assert [m.step for m in store.checkpoints("two", Kind.SFT)] == [2, 4]
-    loss = {name: store.latest(name, Kind.SFT_EXPORT).metadata["metrics"]["final_loss"] for name in ("one", "two")}
+    assert [m.step for m in store.checkpoints("two/t1", Kind.SFT)] == [2, 4]
+    loss = {n: store.latest(f"{n}/t1", Kind.SFT_EXPORT).metadata["metrics"]["final_loss"] for n in ("one", "two")}
     assert loss["two"] == pytest.approx(loss["one"], rel=1e-3)
-    assert os.path.isdir(tmp_path / "work" / "two" / "two" / "sft" / "export")
+    assert os.path.isdir(tmp_path / "work" / "two" / "two" / "t1" / "sft" / "export")

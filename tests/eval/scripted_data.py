@@ -90,6 +90,13 @@ def improved_rules(vis: list[Sample]) -> list[dict]:
     return [{"match": f"[{q}]", "responses": [f"Wait, let me recheck. \\boxed{{{a}}}"] * 4} for q, a in answers.items()]
 
 
+def run_on(cfg, url: str, mlflow_run_id: str | None = None):
+    """The run context of an eval of the model served at ``url``, logging into ``mlflow_run_id``."""
+    from ovr.context import RunContext
+
+    return RunContext.for_config(cfg, "t1", mlflow_run_id).with_(rollout_endpoints=[url])
+
+
 def served(cfg, url: str, reward_url: str | None = None):
     """``cfg`` pointed at the rollout server ``url`` (and the reward service, if given)."""
     cfg = cfg.model_copy(deep=True)

@@ -14,14 +14,11 @@ from ovr.data.shards import write_split
 from ovr.store import Store
 
 
-def test_eval_then_report_from_the_command_line(scripted_server, repo_root, tmp_path):
+def test_eval_then_report_from_the_command_line(scripted_server, repo_root, tmp_path, dataset_prefix_for):
     data = samples()
     ds = tmp_path / "ds"
     write_split(data, "eval", ds, shard_size=2)
 
-    Store.from_config(StoreConfig(uri=str(tmp_path / "store"))).commit(
-        "datasets/evalset", ds, run="evalset", kind="dataset"
-    )
     srv = scripted_server(policy_rules(data[3:]))
     common = [
         "--recipe",
@@ -37,6 +34,9 @@ def test_eval_then_report_from_the_command_line(scripted_server, repo_root, tmp_
         "--set",
         "eval.benchmarks=[arith]",
     ]
+    Store.from_config(StoreConfig(uri=str(tmp_path / "store"))).commit(
+        dataset_prefix_for(common[1], common[2:]), ds, run="evalset", kind="dataset"
+    )
     runner = CliRunner()
     res = runner.invoke(
         app, ["eval", *common, "--endpoint", srv.url, "--out", str(tmp_path / "e"), "--label", "final", "--step", "5"]

@@ -10,7 +10,7 @@ import io
 import re
 
 from PIL import Image
-from scripted_data import improved_rules, policy_rules, samples, served
+from scripted_data import improved_rules, policy_rules, run_on, samples, served
 
 from ovr.data.build import build_dataset
 from ovr.eval.report import build_report, reward_gain, training_order
@@ -57,19 +57,20 @@ def test_report_renders_accuracy_curves_and_behaviours(scripted_server, eval_cfg
                 },
                 step=step,
             )
-    cfg.tracking.run_id = rl.run_id
 
     early = evaluate(
-        served(cfg, scripted_server(policy_rules(data[3:])).url),
+        cfg,
         data,
+        ctx=run_on(cfg, scripted_server(policy_rules(data[3:])).url, rl.run_id),
         out_dir=tmp_path / "e0",
         progress=False,
         label="sft",
         step=0,
     )
     late = evaluate(
-        served(cfg, scripted_server(improved_rules(data[3:])).url),
+        cfg,
         data,
+        ctx=run_on(cfg, scripted_server(improved_rules(data[3:])).url, rl.run_id),
         out_dir=tmp_path / "e3",
         progress=False,
         label="rl-step-3",

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 from PIL import Image, ImageStat
-from scripted_data import improved_rules, policy_rules, samples, served
+from scripted_data import improved_rules, policy_rules, run_on, samples
 
 from ovr.eval.html import markdown_to_html, write_html_report
 from ovr.eval.report import build_report
@@ -35,18 +35,19 @@ def report_dir(scripted_server, eval_cfg, tmp_path):
     with Tracker.open(cfg, "rl") as rl:
         for step, reward in enumerate([0.2, 0.3, 0.1, 0.35, 0.4, 0.6, 0.55, 0.5], start=1):
             rl.log_metrics({"reward_mean": reward, "response_len_mean": 40.0 - step, "accuracy": reward}, step=step)
-    cfg.tracking.run_id = rl.run_id
     early = evaluate(
-        served(cfg, scripted_server(policy_rules(data[3:])).url),
+        cfg,
         data,
+        ctx=run_on(cfg, scripted_server(policy_rules(data[3:])).url, rl.run_id),
         out_dir=tmp_path / "e0",
         progress=False,
         label="sft",
         step=0,
     )
     late = evaluate(
-        served(cfg, scripted_server(improved_rules(data[3:])).url),
+        cfg,
         data,
+        ctx=run_on(cfg, scripted_server(improved_rules(data[3:])).url, rl.run_id),
         out_dir=tmp_path / "e3",
         progress=False,
         label="rl",

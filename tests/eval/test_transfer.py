@@ -22,9 +22,10 @@ def test_report_counts_the_sft_split_of_a_dataset_built_without_the_figures(eval
     assert sft_data_rates(cfg) is None  # nothing built yet
     built = build_dataset(cfg, store, progress=False)["metadata"]["splits"]["sft"]
     assert sft_data_rates(cfg) == built["behaviours"] and built["behaviours"]["reflection"] == 1.0
-    manifest = store.read_manifest("datasets/tiny")
+    prefix = f"datasets/{cfg.data.dataset_id}"
+    manifest = store.read_manifest(prefix)
     del manifest.metadata["splits"]["sft"]["behaviours"]
-    store.put_bytes("datasets/tiny/manifest.json", manifest.model_dump_json().encode())
+    store.put_bytes(f"{prefix}/manifest.json", manifest.model_dump_json().encode())
     again = sft_data_rates(cfg)
     assert again["responses"] == built["count"] and again["reflection"] == 1.0 and again["verification"] == 0.0
 

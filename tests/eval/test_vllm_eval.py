@@ -18,12 +18,9 @@ from ovr.store import Store
 pytestmark = pytest.mark.vllm
 
 
-def test_tiny_model_on_vllm_end_to_end(tiny_model_dir, rollout_python, repo_root, tmp_path):
+def test_tiny_model_on_vllm_end_to_end(tiny_model_dir, rollout_python, repo_root, tmp_path, dataset_prefix_for):
     data = visual_samples(4, seed=1, split="eval") + text_samples(4, seed=1, split="eval")
     write_split(data, "eval", tmp_path / "ds", shard_size=4)
-    Store.from_config(StoreConfig(uri=str(tmp_path / "store"))).commit(
-        "datasets/tinyeval", tmp_path / "ds", run="tinyeval", kind="dataset"
-    )
     common = [
         "--recipe",
         str(repo_root / "recipes/tiny-cpu.yaml"),
@@ -42,6 +39,9 @@ def test_tiny_model_on_vllm_end_to_end(tiny_model_dir, rollout_python, repo_root
         "--set",
         f"rollout.local_server.python={rollout_python}",
     ]
+    Store.from_config(StoreConfig(uri=str(tmp_path / "store"))).commit(
+        dataset_prefix_for(common[1], common[2:]), tmp_path / "ds", run="tinyeval", kind="dataset"
+    )
     runner = CliRunner()
     res = runner.invoke(
         app, ["eval", *common, "--model", str(tiny_model_dir), "--out", str(tmp_path / "eval"), "--label", "tiny"]

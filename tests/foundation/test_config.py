@@ -105,25 +105,26 @@ def test_top_level_seed_feeds_every_stage_unless_set(repo_root):
 
 def test_a_newly_registered_estimator_is_selectable():
     from ovr.config import RLConfig
-    from ovr.rl.algorithms import ADVANTAGES
+    from ovr.config.algorithms import ESTIMATORS
+    from ovr.rl.algorithms import ADVANTAGES, register_advantage
 
     with pytest.raises(ValidationError, match="registered"):
-        RLConfig(advantage="zero_adv")
-    ADVANTAGES.add("zero_adv", lambda inp: (inp.mask * 0, inp.mask * 0))
+        RLConfig(algorithm="custom", advantage="zero_adv")
+    register_advantage("zero_adv")(lambda inp: (inp.mask * 0, inp.mask * 0))
     try:
-        assert RLConfig(advantage="zero_adv").advantage == "zero_adv"
+        rl = RLConfig(algorithm="custom", advantage="zero_adv")
+        assert (rl.advantage, rl.uses_critic, rl.critic_updates) == ("zero_adv", False, 0)
     finally:
-        del ADVANTAGES._items["zero_adv"]
+        del ADVANTAGES._items["zero_adv"], ESTIMATORS._items["zero_adv"]
 
 
 def test_kl_reward_needs_a_token_reward_estimator():
     from ovr.config import RLConfig
-    from ovr.rl.presets import resolve, uses_reference
 
-    with pytest.raises(ValueError, match="kl_loss_coef"):
-        resolve(RLConfig(algorithm="grpo", kl_reward_coef=0.1))
-    assert uses_reference(resolve(RLConfig(algorithm="grpo", kl_loss_coef=0.1)))
-    assert not uses_reference(resolve(RLConfig(algorithm="ppo")))
+    with pytest.raises(ValidationError, match="kl_loss_coef"):
+        RLConfig(algorithm="grpo", kl_reward_coef=0.1)
+    assert RLConfig(algorithm="grpo", kl_loss_coef=0.1).uses_reference
+    assert not RLConfig(algorithm="ppo").uses_reference
 
 
 def _sections(model, path=""):
@@ -174,6 +175,7 @@ def _receivers(trees, section: str, cls: str) -> set[str]:
 READ_BY_CONFIG = {
     ".seed": "RunConfig's validator hands it to data/sft/rl seeds",
     "rl.max_response_len_schedule.from_step": "RLConfig.max_tokens_at picks the stage in force",
+    "rl.algorithm": "RLConfig's validator fills in its preset (ovr/config/algorithms.py)",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ovr.config import load_config
+from ovr.context import RunContext
 from ovr.tracking import Tracker
 
 
@@ -16,8 +17,7 @@ def test_stages_share_one_run_on_a_real_mlflow_server(mlflow_server, repo_root, 
         report = tmp_path / "report.md"
         report.write_text("# hello")
         sft.log_artifact(report, "reports")
-    cfg.tracking.run_id = sft.run_id
-    with Tracker.open(cfg, "rl") as rl:
+    with Tracker.open(cfg, "rl", RunContext.new(cfg.name, "t1", mlflow_run_id=sft.run_id)) as rl:
         rl.log_metrics({"reward_mean": 0.25}, step=1)
 
     from mlflow.tracking import MlflowClient

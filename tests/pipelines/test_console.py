@@ -208,7 +208,7 @@ def test_ovr_run_local_reports_a_failed_pipeline_with_exit_code_1(monkeypatch):
     import pipelines.local
     from ovr.cli import app
 
-    def failing(recipe, overrides):
+    def failing(recipe, overrides, **kw):
         assert recipe == "tiny-cpu" and overrides == ["rl.max_steps=2"]
         raise RuntimeError("Pipeline \x1b[95m'ovr'\x1b[0m finished with status \x1b[91mFAILURE\x1b[0m.")
 

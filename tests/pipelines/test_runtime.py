@@ -10,6 +10,7 @@ from components import runtime
 from components.install import InstallError, attention_fallback, resolve_run
 from components.jobs import JobSettings
 from ovr.config import load_config
+from ovr.context import RunContext
 from ovr.schema import StageResult
 from ovr.store import Store
 
@@ -45,22 +46,24 @@ def test_multi_node_stage_becomes_a_job_and_reads_its_export(repo_root, tmp_path
     export = tmp_path / "export"
     export.mkdir()
     (export / "model.safetensors").write_bytes(b"w")
-    store.commit_checkpoint(cfg.name, 120, export, kind="sft-export", metadata={"metrics": {"loss": 0.5}})
+    ctx = RunContext.for_config(cfg, "r7", "mlflow-9")
+    store.commit_checkpoint(ctx.key, 120, export, kind="sft-export", metadata={"metrics": {"loss": 0.5}})
     seen = {}
     import ovr.k8s.jobs as jobs
     from ovr.k8s.kinds import TRAINJOB, trainjob_manifest
 
     monkeypatch.setattr(jobs, "run_job", lambda spec, **kw: seen.setdefault("spec", spec) and TRAINJOB)
-    out = runtime.launch_job("sft", cfg, 4, 8, None, JobSettings(run_id="r1", s3_secret="ovr-s3", deadline_s=3600))
+    out = runtime.launch_job("sft", cfg, ctx, 4, 8, None, JobSettings(run_id="r1", s3_secret="ovr-s3", deadline_s=3600))
 
     body = trainjob_manifest(seen["spec"])
     assert body["spec"]["trainer"]["numNodes"] == 4 and body["spec"]["trainer"]["numProcPerNode"] == 8
     assert "torchrun -m components.train sft" in body["spec"]["trainer"]["command"][-1]
     shipped = yaml.safe_load(seen["spec"].env["OVR_CONFIG_YAML"])
     assert shipped["sft"]["global_batch_size"] == 640  # the resolved config travels with the job
+    assert seen["spec"].env["OVR_RUN_ID"] == "r7" and seen["spec"].env["OVR_MLFLOW_RUN_ID"] == "mlflow-9"  # and the run
     # the job path describes its result in the same shape as the in-pod path
     assert out == StageResult(
-        export_prefix="runs/ovr-7b/sft-export/step-00000120", global_step=120, metrics={"loss": 0.5}
+        export_prefix="runs/ovr-7b/r7/sft-export/step-00000120", global_step=120, metrics={"loss": 0.5}
     )
 
 
@@ -110,3 +113,25 @@ def test_flash_attention_without_its_package_falls_back_to_sdpa(repo_root, capsy
     assert cfg.model.attn_implementation == "flash_attention_2"
     out = attention_fallback(cfg)
     assert out.model.attn_implementation == "sdpa" and "flash_attn package is not installed" in capsys.readouterr().out
+
+
+def test_every_submission_is_a_new_run_unless_it_names_one(repo_root, tmp_path):
+    """Validate config's run identity: a rerun never continues another run; resume_from must name one."""
+    cfg = load_config(
+        repo_root / "recipes/tiny-cpu.yaml",
+        [f"store.uri={tmp_path / 'store'}", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}"],
+        use_env=False,
+    )
+    first, second = runtime.open_run(cfg, "none"), runtime.open_run(cfg, "")
+    assert first.run_id != second.run_id and first.mlflow_run_id != second.mlflow_run_id
+    store = Store.from_config(cfg.store)
+    with pytest.raises(ValueError, match=f"holds no run '{first.run_id}'.*none for a new run"):
+        runtime.open_run(cfg, first.run_id)  # nothing of it is in the store: nothing to continue
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "f").write_text("1")
+    store.commit_checkpoint(first.key, 2, tmp_path / "x", kind="sft")
+    again = runtime.open_run(cfg, first.run_id)
+    assert (again.run_id, again.mlflow_run_id) == (first.run_id, first.mlflow_run_id)  # its MLflow run too
+    assert runtime.open_run(cfg, "latest").run_id == first.run_id
+    with pytest.raises(ValueError, match="run id '../x' must be"):
+        runtime.open_run(cfg.model_copy(), "../x")

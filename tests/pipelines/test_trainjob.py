@@ -24,6 +24,7 @@ import yaml
 from components.jobs import JobSettings, job_name, stage_job_spec
 from components.resources import WEIGHTS_MOUNT
 from ovr.config import load_config
+from ovr.context import RunContext
 from ovr.k8s.jobs import run_job
 from ovr.k8s.kinds import PYTORCHJOB, TRAINJOB, NoJobApi, discover, trainjob_manifest, trainjob_status
 from ovr.k8s.spec import ClaimMount, Owner, TrainerJobSpec
@@ -132,7 +133,8 @@ def test_stage_job_names_owner_deadline_model_secrets_and_claim(repo_root):
     settings = JobSettings(
         run_id="run-1", s3_secret="team-s3", reward_secret="team-token", weights_claim="rwx", deadline_s=86400
     )
-    spec = stage_job_spec("rl", cfg, 4, 8, "runs/ovr-7b/sft-export/step-00001000", settings, environ=env)
+    ctx = RunContext.for_config(cfg, "20261206-013000-ab12", "mlflow-1")
+    spec = stage_job_spec("rl", cfg, ctx, 4, 8, "runs/ovr-7b/sft-export/step-00001000", settings, environ=env)
     assert spec.namespace == "team-a" and spec.owner.uid == "5f0c" and spec.service_account == "ovr-pipeline"
     assert spec.image == "registry.local/ovr-project/ovr:0.1.0" and spec.image_pull_secrets == ["mirror"]
     assert spec.active_deadline_s == 86400 and (spec.nodes, spec.procs_per_node) == (4, 8)
@@ -147,13 +149,16 @@ def test_stage_job_names_owner_deadline_model_secrets_and_claim(repo_root):
     assert '--init-prefix "runs/ovr-7b/sft-export/step-00001000"' in script  # the model as a store prefix
     shipped = yaml.safe_load(spec.env["OVR_CONFIG_YAML"])
     assert shipped["model"]["path"] == cfg.model.path  # no folder of the launcher's filesystem
+    assert (spec.env["OVR_RUN_ID"], spec.env["OVR_MLFLOW_RUN_ID"]) == (ctx.run_id, "mlflow-1")  # the run it joins
+    assert spec.labels["ovr.dev/run-id"] == ctx.run_id
     validate_trainjob(trainjob_manifest(spec))
     # unique per run, stable for a retry of the same run, a DNS-1035 label of <= 48 characters
     long = "a-very-long-recipe-name-that-goes-on-and-on"
     names = {job_name(long, "rl", r) for r in ("run-1", "run-2")}
     assert len(names) == 2 and all(len(n) <= 48 for n in names)
     assert job_name(long, "rl", "run-1") == job_name(long, "rl", "run-1") != job_name(long, "sft", "run-1")
-    sft = stage_job_spec("sft", cfg, 2, 8, None, JobSettings(run_id="r", s3_secret="s", deadline_s=60), environ=env)
+    settings = JobSettings(run_id="r", s3_secret="s", deadline_s=60)
+    sft = stage_job_spec("sft", cfg, ctx, 2, 8, None, settings, environ=env)
     assert "team-token" not in sft.secret_env and not sft.claims and "--init-prefix" not in sft.command[-1]
 
 

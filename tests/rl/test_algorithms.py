@@ -20,7 +20,9 @@ def inp(**kw):
 
 def test_registry_rejects_duplicates_and_unknown():
     with pytest.raises(ValueError, match="already registered"):
-        A.register_advantage("gae")(lambda i: i)
+        A.register_advantage("gae", critic=True, token_rewards=True)(lambda i: i)
+    with pytest.raises(ValueError, match="declared in config"):
+        A.register_advantage("gae")(lambda i: i)  # gae reads values: declared so in config
     with pytest.raises(KeyError, match="unknown advantage"):
         A.get_advantage("nope")
     assert {"gae", "grpo", "dr_grpo", "rloo", "reinforce_pp"} <= set(A.ADVANTAGES)
@@ -159,11 +161,18 @@ def test_entropy_kl_explained_variance():
 
 def test_presets_fill_only_unset_fields():
     from ovr.config import RLConfig
-    from ovr.rl.presets import resolve, uses_critic
 
-    dapo = resolve(RLConfig(algorithm="dapo", clip_high=0.3))
+    dapo = RLConfig(algorithm="dapo", clip_high=0.3)
     assert (dapo.advantage, dapo.clip_high, dapo.dynamic_sampling, dapo.loss_agg) == ("grpo", 0.3, True, "token_mean")
-    assert not uses_critic(dapo)
-    ppo = resolve(RLConfig())
-    assert ppo.advantage == "gae" and uses_critic(ppo) and ppo.adv_norm == "batch"
-    assert resolve(RLConfig(algorithm="dr_grpo")).loss_agg == "seq_sum_norm"
+    assert not dapo.uses_critic
+    ppo = RLConfig()
+    assert ppo.advantage == "gae" and ppo.uses_critic and ppo.adv_norm == "batch"
+    assert RLConfig(algorithm="dr_grpo").loss_agg == "seq_sum_norm"
+
+
+def test_every_declared_name_has_an_implementation():
+    """Config's names (ovr/config/algorithms.py) and the RL stage's implementations are the same sets."""
+    from ovr.config.algorithms import ESTIMATORS, LOSS_AGGS
+
+    assert set(ESTIMATORS) == set(A.ADVANTAGES)
+    assert set(LOSS_AGGS) == set(A.LOSS_AGGS)

@@ -8,7 +8,6 @@ from ovr.config import RLConfig
 from ovr.rl.experience import Experience
 from ovr.rl.forward import build_batch, critic_values, encode_prompt, policy_logprobs
 from ovr.rl.metrics import subject_rewards
-from ovr.rl.presets import resolve
 from ovr.rl.update import Batcher, actor_update, advantages, critic_update, pad, score_rows
 
 
@@ -65,7 +64,7 @@ def test_actor_update_moves_logprobs_the_way_advantages_point(processor, visual,
 
     pad_id, image_id = _ids(processor)
     rows = _rows(processor, visual)
-    rl = resolve(RLConfig(algorithm="grpo", warmup_steps=0, max_tokens_per_micro=3 * 64))
+    rl = RLConfig(algorithm="grpo", warmup_steps=0, max_tokens_per_micro=3 * 64)
     batcher = Batcher(rows, pad_id, image_id, "cpu", torch.float32, budget=rl.max_tokens_per_micro)
     assert len(batcher.passes([0, 1, 2, 3])) > 1  # the update accumulates over micro-batches
     before, _ = score_rows(batcher, actor=actor)
@@ -96,7 +95,7 @@ def test_critic_update_fits_returns_and_gae_advantages(processor, visual, tiny_m
 
     pad_id, image_id = _ids(processor)
     rows = _rows(processor, visual)
-    rl = resolve(RLConfig(algorithm="ppo", critic_updates=2, value_clip=None))
+    rl = RLConfig(algorithm="ppo", critic_updates=2, value_clip=None)
     critic = Critic.from_policy(tiny_model_dir, init_range=5**0.5, seed=0)
     assert critic.value_head.bias is None
     batcher = Batcher(rows, pad_id, image_id, "cpu", torch.float32)
@@ -118,7 +117,7 @@ def test_critic_update_fits_returns_and_gae_advantages(processor, visual, tiny_m
 def test_truncated_rows_can_be_masked(processor, visual):
     rows = _rows(processor, visual)
     rows[2].truncated = True
-    _, _, mask = advantages(rows, resolve(RLConfig(algorithm="grpo", mask_truncated=True)), None, None)
+    _, _, mask = advantages(rows, RLConfig(algorithm="grpo", mask_truncated=True), None, None)
     assert mask[2].sum() == 0 and mask[3].sum() == 3
 
 

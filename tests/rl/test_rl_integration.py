@@ -58,6 +58,13 @@ def _cfg(tmp_path, tiny_model_dir, name, servers, weights_dir, *extra):
     )
 
 
+def _run(cfg):
+    """The run a test trains (and resumes) in: the config's servers, a fixed id."""
+    from ovr.context import RunContext
+
+    return RunContext.for_config(cfg, "t1")
+
+
 def _weights(folder):
     """Tensors of a model folder keyed by name without the wrapper prefix (the saved layout varies)."""
     from ovr.rl.averaging import load_weights
@@ -92,7 +99,7 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     start = server_versions(endpoints)[0]
 
     monkeypatch.setenv(PROGRESS_ENV, str(tmp_path / "progress.jsonl"))  # as under a local pipeline run
-    first = run_rl(cfg, samples=samples, progress=False, stop_after=2)
+    first = run_rl(cfg, _run(cfg), samples=samples, progress=False, stop_after=2)
     events, offset = read_events(tmp_path / "progress.jsonl")
     assert [(e.stage, e.step, e.total, e.start) for e in events] == [("rl", 1, 3, 0), ("rl", 2, 3, 0)]
     assert [e.metrics["reward_mean"] for e in events] == [h["reward_mean"] for h in first.history]
@@ -132,7 +139,7 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     assert h["logprob_drift"] < 1e-2
 
     store = Store.from_config(cfg.store)
-    ckpt = store.checkpoints(cfg.name, CHECKPOINT_KIND)
+    ckpt = store.checkpoints(_run(cfg).key, CHECKPOINT_KIND)
     assert [m.step for m in ckpt] == [2]
     assert {
         "actor/model.safetensors",
@@ -143,7 +150,7 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
         "rng.pt",
     } <= {f.path for f in ckpt[0].files}
 
-    resumed = run_rl(cfg, samples=samples, progress=False)
+    resumed = run_rl(cfg, _run(cfg), samples=samples, progress=False)
     events, _ = read_events(tmp_path / "progress.jsonl", offset)
     assert [(e.step, e.start) for e in events] == [(3, 2)]  # the resumed run's rate counts its own step
     assert resumed.run_id == first.run_id  # the checkpoint remembers the MLflow run
@@ -155,17 +162,15 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     # the policy changed, and the export is the uniform average of checkpoints 2 and 3
     init = _weights(tiny_model_dir)
     tmp = tmp_path / "dl"
-    w2 = _weights(store.download_checkpoint(cfg.name, 2, tmp / "2", CHECKPOINT_KIND) / "actor")
-    w3 = _weights(store.download_checkpoint(cfg.name, 3, tmp / "3", CHECKPOINT_KIND) / "actor")
+    w2 = _weights(store.download_checkpoint(_run(cfg).key, 2, tmp / "2", CHECKPOINT_KIND) / "actor")
+    w3 = _weights(store.download_checkpoint(_run(cfg).key, 3, tmp / "3", CHECKPOINT_KIND) / "actor")
     final = _weights(resumed.export_dir)
     name = "layers.0.mlp.down_proj.weight"
     assert not torch.equal(init[name], w2[name]) and not torch.equal(w2[name], w3[name])
     assert torch.allclose(final[name], (w2[name] + w3[name]) / 2, atol=1e-6)
 
     # every step's metrics are in MLflow, in one run across the interruption
-    tracker = Tracker.open(
-        cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_id": first.run_id})}), "rl"
-    )
+    tracker = Tracker.open(cfg, "rl", _run(cfg).with_(mlflow_run_id=first.run_id))
     assert [s for s, _ in tracker.metric_history("rl/reward_mean")] == [0, 1, 2]
     assert [s for s, _ in tracker.metric_history("rl/behaviour/image/reflection")] == [0, 1, 2]
     assert all(0.0 <= v <= 1.0 for _, v in tracker.metric_history("rl/behaviour/image/reflection"))
@@ -193,7 +198,7 @@ def test_dapo_runs_refills_and_learns_from_group_differences(servers, tiny_model
         "rl.max_generation_rounds=3",
         "tracking.enabled=false",
     )
-    res = run_rl(cfg, samples=visual_samples(8, seed=1), progress=False)
+    res = run_rl(cfg, _run(cfg), samples=visual_samples(8, seed=1), progress=False)
     assert res.global_step == 2 and "value_loss" not in res.history[0]
     # no progress file (a pod): each step's line in the log, with the rate and the ETA
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("rl step ")]
@@ -246,4 +251,7 @@ def test_ovr_rl_cli_starts_its_services_and_trains(tiny_model_dir, rollout_pytho
     r = CliRunner().invoke(app, ["rl", "--recipe", str(recipe), "--no-progress", "--weights-dir", str(tmp_path / "w")])
     assert r.exit_code == 0, r.output
     assert "rl finished at step 1" in r.output
-    assert Store.from_config(cfg.store).latest("rl-cli", EXPORT_KIND).step == 1
+    store = Store.from_config(cfg.store)
+    (run_id,) = store.runs("rl-cli")
+    assert f"run {run_id} of rl-cli" in r.output
+    assert store.latest(f"rl-cli/{run_id}", EXPORT_KIND).step == 1

@@ -9,7 +9,6 @@ from ovr.config import RLConfig
 from ovr.rl.algorithms import kl_penalty
 from ovr.rl.experience import Experience
 from ovr.rl.forward import encode_prompt
-from ovr.rl.presets import resolve
 from ovr.rl.sampling import collect
 from ovr.rl.state import PromptCursor
 from ovr.rl.update import Batcher, actor_update, advantages, pad, score_rows
@@ -79,7 +78,7 @@ def _rows(processor, visual):
 def test_kl_reward_is_folded_into_token_rewards(processor, visual):
     """GAE(1, 1) with zero values: A_t = score - coef * sum_{k >= t} kl_k (then batch-whitened)."""
     rows = _rows(processor, visual)
-    rl = resolve(RLConfig(algorithm="ppo", kl_reward_coef=0.5, adv_norm="none"))
+    rl = RLConfig(algorithm="ppo", kl_reward_coef=0.5, adv_norm="none")
     values = [torch.zeros(len(r.response_ids)) for r in rows]
     kl = [torch.full((len(r.response_ids),), 0.2) for r in rows]
     adv, _ret, _mask = advantages(rows, rl, values, kl)
@@ -106,7 +105,7 @@ def test_kl_loss_pulls_the_policy_towards_the_reference(processor, visual, actor
             p.add_(torch.randn(p.shape, generator=gen) * 0.02)
     ref_logp, _ = score_rows(batcher, actor=ref)
     old, _ = score_rows(batcher, actor=actor)
-    rl = resolve(RLConfig(algorithm="grpo", kl_loss_coef=1.0, warmup_steps=0))
+    rl = RLConfig(algorithm="grpo", kl_loss_coef=1.0, warmup_steps=0)
     adv, _, mask = advantages(rows, rl, None, None)
     engine = TorchEngine(actor, lr=1e-5, betas=(0.9, 0.95), weight_decay=0.0, warmup_steps=0, grad_clip=1.0)
     stats = actor_update(

@@ -8,11 +8,13 @@ import pytest
 from transformers import TrainerCallback
 
 from ovr.config import load_config
+from ovr.context import RunContext
 from ovr.data.synthetic import text_samples, visual_samples
 from ovr.progress import PROGRESS_ENV
 from ovr.schema import Message, Sample
 
 REPO = Path(__file__).resolve().parents[2]
+TEST_RUN = "t1"  # the run id the SFT tests train under (runs/<name>/t1 in their stores)
 PROGRESS_NAME = "progress.jsonl"  # beside the shared run's store
 
 
@@ -96,5 +98,5 @@ def trained(tmp_path_factory, tiny_model_dir, sft_samples):
     # as under a local pipeline run: each step also goes to the progress file (test_train.py reads it)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(PROGRESS_ENV, str(root / PROGRESS_NAME))
-        result = run_sft(cfg, samples=sft_samples, resume="never", progress=False)
+        result = run_sft(cfg, RunContext.new(cfg.name, TEST_RUN), samples=sft_samples, resume="never", progress=False)
     return cfg, result

@@ -8,11 +8,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ovr.context import RunContext
 from ovr.data.synthetic import text_samples
 from ovr.models.chat import openai_messages
 from ovr.serving import ManagedServer
 from ovr.store import Store
 from ovr.tracking import Tracker
+
+TEST_RUN = "t1"  # the run id the `trained` fixture (conftest.py) trains under
 
 
 def test_loss_falls_clearly(trained):
@@ -51,15 +54,14 @@ def test_vision_tower_bit_identical_and_llm_changed(trained, tiny_model_dir):
 def test_checkpoints_export_and_metrics_recorded(trained):
     cfg, result = trained
     store = Store.from_config(cfg.store)
-    assert [m.step for m in store.checkpoints(cfg.name, "sft")] == [20, 40]
-    export = store.latest(cfg.name, "sft-export")
+    key = f"{cfg.name}/{TEST_RUN}"
+    assert [m.step for m in store.checkpoints(key, "sft")] == [20, 40]
+    export = store.latest(key, "sft-export")
     assert export.step == 40 and result.export_prefix.endswith("step-00000040")
     names = {f.path for f in export.files}
     assert {"model.safetensors", "config.json", "tokenizer.json", "processor_config.json"} <= names
     assert export.metadata["metrics"]["final_loss"] == pytest.approx(result.losses[-1])
-    tracker = Tracker.open(
-        cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"run_id": _run_id(cfg)})}), "sft"
-    )
+    tracker = Tracker.open(cfg, "sft", RunContext.new(cfg.name, TEST_RUN, mlflow_run_id=_run_id(cfg)))
     with tracker:
         for key in ("loss", "lr", "grad_norm", "tokens_per_s", "padding_efficiency"):
             history = tracker.metric_history(f"sft/{key}")

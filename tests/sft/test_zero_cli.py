@@ -18,14 +18,11 @@ from ovr.store import Store
 
 
 @pytest.fixture(scope="module")
-def zero_runs(tmp_path_factory, tiny_model_dir, repo_root, sft_samples):
+def zero_runs(tmp_path_factory, tiny_model_dir, repo_root, sft_samples, dataset_prefix_for):
     """Both stages through the CLI, reading the SFT split of a dataset committed to the store."""
     root = tmp_path_factory.mktemp("zero")
     data = root / "dataset"
     write_split(sft_samples[:80], "sft", data, shard_size=50)
-    Store.from_config(StoreConfig(uri=str(root / "store"))).commit(
-        "datasets/zero-data", data, run="zero-data", kind="dataset"
-    )
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     out = {}
     for stage in (2, 3):
@@ -56,6 +53,10 @@ def zero_runs(tmp_path_factory, tiny_model_dir, repo_root, sft_samples):
         ]
         for s in sets:
             cmd += ["--set", s]
+        prefix = dataset_prefix_for(repo_root / "recipes/tiny-cpu.yaml", sets)
+        store = Store.from_config(StoreConfig(uri=str(root / "store")))
+        if store.read_manifest(prefix) is None:
+            store.commit(prefix, data, run="zero-data", kind="dataset")
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         out[stage] = proc.stdout
@@ -68,8 +69,10 @@ def test_zero2_and_zero3_complete_and_agree(zero_runs, tiny_model_dir):
     losses = {}
     for stage in (2, 3):
         assert "sft done: step 3" in stdout[stage]
-        assert [m.step for m in store.checkpoints(f"zero{stage}", "sft")] == [3]
-        export = store.latest(f"zero{stage}", "sft-export")
+        (run_id,) = store.runs(f"zero{stage}")  # the one run the command started
+        assert f"run {run_id} of zero{stage}" in stdout[stage]
+        assert [m.step for m in store.checkpoints(f"zero{stage}/{run_id}", "sft")] == [3]
+        export = store.latest(f"zero{stage}/{run_id}", "sft-export")
         assert export is not None and export.step == 3
         losses[stage] = export.metadata["metrics"]["final_loss"]
     assert losses[2] == pytest.approx(losses[3], rel=1e-4)
@@ -79,7 +82,8 @@ def test_zero3_export_is_consolidated_and_loads(zero_runs, tiny_model_dir):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     root, _ = zero_runs
-    export = root / "work" / "zero3" / "sft" / "export"
+    (run_id,) = Store.from_config(StoreConfig(uri=str(root / "store"))).runs("zero3")
+    export = root / "work" / "zero3" / run_id / "sft" / "export"
     model = AutoModelForImageTextToText.from_pretrained(export)
     AutoProcessor.from_pretrained(export)
     before = load_file(tiny_model_dir / "model.safetensors")

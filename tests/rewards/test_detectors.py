@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ovr.eval import behaviour
-from ovr.eval.detectors import BEHAVIOURS, detect, has_behaviour, rate_counts, text_rates
 from ovr.eval.records import ResponseRecord
+from ovr.rewards.detectors import BEHAVIOURS, detect, has_behaviour, rate_counts, text_rates
 
 
 @pytest.mark.parametrize(
