@@ -49,12 +49,19 @@ class GatheredWeights:
         self._params = dict(model.named_parameters())
 
     # ------------------------------------------------------------------ reading
-    def shapes(self) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
-        """``(name, dtype, full shape)`` of every parameter, gathering nothing."""
-        return [(n, p.dtype, tuple(getattr(p, "ds_shape", p.shape))) for n, p in self._params.items()]
-
     def groups(self) -> list[list[str]]:
+        """The gather groups, in the order iteration reads them."""
         return self.grouping(list(self._params))
+
+    def order(self) -> list[str]:
+        """Every parameter name in the order iteration yields it (the groups, flattened): a grouping
+        may reorder ``named_parameters()`` (vLLM's moves un-indexed names such as ``lm_head`` last)."""
+        return [name for group in self.groups() for name in group]
+
+    def shapes(self) -> list[tuple[str, torch.dtype, tuple[int, ...]]]:
+        """``(name, dtype, full shape)`` of every parameter in iteration order, gathering nothing."""
+        shape = {n: (p.dtype, tuple(getattr(p, "ds_shape", p.shape))) for n, p in self._params.items()}
+        return [(n, *shape[n]) for n in self.order()]
 
     def iter_groups(self) -> Iterator[tuple[list[str], list[torch.Tensor]]]:
         """``(names, tensors)`` per group; the tensors are valid until the next group is read."""
@@ -91,8 +98,13 @@ class GatheredWeights:
         return self.model.save_pretrained(path, state_dict=self.state_dict(), **kw)
 
     def weight_source(self):
-        """The same stream as a vLLM ``WeightSource`` (NCCL weight transfer), grouped as vLLM groups
-        (every rank must then drain with ``vllm_grouping``)."""
+        """The same stream as a vLLM ``WeightSource`` (NCCL weight transfer).
+
+        vLLM's trainer-side sender (``NCCLTrainerWeightTransferEngine._checked_iter``) raises at the
+        first name where iteration differs from ``metadata()``, and the replicas size their receive
+        buffers from ``metadata()``: both come from :meth:`order`, so they agree for any grouping.
+        Built with ``vllm_grouping`` (as every rank then drains), ``groups()`` is also vLLM's own
+        ``layerwise_groups`` of that metadata, which its default ``iter_groups`` checks."""
         from vllm.distributed.weight_transfer.base import ParamMeta, WeightSource
 
         outer = self
@@ -103,6 +115,9 @@ class GatheredWeights:
 
             def __iter__(self):
                 return iter(outer)
+
+            def groups(self):
+                return outer.groups()
 
             def iter_groups(self):
                 return outer.iter_groups()
