@@ -25,9 +25,11 @@ EXPECTED = {
     "mathverse_vision_only": 2,
     "mathvista": 2,
     "wemath": 2,
-    "dynamath": 3,
+    **{f"dynamath_v{i}": 3 for i in range(1, 11)},
     "logicvista": 2,
 }
+BENCHMARKS = [name for name in EXPECTED if not name.startswith("dynamath_v")]
+BENCHMARKS.insert(BENCHMARKS.index("logicvista"), "dynamath")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,9 @@ def test_config_show_prints_the_suite(repo_root):
     res = CliRunner().invoke(app, ["config", "show", str(repo_root / "recipes/eval-suite.yaml")])
     assert res.exit_code == 0, res.output
     shown = yaml.safe_load(res.output)
-    assert [s["name"] for s in shown["data"]["sources"]] == shown["eval"]["benchmarks"] == list(EXPECTED)
+    assert [s["name"] for s in shown["data"]["sources"]] == list(EXPECTED)
+    assert shown["eval"]["benchmarks"] == BENCHMARKS
+    assert shown["eval"]["benchmark_ids"] == {f"dynamath_v{i}": "dynamath" for i in range(1, 11)}
 
 
 def test_suite_uses_registered_adapters_and_covers_the_7b_benchmarks(suite, repo_root):
@@ -102,14 +106,12 @@ def download_benchmarks(source_files, root: Path) -> None:
     _parquet_of(source_files["mathvista"].path, "", b / "MathVista" / "data" / "testmini-00000-of-00001.parquet")
     _readme(b / "We-Math", {"default": {"testmini": "testmini.parquet"}})
     _copy(source_files["wemath"].path, b / "We-Math" / "testmini.parquet")
-    _readme(
-        b / "DynaMath_Sample",
-        {"default": {"sample_variant1": "data/sample1-*.parquet", "sample_variant2": "data/sample2-*.parquet"}},
-    )
-    for i in (1, 2):
+    variants = range(1, 11)
+    _readme(b / "DynaMath_Sample", {"default": {f"sample_variant{i}": f"data/sample{i}-*.parquet" for i in variants}})
+    for i in variants:  # the fixture's first variant stands for all ten
         _parquet_of(
             source_files["dynamath"].path,
-            f"sample_variant{i}",
+            "sample_variant1",
             b / "DynaMath_Sample" / "data" / f"sample{i}-00000-of-00001.parquet",
         )
     _copy(source_files["logicvista"].path.parent, b / "LogicVista" / "data")
