@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 
 from ovr.eval import benchmarks
 from ovr.eval.records import BenchmarkScore, ResponseRecord
+from ovr.rewards.grading import grading_path
+from ovr.schema import Sample
 
 _STEP = re.compile(r"^(\d+)steps?_(multi|\d+)$")
 Metric = Callable[[Sequence[ResponseRecord]], tuple[str, float | None, dict[str, float | None]]]
@@ -164,3 +166,33 @@ def leaderboard(records: Sequence[ResponseRecord]) -> list[BenchmarkScore]:
     for r in records:
         by_bench[r.benchmark].append(r)
     return [score_benchmark(b, rs) for b, rs in sorted(by_bench.items())]
+
+
+def planned_grading(
+    samples: Sequence[Sample], benchmark_ids: dict[str, str] | None = None, judge: bool = False
+) -> list[BenchmarkScore]:
+    """Before any model runs: per benchmark, its items (against the published size) and the path
+    each item's reference takes (``string`` items go to the judge when ``judge``); no score."""
+    groups: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        groups[benchmarks.benchmark_of(s.source, benchmark_ids or {})].append(s)
+    out = []
+    for name, items in sorted(groups.items()):
+        counts = dict.fromkeys(("rule", "string", "judge", "ungraded"), 0)
+        for s in items:
+            path = grading_path(s.answer, s.answer_type, s.choices)
+            counts["judge" if judge and path == "string" else path] += 1
+        bench = benchmarks.info(name)
+        out.append(
+            BenchmarkScore(
+                benchmark=name,
+                title=bench.title,
+                metric=bench.metric,
+                score=None,
+                items=len(items),
+                published=bench.published,
+                grading=counts,
+                paper=benchmarks.paper_scores(name),
+            )
+        )
+    return out

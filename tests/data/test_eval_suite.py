@@ -125,3 +125,18 @@ def test_suite_builds_from_downloaded_copies(source_files, repo_root, tmp_path, 
     meta = build_dataset(cfg, Store.from_config(cfg.store), progress=False)["metadata"]
     assert meta["splits"]["eval"]["sources"] == EXPECTED
     assert meta["benchmarks"] == sorted(EXPECTED)
+
+    from typer.testing import CliRunner
+
+    from ovr.cli import app
+
+    res = CliRunner().invoke(app, ["grading", "--recipe", str(repo_root / "recipes/eval-suite.yaml")])
+    assert res.exit_code == 0, res.output
+    print(res.output)  # the grading paths per benchmark (pytest -s shows them)
+    rows = {line.split(" | ")[0].strip("| "): line for line in res.output.splitlines() if line.startswith("| ")}
+    assert rows["dynamath"] == "| dynamath | 20 | 10 | 0 | 0 | 30 / 5010 (not the published set) |"  # 'red' by string
+    assert (
+        rows["mathverse_vision_only"] == "| mathverse_vision_only | 2 | 0 | 0 | 0 | 2 / 788 (not the published set) |"
+    )
+    assert rows["amc"] == "| amc | 3 | 0 | 0 | 0 | 3 / unknown |"
+    assert set(rows) == {"benchmark", *BENCHMARKS}

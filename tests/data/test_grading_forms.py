@@ -113,4 +113,6 @@ def test_every_item_graded_and_counted_against_the_published_size(eval_build, sc
         overall = next(row for row in csv.DictReader(f) if row["Category"] == "Overall")
     assert overall["tot"] == "788" and float(overall["acc"]) == pytest.approx(100 * right / 788, abs=0.01)
     table = (out / "results.md").read_text()
+    section = table[table.index("## Grading paths") :]
+    print(section[: section.find("\n## ", 1)])  # pytest -s shows the counts
     assert f"| {NAME} | {788 - n_string} | 0 | {n_string - 1} | 1 | 788 / 788 |" in table
