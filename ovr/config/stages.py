@@ -294,7 +294,7 @@ class RLConfig(_Section):
 
 
 class JudgeConfig(_Section):
-    """LLM judge for behaviour analysis (any OpenAI-compatible endpoint)."""
+    """LLM judge (any OpenAI-compatible endpoint): behaviour counts, and grading answers no rule reads."""
 
     enabled: bool = Field(False, description="Ask a judge model to count behaviours.")
     base_url: str | None = Field(None, description="Judge endpoint (http://host:port/v1).")
