@@ -86,8 +86,14 @@ def reference_problem(ref: str, answer_type: str = "math", choices: list[str] | 
 
 
 def grading_path(ref: str, answer_type: str = "math", choices: list[str] | None = None) -> GradingPath:
-    """``rule`` when the type's checker reads ``ref``, ``ungraded`` when it is empty, else ``string``."""
-    problem = reference_problem(ref, answer_type, choices)
+    """``rule`` when the type's checker reads ``ref``, ``ungraded`` when it is empty, else ``string``
+    (cached: RL grades each reference once per sample)."""
+    return _cached_path(ref, answer_type, tuple(choices) if choices else None)
+
+
+@lru_cache(maxsize=8192)
+def _cached_path(ref: str, answer_type: str, choices: tuple[str, ...] | None) -> GradingPath:
+    problem = reference_problem(ref, answer_type, list(choices) if choices else None)
     if problem is None:
         return "rule"
     return "ungraded" if problem == EMPTY else "string"

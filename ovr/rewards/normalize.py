@@ -27,6 +27,8 @@ grader (:mod:`ovr.rewards.grading`) can use it for references and responses alik
 from __future__ import annotations
 
 import re
+from fractions import Fraction
+from itertools import pairwise
 
 #: mis-decoded degree signs seen in released files -> the sign itself
 ENCODING_FIXES: dict[str, str] = {"掳": "°", "Â°": "°"}
@@ -36,14 +38,16 @@ _NUMBER = r"\d+(?:\.\d+)?"
 _TRUE_BEARING = re.compile(rf"^(?P<deg>{_NUMBER})\s*{_DEG}?\s*T$")
 _COMPASS = re.compile(rf"^(?P<from>[NS])\s*(?P<deg>{_NUMBER})\s*{_DEG}?\s*(?P<to>[EW])$")
 _ANGLE = re.compile(rf"^(?P<deg>{_NUMBER})\s*{_DEG}?$")
-_TEXT = re.compile(r"\\(?:text|textrm|mathrm|mbox)\s*\{([^{}]*)\}")
+_TEXT = re.compile(r"\\(?:text|textrm|textbf|mathrm|mbox)\s*\{([^{}]*)\}")
 _SPACING = re.compile(r"\\[,;:! ]|~")
 _NAME = r"(?:[A-Za-z]{1,3}(?:_\{?[A-Za-z0-9]+\}?)?'*|(?:m\s*)?\\angle\s*[A-Za-z0-9]{1,3})"
 _NAMED = re.compile(rf"^(?P<name>{_NAME})\s*=\s*(?P<value>[^=]+)$")
 _POINT = re.compile(r"^(?P<name>[A-Z]'*)\s*(?P<value>\([^()]*,[^()]*\))$")
-_INTERVAL = r"[\(\[][^\(\)\[\],]+,[^\(\)\[\],]+[\)\]]"
+_BOUND = r"[^\(\)\[\],]+"
+_INTERVAL = rf"[\(\[]{_BOUND},{_BOUND}[\)\]]"
 _INTERVAL_LIST = re.compile(rf"^{_INTERVAL}(?:\s*(?:,|;|\band\b|\bor\b|\\cup|∪)\s*{_INTERVAL})+$")
-_INTERVAL_ONE = re.compile(_INTERVAL)
+_INTERVAL_ONE = re.compile(rf"[\(\[](?P<lo>{_BOUND}),(?P<hi>{_BOUND})[\)\]]")
+_FRACTION = re.compile(r"^(?P<sign>[-+]?)\\[dt]?frac\{(?P<num>\d+)\}\{(?P<den>\d+)\}$")
 _STATEMENT = re.compile(
     r"^(?:the\s+)?(?:[a-z][\w'\s\\{}^]*?)\s+(?:is|are|was|equals)\s+(?:equal\s+to\s+|approximately\s+)?"
     r"(?P<value>[^\s].*?)\s*\.?$",
@@ -126,13 +130,34 @@ def named_value(text: str) -> tuple[str, str] | None:
     return (re.sub(r"\s+", "", m["name"]), value) if value else None
 
 
+def _endpoint(text: str) -> float | None:
+    """An interval endpoint as a number (``-2``, ``0.5``, ``\\frac{1}{2}``, ``3/4``, ``\\infty``); else None."""
+    t = text.strip().replace(" ", "")
+    if t.lstrip("+-") in ("\\infty", "∞", "inf"):
+        return float("-inf") if t.startswith("-") else float("inf")
+    if m := _FRACTION.match(t):
+        t = f"{m['sign']}{m['num']}/{m['den']}"
+    try:
+        return float(Fraction(t))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
 def interval_union(text: str) -> str | None:
-    """Two or more intervals listed with ``,``/``;``/``and``/``or``/``∪`` as one ``\\cup`` union;
-    None when the text is not such a list."""
+    """Two or more intervals listed with ``,``/``;``/``and``/``or``/``∪`` as one ``\\cup`` union,
+    when their numeric endpoints show them apart (so the union merges nothing, and a list of points
+    such as ``(1, 3), (2, 4)`` is never read as the interval ``(1, 4)``); None otherwise."""
     s = plain(text)
     if not _INTERVAL_LIST.match(s):
         return None
-    return " \\cup ".join(m.group(0) for m in _INTERVAL_ONE.finditer(s))
+    parts = list(_INTERVAL_ONE.finditer(s))
+    bounds = [(_endpoint(m["lo"]), _endpoint(m["hi"])) for m in parts]
+    if any(lo is None or hi is None or lo >= hi for lo, hi in bounds):
+        return None
+    ordered = sorted(bounds)
+    if any(a[1] >= b[0] for a, b in pairwise(ordered)):
+        return None
+    return " \\cup ".join(m.group(0) for m in parts)
 
 
 def statement_value(text: str) -> str | None:

@@ -36,6 +36,7 @@ FORMS = {
     "coordinate pair": [
         ("(1, 2)", ["(1,2)", "P(1, 2)"], ["(2, 1)", "(1, 3)"]),
         ("A(-2, 3)", ["(-2, 3)", "A = (-2, 3)"], ["(2, -3)"]),
+        ("(1, 3), (2, 4)", ["(2, 4), (1, 3)"], ["(1, 4)", "(1, 3)"]),  # two points, never the interval (1, 4)
     ],
     "intervals": [
         (
@@ -44,6 +45,7 @@ FORMS = {
             ["(0, 1) \\cup (2, 3)", "(0,1)"],
         ),
         ("(-\\infty, 1) \\cup (3, \\infty)", ["(3, \\infty), (-\\infty, 1)"], ["(-\\infty, 1]\\cup(3, \\infty)"]),
+        ("[0, \\frac{1}{2}) and (1, 2]", ["(1, 2] \\cup [0, \\frac{1}{2})"], ["[0, 2]", "[0, \\frac{1}{2}]"]),
     ],
     "fill-in statement": [
         ("The perimeter is 24 cm", ["24", "24 cm", "The perimeter is 24 cm."], ["25", "The perimeter is 25 cm"]),
