@@ -315,7 +315,7 @@ class JudgeConfig(_Section):
         description="Behaviours to count (ovr.eval.judge.BEHAVIOURS); visual ones only for image questions.",
     )
     max_responses: int | None = Field(
-        None, ge=1, description="Judge at most this many responses per benchmark (cost cap); None = all."
+        None, ge=1, description="Count behaviours in at most this many responses per benchmark; None = all."
     )
     temperature: float = Field(0.0, ge=0, description="Judge sampling temperature.")
     max_tokens: int = Field(512, ge=1, description="Max tokens of a judge reply.")
