@@ -1,5 +1,4 @@
-"""``ovr eval`` (one checkpoint on the eval benchmarks), ``ovr grading`` (how the eval split will be
-graded) and ``ovr report`` (the run report)."""
+"""``ovr eval`` (one checkpoint on the eval benchmarks) and ``ovr report`` (the run report)."""
 
 from __future__ import annotations
 
@@ -74,19 +73,6 @@ def register(app: typer.Typer) -> None:
             f"{result.questions} questions in {result.wall_s:.1f} s ({result.questions_per_s:.2f} questions/s); "
             f"results in {out}"
         )
-
-    @app.command("grading")
-    def grading_cmd(recipe: RecipeOpt, set_: SetOpt = None) -> None:
-        """How the built eval split will be graded, before any model runs: per benchmark, items
-        against the published size and items per grading path (rule, string match or judge, ungraded)."""
-        from ovr.eval.leaderboard import planned_grading
-        from ovr.eval.runner import load_eval_samples, select_samples
-        from ovr.eval.tables import grading_table
-
-        cfg = load(recipe, set_)
-        samples = select_samples(load_eval_samples(cfg), cfg.eval)
-        plan = planned_grading(samples, cfg.eval.benchmark_ids, judge=cfg.eval.judge.grade_answers)
-        typer.echo(grading_table(plan))
 
     @app.command("report")
     def report_cmd(
