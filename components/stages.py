@@ -178,6 +178,10 @@ def evaluate_model(
     for score in result.benchmarks:
         metrics.log_metric(f"{score.benchmark}_avg@{result.k}", score.avg_at_k)
         metrics.log_metric(f"{score.benchmark}_truncation_rate", score.truncation_rate)
+    for board in result.leaderboard:  # each benchmark in its own metric, and its denominator
+        if board.score is not None:
+            metrics.log_metric(f"{board.benchmark}_{board.metric.replace(' ', '_')}", board.score)
+        metrics.log_metric(f"{board.benchmark}_items", board.items)
 
 
 @ovr_component

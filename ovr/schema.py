@@ -148,6 +148,9 @@ class ScoreResult(_Model):
     accuracy: float = Field(..., description="1 if the extracted answer matches the reference.")
     format: float = Field(0.0, description="Format reward component.")
     extracted: str | None = Field(None, description="The answer extracted from the response.")
+    grading: Literal["rule", "string", "ungraded"] | None = Field(
+        None, description="How the reference was compared: rule checker, normalised string match, or not at all."
+    )
     timed_out: bool = Field(False, description="Verification exceeded its time limit (scored 0).")
     error: str | None = Field(None, description="Why scoring failed, if it did.")
     reflection: dict[str, int] = Field(default_factory=dict, description="ORZ reflection word counts.")

@@ -157,7 +157,7 @@ class SFTConfig(_Section):
 
 
 class JudgeConfig(_Section):
-    """LLM judge for behaviour analysis (any OpenAI-compatible endpoint)."""
+    """LLM judge (any OpenAI-compatible endpoint): behaviour counts, and grading answers no rule reads."""
 
     enabled: bool = Field(False, description="Ask a judge model to count behaviours.")
     base_url: str | None = Field(None, description="Judge endpoint (http://host:port/v1).")
@@ -178,12 +178,16 @@ class JudgeConfig(_Section):
         description="Behaviours to count (ovr.eval.judge.BEHAVIOURS); visual ones only for image questions.",
     )
     max_responses: int | None = Field(
-        None, ge=1, description="Judge at most this many responses per benchmark (cost cap); None = all."
+        None, ge=1, description="Count behaviours in at most this many responses per benchmark; None = all."
     )
     temperature: float = Field(0.0, ge=0, description="Judge sampling temperature.")
     max_tokens: int = Field(512, ge=1, description="Max tokens of a judge reply.")
     timeout_s: float = Field(120.0, gt=0, description="Deadline of one judge request.")
     retries: int = Field(3, ge=0, le=10, description="Retries of a failed judge request (connection/5xx).")
+    grade_answers: bool = Field(
+        False,
+        description="Grade answers whose reference no rule reads with this judge, not by string match; needs base_url.",
+    )
 
 
 class EvalConfig(_Section):
@@ -200,3 +204,18 @@ class EvalConfig(_Section):
         description="ORZ's reflection keywords, counted case-insensitively.",
     )
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    benchmark_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="Sources forming one benchmark: source -> benchmark (DynaMath's variant splits -> dynamath).",
+    )
+
+    @field_validator("benchmark_ids")
+    @classmethod
+    def _benchmark_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k, b in v.items() if not k.strip() or not b.strip())
+        if bad or any(b in v for b in v.values()):
+            raise ValueError(
+                f"eval.benchmark_ids maps source names to benchmark names; fix the entries {bad or sorted(v)} "
+                "(no empty names, and a benchmark name is not itself a mapped source)"
+            )
+        return v

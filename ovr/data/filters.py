@@ -19,8 +19,6 @@ from ovr.schema import Sample, ScoreItem
 
 Dropped = list[tuple[Sample, str]]
 _NON_WORD = re.compile(r"[^\w]+")
-_PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{3,}")  # two plain words in a row
-_TEXT_CMD = re.compile(r"\\(?:text|mathrm|textbf|mbox)\{[^{}]*\}")
 
 
 def is_procedural(sample: Sample) -> bool:
@@ -41,10 +39,13 @@ def item_key(sample: Sample, template: str = DEFAULT_TEMPLATE) -> tuple[str, tup
 def verification_problem(sample: Sample, reward: str = "ovr_boxed") -> str | None:
     """Why the reward functions cannot check this item, or None when they can.
 
-    The reference must score 1 against itself when boxed (so an answer exists that the reward accepts),
-    and an SFT trace must end in an answer the reward accepts for that reference.
+    The rule grader must read a ``math`` or ``number`` reference (:func:`ovr.rewards.grading.reference_problem`),
+    the reference must score 1 against itself when boxed (so an answer exists that the reward accepts),
+    and an SFT trace must end in an answer the reward accepts for that reference. Eval items are
+    never unverifiable: :func:`drop_unverifiable` keeps them all (see there).
     """
     from ovr.rewards import score_item
+    from ovr.rewards.grading import reference_problem
 
     def accepts(response: str) -> bool:
         item = ScoreItem(
@@ -58,12 +59,12 @@ def verification_problem(sample: Sample, reward: str = "ovr_boxed") -> str | Non
 
     if not sample.answer.strip():
         return "empty reference answer"
-    if not accepts(f"\\boxed{{{sample.answer}}}"):
-        return "reference not checkable by the reward"
-    if sample.answer_type == "math":
-        problem = _math_reference_problem(sample.answer)
+    if sample.answer_type in ("math", "number"):
+        problem = reference_problem(sample.answer, sample.answer_type, sample.choices)
         if problem:
             return problem
+    if not accepts(f"\\boxed{{{sample.answer}}}"):
+        return "reference not checkable by the reward"
     if sample.messages:
         trace = next((m.content for m in reversed(sample.messages) if m.role == "assistant"), None)
         if trace is None:
@@ -73,29 +74,13 @@ def verification_problem(sample: Sample, reward: str = "ovr_boxed") -> str | Non
     return None
 
 
-def _math_reference_problem(answer: str) -> str | None:
-    """A ``math`` reference must be a closed form math-verify parses (not prose such as
-    'See the proof'); otherwise only a verbatim copy could ever score."""
-    from math_verify import parse
-
-    if _PROSE.search(_TEXT_CMD.sub("", answer)):
-        return "prose reference (no closed-form answer)"
-    import threading
-
-    # math-verify's own time limit uses SIGALRM, which only works on the main thread.
-    limit = 10 if threading.current_thread() is threading.main_thread() else None
-    if len(parse("\\boxed{" + answer + "}", parsing_timeout=limit)) < 2:
-        return "reference not parseable by math-verify"
-    return None
-
-
 def _light(sample: Sample) -> Sample:
     """The sample without its image bytes (what verification needs, cheap to send to a worker)."""
     return sample.model_copy(update={"images": [], "modality": "text"}) if sample.images else sample
 
 
 def _problems(batch: list[Sample], reward: str) -> list[str | None]:
-    return [verification_problem(s, reward) for s in batch]
+    return [None if s.split == "eval" else verification_problem(s, reward) for s in batch]
 
 
 def drop_unverifiable(
@@ -107,7 +92,12 @@ def drop_unverifiable(
 ) -> tuple[list[Sample], Dropped]:
     """Split items into checkable ones and ``(item, reason)``; with ``workers > 1`` the checks
     (math-verify parsing dominates: ~5-20 ms per LaTeX answer) run in that many processes.
-    ``progress(n)`` is called as each batch of ``n`` items is done."""
+    ``progress(n)`` is called as each batch of ``n`` items is done.
+
+    Eval-split items are all kept, whatever their answer form: a benchmark whose denominator
+    shrinks is not comparable with its published numbers. Items the rule grader cannot read are
+    graded by normalised string match or the eval's LLM judge, and counted per grading path
+    (:mod:`ovr.rewards.grading`). Training items keep being dropped with their reason."""
     samples = list(samples)
     batches = [samples[i : i + chunk] for i in range(0, len(samples), chunk)]
     problems: list[str | None] = []

@@ -176,10 +176,11 @@ def make_sample(
     combined_image: bool = False,
 ) -> Sample:
     """Build a normalised Sample: template applied, images encoded (empty cells skipped), choices
-    listed (unless the question already lists them: ``list_choices=False``), id made stable.
+    listed (unless the question already lists them: ``list_choices=False``), id made stable. A row
+    with no reference is dropped, except from an eval split (it is kept and counted as ungraded).
     ``combined_image``: the question's several image marks all refer to its one image."""
     answer = clean(answer)
-    if not answer:
+    if not answer and ctx.split != "eval":  # an eval item stays in the denominator, counted as ungraded
         raise Drop("empty reference answer")
     try:
         refs = [to_image_ref(img, ctx.base_dir) for img in images if img is not None and img != ""]

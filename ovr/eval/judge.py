@@ -126,7 +126,8 @@ def applicable(behaviour: Behaviour, modality: str) -> bool:
     return behaviour.kind == "language" or modality == "image"
 
 
-async def _ask(client, cfg: JudgeConfig, prompt: str, headers: dict[str, str]) -> str | None:
+async def ask(client, cfg: JudgeConfig, prompt: str, headers: dict[str, str]) -> str | None:
+    """The judge's reply to one user message (retries connection errors and 5xx; 4xx raises)."""
     body = {
         "model": cfg.model,
         "messages": [{"role": "user", "content": prompt}],
@@ -185,7 +186,7 @@ async def judge_counts(
     async def one(client, i: int, name: str) -> None:
         question, response, _ = items[i]
         async with gate:
-            reply = await _ask(client, cfg, judge_prompt(BEHAVIOURS[name], question, response), headers)
+            reply = await ask(client, cfg, judge_prompt(BEHAVIOURS[name], question, response), headers)
         out[i][name] = parse_count(reply)
         bar.update()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
-from ovr.eval.records import ResponseRecord, Score
+from ovr.eval.records import BenchmarkScore, ResponseRecord, Score
 
 
 def avg_at_k(per_question: Mapping[str, Sequence[float]]) -> float:
@@ -79,4 +79,17 @@ def metrics_for_tracking(benchmarks: Sequence[Score], k: int) -> dict[str, float
         out[f"{s.benchmark}/pass_at_{k}"] = s.pass_at_k
         out[f"{s.benchmark}/truncation_rate"] = s.truncation_rate
         out[f"{s.benchmark}/mean_length"] = s.mean_length
+    return out
+
+
+def leaderboard_for_tracking(scores: Sequence[BenchmarkScore]) -> dict[str, float]:
+    """Flat ``<benchmark>/<metric>`` (its own metric, spaces as ``_``) and ``<benchmark>/graded_<path>``
+    item counts for MLflow."""
+    out: dict[str, float] = {}
+    for b in scores:
+        for name, value in {b.metric: b.score, **b.extra}.items():
+            if value is not None:
+                out[f"{b.benchmark}/{name.replace(' ', '_')}"] = value
+        out[f"{b.benchmark}/items"] = float(b.items)
+        out.update({f"{b.benchmark}/graded_{path}": float(n) for path, n in b.grading.items()})
     return out

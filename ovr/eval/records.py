@@ -35,6 +35,11 @@ class ResponseRecord(_Model):
     length: int = Field(..., ge=0, description="Response length in tokens.")
     accuracy: float = Field(..., description="1 if the extracted answer matches the reference.")
     extracted: str | None = None
+    grading: str | None = Field(
+        None, description="Grading path: rule | string | judge | ungraded (ovr.rewards.grading); None = scoring failed."
+    )
+    group: str | None = Field(None, description="Unit the benchmark's metric groups items by (seed, problem).")
+    role: str | None = Field(None, description="The item's role in its group (variant, sub-problem, version).")
     score_error: str | None = None
     keywords: dict[str, int] = Field(default_factory=dict, description="ORZ reflection word counts.")
     behaviours: dict[str, int] = Field(
@@ -62,6 +67,27 @@ class Score(_Model):
     pass_at_k: float = Field(..., description="Share of questions with at least one correct sample.")
     truncation_rate: float = Field(..., description="Share of responses cut by the length limit.")
     mean_length: float = Field(..., description="Mean response length in tokens.")
+
+
+class BenchmarkScore(_Model):
+    """One benchmark scored as its leaderboard scores it, with its denominator and grading paths."""
+
+    benchmark: str
+    title: str = Field(..., description="VLMEvalKit's dataset name.")
+    metric: str = Field(..., description="Name of the headline metric (e.g. 'vision-only accuracy').")
+    score: float | None = Field(..., description="Headline metric (0-1), averaged over the k samples.")
+    extra: dict[str, float | None] = Field(default_factory=dict, description="The benchmark's other metrics.")
+    items: int = Field(..., description="Items scored: the denominator.")
+    published: int | None = Field(None, description="Items of the published eval set; None = unknown.")
+    grading: dict[str, int] = Field(
+        default_factory=dict, description="Items per grading path (rule, string, judge, ungraded)."
+    )
+    paper: dict[str, float | None] = Field(default_factory=dict, description="The OVR paper's numbers (%).")
+
+    @property
+    def complete(self) -> bool | None:
+        """Whether the denominator is the published size (None when that size is unknown)."""
+        return None if self.published is None else self.items == self.published
 
 
 class BehaviourRates(_Model):
@@ -96,6 +122,9 @@ class EvalResult(_Model):
     max_tokens: int
     benchmarks: list[Score]
     subjects: list[Score]
+    leaderboard: list[BenchmarkScore] = Field(
+        default_factory=list, description="Per benchmark: its own metric, denominator and grading paths."
+    )
     behaviour: list[BehaviourRates] = Field(default_factory=list, description="Per benchmark.")
     behaviour_by_modality: list[BehaviourRates] = Field(default_factory=list, description="vision / language.")
     transfer: dict[str, float | None] = Field(

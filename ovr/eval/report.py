@@ -3,7 +3,8 @@
 ``build_report`` writes into ``out_dir``:
 
 - ``report.md`` — accuracy tables (avg@k per benchmark across checkpoints, per subject, truncation,
-  length), behaviour emergence and transfer tables, training curves and figures referenced by
+  length), each benchmark in its own metric beside the OVR paper's numbers with its denominator and
+  grading paths, behaviour emergence and transfer tables, training curves and figures referenced by
   relative paths (``figures/*.png``);
 - ``report_inline.md`` — the same text with every figure embedded as a base64 data URL, a single
   self-contained file for viewers that cannot follow relative links (the KFP UI);
@@ -26,7 +27,14 @@ from ovr.context import RunContext
 from ovr.eval.html import write_html_report
 from ovr.eval.plots import figure as _figure
 from ovr.eval.records import EvalResult
-from ovr.eval.tables import behaviour_table, comparison_table, score_table, transfer_table
+from ovr.eval.tables import (
+    behaviour_table,
+    comparison_table,
+    grading_table,
+    leaderboard_table,
+    score_table,
+    transfer_table,
+)
 from ovr.eval.transfer import transfer_section
 
 REPORT_FILE = "report.md"
@@ -172,6 +180,18 @@ def report_markdown(
         f"### {last.label}: details",
         score_table(last.benchmarks, last.k),
     ]
+    if last.leaderboard:
+        parts += [
+            "## Benchmarks in their own metrics",
+            "Each benchmark as its leaderboard scores it (MathVerse vision-only, We-Math strict, DynaMath "
+            "worst-case; avg over the k samples), beside the OVR paper's published numbers; the denominator is "
+            "the items scored against the benchmark's published size.",
+            leaderboard_table(results),
+            f"### {last.label}: grading paths",
+            "Items graded by rule (math-verify and exact rewritings), by normalised string match, by the LLM "
+            "judge, or not at all:",
+            grading_table(last.leaderboard),
+        ]
     if last.subjects:
         parts += [f"### {last.label}: by subject", score_table(last.subjects, last.k, subjects=True)]
     parts += ["## Training curves"]

@@ -7,9 +7,12 @@ else in between fails the eval instead of scoring the wrong model); ``ovr eval``
 start a vLLM server on the checkpoint. Responses are sampled and scored by the path RL uses
 (:func:`ovr.rollout.scoring.sample_and_score`: the same reward function and options), through the
 reward service at ``ctx.reward_url`` (in this process when it is None and ``require_service`` is
-off: tests and offline analysis), so eval accuracy and RL accuracy mean the same thing. Outputs in ``out_dir``:
-``responses.jsonl`` (one row per response), ``results.md`` (tables) and ``result.json``
-(:class:`EvalResult`, read by ``ovr report``).
+off: tests and offline analysis), so eval accuracy and RL accuracy mean the same thing. Items whose
+reference no rule reads are graded by normalised string match, or by the LLM judge when
+``eval.judge.grade_answers`` is on (:mod:`ovr.eval.answer_judge`); every benchmark is then scored in
+its own metric with its denominator and grading-path counts (:mod:`ovr.eval.leaderboard`). Outputs in
+``out_dir``: ``responses.jsonl`` (one row per response), ``results.md`` (tables), ``result.json``
+(:class:`EvalResult`, read by ``ovr report``) and VLMEvalKit-style score files (:mod:`ovr.eval.vlmeval`).
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from pathlib import Path
 
 from ovr.config import EvalConfig, RunConfig
 from ovr.context import RunContext
-from ovr.eval import behaviour, metrics
+from ovr.eval import behaviour, leaderboard, metrics
+from ovr.eval.benchmarks import benchmark_of
 from ovr.eval.records import RESPONSES_FILE, TABLE_FILE, EvalResult, ResponseRecord, write_records
 from ovr.eval.tables import result_markdown
+from ovr.eval.vlmeval import FOLDER, write_results
 from ovr.rewards.detectors import detect
 from ovr.rollout.scoring import Scored
 from ovr.schema import Sample
@@ -39,11 +44,12 @@ def load_eval_samples(cfg: RunConfig) -> list[Sample]:
 
 
 def select_samples(samples: list[Sample], cfg: EvalConfig) -> list[Sample]:
-    """Eval-split samples of the configured benchmarks, at most ``max_questions`` each (input order)."""
+    """Eval-split samples of the configured benchmarks (a source, or the benchmark several sources
+    are mapped to by ``benchmark_ids``), at most ``max_questions`` each (input order)."""
     wrong = sorted({s.id for s in samples if s.split != "eval"})
     if wrong:
         raise ValueError(f"{len(wrong)} samples are not in the eval split, e.g. {wrong[:3]}")
-    present = sorted({s.source for s in samples})
+    present = sorted({s.source for s in samples} | {benchmark_of(s.source, cfg.benchmark_ids) for s in samples})
     missing = [b for b in cfg.benchmarks if b not in present]
     if missing:
         raise ValueError(f"benchmarks {missing} have no eval samples; available: {present}")
@@ -51,8 +57,9 @@ def select_samples(samples: list[Sample], cfg: EvalConfig) -> list[Sample]:
     taken: dict[str, int] = defaultdict(int)
     out = []
     for s in samples:
-        if s.source in wanted and (cfg.max_questions is None or taken[s.source] < cfg.max_questions):
-            taken[s.source] += 1
+        bench = benchmark_of(s.source, cfg.benchmark_ids)
+        if (s.source in wanted or bench in wanted) and (cfg.max_questions is None or taken[bench] < cfg.max_questions):
+            taken[bench] += 1
             out.append(s)
     if not out:
         raise ValueError("no eval samples to evaluate")
@@ -88,8 +95,11 @@ def sample_and_score(
     )
 
 
-def build_records(samples: list[Sample], scored: Scored, words: list[str]) -> list[ResponseRecord]:
-    """One record per response: its score, its named behaviour counts and its reflection keyword counts."""
+def build_records(
+    samples: list[Sample], scored: Scored, words: list[str], benchmark_ids: dict[str, str] | None = None
+) -> list[ResponseRecord]:
+    """One record per response: its score and grading path, its benchmark (``benchmark_ids`` maps
+    sources to benchmarks), its named behaviour counts and its reflection keyword counts."""
     by_id = {s.id: s for s in samples}
     records = []
     for g, i, c, r in scored.pairs():
@@ -97,7 +107,7 @@ def build_records(samples: list[Sample], scored: Scored, words: list[str]) -> li
         records.append(
             ResponseRecord(
                 sample_id=s.id,
-                benchmark=s.source,
+                benchmark=benchmark_of(s.source, benchmark_ids or {}),
                 subject=s.subject,
                 modality=s.modality,
                 index=i,
@@ -108,6 +118,9 @@ def build_records(samples: list[Sample], scored: Scored, words: list[str]) -> li
                 length=len(c.token_ids),
                 accuracy=r.accuracy,
                 extracted=r.extracted,
+                grading=r.grading,
+                group=str(s.provenance["group"]) if s.provenance.get("group") else None,
+                role=str(s.provenance["role"]) if s.provenance.get("role") else None,
                 score_error=r.error,
                 keywords=behaviour.keyword_counts(c.text, words),
                 behaviours=detect(c.text),
@@ -130,6 +143,23 @@ def add_judge_counts(cfg: RunConfig, records: list[ResponseRecord], progress: bo
     counts = asyncio.run(judge_counts([(r.prompt, r.text, r.modality) for r in chosen], cfg.eval.judge, progress))
     for r, c in zip(chosen, counts, strict=True):
         r.judge = c
+
+
+def judge_answers(cfg: RunConfig, records: list[ResponseRecord], progress: bool) -> None:
+    """Grade the responses whose reference no rule reads (path ``string``) with the LLM judge:
+    path ``judge`` with its verdict, or ``ungraded`` (accuracy 0) when its reply is unusable.
+    Truncated responses keep accuracy 0 (the length rule) without a request."""
+    from ovr.eval.answer_judge import judge_answers as ask_judge
+
+    chosen = [r for r in records if r.grading == "string" and not r.truncated]
+    verdicts = asyncio.run(
+        ask_judge([(r.prompt, r.reference, r.text, r.extracted) for r in chosen], cfg.eval.judge, progress)
+    )
+    for r, verdict in zip(chosen, verdicts, strict=True):
+        r.grading, r.accuracy = ("ungraded", 0.0) if verdict is None else ("judge", float(verdict))
+    for r in records:
+        if r.grading == "string":  # the truncated ones left
+            r.grading = "judge"
 
 
 def check_version(scored: Scored, version: int) -> None:
@@ -171,10 +201,13 @@ def evaluate(
     scored = sample_and_score(cfg, ctx, samples, progress, require_service)
     if expect_version is not None:
         check_version(scored, expect_version)
-    records = build_records(samples, scored, cfg.eval.reflection_words)
+    records = build_records(samples, scored, cfg.eval.reflection_words, cfg.eval.benchmark_ids)
     t2 = time.perf_counter()
     write_records(records, out_dir / RESPONSES_FILE)  # kept even if the judge fails below
-    # 3. optional LLM judge
+    # 3. optional LLM judge: answers no rule reads, then behaviour counts
+    if cfg.eval.judge.grade_answers:
+        judge_answers(cfg, records, progress)
+        write_records(records, out_dir / RESPONSES_FILE)
     if cfg.eval.judge.enabled:
         add_judge_counts(cfg, records, progress)
         write_records(records, out_dir / RESPONSES_FILE)
@@ -193,6 +226,7 @@ def evaluate(
         max_tokens=cfg.eval.max_tokens,
         benchmarks=benches,
         subjects=subjects,
+        leaderboard=leaderboard.leaderboard(records),
         behaviour=per_bench,
         behaviour_by_modality=by_modality,
         transfer=transfer,
@@ -206,6 +240,7 @@ def evaluate(
 
     # 5. save and log
     (out_dir / TABLE_FILE).write_text(result_markdown(result))
+    write_results(result, out_dir)
     _save_and_log(cfg, ctx, result, out_dir)
     return result
 
@@ -218,8 +253,10 @@ def _save_and_log(cfg: RunConfig, ctx: RunContext, result: EvalResult, out_dir: 
         result.mlflow_run_id = tracker.run_id
         path = result.save(out_dir)
         values = metrics.metrics_for_tracking(result.benchmarks, result.k)
+        values.update(metrics.leaderboard_for_tracking(result.leaderboard))
         values.update(behaviour.metrics_for_tracking(result.behaviour, result.transfer))
         values["questions_per_s"] = result.questions_per_s
         tracker.log_metrics(values, step=result.step)
         for f in (out_dir / RESPONSES_FILE, out_dir / TABLE_FILE, path):
             tracker.log_artifact(f, f"eval/{result.label}")
+        tracker.log_artifact(out_dir / FOLDER, f"eval/{result.label}/{FOLDER}")

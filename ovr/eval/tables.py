@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ovr.eval.records import BehaviourRates, EvalResult, Score
+from ovr.eval.benchmarks import PAPER
+from ovr.eval.records import BehaviourRates, BenchmarkScore, EvalResult, Score
 
 
 def fmt(value: float | None, pct: bool = True) -> str:
@@ -63,6 +64,45 @@ def transfer_table(transfer: dict[str, float | None]) -> str:
     return table(["behaviour", "transfer (vision / language)"], [[n, fmt(v, pct=False)] for n, v in transfer.items()])
 
 
+def denominator(b: BenchmarkScore) -> str:
+    """``788 / 788`` (the published size), ``747 / 788 (short)``, or ``12 / unknown``."""
+    if b.published is None:
+        return f"{b.items} / unknown"
+    return f"{b.items} / {b.published}" + ("" if b.complete else " (not the published set)")
+
+
+def _paper(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def leaderboard_table(results: Sequence[EvalResult]) -> str:
+    """Each benchmark in its own metric (rows) per checkpoint, beside the OVR paper's numbers, with
+    the denominator (items scored / published size) of the last checkpoint."""
+    last = {b.benchmark: b for b in results[-1].leaderboard}
+    names = sorted({b.benchmark for r in results for b in r.leaderboard})
+    rows = []
+    for name in names:
+        cells = []
+        for r in results:
+            b = next((b for b in r.leaderboard if b.benchmark == name), None)
+            cells.append(fmt(b.score) if b else "–")
+        ref = last.get(name) or next(b for r in results for b in r.leaderboard if b.benchmark == name)
+        others = "; ".join(f"{k} {fmt(v)}" for k, v in ref.extra.items() if k != ref.metric)
+        paper = [_paper(ref.paper.get(m)) for m in PAPER]
+        rows.append([name, ref.metric, *cells, *paper, denominator(ref), others or "–"])
+    header = ["benchmark", "metric", *[f"{r.label} (%)" for r in results], *[f"{m} (paper)" for m in PAPER]]
+    return table(header + ["items / published", "other metrics (last)"], rows)
+
+
+def grading_table(scores: Sequence[BenchmarkScore]) -> str:
+    """Items per grading path per benchmark, and the denominator against the published size."""
+    rows = [
+        [b.benchmark, *[str(b.grading.get(p, 0)) for p in ("rule", "string", "judge", "ungraded")], denominator(b)]
+        for b in scores
+    ]
+    return table(["benchmark", "rule", "string match", "judge", "ungraded", "items / published"], rows)
+
+
 def result_markdown(result: EvalResult) -> str:
     """The tables of one evaluation (``results.md``)."""
     parts = [
@@ -75,6 +115,13 @@ def result_markdown(result: EvalResult) -> str:
         "## Accuracy by benchmark",
         score_table(result.benchmarks, result.k),
     ]
+    if result.leaderboard:
+        parts += [
+            "## Benchmarks in their own metrics (beside the OVR paper)",
+            leaderboard_table([result]),
+            "## Grading paths (items per path; denominator against the published size)",
+            grading_table(result.leaderboard),
+        ]
     if result.subjects:
         parts += ["## Accuracy by subject", score_table(result.subjects, result.k, subjects=True)]
     if result.behaviour:

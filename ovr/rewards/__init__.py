@@ -1,5 +1,9 @@
 """Verifiable rewards: answer extraction, checkers by answer type, and rewards registered by name.
 
+Every reward grades through :func:`ovr.rewards.grading.grade`: the rule checker where it reads the
+reference (with the exact rewritings of :mod:`ovr.rewards.normalize`), normalised string match where
+it cannot; ``ScoreResult.grading`` says which.
+
 ``score_item`` runs a reward in this process with no time limit (tests, offline analysis); the
 reward service runs the same function in worker processes under a per-item time limit, and
 :class:`ovr.rewards.client.RewardClient` is how trainers and evaluators call it.

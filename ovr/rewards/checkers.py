@@ -24,6 +24,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from functools import lru_cache
 
+from ovr.rewards import normalize
 from ovr.rewards.extract import choice_letter, choice_letters
 from ovr.rewards.options import RewardOptions
 
@@ -37,6 +38,7 @@ _TEXT_CMD = re.compile(r"\\(?:text|textbf|mathrm|mathbf|operatorname)\{([^{}]*)\
 _NUM = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?$")
 _FRAC = re.compile(r"^([-+]?)\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}$")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?:\D|$))")
+_DEGREES = re.compile(r"\s*(?:°|\^\s*\{?\s*\\circ\s*\}?|\\degree\b)")
 
 
 def normalize_string(s: str) -> str:
@@ -55,7 +57,8 @@ def parse_number(s: str) -> float | None:
     >>> [parse_number(x) for x in ["1,234.5", r"\\frac{3}{4}", "45\\\\%", "12 \\\\text{cm}", "abc"]]
     [1234.5, 0.75, 45.0, 12.0, None]
     """
-    t = _TEXT_CMD.sub(r" \1", s).replace("$", "").replace("\\%", "%").replace("\\!", "").strip()
+    t = _TEXT_CMD.sub(r" \1", normalize.fix_encoding(s)).replace("$", "").replace("\\%", "%").replace("\\!", "")
+    t = _DEGREES.sub("", t).strip()
     t = _THOUSANDS.sub("", t).rstrip("%").strip()
     head = t.split()[0] if t.split() else ""
     for cand in (t.replace(" ", ""), head):
@@ -79,17 +82,52 @@ def _parse_math(expr: str):
     return parse("\\boxed{" + expr + "}", parsing_timeout=None)
 
 
-def check_math(pred: str, ref: str, choices: list[str] | None, opts: RewardOptions) -> bool:
-    """Mathematical equivalence through math-verify (fractions, decimals, percents, sets, intervals,
-    equations, units); exact normalised text first as a fast path."""
+def _verify(pred: str, ref: str, opts: RewardOptions) -> bool:
     from math_verify import verify
 
-    if normalize_string(pred) == normalize_string(ref):
-        return True
     gold, answer = _parse_math(ref), _parse_math(pred)
     if not gold or not answer:
         return False
     return bool(verify(gold, answer, float_rounding=opts.float_rounding, timeout_seconds=None))
+
+
+def _math_forms(pred: str, ref: str):
+    """``(pred, ref)`` pairs math-verify compares: as written (degree signs in LaTeX), then the exact
+    rewritings of :mod:`ovr.rewards.normalize` that apply (interval lists as unions, the value of a
+    named value when the names agree, the value of a fill-in statement)."""
+    p, r = normalize.to_latex(pred), normalize.to_latex(ref)
+    yield p, r
+    p_union, r_union = normalize.interval_union(p), normalize.interval_union(r)
+    if p_union or r_union:
+        yield p_union or p, r_union or r
+    p_named, r_named = normalize.named_value(p), normalize.named_value(r)
+    if r_named and (p_named is None or p_named[0] == r_named[0]):
+        yield (p_named[1] if p_named else p), r_named[1]
+    elif p_named and r_named is None:
+        yield p_named[1], r
+    if r_value := normalize.statement_value(r):
+        yield normalize.statement_value(p) or p, r_value
+
+
+def check_math(pred: str, ref: str, choices: list[str] | None, opts: RewardOptions) -> bool:
+    """Mathematical equivalence through math-verify (fractions, decimals, percents, sets, intervals,
+    equations, units) after the exact rewritings of :mod:`ovr.rewards.normalize`; bearings
+    (``045° T``, ``N 30° E``) compare as directions; exact normalised text is a fast path.
+
+    >>> opts = RewardOptions()
+    >>> check_math("45°", "045° T", None, opts), check_math("S 30° W", "N 30° E", None, opts)
+    (True, False)
+    >>> check_math("(1, 2)", "A = (1, 2)", None, opts), check_math("B = (1, 2)", "A = (1, 2)", None, opts)
+    (True, False)
+    >>> check_math(r"[2, 3] \\cup (0, 1)", "(0, 1) and [2, 3]", None, opts)
+    True
+    """
+    if normalize_string(normalize.fix_encoding(pred)) == normalize_string(normalize.fix_encoding(ref)):
+        return True
+    same = normalize.same_bearing(pred, ref)
+    if same is not None:
+        return same
+    return any(_verify(p, r, opts) for p, r in _math_forms(pred, ref))
 
 
 def check_number(pred: str, ref: str, choices: list[str] | None, opts: RewardOptions) -> bool:

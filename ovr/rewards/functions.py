@@ -4,15 +4,17 @@ Shared rules (in :func:`finish`): a truncated response gets accuracy 0 and forma
 ``overall = truncated_reward`` (default 0); otherwise ``overall = accuracy + format_weight * format``;
 either way plus the optional DAPO overlong penalty;
 ORZ reflection-word counts are reported in ``reflection`` and never rewarded.
-The checker is chosen by ``item.answer_type`` (see :mod:`ovr.rewards.checkers`).
+Answers are graded by :func:`ovr.rewards.grading.grade`: the checker of ``item.answer_type`` (see
+:mod:`ovr.rewards.checkers`) where it reads the reference, normalised string match where it cannot;
+``ScoreResult.grading`` says which.
 """
 
 from __future__ import annotations
 
 import re
 
-from ovr.rewards.checkers import check
 from ovr.rewards.extract import choice_answer, extract_answer, last_boxed, reflection_counts
+from ovr.rewards.grading import grade
 from ovr.rewards.options import RewardOptions
 from ovr.rewards.registry import register
 from ovr.schema import ScoreItem, ScoreResult
@@ -38,6 +40,7 @@ def finish(
     accuracy: float,
     fmt: float,
     default_format_weight: float,
+    grading: str | None = None,
 ) -> ScoreResult:
     """Assemble a result: truncation -> 0 accuracy and format, weighting, overlong shaping, reflection."""
     if item.truncated:
@@ -53,15 +56,16 @@ def finish(
         accuracy=accuracy,
         format=fmt,
         extracted=extracted,
+        grading=grading,
         extra=extra,
         reflection=reflection_counts(item.response, opts.reflection_words),
     )
 
 
-def _accuracy(answer: str | None, item: ScoreItem, opts: RewardOptions) -> float:
-    if answer is None:
-        return 0.0
-    return float(check(answer, item.reference, item.answer_type, item.choices, opts))
+def _graded(answer: str | None, item: ScoreItem, opts: RewardOptions) -> tuple[float, str]:
+    """(accuracy, grading path) of ``answer`` for ``item``."""
+    correct, path = grade(answer, item.reference, item.answer_type, item.choices, opts)
+    return float(correct), path
 
 
 @register("ovr_boxed")
@@ -85,7 +89,8 @@ def ovr_boxed(item: ScoreItem) -> ScoreResult:
     answer = last_boxed(item.response)
     if answer is not None and item.answer_type == "choice":
         answer = choice_answer(answer)
-    return finish(item, opts, answer, _accuracy(answer, item, opts), float(answer is not None), 0.0)
+    accuracy, path = _graded(answer, item, opts)
+    return finish(item, opts, answer, accuracy, float(answer is not None), 0.0, path)
 
 
 @register("any_answer")
@@ -98,7 +103,8 @@ def any_answer(item: ScoreItem) -> ScoreResult:
     """
     opts = RewardOptions.model_validate(item.options)
     answer = extract_answer(item.response, item.answer_type, answer_tag_name=opts.answer_tag)
-    return finish(item, opts, answer, _accuracy(answer, item, opts), float(answer is not None), 0.0)
+    accuracy, path = _graded(answer, item, opts)
+    return finish(item, opts, answer, accuracy, float(answer is not None), 0.0, path)
 
 
 def _format_regex(opts: RewardOptions) -> re.Pattern[str]:
@@ -119,4 +125,5 @@ def think_answer(item: ScoreItem) -> ScoreResult:
     opts = RewardOptions.model_validate(item.options)
     well_formed = _format_regex(opts).fullmatch(item.response) is not None
     answer = extract_answer(item.response, item.answer_type, answer_tag_name=opts.answer_tag)
-    return finish(item, opts, answer, _accuracy(answer, item, opts), float(well_formed), 0.5)
+    accuracy, path = _graded(answer, item, opts)
+    return finish(item, opts, answer, accuracy, float(well_formed), 0.5, path)

@@ -25,9 +25,11 @@ EXPECTED = {
     "mathverse_vision_only": 2,
     "mathvista": 2,
     "wemath": 2,
-    "dynamath": 3,
+    **{f"dynamath_v{i}": 3 for i in range(1, 11)},
     "logicvista": 2,
 }
+BENCHMARKS = [name for name in EXPECTED if not name.startswith("dynamath_v")]
+BENCHMARKS.insert(BENCHMARKS.index("logicvista"), "dynamath")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,9 @@ def test_config_show_prints_the_suite(repo_root):
     res = CliRunner().invoke(app, ["config", "show", str(repo_root / "recipes/eval-suite.yaml")])
     assert res.exit_code == 0, res.output
     shown = yaml.safe_load(res.output)
-    assert [s["name"] for s in shown["data"]["sources"]] == shown["eval"]["benchmarks"] == list(EXPECTED)
+    assert [s["name"] for s in shown["data"]["sources"]] == list(EXPECTED)
+    assert shown["eval"]["benchmarks"] == BENCHMARKS
+    assert shown["eval"]["benchmark_ids"] == {f"dynamath_v{i}": "dynamath" for i in range(1, 11)}
 
 
 def test_suite_uses_registered_adapters_and_covers_the_7b_benchmarks(suite, repo_root):
@@ -102,14 +106,12 @@ def download_benchmarks(source_files, root: Path) -> None:
     _parquet_of(source_files["mathvista"].path, "", b / "MathVista" / "data" / "testmini-00000-of-00001.parquet")
     _readme(b / "We-Math", {"default": {"testmini": "testmini.parquet"}})
     _copy(source_files["wemath"].path, b / "We-Math" / "testmini.parquet")
-    _readme(
-        b / "DynaMath_Sample",
-        {"default": {"sample_variant1": "data/sample1-*.parquet", "sample_variant2": "data/sample2-*.parquet"}},
-    )
-    for i in (1, 2):
+    variants = range(1, 11)
+    _readme(b / "DynaMath_Sample", {"default": {f"sample_variant{i}": f"data/sample{i}-*.parquet" for i in variants}})
+    for i in variants:  # the fixture's first variant stands for all ten
         _parquet_of(
             source_files["dynamath"].path,
-            f"sample_variant{i}",
+            "sample_variant1",
             b / "DynaMath_Sample" / "data" / f"sample{i}-00000-of-00001.parquet",
         )
     _copy(source_files["logicvista"].path.parent, b / "LogicVista" / "data")
@@ -123,3 +125,18 @@ def test_suite_builds_from_downloaded_copies(source_files, repo_root, tmp_path, 
     meta = build_dataset(cfg, Store.from_config(cfg.store), progress=False)["metadata"]
     assert meta["splits"]["eval"]["sources"] == EXPECTED
     assert meta["benchmarks"] == sorted(EXPECTED)
+
+    from typer.testing import CliRunner
+
+    from ovr.cli import app
+
+    res = CliRunner().invoke(app, ["grading", "--recipe", str(repo_root / "recipes/eval-suite.yaml")])
+    assert res.exit_code == 0, res.output
+    print(res.output)  # the grading paths per benchmark (pytest -s shows them)
+    rows = {line.split(" | ")[0].strip("| "): line for line in res.output.splitlines() if line.startswith("| ")}
+    assert rows["dynamath"] == "| dynamath | 20 | 10 | 0 | 0 | 30 / 5010 (not the published set) |"  # 'red' by string
+    assert (
+        rows["mathverse_vision_only"] == "| mathverse_vision_only | 2 | 0 | 0 | 0 | 2 / 788 (not the published set) |"
+    )
+    assert rows["amc"] == "| amc | 3 | 0 | 0 | 0 | 3 / unknown |"
+    assert set(rows) == {"benchmark", *BENCHMARKS}

@@ -57,15 +57,21 @@ def aime(row: dict, ctx: RowContext):
     The subject is ``AIME <year>``: the year comes from ``year``, else the AoPS ``url``, else an id
     such as ``2025-I-3``, else option ``year``.
     """
-    answer = number_answer(row["answer"])
+    raw, answer_type = clean(row["answer"]), "number"
+    try:
+        answer = number_answer(raw)
+    except Reject:
+        answer = raw
     if not re.fullmatch(r"\d{1,3}", answer):
-        raise Reject("AIME answer is not an integer 0-999", repr(answer))
+        if ctx.split != "eval":  # an eval split keeps every item; its grading path is counted
+            raise Reject("AIME answer is not an integer 0-999", repr(answer))
+        answer, answer_type = raw, None
     year, exam = _contest(row, ctx)
     return make_sample(
         ctx,
         question=_question(row, "problem", "question"),
         answer=answer,
-        answer_type="number",
+        answer_type=answer_type,
         source_id=row.get("id"),
         subject=f"AIME {year}".strip(),
         provenance={"exam": exam} if exam else None,

@@ -115,7 +115,8 @@ def mathverse(row: dict, ctx: RowContext):
     problem_index, problem_version, question, image (``""`` in the Text Only version), answer,
     question_type ('multi-choice' | 'free-form'), metadata, query_wo, query_cot, question_for_eval.
 
-    Option ``versions`` (e.g. ``["Vision Only"]``) keeps only those problem versions. Vision-only
+    Option ``versions`` (e.g. ``["Vision Only"]``) keeps only those problem versions (provenance
+    ``group`` = problem_index, ``role`` = version: MathVerse scores per version). Vision-only
     questions live in the image; their options are then the letters themselves. Text Only rows
     load as text questions.
     """
@@ -140,6 +141,7 @@ def mathverse(row: dict, ctx: RowContext):
         images=[image] if image else [],
         subject=version or None,
         source_id=row.get("sample_index"),
+        provenance={"group": clean(row.get("problem_index")), "role": version},
     )
 
 
@@ -175,8 +177,13 @@ def mathvista(row: dict, ctx: RowContext):
 def wemath(row: dict, ctx: RowContext):
     """We-Math (We-Math/We-Math testmini): ID, split, knowledge concept, question, option
     ('A. ...; B. ...'), answer (a letter), image_path (the image), key, question number,
-    knowledge concept description."""
+    knowledge concept description.
+
+    The sub-problems of one composite problem share its ``ID``; ``key`` says which row of it this
+    is (``2steps_1``, ``2steps_2``, ``2steps_multi``, ``3steps_1`` ...). The item id joins both, and
+    provenance ``group`` / ``role`` carry them for We-Math's strict and loose scores."""
     choices = lettered_options(clean(row["option"]))
+    problem, key = clean(row.get("ID")), clean(row.get("key"))
     if not choices:
         raise Reject("options not lettered", repr(clean(row["option"])[:120]))
     return make_sample(
@@ -187,8 +194,13 @@ def wemath(row: dict, ctx: RowContext):
         choices=choices,
         images=[_image(row, "image_path", "image", "decoded_image")],
         subject=row.get("knowledge concept"),
-        source_id=row.get("ID"),
-        provenance={"key": clean(row.get("key")), "question_number": clean(row.get("question number"))},
+        source_id=f"{problem}@{key}" if key and key not in problem else problem,
+        provenance={
+            "key": key,
+            "question_number": clean(row.get("question number")),
+            "group": problem,
+            "role": key,
+        },
     )
 
 
@@ -196,7 +208,12 @@ def wemath(row: dict, ctx: RowContext):
 def dynamath(row: dict, ctx: RowContext):
     """DynaMath (DynaMath/DynaMath_Sample, splits sample_variant1..10): id, question, image (path),
     decoded_image, ground_truth, answer_type ('multiple choice' | 'float' | 'free form'), subject,
-    knowledge_level. Options of choice questions are listed in the question (or drawn)."""
+    knowledge_level. Options of choice questions are listed in the question (or drawn).
+
+    Each split holds one variant of the 501 seed questions (``id`` is the seed): read the ten
+    splits as ten sources with option ``variant`` (1-10) and map them to one benchmark
+    (``eval.benchmark_ids``); provenance ``group`` / ``role`` (seed / variant) give DynaMath's
+    worst-case accuracy."""
     question, truth = clean(row["question"]), clean(row["ground_truth"])
     kind = clean(row["answer_type"]).lower()
     choices = None
@@ -217,7 +234,11 @@ def dynamath(row: dict, ctx: RowContext):
         images=[_image(row, "decoded_image", "image")],
         subject=row.get("subject"),
         source_id=row.get("id"),
-        provenance={"knowledge_level": clean(row.get("knowledge_level"))},
+        provenance={
+            "knowledge_level": clean(row.get("knowledge_level")),
+            "group": clean(row.get("id")),
+            "role": f"variant{ctx.options['variant']}" if ctx.options.get("variant") else "",
+        },
     )
 
 
