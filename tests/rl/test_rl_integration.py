@@ -152,7 +152,8 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
 
     resumed = run_rl(cfg, _run(cfg), samples=samples, progress=False)
     events, _ = read_events(tmp_path / "progress.jsonl", offset)
-    assert [(e.step, e.start) for e in events] == [(3, 2)]  # the resumed run's rate counts its own step
+    assert [(e.step, e.start) for e in events if not e.note] == [(3, 2)]  # the rate counts its own step
+    assert [e.note for e in events if e.note] == ["resumed run t1 from its checkpoint at step 2 of 3"]
     assert resumed.run_id == first.run_id  # the checkpoint remembers the MLflow run
     assert resumed.resumed_from == 2 and resumed.global_step == 3 and [h["step"] for h in resumed.history] == [2]
     assert resumed.history[0]["max_tokens"] == 16  # the staged length moved on at step 2
