@@ -49,3 +49,19 @@ def test_notes_say_where_runs_must_execute_and_which_parameters_match():
     for param in (f"install_env={RELEASE}-env", f"s3_secret={RELEASE}-s3", f"reward_secret={RELEASE}-reward",
                   f"weights_claim={RELEASE}-weights", "--service-account"):
         assert param in notes
+
+
+def test_an_account_the_chart_creates_gets_what_kfp_and_argo_call():
+    docs = render_docs({"rbac": {"serviceAccount": {"create": True}, "readClusterRuntimes": True}})
+    assert find(docs, "ServiceAccount", f"{RELEASE}-pipeline")
+    kfp = find(docs, "Role", f"{RELEASE}-kfp-runner")["rules"]
+    assert {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]} in kfp
+    assert {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mlpipeline-minio-artifact"],
+            "verbs": ["get"]} in kfp
+    for name in (f"{RELEASE}-pipeline", f"{RELEASE}-kfp-runner"):
+        (subject,) = find(docs, "RoleBinding", name)["subjects"]
+        assert subject == {"kind": "ServiceAccount", "name": f"{RELEASE}-pipeline", "namespace": NAMESPACE}
+    runtimes = find(docs, "ClusterRole", f"{NAMESPACE}-{RELEASE}-trainer-runtimes")["rules"]
+    assert runtimes == [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["clustertrainingruntimes"],
+                         "verbs": ["get", "list"]}]
+    assert "ovr submit --service-account ovr-pipeline" in render_notes({"rbac": {"serviceAccount": {"create": True}}})
