@@ -1,0 +1,22 @@
+"""Fixtures of the cluster twin: its API server (kmock's emulator with RBAC and CRD pruning)."""
+
+from __future__ import annotations
+
+import kubernetes
+import pytest_asyncio
+from apiserver import ApiServer
+from kmock import Server
+
+
+@pytest_asyncio.fixture()
+async def api_server():
+    """An :class:`apiserver.ApiServer` on a free port (allows everything until ``rbac`` is set)."""
+    async with ApiServer() as api, Server(api):
+        yield api
+
+
+def client_for(api: ApiServer, namespace: str, account: str) -> kubernetes.client.ApiClient:
+    """A kubernetes client authenticated as service account ``namespace/account``."""
+    cfg = kubernetes.client.Configuration(host=str(api.url).rstrip("/"))
+    cfg.api_key = {"authorization": f"Bearer {api.token(namespace, account)}"}
+    return kubernetes.client.ApiClient(cfg)
