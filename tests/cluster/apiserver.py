@@ -7,12 +7,17 @@ discovery) plus the two parts of a real kube-apiserver a first run trips over.
   ``SelfSubjectAccessReview`` is answered from the same rules. Every request is logged
   (:attr:`ApiServer.calls`).
 - Unknown-field pruning of custom objects by the served CRD schema (:mod:`pruning`; a Trainer
-  v2.1 or v2.3 TrainJob schema): with ``fieldValidation=Strict`` a request carrying an unknown field
-  fails with 400 naming it, otherwise (``Warn``, the default, or ``Ignore``) the object is stored
-  without it and a ``Warning`` header says so. Every pruned field is logged (:attr:`ApiServer.pruned`).
+  v2.1 or v2.3 TrainJob schema, :meth:`ApiServer.serve_crd`): with ``fieldValidation=Strict`` a
+  request carrying an unknown field fails with 400 naming it, otherwise (``Warn``, the default, or
+  ``Ignore``) the object is stored without it and a ``Warning`` header says so. Every pruned field
+  is logged (:attr:`ApiServer.pruned`). ``dryRun=All`` answers as a create would and stores nothing.
+  The CRD's schema is also served as the OpenAPI v3 document of its group-version
+  (``/openapi/v3/apis/<group>/<version>``), as the API server publishes it.
 
-Not emulated: admission webhooks (Trainer's TrainJob validation), CEL validation rules, defaulting,
-server-side apply, resourceVersion conflicts, and every schema check other than unknown fields.
+:meth:`ApiServer.hold` stores what ``helm install`` created (ConfigMaps, Secrets, claims, shown
+Bound; ServiceAccounts) and the cluster's ClusterTrainingRuntimes. Not emulated: admission webhooks
+(Trainer's and Kueue's), CEL validation rules, defaulting, server-side apply, resourceVersion
+conflicts, and every schema check other than unknown fields.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 
 import aiohttp.web
 import attrs
+import kubernetes
 from kmock import KubernetesEmulator, KubernetesError
 from pruning import prune
 from rbac import Rbac, Request, service_account
@@ -66,6 +72,7 @@ class ApiServer(KubernetesEmulator):
     tokens: dict[str, tuple[str, tuple[str, ...]]] = attrs.field(factory=dict)
     calls: list[Call] = attrs.field(factory=list)
     pruned: list[Pruned] = attrs.field(factory=list)
+    openapi: dict[str, dict] = attrs.field(factory=dict)  # /openapi/v3/apis/<group>/<version> -> document
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -78,6 +85,36 @@ class ApiServer(KubernetesEmulator):
         token = f"twin-{namespace}-{account}"
         self.tokens[token] = service_account(namespace, account)
         return token
+
+    def serve_crd(self, crd: dict) -> None:
+        """Serve a custom resource (a ``tests/cluster/crds`` file): discovery, pruning, OpenAPI v3."""
+        key = f"{crd['group']}/{crd['version']}/{crd['plural']}"
+        self.resources[key] = self.ResourceInfo(namespaced=True, kind=crd["kind"])
+        self.schemas[key] = crd["openAPIV3Schema"]
+        gvk = {"group": crd["group"], "version": crd["version"], "kind": crd["kind"]}
+        name = f"{'.'.join(reversed(crd['group'].split('.')))}.{crd['version']}.{crd['kind']}"
+        schema = crd["openAPIV3Schema"] | {"x-kubernetes-group-version-kind": [gvk]}
+        self.openapi[f"/openapi/v3/apis/{crd['group']}/{crd['version']}"] = {
+            "openapi": "3.0.0",
+            "components": {"schemas": {name: schema}},
+        }
+
+    def hold(self, docs: list[dict], namespace: str, runtimes: tuple[str, ...] = ("torch-distributed",)) -> None:
+        """The installed objects a run reads through the API, and the cluster's training runtimes."""
+        plural = {"ConfigMap": "configmaps", "Secret": "secrets", "PersistentVolumeClaim": "persistentvolumeclaims"}
+        self.resources["v1/serviceaccounts"] = self.ResourceInfo(kind="ServiceAccount", namespaced=True)
+        plural["ServiceAccount"] = "serviceaccounts"
+        for d in docs:
+            if d["kind"] in plural:
+                obj = dict(d) | {"metadata": dict(d["metadata"]) | {"namespace": namespace}}
+                if d["kind"] == "PersistentVolumeClaim":
+                    obj["status"] = {"phase": "Bound"}
+                self.objects[self.resource(f"v1/{plural[d['kind']]}"), namespace, d["metadata"]["name"]] = obj
+        res = "trainer.kubeflow.org/v1alpha1/clustertrainingruntimes"
+        self.resources[res] = self.ResourceInfo(namespaced=False, kind="ClusterTrainingRuntime")
+        for name in runtimes:
+            body = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "ClusterTrainingRuntime"}
+            self.objects[self.resource(res), None, name] = body | {"metadata": {"name": name}}
 
     def forbidden(self) -> list[Call]:
         return [c for c in self.calls if not c.allowed]
@@ -112,6 +149,8 @@ class ApiServer(KubernetesEmulator):
             message = f"{what}{named} is forbidden: {attrs_}"
             return await self._render_error(KubernetesError(status=403, reason="Forbidden", message=message))
         res = request.resource
+        if attrs_.path is not None and attrs_.path in self.openapi:
+            return aiohttp.web.json_response(self.openapi[attrs_.path])
         if res is not None and (res.group, res.plural) == SSAR and attrs_.verb == "create":
             return self._access_review(request.data or {}, attrs_)
         key = f"{res.group}/{res.version}/{res.plural}" if res is not None else ""
@@ -127,6 +166,8 @@ class ApiServer(KubernetesEmulator):
                     message = f"{name} cannot be handled: strict decoding error: {unknown}"
                     return await self._render_error(KubernetesError(status=400, reason="BadRequest", message=message))
                 warning = None if mode == "Ignore" else f'299 - "{unknown}"'
+        if request.params.get("dryRun") == "All" and attrs_.verb in ("create", "update", "patch"):
+            return aiohttp.web.json_response(request.data, status=201 if attrs_.verb == "create" else 200)
         response = await super()._handle(request)
         if warning and not response.prepared:
             response.headers["Warning"] = warning
@@ -153,3 +194,10 @@ class ApiServer(KubernetesEmulator):
         status = {"allowed": allowed} | ({} if allowed else {"reason": str(asked)})
         answer = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": spec}
         return aiohttp.web.json_response(answer | {"status": status}, status=201, dumps=json.dumps)
+
+
+def client_for(api: ApiServer, namespace: str, account: str) -> kubernetes.client.ApiClient:
+    """A kubernetes client authenticated as service account ``namespace/account``."""
+    cfg = kubernetes.client.Configuration(host=str(api.url).rstrip("/"))
+    cfg.api_key = {"authorization": f"Bearer {api.token(namespace, account)}"}
+    return kubernetes.client.ApiClient(cfg)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import kubernetes
 import pytest_asyncio
 from apiserver import ApiServer
 from kmock import Server
@@ -13,10 +12,3 @@ async def api_server():
     """An :class:`apiserver.ApiServer` on a free port (allows everything until ``rbac`` is set)."""
     async with ApiServer() as api, Server(api):
         yield api
-
-
-def client_for(api: ApiServer, namespace: str, account: str) -> kubernetes.client.ApiClient:
-    """A kubernetes client authenticated as service account ``namespace/account``."""
-    cfg = kubernetes.client.Configuration(host=str(api.url).rstrip("/"))
-    cfg.api_key = {"authorization": f"Bearer {api.token(namespace, account)}"}
-    return kubernetes.client.ApiClient(cfg)

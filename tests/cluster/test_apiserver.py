@@ -9,7 +9,7 @@ import json
 
 import kubernetes
 import pytest
-from conftest import client_for
+from apiserver import client_for
 from install import profile_rbac, render
 from pruning import load_crd
 
@@ -39,9 +39,7 @@ def job() -> dict:
 
 
 def serve(api, crd: str) -> None:
-    schema = load_crd(crd)
-    api.schemas[TRAINJOBS] = schema["openAPIV3Schema"]
-    api.resources[TRAINJOBS] = api.ResourceInfo(namespaced=True, kind="TrainJob")
+    api.serve_crd(load_crd(crd))
 
 
 async def create(client, body: dict, **kw) -> dict:
@@ -109,3 +107,28 @@ async def test_trainer_v2_3_keeps_every_field_ovr_sends(api_server):
     body = job()
     stored = await create(client_for(api_server, NS, "default-editor"), body, field_validation="Strict")
     assert not api_server.pruned and stored == body
+
+
+async def test_served_schema_is_published_and_dry_runs_store_nothing(api_server):
+    serve(api_server, "trainjob-v2.1.0.yaml")
+    client = client_for(api_server, NS, "default-editor")
+    path = "/openapi/v3/apis/trainer.kubeflow.org/v1alpha1"
+    resp = await asyncio.to_thread(
+        client.call_api, path, "GET", auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True
+    )
+    (schema,) = json.loads(resp.data)["components"]["schemas"].values()
+    assert schema["x-kubernetes-group-version-kind"] == [
+        {"group": "trainer.kubeflow.org", "version": "v1alpha1", "kind": "TrainJob"}
+    ]
+    fields = set(schema["properties"]["spec"]["properties"])
+    assert "podTemplateOverrides" in fields and "runtimePatches" not in fields  # how a v2.1 cluster tells itself
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        await create(client, job(), dry_run="All", field_validation="Strict")
+    assert err.value.status == 400
+    serve(api_server, "trainjob-v2.3.0.yaml")
+    await create(client, job(), dry_run="All", field_validation="Strict")
+    objects = kubernetes.client.CustomObjectsApi(client)
+    listed = await asyncio.to_thread(
+        objects.list_namespaced_custom_object, "trainer.kubeflow.org", "v1alpha1", NS, "trainjobs"
+    )
+    assert listed["items"] == []

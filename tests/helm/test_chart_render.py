@@ -212,6 +212,7 @@ def test_rbac_role_holds_only_what_ovr_calls_and_binds_the_run_account():
         {("trainer.kubeflow.org", "trainjobs", v) for v in job_verbs}
         | {("kubeflow.org", "pytorchjobs", v) for v in job_verbs}
         | {("", r, v) for r in ("pods", "pods/log", "events") for v in ("get", "list", "watch")}
+        | {("", "persistentvolumeclaims", "get")}
     )  # no deployments/services, no update/patch, no cluster-scoped runtimes in a namespaced Role
     binding = find(docs, "RoleBinding", f"{RELEASE}-pipeline")
     assert [(s["kind"], s["name"], s["namespace"]) for s in binding["subjects"]] == [
