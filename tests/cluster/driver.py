@@ -203,12 +203,28 @@ class Driver:
         """The task's pod as KFP would create it (metadata and spec; see the module doc)."""
         main, volumes = self._pod_spec(container, k8s, scope, params, executor_input)
         main = {"name": "main", **main, "resources": self._resources(container.get("resources") or {}, params)}
+        main["image"] = self._substitute(main["image"], params, executor_input)
         meta = k8s.get("podMetadata") or {}
         spec: dict = {"serviceAccountName": self.service_account, "containers": [main], "volumes": volumes}
-        if k8s.get("tolerations"):
-            spec["tolerations"] = [dict(t) for t in k8s["tolerations"]]
-        if (k8s.get("nodeSelector") or {}).get("labels"):
-            spec["nodeSelector"] = dict(k8s["nodeSelector"]["labels"])
+        tolerations = []
+        for tol in k8s.get("tolerations") or []:
+            if "tolerationJson" in tol:  # a parameter (e.g. the install's tolerations, at run time)
+                value = self._json_value(tol["tolerationJson"], scope)
+                tolerations += value if isinstance(value, list) else [value] if value else []
+            else:
+                tolerations.append(dict(tol))
+        if tolerations:
+            spec["tolerations"] = tolerations
+        selector = k8s.get("nodeSelector") or {}
+        labels = selector.get("labels") or self._json_value(selector.get("nodeSelectorJson"), scope)
+        if labels:
+            spec["nodeSelector"] = dict(labels)
+        pulls = [
+            self._json_value(s.get("secretNameParameter") or {}, scope) or s.get("secretName")
+            for s in k8s.get("imagePullSecret") or []
+        ]
+        if any(pulls):
+            spec["imagePullSecrets"] = [{"name": n} for n in pulls if n]
         return {
             "metadata": {
                 "name": f"{self.run_id[:8]}-{name}",
@@ -217,6 +233,28 @@ class Driver:
             },
             "spec": spec,
         }
+
+    @staticmethod
+    def _json_value(ref: dict | None, scope: Scope):
+        """A platform-spec parameter reference's value, JSON-decoded when it is JSON; None when unknown
+        (a planned run's task outputs are placeholders)."""
+        if not ref:
+            return None
+        if "componentInputParameter" in ref:
+            value = scope.params.get(ref["componentInputParameter"])
+        elif "taskOutputParameter" in ref:
+            out = ref["taskOutputParameter"]
+            value = scope.outputs.get(out["producerTask"], {}).get("params", {}).get(out["outputParameterKey"])
+        else:
+            value = (ref.get("runtimeValue") or {}).get("constant", ref.get("constant"))
+        if isinstance(value, str):
+            if value.startswith("<"):
+                return None
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
 
     def _resources(self, res: dict, params: dict) -> dict:
         limits = {
@@ -231,7 +269,7 @@ class Driver:
         }
         acc = res.get("accelerator")
         if acc:
-            count = int(self._substitute(str(acc.get("resourceCount") or acc.get("count") or 0), params, {}))
+            count = int(float(self._substitute(str(acc.get("resourceCount") or acc.get("count") or 0), params, {})))
             if count > 0:
                 limits[acc.get("resourceType") or acc["type"]] = str(count)
         return {k: v for k, v in (("limits", limits), ("requests", requests)) if v}
