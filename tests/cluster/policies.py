@@ -34,15 +34,19 @@ class Node:
     taints: tuple[dict, ...] = ()
 
 
-#: an 8 x H100 node as cloud GPU pools taint them, and a CPU node
+#: an 8 x H100 node as cloud GPU pools taint them (local NVMe for ephemeral storage), and a CPU node
 NODES = (
     Node(
         "gpu-node",
-        {"cpu": "192", "memory": "1800Gi", "nvidia.com/gpu": "8"},
+        {"cpu": "192", "memory": "1800Gi", "nvidia.com/gpu": "8", "ephemeral-storage": "7Ti"},
         {"nvidia.com/gpu.present": "true", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
         ({"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},),
     ),
-    Node("cpu-node", {"cpu": "64", "memory": "256Gi"}, {"node.kubernetes.io/instance-type": "cpu"}),
+    Node(
+        "cpu-node",
+        {"cpu": "64", "memory": "256Gi", "ephemeral-storage": "1Ti"},
+        {"node.kubernetes.io/instance-type": "cpu"},
+    ),
 )
 
 
