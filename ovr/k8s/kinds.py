@@ -25,7 +25,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from ovr.k8s.spec import CLIENT_LABEL, TRAINER_LABEL, TrainerJobSpec
+from ovr.k8s.spec import CLIENT_LABEL, NO_SIDECAR, TRAINER_LABEL, TrainerJobSpec
 from ovr.k8s.status import JobEvent, utc_now
 
 SPEC_HASH_ANNOTATION = "ovr.dev/spec-hash"
@@ -114,7 +114,7 @@ def trainjob_manifest(spec: TrainerJobSpec) -> dict[str, Any]:
         "runtimeRef": {"name": spec.runtime, "apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime"},
         "trainer": trainer,
     }
-    template = {"spec": pod, "metadata": {"labels": pod_labels(spec)}}
+    template = {"spec": pod, "metadata": pod_metadata(spec)}
     job_spec["runtimePatches"] = [
         {
             "manager": PATCH_MANAGER,
@@ -136,8 +136,18 @@ def trainjob_manifest(spec: TrainerJobSpec) -> dict[str, Any]:
 
 
 def pod_labels(spec: TrainerJobSpec) -> dict[str, str]:
-    """The job's labels plus the two the chart's NetworkPolicies admit (ovr client, trainer)."""
-    return {**spec.labels, CLIENT_LABEL[0]: CLIENT_LABEL[1], TRAINER_LABEL[0]: TRAINER_LABEL[1]}
+    """The job's labels plus the two the chart's NetworkPolicies admit (ovr client, trainer) and Istio's opt-out."""
+    return {
+        **spec.labels,
+        CLIENT_LABEL[0]: CLIENT_LABEL[1],
+        TRAINER_LABEL[0]: TRAINER_LABEL[1],
+        NO_SIDECAR[0]: NO_SIDECAR[1],
+    }
+
+
+def pod_metadata(spec: TrainerJobSpec) -> dict:
+    """Metadata of the job's pod template: :func:`pod_labels` and Istio's opt-out annotation."""
+    return {"labels": pod_labels(spec), "annotations": {NO_SIDECAR[0]: NO_SIDECAR[1]}}
 
 
 def pytorchjob_manifest(spec: TrainerJobSpec) -> dict[str, Any]:
@@ -160,7 +170,7 @@ def pytorchjob_manifest(spec: TrainerJobSpec) -> dict[str, Any]:
     if mounts:
         container["volumeMounts"] = mounts
     pod = {"containers": [container]} | ({"volumes": volumes} if volumes else {}) | _pod_settings(spec)
-    template = {"metadata": {"labels": pod_labels(spec)}, "spec": pod}
+    template = {"metadata": pod_metadata(spec), "spec": pod}
     counts = {"Master": 1, "Worker": spec.nodes - 1}
     replicas = {
         kind: {"replicas": n, "restartPolicy": spec.restart_policy, "template": template}

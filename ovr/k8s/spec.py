@@ -23,6 +23,9 @@ _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 #: ones let through to the rollout servers' NCCL weight-transfer ports). Every job pod carries both.
 CLIENT_LABEL = ("ovr.dev/client", "true")
 TRAINER_LABEL = ("ovr.dev/trainer", "true")
+#: job pods stay out of an Istio mesh (label and annotation, as KFP does for pipeline pods): a sidecar
+#: would never let a job pod finish, and NCCL between ranks must not go through a proxy
+NO_SIDECAR = ("sidecar.istio.io/inject", "false")
 MAX_NAME = 48
 
 

@@ -9,6 +9,14 @@ the container as a pod (:mod:`tests.cluster.pods`) with what the platform spec g
 ``pvcMount`` and ``emptyDirMounts``. Afterwards it reads the executor output (output parameters,
 artifact metadata) as the launcher does. Artifacts live in a local folder standing for KFP's
 artifact store (their URIs are paths, as under ``kfp.local``).
+
+Each task pod's manifest is kept as a cluster would see it (:meth:`Driver.pod_manifest`): the
+run's service account, ``podMetadata`` labels, the ``sidecar.istio.io/inject: "false"``
+annotation KFP's API server puts on every pipeline pod, resources (CPU, memory, the accelerator
+count resolved from its parameter), tolerations and nodeSelector. KFP's own containers in that pod
+(driver, launcher, Argo's executor) are not run: ``system_calls``, when set, is called with each
+pod's name to replay the API calls they make. ``execute=False`` plans the run instead: it walks the
+same DAG and branches and records every pod it would start (``planned``) without starting any.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import asyncio
 import json
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +58,9 @@ class Driver:
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     pods: dict[str, Pod] = field(default_factory=dict)  # task name -> its pod
     skipped: list[str] = field(default_factory=list)
+    execute: bool = True  # False: plan only (record the pods in `planned`, start none)
+    planned: dict[str, dict] = field(default_factory=dict)  # task name -> pod manifest
+    system_calls: Callable[[str], None] | None = None  # replays KFP's/Argo's API calls of a pod
 
     def __post_init__(self):
         docs = [d for d in yaml.safe_load_all(self.pipeline_file.read_text()) if d]
@@ -158,10 +170,27 @@ class Driver:
                 "outputFile": str(out_dir / "executor_output.json"),
             },
         }
-        k8s = self.platform.get(label, {})
-        pod_container, volumes = self._pod_spec(container, k8s, scope, params, executor_input)
+        manifest = self.pod_manifest(name, container, self.platform.get(label, {}), scope, params, executor_input)
+        self.planned[name] = manifest
+        if not self.execute:
+            outputs = comp.get("outputDefinitions", {})
+            return {
+                "params": {k: f"<{name}.{k}>" for k in outputs.get("parameters", {})},
+                "artifacts": {
+                    k: [{"name": k, "uri": f"planned:/{name}/{k}", "metadata": {}}]
+                    for k in outputs.get("artifacts", {})
+                },
+            }
+        if self.system_calls is not None:
+            await asyncio.to_thread(self.system_calls, manifest["metadata"]["name"])
+        spec = manifest["spec"]
         pod = start_pod(
-            self.ns, f"{self.run_id[:8]}-{name}", pod_container, volumes, service_account=self.service_account
+            self.ns,
+            manifest["metadata"]["name"],
+            spec["containers"][0],
+            spec["volumes"],
+            service_account=self.service_account,
+            manifest=manifest,
         )
         self.pods[name] = pod
         while pod.proc.poll() is None:
@@ -169,6 +198,81 @@ class Driver:
         if pod.proc.returncode != 0:
             raise TaskFailed(f"task {name} exited {pod.proc.returncode}; log {pod.log}:\n{pod.log_tail()}")
         return self._read_outputs(executor_input)
+
+    def pod_manifest(self, name, container, k8s, scope, params, executor_input) -> dict:
+        """The task's pod as KFP would create it (metadata and spec; see the module doc)."""
+        main, volumes = self._pod_spec(container, k8s, scope, params, executor_input)
+        main = {"name": "main", **main, "resources": self._resources(container.get("resources") or {}, params)}
+        main["image"] = self._substitute(main["image"], params, executor_input)
+        meta = k8s.get("podMetadata") or {}
+        spec: dict = {"serviceAccountName": self.service_account, "containers": [main], "volumes": volumes}
+        tolerations = []
+        for tol in k8s.get("tolerations") or []:
+            if "tolerationJson" in tol:  # a parameter (e.g. the install's tolerations, at run time)
+                value = self._json_value(tol["tolerationJson"], scope)
+                tolerations += value if isinstance(value, list) else [value] if value else []
+            else:
+                tolerations.append(dict(tol))
+        if tolerations:
+            spec["tolerations"] = tolerations
+        selector = k8s.get("nodeSelector") or {}
+        labels = selector.get("labels") or self._json_value(selector.get("nodeSelectorJson"), scope)
+        if labels:
+            spec["nodeSelector"] = dict(labels)
+        pulls = [
+            self._json_value(s.get("secretNameParameter") or {}, scope) or s.get("secretName")
+            for s in k8s.get("imagePullSecret") or []
+        ]
+        if any(pulls):
+            spec["imagePullSecrets"] = [{"name": n} for n in pulls if n]
+        return {
+            "metadata": {
+                "name": f"{self.run_id[:8]}-{name}",
+                "labels": dict(meta.get("labels") or {}),
+                "annotations": {**(meta.get("annotations") or {}), "sidecar.istio.io/inject": "false"},
+            },
+            "spec": spec,
+        }
+
+    @staticmethod
+    def _json_value(ref: dict | None, scope: Scope):
+        """A platform-spec parameter reference's value, JSON-decoded when it is JSON; None when unknown
+        (a planned run's task outputs are placeholders)."""
+        if not ref:
+            return None
+        if "componentInputParameter" in ref:
+            value = scope.params.get(ref["componentInputParameter"])
+        elif "taskOutputParameter" in ref:
+            out = ref["taskOutputParameter"]
+            value = scope.outputs.get(out["producerTask"], {}).get("params", {}).get(out["outputParameterKey"])
+        else:
+            value = (ref.get("runtimeValue") or {}).get("constant", ref.get("constant"))
+        if isinstance(value, str):
+            if value.startswith("<"):
+                return None
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
+    def _resources(self, res: dict, params: dict) -> dict:
+        limits = {
+            k: res[f"resource{key}Limit"]
+            for k, key in (("cpu", "Cpu"), ("memory", "Memory"))
+            if res.get(f"resource{key}Limit")
+        }
+        requests = {
+            k: res[f"resource{key}Request"]
+            for k, key in (("cpu", "Cpu"), ("memory", "Memory"))
+            if res.get(f"resource{key}Request")
+        }
+        acc = res.get("accelerator")
+        if acc:
+            count = int(float(self._substitute(str(acc.get("resourceCount") or acc.get("count") or 0), params, {})))
+            if count > 0:
+                limits[acc.get("resourceType") or acc["type"]] = str(count)
+        return {k: v for k, v in (("limits", limits), ("requests", requests)) if v}
 
     def _pod_spec(self, container, k8s, scope, params, executor_input) -> tuple[dict, list[dict]]:
         def name_of(ref: dict) -> str:
@@ -209,7 +313,8 @@ class Driver:
             volumes.append({"name": f"pvc-{i}", "persistentVolumeClaim": {"claimName": claim}})
             mounts.append({"name": f"pvc-{i}", "mountPath": m["mountPath"]})
         for m in k8s.get("emptyDirMounts", []):
-            volumes.append({"name": m["volumeName"], "emptyDir": {}})
+            empty = {k: m[k] for k in ("medium", "sizeLimit") if m.get(k)}
+            volumes.append({"name": m["volumeName"], "emptyDir": empty})
             mounts.append({"name": m["volumeName"], "mountPath": m["mountPath"]})
         args = [self._substitute(a, params, executor_input) for a in container.get("args", [])]
         command = [self._substitute(c, params, executor_input) for c in container.get("command", [])]

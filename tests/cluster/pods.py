@@ -19,7 +19,10 @@ What the twin fakes, and how:
   ``--port`` argument is rewritten, ``--host 0.0.0.0`` becomes 127.0.0.1) and a ``DNS`` table maps
   Service and pod names (``host:port``) in env values and arguments to those ports;
 - the service account: no token file exists here, so ``KUBECONFIG`` points the kubernetes client at
-  the emulated API server.
+  the twin's API server with the bearer token of the pod's service account (:attr:`Namespace.api`).
+
+Each pod keeps its manifest (labels, annotations, resources, scheduling) and the Service and pod
+addresses its env and command name (:attr:`Pod.reaches`), for the network and scheduling checks.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class Namespace:
     claims: dict[str, Path] = field(default_factory=dict)
     dns: dict[str, str] = field(default_factory=dict)  # "svc.ns.svc:port" -> "127.0.0.1:port"
     env: dict[str, str] = field(default_factory=dict)  # the in-cluster variables every pod gets
+    api: object | None = None  # the twin's API server (apiserver.ApiServer): each pod gets its account's token
 
     def add_objects(self, docs: list[dict]) -> None:
         """ConfigMaps, Secrets and PersistentVolumeClaims of rendered manifests."""
@@ -79,6 +83,31 @@ class Namespace:
             elif d["kind"] == "PersistentVolumeClaim":
                 self.claims[name] = self.root / "claims" / name
                 self.claims[name].mkdir(parents=True, exist_ok=True)
+
+    def kubeconfig(self, account: str) -> Path:
+        """A kubeconfig pointing at the twin's API server with ``account``'s token (written once)."""
+        path = self.root / "kubeconfigs" / account
+        if not path.exists():
+            import yaml
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            server = str(self.api.url).rstrip("/")
+            user = {"token": self.api.token(self.name, account)}
+            path.write_text(
+                yaml.safe_dump(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Config",
+                        "current-context": "twin",
+                        "clusters": [{"name": "twin", "cluster": {"server": server}}],
+                        "contexts": [
+                            {"name": "twin", "context": {"cluster": "twin", "user": account, "namespace": self.name}}
+                        ],
+                        "users": [{"name": account, "user": user}],
+                    }
+                )
+            )
+        return path
 
     def resolve(self, text: str) -> str:
         """``text`` with every Service / pod address of the DNS table replaced by its local one."""
@@ -96,6 +125,8 @@ class Pod:
     proc: subprocess.Popen
     log: Path
     ports: dict[int, int]
+    manifest: dict = field(default_factory=dict)  # {"metadata": {labels, annotations}, "spec": {...}}
+    reaches: set[str] = field(default_factory=set)  # DNS-table addresses its env and command name
 
     def log_tail(self, chars: int = 6000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
@@ -204,8 +235,12 @@ def start_pod(
     ports: dict[int, int] | None = None,
     extra_env: dict[str, str] | None = None,
     service_account: str = "default",
+    manifest: dict | None = None,
+    host_env: dict[str, str] | None = None,
 ) -> Pod:
-    """Start ``container`` as pod ``name`` (a fresh process, in its own folder and session)."""
+    """Start ``container`` as pod ``name`` (a fresh process, in its own folder and session);
+    ``manifest`` is the pod's metadata and spec as the cluster would hold them (kept on the Pod);
+    ``host_env`` are variables naming this machine's paths (never rewritten as mount paths)."""
     pod_dir = ns.root / "pods" / name
     (pod_dir / "tmp").mkdir(parents=True, exist_ok=True)
     uid = str(uuid.uuid4())
@@ -233,8 +268,15 @@ def start_pod(
         "TOKENIZERS_PARALLELISM": "false",
     }
     spec = image_env | ns.env | container_env(ns, container, fields) | (extra_env or {})
-    env = local | {k: rewrite(v, mounts, ns) for k, v in spec.items()}
+    host = dict(host_env or {})  # this machine's paths: never rewritten
+    if ns.api is not None:
+        api_host, api_port = str(ns.api.url).rstrip("/").removeprefix("http://").split(":")
+        spec |= {"KUBERNETES_SERVICE_HOST": api_host, "KUBERNETES_SERVICE_PORT": api_port}
+        host["KUBECONFIG"] = str(ns.kubeconfig(service_account))
+    env = local | {k: rewrite(v, mounts, ns) for k, v in spec.items()} | host
     cmd = list(container.get("command") or []) + list(container.get("args") or [])
+    said = "\n".join([*spec.values(), *cmd])
+    reaches = {host for host in ns.dns if host in said}
     cmd = remap_ports([rewrite(c, mounts, ns) for c in cmd], ports or {})
     log = pod_dir / "log.txt"
     with open(log, "ab") as out:
@@ -247,7 +289,7 @@ def start_pod(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    return Pod(name, uid, proc, log, dict(ports or {}))
+    return Pod(name, uid, proc, log, dict(ports or {}), manifest or {}, reaches)
 
 
 def stop_pod(pod: Pod, grace_s: float = 10.0) -> None:

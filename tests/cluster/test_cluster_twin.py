@@ -1,17 +1,26 @@
 """The cluster twin: the tiny recipe, data -> SFT -> RL -> eval -> report, run as the cluster would run it.
 
-Real: the rendered chart's ConfigMaps, Secrets and claims; the compiled pipeline YAML; every task's
-container command, env and volumes from its compiled spec and platform config, each run as a fresh
-process that sees only those (:mod:`pods`); the TrainJob the RL launcher creates, whose two pods are
-started from its own spec with the rank variables Trainer v2's torch plugin sets; the rollout
-replica (vLLM on CPU) and the reward service started from the chart's StatefulSet and Deployment;
-an S3 server (moto) for the store, a real MLflow server, every store, weight-sync and scoring call.
+Real: the chart rendered into a Kubeflow profile namespace, its ConfigMaps, Secrets and claims;
+the compiled pipeline YAML; every task's container command, env and volumes from its compiled spec
+and platform config, each run as a fresh process that sees only those (:mod:`pods`); the TrainJob
+the RL launcher creates, whose two pods are started from what the API server stored, with the rank
+variables Trainer v2's torch plugin sets; the model bootstrap Job, MLflow (basic auth on, as the
+chart sets it), the reward service and the vLLM replica started from the chart's Job, Deployments
+and StatefulSet (:mod:`chart_pods`); an S3 server (moto) for the store, every store, weight-sync,
+tracking and scoring call; RBAC and TrainJob field pruning on every API call (:mod:`apiserver`:
+the run's account is the one the NOTES name, with the chart's Roles and a profile's standard
+roles; the Trainer v2.3 schema), and every pod of the run judged against the chart's
+NetworkPolicies, Istio objects and the twin's nodes (:mod:`first_run`, :mod:`policies`).
 
-Faked: the API server (kmock), the scheduler (tasks run one at a time; no resources are enforced, so
-``gpus_per_node=2`` means two CPU ranks per trainer pod), DNS and the pod network (every pod is
-127.0.0.1, ports remapped), the filesystem (mount paths rewritten to local folders), images (venvs),
-the chart's bucket Job and the replica's model-sync init container (done here with the S3 client),
-PostgreSQL (MLflow keeps sqlite) and the Trainer controller (:mod:`trainer`).
+Faked: the API server (kmock's emulator, with RBAC and pruning but no admission webhooks, CEL
+rules or defaulting), KFP's own containers in each task pod (driver, launcher, Argo's executor:
+their API calls are replayed, :func:`first_run.replay_kfp_calls`), the scheduler (tasks run one at
+a time; pods are only checked against the twin's nodes, so ``gpus_per_node=2`` means two CPU ranks
+per trainer pod), DNS and the pod network (every pod is 127.0.0.1, ports remapped; NetworkPolicies
+and Istio are judged from the objects, not enforced), the filesystem (mount paths rewritten to
+local folders), images (venvs), the hub (a local cache, ``HF_HUB_OFFLINE``), the chart's bucket Job
+and the replica's model-sync init container (done here with the S3 client), PostgreSQL (MLflow
+keeps sqlite, with one worker) and the Trainer controller (:mod:`trainer`).
 """
 
 from __future__ import annotations
@@ -21,26 +30,34 @@ import re
 import sys
 from pathlib import Path
 
+import httpx
 import jsonschema
 import pytest
 import yaml
+from apiserver import client_for
+from chart_pods import hub_cache, make_buckets, start_bootstrap, start_mlflow, start_reward, start_rollout
 from driver import Driver
-from pods import Namespace, start_pod, stop_pod
-from trainer import TRAINJOBS, TrainerTwin
+from first_run import Install, named_targets, pod_problems, replay_kfp_calls
+from install import profile_rbac, render, run_account
+from pods import Namespace, stop_pod
+from pruning import load_crd
+from trainer import TrainerTwin
 
-from ovr.serving import ManagedServer, free_port
+from ovr.serving import ManagedServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 REPO = Path(__file__).resolve().parents[2]
-RELEASE, NS, SA = "ovr", "ml", "ovr-pipeline"
+RELEASE, NS = "ovr", "ml"
+HUB_ID = "ovr-twin/tiny-qwen2.5-vl"
 VALUES = {
     "rollout": {
         "replicas": 1,
         "weightSync": "folder",
         "maxModelLen": 1024,
         "dtype": "float32",
-        "model": {"s3Uri": "s3://ovr-models/tiny"},
+        "model": {"s3Uri": "s3://ovr-models/tiny", "bootstrap": {"hubId": HUB_ID}},
+        "weights": {"storageClass": "nfs"},
     },
     "reward": {"autoscaling": {"enabled": False}, "replicas": 1, "workers": 1, "pdb": {"enabled": False}},
 }
@@ -72,21 +89,7 @@ ARGS = {
 }
 
 
-def render_chart() -> list[dict]:
-    import helm_python
-
-    with helm_python.Chart.load(REPO / "helm" / "ovr") as chart:
-        manifests = chart.render(VALUES, name=RELEASE, namespace=NS, is_install=True)
-    return [d for p, t in sorted(manifests.items()) if not p.endswith("NOTES.txt") for d in yaml.safe_load_all(t) if d]
-
-
-def workload(docs, kind, name) -> dict:
-    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
-
-
 async def wait_ready(url: str, pod, timeout_s: float = 300) -> None:
-    import httpx
-
     for _ in range(int(timeout_s / 0.5)):
         if pod.proc.poll() is not None:
             raise RuntimeError(f"{pod.name} exited {pod.proc.returncode}:\n{pod.log_tail()}")
@@ -99,126 +102,89 @@ async def wait_ready(url: str, pod, timeout_s: float = 300) -> None:
     raise TimeoutError(f"{pod.name} not ready at {url}:\n{pod.log_tail()}")
 
 
-def seed_store(ns: Namespace, endpoint: str, tiny_model_dir: Path) -> None:
-    """What the chart's bucket Job and NOTES step 2 do: buckets, and the starting model in the models bucket."""
-    from minio import Minio
-
-    creds = ns.secrets[f"{RELEASE}-s3"]
-    s3 = Minio(endpoint, access_key=creds["access_key"], secret_key=creds["secret_key"], secure=False)
-    for bucket in ("ovr", "ovr-models", "mlflow"):
-        s3.make_bucket(bucket)
-    for f in sorted(p for p in tiny_model_dir.rglob("*") if p.is_file()):
-        s3.fput_object("ovr-models", f"tiny/{f.relative_to(tiny_model_dir)}", str(f))
-
-
-def start_services(ns: Namespace, docs: list[dict], s3_endpoint: str) -> list:
-    """The reward Deployment's and the rollout StatefulSet's pods, as the chart renders them."""
-    from minio import Minio
-
-    reward = workload(docs, "Deployment", f"{RELEASE}-reward")["spec"]["template"]["spec"]
-    rport = free_port()
-    reward_pod = start_pod(
-        ns, f"{RELEASE}-reward-0", reward["containers"][0], reward.get("volumes", []), ports={8000: rport}
-    )
-    ns.dns[f"{RELEASE}-reward.{NS}.svc:8000"] = f"127.0.0.1:{rport}"
-    sts = workload(docs, "StatefulSet", f"{RELEASE}-rollout")["spec"]["template"]["spec"]
-    vport = free_port()
-    # the sync-model init container: mirror the starting model into the pod's model emptyDir
-    model_dir = ns.root / "pods" / f"{RELEASE}-rollout-0" / "volumes" / "model" / "policy"
-    creds = ns.secrets[f"{RELEASE}-s3"]
-    s3 = Minio(s3_endpoint, access_key=creds["access_key"], secret_key=creds["secret_key"], secure=False)
-    for obj in s3.list_objects("ovr-models", prefix="tiny/", recursive=True):
-        s3.fget_object("ovr-models", obj.object_name, str(model_dir / obj.object_name.removeprefix("tiny/")))
-    vllm = start_pod(
-        ns,
-        f"{RELEASE}-rollout-0",
-        sts["containers"][0],
-        sts["volumes"],
-        ports={8000: vport},
-        extra_env={"VLLM_CPU_KVCACHE_SPACE": "1"},
-    )
-    ns.dns[f"{RELEASE}-rollout-0.{RELEASE}-rollout-pods.{NS}.svc:8000"] = f"127.0.0.1:{vport}"
-    return [(reward_pod, f"http://127.0.0.1:{rport}/readyz"), (vllm, f"http://127.0.0.1:{vport}/health")]
+async def start_services(ns: Namespace, docs: list[dict], s3_endpoint: str, tmp_path: Path, model: Path) -> list:
+    """The chart's pods: the model bootstrap Job, MLflow, the reward service, the vLLM replica."""
+    make_buckets(ns, RELEASE, s3_endpoint)
+    bootstrap = start_bootstrap(ns, docs, RELEASE, hub_cache(tmp_path / "hub", HUB_ID, model))
+    services = [
+        bootstrap,
+        *(p for p, _ in [start_mlflow(ns, docs, RELEASE, tmp_path), start_reward(ns, docs, RELEASE)]),
+    ]
+    urls = [None, f"http://{ns.dns[f'{RELEASE}-mlflow.{NS}.svc:5000']}/health",
+            f"http://{ns.dns[f'{RELEASE}-reward.{NS}.svc:8000']}/readyz"]  # fmt: skip
+    vllm, vllm_url = await start_rollout(ns, docs, RELEASE, s3_endpoint)  # waits for the bootstrap's marker
+    assert await asyncio.to_thread(bootstrap.proc.wait, 60) == 0, bootstrap.log_tail()
+    for pod, url in zip([*services[1:], vllm], [*urls[1:], vllm_url]):
+        await wait_ready(url, pod)
+    return [*services, vllm]
 
 
 @pytest.mark.timeout(1500)
-async def test_tiny_recipe_runs_on_the_cluster_twin(kmock, tmp_path, tiny_model_dir, rollout_python):
-    docs = render_chart()
+async def test_tiny_recipe_runs_on_the_cluster_twin(api_server, tmp_path, tiny_model_dir, rollout_python):
+    docs, notes = render(VALUES, RELEASE, NS)
+    account = run_account(notes)
+    api_server.rbac = profile_rbac(docs, NS)
+    api_server.serve_crd(load_crd("trainjob-v2.3.0.yaml"))
+    api_server.hold(docs, NS)
     ns = Namespace(NS, tmp_path)
     ns.add_objects(docs)
-    kmock.resources[TRAINJOBS] = kmock.ResourceInfo(namespaced=True, kind="TrainJob")
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "current-context": "twin",
-                "clusters": [{"name": "twin", "cluster": {"server": str(kmock.url).rstrip("/")}}],
-                "contexts": [{"name": "twin", "context": {"cluster": "twin", "user": "sa", "namespace": NS}}],
-                "users": [{"name": "sa", "user": {}}],
-            }
-        )
-    )
-    ns.env = {
-        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
-        "KUBERNETES_SERVICE_PORT": str(kmock.url.port),
-        "KUBECONFIG": str(kubeconfig),
-    }
+    ns.api = api_server
     s3 = ManagedServer(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"],
         health_path="/moto-api/",
         name="moto-s3",
         startup_timeout_s=60,
     )
-    mlflow = ManagedServer(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path}/mlflow.db",
-            "--artifacts-destination",
-            str(tmp_path / "mlflow-artifacts"),
-        ],
-        health_path="/health",
-        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        name="mlflow",
-        startup_timeout_s=120,
-    )
     services, trainer_task, driver = [], None, None
     try:
         await asyncio.to_thread(s3.start)
-        await asyncio.to_thread(mlflow.start)
         ns.dns[f"{RELEASE}-minio.{NS}.svc:9000"] = f"127.0.0.1:{s3.port}"
-        ns.dns[f"{RELEASE}-mlflow.{NS}.svc:5000"] = f"127.0.0.1:{mlflow.port}"
-        seed_store(ns, f"127.0.0.1:{s3.port}", tiny_model_dir)
-        services = start_services(ns, docs, f"127.0.0.1:{s3.port}")
-        for pod, url in services:
-            await wait_ready(url, pod)
-        trainer = TrainerTwin(kmock, ns, SA)
+        services = await start_services(ns, docs, f"127.0.0.1:{s3.port}", tmp_path, tiny_model_dir)
+        trainer = TrainerTwin(api_server, ns, account)
         trainer_task = asyncio.create_task(trainer.run())
-        driver = Driver(REPO / "pipelines" / "ovr_pipeline.yaml", ns, tmp_path / "kfp", SA)
+        driver = Driver(REPO / "pipelines" / "ovr_pipeline.yaml", ns, tmp_path / "kfp", account)
+        client = client_for(api_server, NS, account)
+        driver.system_calls = lambda pod: replay_kfp_calls(client, NS, pod, f"ovr-{driver.run_id[:8]}")
         scope = await driver.run(ARGS)
-        check_run(driver, scope, trainer, kmock, ns)
+        check_run(driver, scope, trainer, ns)
+        check_cluster(api_server, Install(docs, NS, "none"), driver, trainer, services, ns)
     finally:
         if trainer_task is not None:
             trainer_task.cancel()
             await asyncio.gather(trainer_task, return_exceptions=True)
-        for pod in [p for p, _ in services] + (list(driver.pods.values()) if driver else []):
+        for pod in services + (list(driver.pods.values()) if driver else []):
             stop_pod(pod)
-        mlflow.stop()
         s3.stop()
 
 
-def check_run(driver: Driver, scope, trainer: TrainerTwin, kmock, ns: Namespace) -> None:
+def check_cluster(api, install: Install, driver: Driver, trainer: TrainerTwin, services: list, ns: Namespace) -> None:
+    """No API call refused, no field pruned, no pod a node, the mesh or a NetworkPolicy would refuse;
+    MLflow's login was asked for and every stage logged with it."""
+    assert not api.forbidden(), "\n".join(str(c.request) for c in api.forbidden())
+    assert not api.pruned, api.pruned
+    verbs = {(c.request.verb, c.request.resource) for c in api.calls}
+    assert {("create", "trainjobs"), ("get", "trainjobs"), ("delete", "trainjobs"), ("get", "secrets")} <= verbs
+    problems = []
+    run_pods = list(driver.pods.values()) + [p for pods in trainer.pods.values() for p in pods]
+    for pod in run_pods:
+        targets = {install.targets[h] for h in pod.reaches if h in install.targets}
+        problems += pod_problems(pod.name, pod.manifest, targets, install)
+    for pod in services:
+        problems += pod_problems(pod.name, pod.manifest, named_targets(pod.manifest, install), install)
+    assert not problems, "\n".join(problems)
+    reached = {install.targets[h].component for p in run_pods for h in p.reaches if h in install.targets}
+    assert reached == {"minio", "mlflow", "reward", "rollout"}
+    base = f"http://{ns.dns[f'{RELEASE}-mlflow.{NS}.svc:5000']}/api/2.0/mlflow"
+    login = ns.secrets[f"{RELEASE}-mlflow"]
+    auth = (login["username"], login["password"])
+    assert httpx.post(f"{base}/experiments/search", json={"max_results": 10}, timeout=30).status_code == 401
+    experiments = httpx.post(f"{base}/experiments/search", json={"max_results": 100}, auth=auth, timeout=30).json()
+    ids = [e["experiment_id"] for e in experiments.get("experiments", [])]
+    runs = httpx.post(f"{base}/runs/search", json={"experiment_ids": ids}, auth=auth, timeout=30).json()
+    assert runs.get("runs"), "no stage logged to MLflow with the chart's login"
+
+
+def check_run(driver: Driver, scope, trainer: TrainerTwin, ns: Namespace) -> None:
     # the single-node SFT used both "GPUs" of its pod: two torchrun ranks
     assert "sft: rank 1/2" in driver.pods["train-sft"].log.read_text()
     assert {"condition-2", "condition-6"} <= set(driver.skipped)  # the multi-node SFT and single-node RL branches

@@ -15,12 +15,31 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "ovr"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 RELEASE, NAMESPACE = "ovr", "ml"
+#: the one value an install must set: the weights claim's ReadWriteMany StorageClass (``fail`` without it)
+REQUIRED: dict[str, Any] = {"rollout": {"weights": {"storageClass": "rwx-nfs"}}}
 
 
-def render_docs(values: dict[str, Any] | None = None, chart: Path = CHART) -> list[dict[str, Any]]:
-    """Every Kubernetes object the chart renders with ``values`` (hooks and test pods included)."""
+def with_required(values: dict[str, Any] | None) -> dict[str, Any]:
+    """``values`` over :data:`REQUIRED` (nested keys merged, ``values`` wins)."""
+
+    def merge(base: dict, over: dict) -> dict:
+        out = dict(base)
+        for key, value in over.items():
+            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        return out
+
+    return merge(REQUIRED, values or {})
+
+
+def render_docs(
+    values: dict[str, Any] | None = None, chart: Path = CHART, required: bool = True
+) -> list[dict[str, Any]]:
+    """Every Kubernetes object the chart renders with ``values`` (over :data:`REQUIRED` unless
+    ``required`` is False; hooks and test pods included)."""
     with helm.Chart.load(chart) as loaded:
-        manifests = loaded.render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        manifests = loaded.render(
+            with_required(values) if required else values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True
+        )
     return [
         doc
         for path, text in sorted(manifests.items())
@@ -32,7 +51,7 @@ def render_docs(values: dict[str, Any] | None = None, chart: Path = CHART) -> li
 
 def render_notes(values: dict[str, Any] | None = None) -> str:
     with helm.Chart.load(CHART) as loaded:
-        manifests = loaded.render(values or {}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        manifests = loaded.render(with_required(values), name=RELEASE, namespace=NAMESPACE, is_install=True)
     return manifests[f"{CHART.name}/templates/NOTES.txt"]
 
 
@@ -57,7 +76,7 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "Pod"}
 
 @pytest.fixture(params=[None, *CI_VALUES], ids=lambda p: "defaults" if p is None else p.name)
 def values_case(request) -> tuple[str, dict[str, Any]]:
-    """(label, values) for the defaults and each ci/ values file."""
+    """(label, values) for the defaults (with :data:`REQUIRED`) and each ci/ values file."""
     if request.param is None:
-        return "defaults", {}
+        return "defaults", with_required({})
     return request.param.name, load_values(request.param)

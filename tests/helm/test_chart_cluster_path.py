@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from components.resources import INSTALL_ENV_KEYS, WEIGHTS_MOUNT
 
 from conftest import NAMESPACE, RELEASE, find, pod_spec, render_docs, render_notes
@@ -49,3 +52,51 @@ def test_notes_say_where_runs_must_execute_and_which_parameters_match():
     for param in (f"install_env={RELEASE}-env", f"s3_secret={RELEASE}-s3", f"reward_secret={RELEASE}-reward",
                   f"weights_claim={RELEASE}-weights", "--service-account"):
         assert param in notes
+
+
+def test_an_account_the_chart_creates_gets_what_kfp_and_argo_call():
+    docs = render_docs({"rbac": {"serviceAccount": {"create": True}, "readClusterRuntimes": True}})
+    assert find(docs, "ServiceAccount", f"{RELEASE}-pipeline")
+    kfp = find(docs, "Role", f"{RELEASE}-kfp-runner")["rules"]
+    assert {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]} in kfp
+    assert {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mlpipeline-minio-artifact"],
+            "verbs": ["get"]} in kfp
+    for name in (f"{RELEASE}-pipeline", f"{RELEASE}-kfp-runner"):
+        (subject,) = find(docs, "RoleBinding", name)["subjects"]
+        assert subject == {"kind": "ServiceAccount", "name": f"{RELEASE}-pipeline", "namespace": NAMESPACE}
+    runtimes = find(docs, "ClusterRole", f"{NAMESPACE}-{RELEASE}-trainer-runtimes")["rules"]
+    assert runtimes == [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["clustertrainingruntimes"],
+                         "verbs": ["get", "list"]}]
+    assert "ovr submit --service-account ovr-pipeline" in render_notes({"rbac": {"serviceAccount": {"create": True}}})
+
+
+TRAINING = {
+    "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+    "runtime": "torch-distributed-rdma",
+    "runtimeClassName": "nvidia",
+    "extraResources": {"rdma/ib": "1"},
+    "scratch": {"size": "800Gi", "storageClass": "local-nvme"},
+    "nccl": {"NCCL_SOCKET_IFNAME": "eth0", "NCCL_IB_DISABLE": "0"},
+}
+
+
+def test_training_placement_reaches_the_env_configmap():
+    data = find(render_docs({"training": TRAINING}), "ConfigMap", f"{RELEASE}-env")["data"]
+    assert json.loads(data["OVR_TRAINER_NODE_SELECTOR"]) == TRAINING["nodeSelector"]
+    assert json.loads(data["OVR_TRAINER_TOLERATIONS"]) == TRAINING["tolerations"]
+    assert json.loads(data["OVR_TRAINER_RESOURCES"]) == {"rdma/ib": "1"}
+    assert (data["OVR_TRAINER_RUNTIME"], data["OVR_TRAINER_RUNTIME_CLASS"]) == ("torch-distributed-rdma", "nvidia")
+    assert (data["OVR_SCRATCH_SIZE"], data["OVR_SCRATCH_STORAGE_CLASS"]) == ("800Gi", "local-nvme")
+    assert (data["NCCL_SOCKET_IFNAME"], data["NCCL_IB_DISABLE"]) == ("eth0", "0")
+    defaults = find(render_docs(), "ConfigMap", f"{RELEASE}-env")["data"]
+    assert not [k for k in defaults if k.startswith(("OVR_TRAINER_NODE", "OVR_TRAINER_TOL", "OVR_SCRATCH", "NCCL_"))]
+
+
+def test_training_placement_is_what_the_pipeline_parses():
+    placement = pytest.importorskip("components.placement", reason="the job placement reader is not on this branch")
+    data = find(render_docs({"training": TRAINING}), "ConfigMap", f"{RELEASE}-env")["data"]
+    assert set(data) <= set(INSTALL_ENV_KEYS)
+    parsed = placement.InstallPlacement.from_env(data)
+    assert parsed.node_selector == TRAINING["nodeSelector"] and parsed.scratch_size == "800Gi"
+    assert parsed.nccl_env == TRAINING["nccl"]

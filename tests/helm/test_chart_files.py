@@ -50,8 +50,9 @@ def test_kfp_upload_job_ships_the_compiled_pipeline():
     assert {"name": "KFP_TOKEN", "valueFrom": {"secretKeyRef": {"name": "kfp-token", "key": "token"}}} in container["env"]
 
 
-def test_upload_script_compiles(tmp_path):
-    py_compile.compile(str(CHART / "files" / "scripts" / "upload_pipeline.py"), cfile=str(tmp_path / "u.pyc"), doraise=True)
+@pytest.mark.parametrize("script", ["upload_pipeline.py", "bootstrap_model.py"])
+def test_chart_scripts_compile(tmp_path, script):
+    py_compile.compile(str(CHART / "files" / "scripts" / script), cfile=str(tmp_path / "s.pyc"), doraise=True)
 
 
 def test_dockerfile_copies_paths_that_exist():
@@ -73,7 +74,7 @@ def test_notes_tell_the_next_steps():
     notes = render_notes()
     assert f"http://{RELEASE}-reward.{NAMESPACE}.svc:8000" in notes
     assert f"helm test {RELEASE} -n {NAMESPACE}" in notes
-    assert "ServiceAccount \"ovr-pipeline\"" in notes
+    assert "ovr submit --service-account default-editor" in notes
     assert "s3://ovr-models/Qwen2.5-VL-7B-Instruct" in notes
     minimal = render_notes({"rollout": {"enabled": False}, "mlflow": {"enabled": False}})
     assert "vLLM rollout" not in minimal and "MLflow" not in minimal

@@ -12,8 +12,8 @@ from conftest import CHART, NAMESPACE, RELEASE, WORKLOAD_KINDS, find, helm, load
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 # Kinds from CRDs: kubernetes-validate ships only core Kubernetes schemas, so these are checked by
-# the assertions below instead of a schema.
-CRD_KINDS = {"ServiceMonitor"}
+# the assertions below (and test_chart_mesh.py) instead of a schema.
+CRD_KINDS = {"ServiceMonitor", "PeerAuthentication", "AuthorizationPolicy"}
 
 
 def test_lint_strict(values_case):
@@ -203,13 +203,21 @@ def test_reward_service_probes_autoscaling_and_budget():
     assert {"name": "SCORE_PATH", "value": "/v1/score"} in test_pod["spec"]["containers"][0]["env"]
 
 
-def test_rbac_lets_pipeline_steps_launch_pytorchjobs():
+def test_rbac_role_holds_only_what_ovr_calls_and_binds_the_run_account():
     docs = render_docs(load_values(CHART / "ci" / "multi-gpu-values.yaml"))
     rules = find(docs, "Role", f"{RELEASE}-pipeline")["rules"]
-    granted = {(g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] if "create" in rule["verbs"]}
-    assert {("kubeflow.org", "pytorchjobs"), ("apps", "deployments"), ("", "services")} <= granted
+    granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    job_verbs = {"get", "list", "watch", "create", "delete"}
+    assert granted == (
+        {("trainer.kubeflow.org", "trainjobs", v) for v in job_verbs}
+        | {("kubeflow.org", "pytorchjobs", v) for v in job_verbs}
+        | {("", r, v) for r in ("pods", "pods/log", "events") for v in ("get", "list", "watch")}
+        | {("", "persistentvolumeclaims", "get")}
+    )  # no deployments/services, no update/patch, no cluster-scoped runtimes in a namespaced Role
     binding = find(docs, "RoleBinding", f"{RELEASE}-pipeline")
-    assert {s["name"] for s in binding["subjects"]} == {f"{RELEASE}-pipeline", "default-editor"}
+    assert [(s["kind"], s["name"], s["namespace"]) for s in binding["subjects"]] == [
+        ("ServiceAccount", "default-editor", NAMESPACE), ("ServiceAccount", "default-editor", "kubeflow-user-ml")]
+    assert not {d["kind"] for d in docs} & {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}  # the profile's
 
 
 def test_service_monitors_render_only_when_asked():

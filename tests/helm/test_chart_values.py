@@ -22,6 +22,8 @@ from conftest import CHART, helm, render_docs
         ({"minio": {"persistence": {"size": "lots"}}}, "/minio/persistence/size"),
         ({"rollout": {"networkPolicy": {"enabled": False}}}, "networkPolicy"),
         ({"mlflow": {"auth": {"defaultPermission": "ALL"}}}, "/mlflow/auth/defaultPermission"),
+        ({"mesh": "linkerd"}, "/mesh"),
+        ({"rollout": {"model": {"bootstrap": {"hubId": "no-org"}}}}, "/rollout/model/bootstrap/hubId"),
     ],
 )
 def test_schema_rejects_bad_values(values, where):
@@ -52,6 +54,7 @@ def test_schema_rejects_bad_values(values, where):
         ({"rollout": {"model": {"source": "pvc"}}}, "needs rollout.model.pvcClaimName"),
         ({"rollout": {"model": {"s3Uri": "ovr-models/x"}}}, "needs rollout.model.s3Uri=s3://"),
         ({"rollout": {"resources": {"limits": {"nvidia.com/gpu": 2}}}}, "set GPUs with rollout.gpu.count"),
+        ({"rbac": {"serviceAccount": {"create": True, "name": "default-editor"}}}, "the Kubeflow profile's own"),
     ],
 )
 def test_contradictory_values_fail_with_a_message(values, message):

@@ -100,9 +100,37 @@ securityContext:
 {{- merge (deepCopy (.c.containerSecurityContext | default dict)) .root.Values.global.containerSecurityContext | toYaml -}}
 {{- end -}}
 
-{{/* Service account of pipeline steps. */}}
+{{/* Labels of a pod template: its selector labels, part-of and the mesh label, nothing that changes
+with the chart or app version, so a `helm upgrade` that changes nothing about a workload does not
+restart it: (dict "root" $ "component" "reward"). */}}
+{{- define "ovr.podLabels" -}}
+{{ include "ovr.selectorLabels" . }}
+app.kubernetes.io/part-of: ovr
+sidecar.istio.io/inject: {{ ternary "true" "false" (eq .root.Values.mesh "istio") | quote }}
+{{- end -}}
+
+{{/* Mesh annotations of every pod of the chart: (dict "root" $). mesh=none: opt out of injection
+(the annotation KFP sets and older Istio reads, beside the label). mesh=istio: a native sidecar
+(an init container with restartPolicy Always), so Jobs and the test pod complete and init
+containers reach the network. */}}
+{{- define "ovr.podAnnotations" -}}
+{{- if eq .root.Values.mesh "istio" -}}
+sidecar.istio.io/nativeSidecar: "true"
+{{- else -}}
+sidecar.istio.io/inject: "false"
+{{- end -}}
+{{- end -}}
+
+{{/* The run's service account (ovr submit --service-account): rbac.serviceAccount.name, else
+<fullname>-pipeline when the chart creates it, else a Kubeflow profile's default-editor. */}}
 {{- define "ovr.serviceAccountName" -}}
-{{- .Values.rbac.serviceAccount.name | default (printf "%s-pipeline" (include "ovr.fullname" .)) -}}
+{{- if .Values.rbac.serviceAccount.name -}}
+{{- .Values.rbac.serviceAccount.name -}}
+{{- else if .Values.rbac.serviceAccount.create -}}
+{{- printf "%s-pipeline" (include "ovr.fullname" .) -}}
+{{- else -}}
+default-editor
+{{- end -}}
 {{- end -}}
 
 {{/* ---------------------------------------------------------------- endpoints and secrets */}}

@@ -40,6 +40,7 @@
 {{- if not (include "ovr.weightsClaimName" .) -}}
 {{- fail "the rollout replicas need a weights claim (folder weight pushes and every eval's model go through it): set rollout.weightsClaimName to an existing ReadWriteMany claim or keep rollout.weights.create=true" -}}
 {{- end -}}
+{{- include "ovr.validateWeightsClaim" . -}}
 {{- if and (eq $v.rollout.model.source "pvc") (not $v.rollout.model.pvcClaimName) -}}
 {{- fail "rollout.model.source=pvc needs rollout.model.pvcClaimName" -}}
 {{- end -}}
@@ -50,7 +51,27 @@
 {{- fail (printf "set GPUs with rollout.gpu.count, not rollout.resources.limits[%q]" $v.rollout.gpu.resourceName) -}}
 {{- end -}}
 {{- end -}}
+{{- if and $v.rbac.serviceAccount.create (eq (include "ovr.serviceAccountName" .) "default-editor") -}}
+{{- fail "rbac.serviceAccount.create=true would create default-editor, the Kubeflow profile's own account: leave rbac.serviceAccount.name empty (the chart then creates <release>-pipeline) or set create=false to use default-editor" -}}
+{{- end -}}
+{{- if and (eq $v.mesh "istio") (semverCompare "<1.29-0" .Capabilities.KubeVersion.Version) -}}
+{{- fail (printf "mesh=istio runs the chart's pods with native sidecars, which need Kubernetes >= 1.29 (this cluster: %s); use mesh=none" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
 {{- if and $v.kfpUpload.enabled (not (.Files.Get "files/pipelines/ovr_pipeline.yaml")) -}}
 {{- fail "kfpUpload.enabled=true but the chart holds no files/pipelines/ovr_pipeline.yaml: copy pipelines/ovr_pipeline.yaml there first" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The weights claim the replicas share with the trainer and eval pods, which run on other nodes:
+ReadWriteMany, on a class that provides it. */}}
+{{- define "ovr.validateWeightsClaim" -}}
+{{- $w := .Values.rollout.weights -}}
+{{- if and (not .Values.rollout.weightsClaimName) $w.create -}}
+{{- if ne $w.accessMode "ReadWriteMany" -}}
+{{- fail (printf "rollout.weights.accessMode=%s: the rollout replicas, the RL trainer and the eval pods mount the weights claim from different nodes, so it must be ReadWriteMany (on a class that supports it: NFS, CephFS, EFS, Filestore, Azure Files)" $w.accessMode) -}}
+{{- end -}}
+{{- if not $w.storageClass -}}
+{{- fail "rollout.weights.storageClass is empty: name a StorageClass that supports ReadWriteMany (NFS, CephFS, EFS, Filestore, Azure Files; see kubectl get storageclass), or set rollout.weightsClaimName to an existing ReadWriteMany claim. The default class of most clouds is ReadWriteOnce block storage, where the weights claim stays Pending and the rollout replicas with it" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
