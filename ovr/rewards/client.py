@@ -48,7 +48,7 @@ def byte_batches(items: Sequence[ScoreItem], max_items: int, max_bytes: int) -> 
     (``ScoreRequest`` JSON) is at most ``max_bytes``; each item paired with its JSON. An item that
     alone exceeds ``max_bytes`` is a ValueError naming it (no request could carry it).
 
-    >>> [len(b) for b in byte_batches([ScoreItem(response="x" * 100, reference="1")] * 5, 4, 400)]
+    >>> [len(b) for b in byte_batches([ScoreItem(response="x" * 100, reference="1")] * 5, 4, 700)]  # 260 bytes each
     [2, 2, 1]
     """
     batches: list[list[tuple[ScoreItem, str]]] = []
