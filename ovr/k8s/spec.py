@@ -23,6 +23,9 @@ _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 #: ones let through to the rollout servers' NCCL weight-transfer ports). Every job pod carries both.
 CLIENT_LABEL = ("ovr.dev/client", "true")
 TRAINER_LABEL = ("ovr.dev/trainer", "true")
+#: the label Kueue reads on a job to queue it (its webhook then suspends the job until admission)
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+_RESOURCE_NAME = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 MAX_NAME = 48
 
 
@@ -134,11 +137,47 @@ class TrainerJobSpec(_Strict):
     runtime: str = Field(
         "torch-distributed", min_length=1, description="Trainer v2 ClusterTrainingRuntime the TrainJob refers to."
     )
+    queue: str | None = Field(
+        None,
+        max_length=63,
+        pattern=_DNS1123,
+        description="Kueue LocalQueue: the job's queue-name label (not the pods').",
+    )
+    runtime_class: str | None = Field(
+        None,
+        pattern=_DNS1123,
+        description="runtimeClassName of the pods (e.g. nvidia): PyTorchJob only; a TrainJob's comes from its runtime.",
+    )
+    extra_resources: dict[str, str] = Field(
+        default_factory=dict,
+        description="More extended resources per pod, requested and limited, e.g. RDMA devices {rdma/ib: '1'}.",
+    )
+    scratch_size: str | None = Field(
+        None,
+        pattern=_QUANTITY,
+        description="Size of the scratch volume (checkpoints, model copies) instead of the container's writable "
+        "layer; None: none. An emptyDir with this sizeLimit and an ephemeral-storage request of the same.",
+    )
+    scratch_path: str = Field("/scratch", pattern=r"^/", description="Where the scratch volume is mounted.")
+    scratch_storage_class: str | None = Field(
+        None,
+        pattern=_DNS1123,
+        description="Storage class of a generic ephemeral volume for the scratch (a fresh claim per pod, e.g. "
+        "local NVMe); None: an emptyDir on the node's disk.",
+    )
 
     @field_validator("env")
     @classmethod
     def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
         _check_env_names(v)
+        return v
+
+    @field_validator("extra_resources")
+    @classmethod
+    def _resource_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [f"{k}={q}" for k, q in v.items() if not re.match(_RESOURCE_NAME, k) or not re.match(_QUANTITY, q)]
+        if bad:
+            raise ValueError(f"extra_resources must map resource names to quantities: {bad}")
         return v
 
     @field_validator("secret_env")
