@@ -29,8 +29,9 @@ from ovr.store import EXPORT_KINDS, Store, export_prefix
 if TYPE_CHECKING:  # pragma: no cover
     from components.jobs import JobSettings
 
-#: env vars a pod's spec sets for its own mounts (``section.field`` overrides of the config artifact)
-POD_LOCAL_ENV = ("OVR__ROLLOUT__WEIGHTS_DIR",)
+#: env vars a pod's spec sets for its own mounts (``section.field`` overrides of the config artifact):
+#: the weights claim, the scratch volume's work and cache folders
+POD_LOCAL_ENV = ("OVR__ROLLOUT__WEIGHTS_DIR", "OVR__SFT__WORK_DIR", "OVR__DATA__CACHE_DIR")
 
 
 def param_overrides(model_path: str, dataset_name: str, sft_max_steps: int, rl_max_steps: int) -> list[str]:
@@ -159,7 +160,7 @@ def launch_job(
 
     _raise_on_sigterm()
     spec = stage_job_spec(stage, cfg, nodes, gpus_per_node, init_prefix, settings)
-    kind = run_job(spec, on_status=lambda event: print(event, flush=True))
+    kind = run_job(spec, on_status=lambda event: print(event, flush=True), limits=settings.limits())
     store = Store.from_config(cfg.store)
     manifest = store.latest(cfg.name, EXPORT_KINDS[stage])
     if manifest is None:

@@ -41,12 +41,16 @@ def spec_hash(job_spec: dict[str, Any]) -> str:
 def _env(spec: TrainerJobSpec) -> list[dict]:
     env = [{"name": k, "value": v} for k, v in spec.env.items()]
     env += [
-        {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        {"name": var, "valueFrom": {"secretKeyRef": _secret_ref(spec, secret, key)}}
         for secret, keys in spec.secret_env.items()
         for key, var in keys.items()
     ]
     env += [{"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}} for var, path in spec.field_env.items()]
     return env
+
+
+def _secret_ref(spec: TrainerJobSpec, secret: str, key: str) -> dict:
+    return {"name": secret, "key": key} | ({"optional": True} if secret in spec.optional_secrets else {})
 
 
 def _resources(spec: TrainerJobSpec) -> dict:

@@ -113,6 +113,11 @@ class TrainerJobSpec(_Strict):
     secret_env: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="Secret name -> {secret key: ENV var} injected as secretKeyRef."
     )
+    optional_secrets: list[str] = Field(
+        default_factory=list,
+        description="Secrets of secret_env that may be absent (their variables then stay unset), e.g. a token "
+        "of a service whose auth is off; any other missing Secret keeps the pods from starting.",
+    )
     field_env: dict[str, str] = Field(
         default_factory=dict, description="ENV var -> downward-API fieldPath, e.g. OVR_POD_IP: status.podIP."
     )

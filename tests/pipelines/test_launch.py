@@ -224,3 +224,64 @@ def test_scratch_runtime_class_and_rdma_reach_the_job_pods():
     (vol,) = [v for v in pod["spec"]["template"]["spec"]["volumes"] if v["name"] == "scratch"]
     claim = vol["ephemeral"]["volumeClaimTemplate"]["spec"]
     assert claim["storageClassName"] == "local-nvme" and claim["resources"]["requests"]["storage"] == "800Gi"
+
+
+INSTALL_PLACEMENT = {
+    "OVR_TRAINER_IMAGE": "registry.local/ovr-project/ovr:0.1.0",
+    "OVR_IMAGE_PULL_SECRETS": "mirror, backup",
+    "OVR_TRAINER_NODE_SELECTOR": '{"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}',
+    "OVR_TRAINER_TOLERATIONS": '[{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}]',
+    "OVR_TRAINER_RUNTIME": "torch-distributed-rdma",
+    "OVR_TRAINER_RESOURCES": '{"rdma/rdma_shared_device_a": "1"}',
+    "OVR_SCRATCH_SIZE": "800Gi",
+    "NCCL_SOCKET_IFNAME": "eth0",
+    "NCCL_IB_HCA": "mlx5",
+    "NCCL_IB_DISABLE": "0",
+}
+
+
+def test_the_install_places_the_job_pods(repo_root):
+    """Node selector, tolerations, runtime, RDMA devices, scratch and NCCL transport from the install's
+    ConfigMap reach the job; tokens of services that may run without auth are optional Secret refs."""
+    from components.jobs import JobSettings, stage_job_spec
+    from components.settings import SCRATCH_ENV
+    from ovr.config import load_config
+    from tests.pipelines.test_trainjob import validate_trainjob
+
+    cfg = load_config(repo_root / "recipes/ovr-7b.yaml", use_env=False)
+    settings = JobSettings(
+        run_id="r", s3_secret="ovr-s3", mlflow_secret="ovr-mlflow", reward_secret="ovr-reward", deadline_s=3600
+    )
+    spec = stage_job_spec("rl", cfg, 4, 8, None, settings.model_copy(update={"queue": "gpu"}), INSTALL_PLACEMENT)
+    assert spec.image == INSTALL_PLACEMENT["OVR_TRAINER_IMAGE"] and spec.image_pull_secrets == ["mirror", "backup"]
+    assert spec.node_selector == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert [t.key for t in spec.tolerations] == ["nvidia.com/gpu", "dedicated"]
+    assert spec.runtime == "torch-distributed-rdma" and spec.queue == "gpu"
+    assert spec.extra_resources == {"rdma/rdma_shared_device_a": "1"} and spec.scratch_size == "800Gi"
+    assert {k: spec.env[k] for k in ("NCCL_SOCKET_IFNAME", "NCCL_IB_HCA", "NCCL_IB_DISABLE")} == {
+        "NCCL_SOCKET_IFNAME": "eth0",
+        "NCCL_IB_HCA": "mlx5",
+        "NCCL_IB_DISABLE": "0",
+    }
+    assert SCRATCH_ENV.items() <= spec.env.items()  # checkpoints and the model copy on the scratch volume
+    m = trainjob_manifest(spec)
+    validate_trainjob(m)
+    env = m["spec"]["trainer"]["env"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "secretKeyRef" in e.get("valueFrom", {})}
+    assert "optional" not in refs["OVR_S3_ACCESS_KEY"] and refs["OVR_REWARD_TOKEN"]["optional"] is True
+    assert refs["MLFLOW_TRACKING_PASSWORD"]["optional"] is True
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("OVR_TRAINER_TOLERATIONS", '[{"key": "a", "operator": "Maybe"}]'),
+        ("OVR_TRAINER_NODE_SELECTOR", "gpu=h100"),
+        ("OVR_TRAINER_RESOURCES", '{"rdma/ib": "lots"}'),
+    ],
+)
+def test_a_bad_install_setting_names_its_key(key, value):
+    from components.placement import InstallPlacement, PlacementError
+
+    with pytest.raises(PlacementError, match=key):
+        InstallPlacement.from_env({key: value})
