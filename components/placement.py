@@ -104,6 +104,23 @@ class InstallPlacement(BaseModel):
             scratch_storage_class=self.scratch_storage_class,
         )
 
+    def write_task_outputs(self, image: str, node_selector: str, tolerations: str) -> None:
+        """Validate config's outputs the pipeline applies to its later task pods (KFP output files):
+        the install's image (else the one this task runs), node selector and tolerations as JSON."""
+        from components.images import OVR_IMAGE, VERSION
+
+        chosen = self.image or OVR_IMAGE
+        tag = chosen.rpartition(":")[2]
+        if self.image and tag != VERSION:
+            print(f"warning: the install runs image {chosen}, this pipeline was compiled for ovr {VERSION}", flush=True)
+        for path, value in (
+            (image, chosen),
+            (node_selector, json.dumps(self.node_selector)),
+            (tolerations, json.dumps([t.model_dump(by_alias=True, exclude_none=True) for t in self.tolerations])),
+        ):
+            with open(path, "w") as f:
+                f.write(value)
+
     def job_fields(self) -> dict[str, Any]:
         """The TrainerJobSpec fields these settings fill."""
         out: dict[str, Any] = {

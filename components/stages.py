@@ -31,23 +31,51 @@ def validate_config(
     sft_max_steps: int,
     rl_max_steps: int,
     install_env: str,
+    sft_nodes: int,
+    rl_nodes: int,
+    gpus_per_node: int,
+    weights_claim: str,
+    s3_secret: str,
+    mlflow_secret: str,
+    reward_secret: str,
+    rollout_secret: str,
+    queue: str,
+    job_deadline_s: int,
+    run_id: str,
     config: Output[Artifact],
+    image: dsl.OutputPath(str),
+    node_selector: dsl.OutputPath(dict),
+    tolerations: dsl.OutputPath(list),
 ) -> str:
-    """Resolve + validate the recipe, run parameters and install settings; check the store; open the MLflow run."""
-    from components.install import resolve_run
+    """Resolve + validate the recipe, run parameters and install; check data, services and cluster before
+    any GPU is used; open the MLflow run; hand the install's image and scheduling to the later tasks."""
+    from components.jobs import JobSettings
     from components.runtime import param_overrides
+    from components.validate import RunParams, validate_run
     from ovr.config import dump_config, resolve_recipe
-    from ovr.store import Store
     from ovr.tracking import Tracker
 
+    job = JobSettings(
+        run_id=run_id,
+        s3_secret=s3_secret,
+        mlflow_secret=mlflow_secret or None,
+        reward_secret=reward_secret or None,
+        rollout_secret=rollout_secret or None,
+        weights_claim=weights_claim or None,
+        deadline_s=job_deadline_s,
+        queue=queue or None,
+    )
+    params = RunParams(
+        sft_nodes=sft_nodes, rl_nodes=rl_nodes, gpus_per_node=gpus_per_node, weights_claim=weights_claim, job=job
+    )
     extra = param_overrides(model_path, dataset_name, sft_max_steps, rl_max_steps)
-    cfg = resolve_run(resolve_recipe(recipe), [str(o) for o in overrides] + extra, install_env)
-    Store.from_config(cfg.store)  # fails fast on a wrong endpoint, bucket or credentials
+    cfg, placement = validate_run(resolve_recipe(recipe), [str(o) for o in overrides] + extra, install_env, params)
     with Tracker.open(cfg, "pipeline") as tracker:
         cfg.tracking.run_id = tracker.run_id
     with open(config.path, "w") as f:
         f.write(dump_config(cfg))
     config.metadata.update({"run": cfg.name, "mlflow_run_id": tracker.run_id or ""})
+    placement.write_task_outputs(image, node_selector, tolerations)
     return tracker.run_id or ""
 
 
@@ -97,6 +125,9 @@ def launch_sft(
     mlflow_secret: str,
     run_id: str,
     job_deadline_s: int,
+    queue: str,
+    pending_timeout_s: int,
+    admission_timeout_s: int,
     model: Output[Model],
     metrics: Output[Metrics],
 ) -> str:
@@ -104,7 +135,15 @@ def launch_sft(
     from components.jobs import JobSettings
     from components.runtime import launch_job, report_stage, task_config
 
-    settings = JobSettings(run_id=run_id, s3_secret=s3_secret, mlflow_secret=mlflow_secret, deadline_s=job_deadline_s)
+    settings = JobSettings(
+        run_id=run_id,
+        s3_secret=s3_secret,
+        mlflow_secret=mlflow_secret or None,
+        deadline_s=job_deadline_s,
+        queue=queue or None,
+        pending_timeout_s=pending_timeout_s,
+        admission_timeout_s=admission_timeout_s or None,
+    )
     result = launch_job("sft", task_config(config.path), nodes, gpus_per_node, None, settings)
     return report_stage(result, "sft", model, metrics)
 
@@ -139,6 +178,9 @@ def launch_rl(
     weights_claim: str,
     run_id: str,
     job_deadline_s: int,
+    queue: str,
+    pending_timeout_s: int,
+    admission_timeout_s: int,
     model: Output[Model],
     metrics: Output[Metrics],
 ) -> str:
@@ -149,11 +191,14 @@ def launch_rl(
     settings = JobSettings(
         run_id=run_id,
         s3_secret=s3_secret,
-        mlflow_secret=mlflow_secret,
-        reward_secret=reward_secret,
-        rollout_secret=rollout_secret,
-        weights_claim=weights_claim,
+        mlflow_secret=mlflow_secret or None,
+        reward_secret=reward_secret or None,
+        rollout_secret=rollout_secret or None,
+        weights_claim=weights_claim or None,
         deadline_s=job_deadline_s,
+        queue=queue or None,
+        pending_timeout_s=pending_timeout_s,
+        admission_timeout_s=admission_timeout_s or None,
     )
     result = launch_job("rl", task_config(config.path), nodes, gpus_per_node, init_prefix, settings)
     return report_stage(result, "rl", model, metrics)

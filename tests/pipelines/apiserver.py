@@ -5,7 +5,8 @@ config's tests. kmock keeps objects, answers discovery and CRUD; this module add
   ``spec.trainer`` levels with the fields a given Kubeflow Trainer release declares
   (``crds/trainjob-served-fields.yaml``): ``fieldValidation=Strict`` refuses unknown fields with 400
   ``strict decoding error: unknown field "spec.x"``, any other mode prunes them (a warning only);
-  ``dryRun=All`` admits without storing;
+  ``dryRun=All`` admits without storing. (kmock stores a created object before any reaction runs;
+  a refused or dry-run one is removed again within the same request.)
 - the OpenAPI v3 document ``/openapi/v3/apis/trainer.kubeflow.org/v1alpha1`` with that release's
   TrainJob schema (its CRD's shape: inline ``spec`` under an ``x-kubernetes-group-version-kind``);
 - SelfSubjectAccessReviews answered from a set of granted ``(verb, group, resource[/subresource])``
@@ -24,7 +25,7 @@ SERVED = yaml.safe_load((Path(__file__).parent / "crds" / "trainjob-served-field
 TRAINJOBS = "trainer.kubeflow.org/v1alpha1/trainjobs"
 RUNTIMES = "trainer.kubeflow.org/v1alpha1/clustertrainingruntimes"
 PVCS, PODS = "v1/persistentvolumeclaims", "v1/pods"
-SSAR = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+SSAR = "authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 
 def unknown(body: dict, release: str) -> list[str]:
@@ -94,6 +95,11 @@ def serve_trainer(kmock, release: str = "v2.3.0", runtimes: tuple[str, ...] = ("
 
     def create(request):
         extra = unknown(request.data, release)
+        meta = request.data.get("metadata") or {}
+        stored = (kmock.resource(TRAINJOBS), request.namespace or meta.get("namespace"), meta.get("name"))
+        dry_run = (request.params or {}).get("dryRun") == "All"
+        if dry_run or (extra and (request.params or {}).get("fieldValidation") == "Strict"):
+            del kmock.objects[stored]  # kmock stored it before this reaction: a refused or dry-run create is not
         if extra and (request.params or {}).get("fieldValidation") == "Strict":
             kind = request.data.get("kind", "TrainJob")
             raise kmocklib.KubernetesError(
@@ -108,7 +114,7 @@ def serve_trainer(kmock, release: str = "v2.3.0", runtimes: tuple[str, ...] = ("
             for p in parents:
                 node = node[p]
             node.pop(leaf)
-        if (request.params or {}).get("dryRun") == "All":
+        if dry_run:
             dry_runs.append(request.data)
             return request.data
         return None  # stored by the emulator
@@ -123,6 +129,7 @@ def serve_rbac(kmock, granted: set[tuple[str, str, str]]) -> list[dict]:
     asked: list[dict] = []
 
     def review(request):
+        del kmock.objects[kmock.resource(SSAR), None, None]  # a review is not stored
         attrs = request.data["spec"]["resourceAttributes"]
         asked.append(attrs)
         res = attrs["resource"] + (f"/{attrs['subresource']}" if attrs.get("subresource") else "")
@@ -134,7 +141,7 @@ def serve_rbac(kmock, granted: set[tuple[str, str, str]]) -> list[dict]:
             "status": {"allowed": allowed},
         }
 
-    kmock[f"post {SSAR}"] << review
+    kmock["post", kmock.resource(SSAR)] << review
     return asked
 
 
