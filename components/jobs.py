@@ -24,7 +24,6 @@ from components.settings import (
     GPU_TOLERATION,
     PLACEMENTS,
     POD_IDENTITY_ENV,
-    SCRATCH_ENV,
     SCRATCH_MOUNT,
     SECRET_ENV,
     WEIGHTS_MOUNT,
@@ -96,8 +95,6 @@ def stage_job_spec(
     if settings.mlflow_secret:
         secret_env[settings.mlflow_secret] = SECRET_ENV["mlflow"]
     env = {"OVR_CONFIG_YAML": dump_config(cfg)} | install.nccl_env
-    if install.scratch_size:
-        env |= SCRATCH_ENV
     claims = []
     if stage == "rl":
         if settings.reward_secret:

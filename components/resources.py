@@ -32,7 +32,6 @@ from components.settings import (  # noqa: F401  (re-exported: the cluster setti
     PLACEMENTS,
     POD_FIELDS,
     POD_IDENTITY_ENV,
-    SCRATCH_ENV,
     SCRATCH_MOUNT,
     SECRET_ENV,
     WEIGHTS_MOUNT,
@@ -98,9 +97,8 @@ def place(
     if p.shm:
         kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=p.shm)
     if p.scratch:
+        # the task points its temp files and work folders there itself (components.runtime.use_scratch)
         kubernetes.empty_dir_mount(task, volume_name="scratch", mount_path=SCRATCH_MOUNT, size_limit=p.scratch)
-        for key, value in SCRATCH_ENV.items():
-            task.set_env_variable(key, value)
     for key, value in p.node_selector.items():
         kubernetes.add_node_selector(task, key, value)
     for tol in p.tolerations:

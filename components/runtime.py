@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from components.settings import SCRATCH_ENV, SCRATCH_MOUNT
 from ovr.config import RunConfig, env_overrides, load_config
 from ovr.schema import StageResult
 from ovr.store import EXPORT_KINDS, Store, export_prefix
@@ -50,8 +51,23 @@ def pod_local_overrides(environ: dict[str, str] | None = None) -> list[str]:
     return env_overrides({k: v for k, v in environ.items() if k in POD_LOCAL_ENV and v})
 
 
+def use_scratch(mount: str = SCRATCH_MOUNT, environ=None, is_mount=os.path.ismount) -> bool:
+    """Point temp files, Hugging Face caches and ovr's work and cache folders (SCRATCH_ENV) at the pod's
+    scratch volume when one is mounted at ``mount``: checkpoints and model copies then never fill the
+    container's writable layer. Settings already in the environment win. False (nothing changed)
+    without the volume, e.g. in a local run."""
+    environ = os.environ if environ is None else environ
+    if not is_mount(mount):
+        return False
+    for key, value in SCRATCH_ENV.items():
+        environ.setdefault(key, value)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+    return True
+
+
 def task_config(path: str | Path) -> RunConfig:
-    """The config validate_config resolved, with this pod's own mount paths applied."""
+    """The config validate_config resolved, with this pod's own mount paths (claim, scratch) applied."""
+    use_scratch()
     return load_config(path, pod_local_overrides(), use_env=False)
 
 

@@ -79,7 +79,8 @@ INSTALL_ENV_KEYS = (
 )
 
 #: where a pod's scratch volume is mounted (checkpoints, model copies, downloads: never the container's
-#: writable layer, which a full disk evicts), and the env that points ovr's local folders there
+#: writable layer, which a full disk evicts), and the env that points ovr's local folders there; set at
+#: run time by components.runtime.use_scratch when the volume is mounted (never in a local run)
 SCRATCH_MOUNT = "/scratch"
 SCRATCH_ENV = {
     "TMPDIR": SCRATCH_MOUNT,

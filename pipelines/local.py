@@ -63,7 +63,8 @@ def run_local(recipe: str, overrides: list[str] | None = None, workdir: str | Pa
     root = workdir / ".ovr" / "kfp"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     t0 = time.monotonic()
-    task = ovr_pipeline(recipe=str(path), overrides=overrides, gpus_per_node=0)
+    # kfp.local reads no default of an optional parameter: the pull secret is passed (and ignored: no pods)
+    task = ovr_pipeline(recipe=str(path), overrides=overrides, gpus_per_node=0, image_pull_secret="")
     wall = time.monotonic() - t0
     report = Path(task.output.path)  # the pipeline's one output: the report Markdown
     run_dir = _newest_run(root)

@@ -7,11 +7,13 @@ started from its own spec with the rank variables Trainer v2's torch plugin sets
 replica (vLLM on CPU) and the reward service started from the chart's StatefulSet and Deployment;
 an S3 server (moto) for the store, a real MLflow server, every store, weight-sync and scoring call.
 
-Faked: the API server (kmock), the scheduler (tasks run one at a time; no resources are enforced, so
-``gpus_per_node=2`` means two CPU ranks per trainer pod), DNS and the pod network (every pod is
-127.0.0.1, ports remapped), the filesystem (mount paths rewritten to local folders), images (venvs),
-the chart's bucket Job and the replica's model-sync init container (done here with the S3 client),
-PostgreSQL (MLflow keeps sqlite) and the Trainer controller (:mod:`trainer`).
+Faked: the API server (kmock, with :mod:`tests.pipelines.apiserver`'s TrainJob field validation of
+Trainer v2.3, its OpenAPI document, and RBAC answered from ``GRANTED``), the scheduler (tasks run one
+at a time; no resources are enforced, so ``gpus_per_node=2`` means two CPU ranks per trainer pod), DNS
+and the pod network (every pod is 127.0.0.1, ports remapped), the filesystem (mount paths rewritten
+to local folders), images (venvs), the chart's bucket Job and the replica's model-sync init container
+(done here with the S3 client), PostgreSQL (MLflow keeps sqlite) and the Trainer controller
+(:mod:`trainer`).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import pytest
 import yaml
 from driver import Driver
 from pods import Namespace, start_pod, stop_pod
-from trainer import TRAINJOBS, TrainerTwin
+from trainer import TrainerTwin
 
 from ovr.serving import ManagedServer, free_port
+from tests.pipelines.apiserver import add_claim, serve_rbac, serve_trainer
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
@@ -77,6 +80,26 @@ def render_chart() -> list[dict]:
     with helm_python.Chart.load(REPO / "helm" / "ovr") as chart:
         manifests = chart.render(VALUES, name=RELEASE, namespace=NS, is_install=True)
     return [d for p, t in sorted(manifests.items()) if not p.endswith("NOTES.txt") for d in yaml.safe_load_all(t) if d]
+
+
+#: what the run's account may do (stands for the cluster's RBAC until the twin evaluates the chart's Roles)
+GRANTED = {
+    ("create", "trainer.kubeflow.org", "trainjobs"),
+    ("get", "trainer.kubeflow.org", "trainjobs"),
+    ("delete", "trainer.kubeflow.org", "trainjobs"),
+    ("list", "", "pods"),
+    ("get", "", "pods/log"),
+    ("get", "", "persistentvolumeclaims"),
+}
+
+
+def serve_api(kmock, docs: list[dict]) -> None:
+    """The API the run talks to: Trainer v2.3's TrainJobs and runtime, the chart's claims, RBAC answers."""
+    serve_trainer(kmock, "v2.3.0")
+    serve_rbac(kmock, GRANTED)
+    for d in docs:
+        if d["kind"] == "PersistentVolumeClaim":
+            add_claim(kmock, NS, d["metadata"]["name"], d["spec"].get("accessModes", ["ReadWriteMany"]))
 
 
 def workload(docs, kind, name) -> dict:
@@ -145,7 +168,7 @@ async def test_tiny_recipe_runs_on_the_cluster_twin(kmock, tmp_path, tiny_model_
     docs = render_chart()
     ns = Namespace(NS, tmp_path)
     ns.add_objects(docs)
-    kmock.resources[TRAINJOBS] = kmock.ResourceInfo(namespaced=True, kind="TrainJob")
+    serve_api(kmock, docs)
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         yaml.safe_dump(

@@ -244,7 +244,7 @@ def test_the_install_places_the_job_pods(repo_root):
     """Node selector, tolerations, runtime, RDMA devices, scratch and NCCL transport from the install's
     ConfigMap reach the job; tokens of services that may run without auth are optional Secret refs."""
     from components.jobs import JobSettings, stage_job_spec
-    from components.settings import SCRATCH_ENV
+    from components.settings import SCRATCH_MOUNT
     from ovr.config import load_config
     from tests.pipelines.test_trainjob import validate_trainjob
 
@@ -263,7 +263,7 @@ def test_the_install_places_the_job_pods(repo_root):
         "NCCL_IB_HCA": "mlx5",
         "NCCL_IB_DISABLE": "0",
     }
-    assert SCRATCH_ENV.items() <= spec.env.items()  # checkpoints and the model copy on the scratch volume
+    assert spec.scratch_path == SCRATCH_MOUNT  # the pods point their folders there (components.runtime.use_scratch)
     m = trainjob_manifest(spec)
     validate_trainjob(m)
     env = m["spec"]["trainer"]["env"]

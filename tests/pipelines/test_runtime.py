@@ -110,3 +110,23 @@ def test_flash_attention_without_its_package_falls_back_to_sdpa(repo_root, capsy
     assert cfg.model.attn_implementation == "flash_attention_2"
     out = attention_fallback(cfg)
     assert out.model.attn_implementation == "sdpa" and "flash_attn package is not installed" in capsys.readouterr().out
+
+
+def test_a_mounted_scratch_volume_takes_temp_files_and_work_folders(tmp_path, monkeypatch):
+    """On a pod with the scratch emptyDir, checkpoints (sft.work_dir), source caches and temp files go
+    there, not to the container's writable layer; without it (a local run) nothing changes."""
+    from components.settings import SCRATCH_ENV, SCRATCH_MOUNT
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"name": "x"}))
+    env: dict[str, str] = {"HF_HOME": "/models/hf"}
+    assert runtime.use_scratch(environ=env) is False and env == {"HF_HOME": "/models/hf"}  # no volume here
+    assert runtime.use_scratch(environ=env, is_mount=lambda m: m == SCRATCH_MOUNT) is True
+    assert env["TMPDIR"] == SCRATCH_MOUNT and env["HF_HOME"] == "/models/hf"  # what is set already wins
+    for key in ("OVR__SFT__WORK_DIR", "OVR__DATA__CACHE_DIR"):
+        monkeypatch.setenv(key, env[key])
+    cfg = runtime.task_config(path)
+    assert (cfg.sft.work_dir, cfg.data.cache_dir) == (
+        SCRATCH_ENV["OVR__SFT__WORK_DIR"],
+        SCRATCH_ENV["OVR__DATA__CACHE_DIR"],
+    )
