@@ -41,6 +41,7 @@ class Need:
     group: str = ""
     subresource: str = ""
     why: str = ""
+    required: bool = True  # False: only a check needs it (denied: the check is skipped, with a warning)
 
     def __str__(self) -> str:
         res = self.resource + (f"/{self.subresource}" if self.subresource else "")

@@ -104,6 +104,14 @@ async def test_each_missing_permission_is_named_with_the_fix(api, cfg):
     assert "may not list pods" in refused[1] and all("default-editor" in f for f in refused)
 
 
+async def test_a_claim_the_account_may_not_read_is_a_warning(api, cfg):
+    """The chart's Role need not grant reading claims: the claim check is then skipped, not the run."""
+    kmock, client = api
+    cluster(kmock, granted=GRANTED - {("get", "", "persistentvolumeclaims")}, claim=None)
+    found = await check(client, cfg)
+    assert found.failures == [] and any("may not get persistentvolumeclaims" in w for w in found.warnings)
+
+
 @pytest.mark.parametrize("claim, message", [(None, "does not exist.*weights_claim"), ("Pending", "is Pending")])
 async def test_a_missing_or_unbound_claim_fails(api, cfg, claim, message):
     kmock, client = api
