@@ -85,11 +85,12 @@ def check_claim(api: k8s.ApiClient, shape: RunShape, found: Findings, denied: se
             f"{shape.namespace!r}: the eval and RL pods would stay Pending. Pass weights_claim=<release>-weights "
             "(kubectl get pvc lists the install's claims)"
         )
-    elif claim is not None and (claim.get("status") or {}).get("phase") not in ("Bound", None):
-        phase = claim["status"]["phase"]
-        found.failures.append(
-            f"claim {shape.weights_claim!r} is {phase}, not Bound: check its storage class provisions "
-            "ReadWriteMany volumes (kubectl describe pvc)"
+    elif claim is not None and (phase := (claim.get("status") or {}).get("phase")) == "Lost":
+        found.failures.append(f"claim {shape.weights_claim!r} is Lost (its volume is gone): recreate it")
+    elif claim is not None and phase not in ("Bound", None):
+        found.warnings.append(
+            f"claim {shape.weights_claim!r} is {phase}: fine until its first pod with a WaitForFirstConsumer "
+            "storage class; otherwise check the class provisions ReadWriteMany volumes (kubectl describe pvc)"
         )
     elif claim is None:
         found.warnings.append(

@@ -112,13 +112,21 @@ async def test_a_claim_the_account_may_not_read_is_a_warning(api, cfg):
     assert found.failures == [] and any("may not get persistentvolumeclaims" in w for w in found.warnings)
 
 
-@pytest.mark.parametrize("claim, message", [(None, "does not exist.*weights_claim"), ("Pending", "is Pending")])
-async def test_a_missing_or_unbound_claim_fails(api, cfg, claim, message):
+@pytest.mark.parametrize("claim, message", [(None, "does not exist.*weights_claim"), ("Lost", "is Lost")])
+async def test_a_missing_or_lost_claim_fails(api, cfg, claim, message):
     kmock, client = api
     cluster(kmock, claim=claim)
     found = await check(client, cfg)
     (failure,) = found.failures
     assert re.search(message, failure), failure
+
+
+async def test_a_pending_claim_is_a_warning(api, cfg):
+    """A WaitForFirstConsumer claim stays Pending until a pod mounts it."""
+    kmock, client = api
+    cluster(kmock, claim="Pending")
+    found = await check(client, cfg)
+    assert found.failures == [] and any("is Pending" in w for w in found.warnings)
 
 
 async def test_the_runtime_missing_fails_and_unreadable_warns(api, cfg):
