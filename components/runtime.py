@@ -24,6 +24,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from components.settings import SCRATCH_ENV, SCRATCH_MOUNT
 from ovr.config import RunConfig, env_overrides, load_config
 from ovr.context import RunContext, check_run_id
 from ovr.schema import StageResult
@@ -32,8 +33,9 @@ from ovr.store import EXPORT_KINDS, Store, export_prefix
 if TYPE_CHECKING:  # pragma: no cover
     from components.jobs import JobSettings
 
-#: env vars a pod's spec sets for its own mounts (``section.field`` overrides of the config artifact)
-POD_LOCAL_ENV = ("OVR__ROLLOUT__WEIGHTS_DIR",)
+#: env vars a pod's spec sets for its own mounts (``section.field`` overrides of the config artifact):
+#: the weights claim, the scratch volume's work and cache folders
+POD_LOCAL_ENV = ("OVR__ROLLOUT__WEIGHTS_DIR", "OVR__SFT__WORK_DIR", "OVR__DATA__CACHE_DIR")
 
 
 def param_overrides(model_path: str, dataset_name: str, sft_max_steps: int, rl_max_steps: int) -> list[str]:
@@ -52,8 +54,23 @@ def pod_local_overrides(environ: dict[str, str] | None = None) -> list[str]:
     return env_overrides({k: v for k, v in environ.items() if k in POD_LOCAL_ENV and v})
 
 
+def use_scratch(mount: str = SCRATCH_MOUNT, environ=None, is_mount=os.path.ismount) -> bool:
+    """Point temp files, Hugging Face caches and ovr's work and cache folders (SCRATCH_ENV) at the pod's
+    scratch volume when one is mounted at ``mount``: checkpoints and model copies then never fill the
+    container's writable layer. Settings already in the environment win. False (nothing changed)
+    without the volume, e.g. in a local run."""
+    environ = os.environ if environ is None else environ
+    if not is_mount(mount):
+        return False
+    for key, value in SCRATCH_ENV.items():
+        environ.setdefault(key, value)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+    return True
+
+
 def task_config(path: str | Path) -> RunConfig:
-    """The config validate_config resolved, with this pod's own mount paths applied."""
+    """The config validate_config resolved, with this pod's own mount paths (claim, scratch) applied."""
+    use_scratch()
     return load_config(path, pod_local_overrides(), use_env=False)
 
 
@@ -227,7 +244,7 @@ def launch_job(
     _raise_on_sigterm()
     spec = stage_job_spec(stage, cfg, ctx, nodes, gpus_per_node, init_prefix, settings)
     with replica_lease(cfg, ctx) if stage == "rl" else nullcontext():  # held for the job's pods
-        kind = run_job(spec, on_status=lambda event: print(event, flush=True))
+        kind = run_job(spec, on_status=lambda event: print(event, flush=True), limits=settings.limits())
     store = Store.from_config(cfg.store)
     manifest = store.latest(ctx.key, EXPORT_KINDS[stage])
     if manifest is None:

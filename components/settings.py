@@ -17,6 +17,7 @@ class Placement:
     gpus: int = 0
     accelerator: str = "nvidia.com/gpu"
     shm: str | None = None  # size of the /dev/shm emptyDir, e.g. "16Gi"
+    scratch: str | None = None  # sizeLimit of the scratch emptyDir at SCRATCH_MOUNT, e.g. "800Gi"
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[dict, ...] = ()
     trainer: bool = False  # pushes weights to the rollout servers (NCCL): gets TRAINER_LABEL
@@ -28,12 +29,15 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 #: Per-stage defaults (the paper's 7B runs use 8-GPU nodes for SFT and RL).
 PLACEMENTS: dict[str, Placement] = {
     "validate": Placement(cpu="1", memory="2Gi"),
-    "data": Placement(cpu="8", memory="32Gi"),
-    "sft": Placement(cpu="32", memory="256Gi", gpus=8, shm="64Gi", tolerations=(GPU_TOLERATION,)),
-    "rl": Placement(cpu="32", memory="256Gi", gpus=8, shm="64Gi", tolerations=(GPU_TOLERATION,), trainer=True),
+    "data": Placement(cpu="8", memory="32Gi", scratch="200Gi"),
+    # a 7B ZeRO-3 checkpoint (weights + Adam states) is ~110 GB; two are kept locally, plus the model copy
+    "sft": Placement(cpu="32", memory="256Gi", gpus=8, shm="64Gi", scratch="400Gi", tolerations=(GPU_TOLERATION,)),
+    "rl": Placement(
+        cpu="32", memory="256Gi", gpus=8, shm="64Gi", scratch="800Gi", tolerations=(GPU_TOLERATION,), trainer=True
+    ),
     "sft-launcher": Placement(cpu="1", memory="2Gi"),  # creates and follows the job: no GPU
     "rl-launcher": Placement(cpu="1", memory="2Gi"),
-    "eval": Placement(cpu="4", memory="16Gi"),
+    "eval": Placement(cpu="4", memory="16Gi", scratch="100Gi"),
     "report": Placement(cpu="1", memory="2Gi"),
 }
 
@@ -56,7 +60,34 @@ INSTALL_ENV_KEYS = (
     "OVR__ROLLOUT__WEIGHTS_DIR",
     "OVR_TRAINER_IMAGE",
     "OVR_IMAGE_PULL_SECRETS",
+    # where and how training pods run (components.placement): JSON for the selector, tolerations, resources
+    "OVR_TRAINER_NODE_SELECTOR",
+    "OVR_TRAINER_TOLERATIONS",
+    "OVR_TRAINER_RUNTIME",
+    "OVR_TRAINER_RUNTIME_CLASS",
+    "OVR_TRAINER_RESOURCES",
+    "OVR_SCRATCH_SIZE",
+    "OVR_SCRATCH_STORAGE_CLASS",
+    # NCCL's transport (interfaces, InfiniBand/RoCE), passed to every training pod as set
+    "NCCL_SOCKET_IFNAME",
+    "NCCL_IB_DISABLE",
+    "NCCL_IB_HCA",
+    "NCCL_IB_GID_INDEX",
+    "NCCL_NET_GDR_LEVEL",
+    "NCCL_CROSS_NIC",
+    "NCCL_DEBUG",
 )
+
+#: where a pod's scratch volume is mounted (checkpoints, model copies, downloads: never the container's
+#: writable layer, which a full disk evicts), and the env that points ovr's local folders there; set at
+#: run time by components.runtime.use_scratch when the volume is mounted (never in a local run)
+SCRATCH_MOUNT = "/scratch"
+SCRATCH_ENV = {
+    "TMPDIR": SCRATCH_MOUNT,
+    "HF_HOME": f"{SCRATCH_MOUNT}/hf",
+    "OVR__SFT__WORK_DIR": f"{SCRATCH_MOUNT}/work",
+    "OVR__DATA__CACHE_DIR": f"{SCRATCH_MOUNT}/cache",
+}
 
 #: where the weights claim is mounted in trainer, eval and job pods (and by the chart in the replicas)
 WEIGHTS_MOUNT = "/weights"

@@ -31,20 +31,51 @@ def validate_config(
     sft_max_steps: int,
     rl_max_steps: int,
     install_env: str,
+    sft_nodes: int,
+    rl_nodes: int,
+    gpus_per_node: int,
+    weights_claim: str,
+    s3_secret: str,
+    mlflow_secret: str,
+    reward_secret: str,
+    rollout_secret: str,
+    queue: str,
+    job_deadline_s: int,
+    run_id: str,
     resume_from: str,
     config: Output[Artifact],
+    image: dsl.OutputPath(str),
+    node_selector: dsl.OutputPath(dict),
+    tolerations: dsl.OutputPath(list),
 ) -> str:
-    """Resolve + validate the recipe, run parameters and install settings; open (or resume) the run; its id."""
-    from components.install import resolve_run
+    """Resolve + validate the recipe, run parameters and install; check data, services and cluster before
+    any GPU is used; open (or resume) the run and its MLflow run; hand the install's image and scheduling
+    to the later tasks. Returns the run's id."""
+    from components.jobs import JobSettings
     from components.runtime import open_run, param_overrides
+    from components.validate import RunParams, validate_run
     from ovr.config import dump_config, resolve_recipe
 
+    job = JobSettings(
+        run_id=run_id,
+        s3_secret=s3_secret,
+        mlflow_secret=mlflow_secret or None,
+        reward_secret=reward_secret or None,
+        rollout_secret=rollout_secret or None,
+        weights_claim=weights_claim or None,
+        deadline_s=job_deadline_s,
+        queue=queue or None,
+    )
+    params = RunParams(
+        sft_nodes=sft_nodes, rl_nodes=rl_nodes, gpus_per_node=gpus_per_node, weights_claim=weights_claim, job=job
+    )
     extra = param_overrides(model_path, dataset_name, sft_max_steps, rl_max_steps)
-    cfg = resolve_run(resolve_recipe(recipe), [str(o) for o in overrides] + extra, install_env)
-    ctx = open_run(cfg, resume_from)  # checks the store too: endpoint, bucket, credentials
+    cfg, placement = validate_run(resolve_recipe(recipe), [str(o) for o in overrides] + extra, install_env, params)
+    ctx = open_run(cfg, resume_from)
     with open(config.path, "w") as f:
         f.write(dump_config(cfg))
     config.metadata.update({"run": cfg.name, "run_id": ctx.run_id, "mlflow_run_id": ctx.mlflow_run_id or ""})
+    placement.write_task_outputs(image, node_selector, tolerations)
     return ctx.run_id
 
 
@@ -95,6 +126,9 @@ def launch_sft(
     mlflow_secret: str,
     run_id: str,
     job_deadline_s: int,
+    queue: str,
+    pending_timeout_s: int,
+    admission_timeout_s: int,
     model: Output[Model],
     metrics: Output[Metrics],
 ) -> str:
@@ -102,7 +136,15 @@ def launch_sft(
     from components.jobs import JobSettings
     from components.runtime import launch_job, report_stage, task_config, task_context
 
-    settings = JobSettings(run_id=run_id, s3_secret=s3_secret, mlflow_secret=mlflow_secret, deadline_s=job_deadline_s)
+    settings = JobSettings(
+        run_id=run_id,
+        s3_secret=s3_secret,
+        mlflow_secret=mlflow_secret or None,
+        deadline_s=job_deadline_s,
+        queue=queue or None,
+        pending_timeout_s=pending_timeout_s,
+        admission_timeout_s=admission_timeout_s or None,
+    )
     cfg = task_config(config.path)
     result = launch_job("sft", cfg, task_context(cfg, config.metadata), nodes, gpus_per_node, None, settings)
     return report_stage(result, "sft", model, metrics)
@@ -139,6 +181,9 @@ def launch_rl(
     weights_claim: str,
     run_id: str,
     job_deadline_s: int,
+    queue: str,
+    pending_timeout_s: int,
+    admission_timeout_s: int,
     model: Output[Model],
     metrics: Output[Metrics],
 ) -> str:
@@ -149,11 +194,14 @@ def launch_rl(
     settings = JobSettings(
         run_id=run_id,
         s3_secret=s3_secret,
-        mlflow_secret=mlflow_secret,
-        reward_secret=reward_secret,
-        rollout_secret=rollout_secret,
-        weights_claim=weights_claim,
+        mlflow_secret=mlflow_secret or None,
+        reward_secret=reward_secret or None,
+        rollout_secret=rollout_secret or None,
+        weights_claim=weights_claim or None,
         deadline_s=job_deadline_s,
+        queue=queue or None,
+        pending_timeout_s=pending_timeout_s,
+        admission_timeout_s=admission_timeout_s or None,
     )
     cfg = task_config(config.path)
     result = launch_job("rl", cfg, task_context(cfg, config.metadata), nodes, gpus_per_node, init_prefix, settings)

@@ -42,7 +42,7 @@ class StageInfo:
 
 #: kfp task name -> what the console calls it (unknown tasks show their own name)
 TASKS = {
-    "validate-config": StageInfo("validate", "recipe, store, MLflow run"),
+    "validate-config": StageInfo("validate", "recipe, data plan, store, services, cluster, MLflow run"),
     "build-data": StageInfo("data", "SFT / RL / eval splits into the store"),
     "train-sft": StageInfo("SFT", "language-only cold start"),
     "launch-sft": StageInfo("SFT", "language-only cold start (multi-node job)"),

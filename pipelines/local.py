@@ -67,7 +67,10 @@ def run_local(
     root = workdir / ".ovr" / "kfp"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     t0 = time.monotonic()
-    task = ovr_pipeline(recipe=str(path), overrides=overrides, gpus_per_node=0, resume_from=resume_from)
+    # kfp.local reads no default of an optional parameter: the pull secret is passed (and ignored: no pods)
+    task = ovr_pipeline(
+        recipe=str(path), overrides=overrides, gpus_per_node=0, image_pull_secret="", resume_from=resume_from
+    )
     wall = time.monotonic() - t0
     report = Path(task.output.path)  # the pipeline's one output: the report Markdown
     run_dir = _newest_run(root)

@@ -28,8 +28,16 @@ def register(app: typer.Typer) -> None:
         recipe: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Recipe YAML.")],
         set_: SetOpt = None,
     ) -> None:
-        """Exit 0 if the recipe is valid, 2 with the reason otherwise."""
+        """Exit 0 if the recipe is valid and its dataset plan can work (printed), 2 with the reason otherwise."""
+        from ovr.data.plan import DatasetPlanError, dataset_plan
+
         cfg = load(recipe, set_)
+        try:
+            plan = dataset_plan(cfg, needs=("eval",))
+        except DatasetPlanError as err:
+            typer.secho(f"invalid data config: {err}", fg="red", err=True)
+            raise typer.Exit(2) from err
+        typer.echo(plan.render())
         typer.echo(f"{recipe}: valid ({cfg.name})")
 
     app.add_typer(group, name="config")

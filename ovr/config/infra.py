@@ -156,3 +156,9 @@ class RewardConfig(_Section):
     )
     token_env: str = Field("OVR_REWARD_TOKEN", description="Env var of the bearer token, if auth is on.")
     timeout_s: float = Field(600.0, gt=0, description="Deadline of one scoring call (a whole batch).")
+    max_request_bytes: int = Field(
+        32 * 2**20,
+        ge=1024,
+        description="Largest request body the client sends (JSON bytes); keep it under the service's "
+        "body limit (OVR_REWARD_MAX_BODY_BYTES, 64 MiB by default), which answers 413 above it.",
+    )

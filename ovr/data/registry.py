@@ -4,7 +4,9 @@ An adapter is ``fn(row: dict, ctx: RowContext) -> Sample``. It raises :class:`Dr
 for a reason that is not an error (a proof, no verified trace) and :class:`Reject` for a row that
 does not fit its layout (an answer naming no option, a missing image file), each with a short
 reason and the offending value as detail; any other exception marks the row corrupt with its
-message. Either way the build records the reason per row in the manifest and goes on. Register with::
+message. Either way the build records the reason per row in the manifest and goes on. A source whose
+copy names its columns otherwise (``Question``/``Answer``) maps them with the option
+``columns: {Question: question, Answer: answer}``. Register with::
 
     @adapter("math500", split="eval", columns=("problem", "answer"))
     def math500(row, ctx):
@@ -69,6 +71,9 @@ class Adapter:
     description: str
 
     def __call__(self, row: dict, ctx: RowContext) -> Sample:
+        renames = ctx.options.get("columns") or {}  # option columns: {their name: the adapter's}
+        if renames:
+            row = {renames.get(k, k): v for k, v in row.items()}
         missing = [c for c in self.columns if c not in row]
         if missing:
             raise Reject("missing columns", f"{missing} (the {self.name} layout needs {list(self.columns)})")

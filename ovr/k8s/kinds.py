@@ -25,7 +25,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from ovr.k8s.spec import CLIENT_LABEL, NO_SIDECAR, TRAINER_LABEL, TrainerJobSpec
+from ovr.k8s.spec import CLIENT_LABEL, NO_SIDECAR, QUEUE_LABEL, TRAINER_LABEL, TrainerJobSpec
 from ovr.k8s.status import JobEvent, utc_now
 
 SPEC_HASH_ANNOTATION = "ovr.dev/spec-hash"
@@ -41,12 +41,16 @@ def spec_hash(job_spec: dict[str, Any]) -> str:
 def _env(spec: TrainerJobSpec) -> list[dict]:
     env = [{"name": k, "value": v} for k, v in spec.env.items()]
     env += [
-        {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        {"name": var, "valueFrom": {"secretKeyRef": _secret_ref(spec, secret, key)}}
         for secret, keys in spec.secret_env.items()
         for key, var in keys.items()
     ]
     env += [{"name": var, "valueFrom": {"fieldRef": {"fieldPath": path}}} for var, path in spec.field_env.items()]
     return env
+
+
+def _secret_ref(spec: TrainerJobSpec, secret: str, key: str) -> dict:
+    return {"name": secret, "key": key} | ({"optional": True} if secret in spec.optional_secrets else {})
 
 
 def _resources(spec: TrainerJobSpec) -> dict:
@@ -55,15 +59,33 @@ def _resources(spec: TrainerJobSpec) -> dict:
     if spec.gpus_per_node:
         limits[spec.gpu_resource] = str(spec.gpus_per_node)
         requests[spec.gpu_resource] = str(spec.gpus_per_node)
+    for name, quantity in spec.extra_resources.items():  # e.g. RDMA devices: extended resources go in both
+        limits[name] = requests[name] = quantity
+    if spec.scratch_size and not spec.scratch_storage_class:  # the emptyDir scratch counts as ephemeral storage
+        requests["ephemeral-storage"] = spec.scratch_size
     return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
 
 
+def _scratch_volume(spec: TrainerJobSpec) -> dict:
+    if not spec.scratch_storage_class:
+        return {"name": "scratch", "emptyDir": {"sizeLimit": spec.scratch_size}}
+    claim = {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": spec.scratch_storage_class,
+        "resources": {"requests": {"storage": spec.scratch_size}},
+    }
+    return {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": claim}}}
+
+
 def _volumes(spec: TrainerJobSpec) -> tuple[list[dict], list[dict]]:
-    """(pod volumes, container mounts): /dev/shm and the claims."""
+    """(pod volumes, container mounts): /dev/shm, the scratch volume and the claims."""
     volumes, mounts = [], []
     if spec.shm_size:
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm_size}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    if spec.scratch_size:
+        volumes.append(_scratch_volume(spec))
+        mounts.append({"name": "scratch", "mountPath": spec.scratch_path})
     for c in spec.claims:
         volumes.append({"name": c.volume, "persistentVolumeClaim": {"claimName": c.claim}})
         mounts.append({"name": c.volume, "mountPath": c.mount_path})
@@ -88,7 +110,8 @@ def _metadata(spec: TrainerJobSpec, job_spec: dict) -> dict:
     meta: dict[str, Any] = {
         "name": spec.name,
         "namespace": spec.namespace,
-        "labels": {**spec.labels, "app.kubernetes.io/managed-by": "ovr"},
+        "labels": {**spec.labels, "app.kubernetes.io/managed-by": "ovr"}
+        | ({QUEUE_LABEL: spec.queue} if spec.queue else {}),
         "annotations": {SPEC_HASH_ANNOTATION: spec_hash(job_spec)},
     }
     if spec.owner is not None:
@@ -97,7 +120,17 @@ def _metadata(spec: TrainerJobSpec, job_spec: dict) -> dict:
 
 
 def trainjob_manifest(spec: TrainerJobSpec) -> dict[str, Any]:
-    """The ``trainer.kubeflow.org/v1alpha1`` TrainJob for ``spec``."""
+    """The ``trainer.kubeflow.org/v1alpha1`` TrainJob for ``spec``.
+
+    A ``runtimePatches`` pod patch has no ``runtimeClassName`` (Trainer v2.3's PodSpecPatch): the runtime
+    class of TrainJob pods is the ClusterTrainingRuntime's, so a spec asking for one is refused here.
+    """
+    if spec.runtime_class:
+        raise ValueError(
+            f"a TrainJob cannot set runtimeClassName {spec.runtime_class!r} (Trainer's runtimePatches has no such "
+            f"field): set it in the pod template of a ClusterTrainingRuntime and name that runtime instead of "
+            f"{spec.runtime!r} (the install's OVR_TRAINER_RUNTIME)"
+        )
     volumes, mounts = _volumes(spec)
     trainer = {
         "image": spec.image,
@@ -170,6 +203,8 @@ def pytorchjob_manifest(spec: TrainerJobSpec) -> dict[str, Any]:
     if mounts:
         container["volumeMounts"] = mounts
     pod = {"containers": [container]} | ({"volumes": volumes} if volumes else {}) | _pod_settings(spec)
+    if spec.runtime_class:
+        pod["runtimeClassName"] = spec.runtime_class
     template = {"metadata": pod_metadata(spec), "spec": pod}
     counts = {"Master": 1, "Worker": spec.nodes - 1}
     replicas = {
@@ -247,6 +282,7 @@ class JobKind:
     replica_label: str  # label naming the pod's replica group
     container: str  # name of the trainer container in those pods
     installs: str  # what to install when the cluster lacks it
+    requires: str = ""  # the release whose schema has every field of the manifest
 
     @property
     def api_version(self) -> str:
@@ -264,6 +300,7 @@ TRAINJOB = JobKind(
     "jobset.sigs.k8s.io/replicatedjob-name",
     "node",
     "Kubeflow Trainer v2",
+    "Kubeflow Trainer >= v2.2 (runtimePatches, activeDeadlineSeconds)",
 )
 PYTORCHJOB = JobKind(
     "kubeflow.org",
@@ -276,6 +313,7 @@ PYTORCHJOB = JobKind(
     "training.kubeflow.org/replica-type",
     "pytorch",
     "the Kubeflow Training Operator v1",
+    "the Kubeflow Training Operator >= v1.7",
 )
 KINDS: dict[str, JobKind] = {"trainjob": TRAINJOB, "pytorchjob": PYTORCHJOB}  # in order of preference
 

@@ -26,6 +26,9 @@ TRAINER_LABEL = ("ovr.dev/trainer", "true")
 #: job pods stay out of an Istio mesh (label and annotation, as KFP does for pipeline pods): a sidecar
 #: would never let a job pod finish, and NCCL between ranks must not go through a proxy
 NO_SIDECAR = ("sidecar.istio.io/inject", "false")
+#: the label Kueue reads on a job to queue it (its webhook then suspends the job until admission)
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+_RESOURCE_NAME = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 MAX_NAME = 48
 
 
@@ -113,6 +116,11 @@ class TrainerJobSpec(_Strict):
     secret_env: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="Secret name -> {secret key: ENV var} injected as secretKeyRef."
     )
+    optional_secrets: list[str] = Field(
+        default_factory=list,
+        description="Secrets of secret_env that may be absent (their variables then stay unset), e.g. a token "
+        "of a service whose auth is off; any other missing Secret keeps the pods from starting.",
+    )
     field_env: dict[str, str] = Field(
         default_factory=dict, description="ENV var -> downward-API fieldPath, e.g. OVR_POD_IP: status.podIP."
     )
@@ -137,11 +145,47 @@ class TrainerJobSpec(_Strict):
     runtime: str = Field(
         "torch-distributed", min_length=1, description="Trainer v2 ClusterTrainingRuntime the TrainJob refers to."
     )
+    queue: str | None = Field(
+        None,
+        max_length=63,
+        pattern=_DNS1123,
+        description="Kueue LocalQueue: the job's queue-name label (not the pods').",
+    )
+    runtime_class: str | None = Field(
+        None,
+        pattern=_DNS1123,
+        description="runtimeClassName of the pods (e.g. nvidia): PyTorchJob only; a TrainJob's comes from its runtime.",
+    )
+    extra_resources: dict[str, str] = Field(
+        default_factory=dict,
+        description="More extended resources per pod, requested and limited, e.g. RDMA devices {rdma/ib: '1'}.",
+    )
+    scratch_size: str | None = Field(
+        None,
+        pattern=_QUANTITY,
+        description="Size of the scratch volume (checkpoints, model copies) instead of the container's writable "
+        "layer; None: none. An emptyDir with this sizeLimit and an ephemeral-storage request of the same.",
+    )
+    scratch_path: str = Field("/scratch", pattern=r"^/", description="Where the scratch volume is mounted.")
+    scratch_storage_class: str | None = Field(
+        None,
+        pattern=_DNS1123,
+        description="Storage class of a generic ephemeral volume for the scratch (a fresh claim per pod, e.g. "
+        "local NVMe); None: an emptyDir on the node's disk.",
+    )
 
     @field_validator("env")
     @classmethod
     def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
         _check_env_names(v)
+        return v
+
+    @field_validator("extra_resources")
+    @classmethod
+    def _resource_names(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [f"{k}={q}" for k, q in v.items() if not re.match(_RESOURCE_NAME, k) or not re.match(_QUANTITY, q)]
+        if bad:
+            raise ValueError(f"extra_resources must map resource names to quantities: {bad}")
         return v
 
     @field_validator("secret_env")

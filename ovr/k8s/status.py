@@ -58,6 +58,10 @@ class JobTimeout(JobError, TimeoutError):
     """The job did not finish within ``timeout_s``."""
 
 
+class JobStuck(JobError):
+    """The job cannot start: a pod stuck (unschedulable, image pull, missing Secret) or no admission."""
+
+
 @dataclass
 class JobFailed(JobError):
     """The controller marked the job Failed; ``pods`` holds what its failing pods left behind."""

@@ -1,8 +1,11 @@
 """Client of the reward service, used by the RL trainer and the evaluator.
 
 Async with connection pooling (one ``httpx.AsyncClient`` per client and event loop), large inputs
-split into batches, retries with exponential backoff (honouring ``Retry-After``) on 429, 5xx and
-connection errors, and a deadline per ``score`` call. ``RewardClient.in_process()`` scores in this
+split into batches of at most ``batch_size`` items and ``max_request_bytes`` of JSON (the service
+refuses bodies over its limit, 64 MiB by default, with 413: 1024 responses of 32k-48k tokens are far
+over it), retries with exponential backoff (honouring ``Retry-After``) on 429, 5xx and connection
+errors, a batch the service still answers 413 split in halves and sent again (a service configured
+with a lower limit), and a deadline per ``score`` call. ``RewardClient.in_process()`` scores in this
 process with no time limit and no HTTP — for unit tests only.
 
 >>> with local_server() as srv:  # doctest: +SKIP
@@ -26,10 +29,44 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 _RETRYABLE = {429, 500, 502, 503, 504}
+_TOO_LARGE = 413
+#: bytes of ``{"items":[`` + ``]}`` around the items of a request body
+_ENVELOPE = len(ScoreRequest(items=[]).model_dump_json())
+DEFAULT_MAX_REQUEST_BYTES = 32 * 2**20
 
 
 class RewardServiceError(RuntimeError):
     """The service refused the request for good (4xx other than 429) or retries ran out."""
+
+
+class _TooLarge(RewardServiceError):
+    """413: the body (or item count) is over the service's limit."""
+
+
+def byte_batches(items: Sequence[ScoreItem], max_items: int, max_bytes: int) -> list[list[tuple[ScoreItem, str]]]:
+    """``items`` in order, packed into batches of at most ``max_items`` items whose request body
+    (``ScoreRequest`` JSON) is at most ``max_bytes``; each item paired with its JSON. An item that
+    alone exceeds ``max_bytes`` is a ValueError naming it (no request could carry it).
+
+    >>> [len(b) for b in byte_batches([ScoreItem(response="x" * 100, reference="1")] * 5, 4, 700)]  # 260 bytes each
+    [2, 2, 1]
+    """
+    batches: list[list[tuple[ScoreItem, str]]] = []
+    size = _ENVELOPE
+    for i, item in enumerate(items):
+        text = item.model_dump_json()
+        n = len(text.encode()) + 1  # the comma between items
+        if _ENVELOPE + n > max_bytes:
+            raise ValueError(
+                f"item {i} alone is {n} bytes of JSON, over the request limit of {max_bytes} bytes "
+                "(reward.max_request_bytes, below the service's OVR_REWARD_MAX_BODY_BYTES)"
+            )
+        if not batches or len(batches[-1]) >= max_items or size + n > max_bytes:
+            batches.append([])
+            size = _ENVELOPE
+        batches[-1].append((item, text))
+        size += n
+    return batches
 
 
 class RewardClient:
@@ -43,15 +80,18 @@ class RewardClient:
         retries: int = 5,
         *,
         batch_size: int = 1024,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         concurrency: int = 4,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
     ):
-        if timeout_s <= 0 or retries < 0 or batch_size < 1 or concurrency < 1:
-            raise ValueError("timeout_s > 0, retries >= 0, batch_size >= 1 and concurrency >= 1 required")
+        if timeout_s <= 0 or retries < 0 or batch_size < 1 or concurrency < 1 or max_request_bytes < 1024:
+            raise ValueError(
+                "timeout_s > 0, retries >= 0, batch_size >= 1, concurrency >= 1 and max_request_bytes >= 1024 required"
+            )
         self.base_url = base_url.rstrip("/") if base_url else None
         self.token, self.timeout_s, self.retries = token, timeout_s, retries
-        self.batch_size, self.concurrency = batch_size, concurrency
+        self.batch_size, self.concurrency, self.max_request_bytes = batch_size, concurrency, max_request_bytes
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self._http: httpx.AsyncClient | None = None
         self._http_loop: asyncio.AbstractEventLoop | None = None
@@ -64,13 +104,14 @@ class RewardClient:
     @classmethod
     def from_config(cls, cfg: RewardConfig, base_url: str | None = None, **kwargs) -> RewardClient:
         """A client for ``cfg`` (a :class:`ovr.config.RewardConfig`): ``base_url`` or ``cfg.url``,
-        the bearer token from the env var named by ``cfg.token_env`` (if set)."""
+        the bearer token from the env var named by ``cfg.token_env`` (if set), ``cfg.max_request_bytes``."""
         import os
 
         url = base_url or cfg.url
         if url is None:
             raise ValueError("reward.url is not set and no base_url given (start one with local_server())")
         kwargs.setdefault("timeout_s", cfg.timeout_s)
+        kwargs.setdefault("max_request_bytes", cfg.max_request_bytes)
         return cls(url, token=os.environ.get(cfg.token_env) or None, **kwargs)
 
     # ----------------------------------------------------------------- public API
@@ -83,12 +124,12 @@ class RewardClient:
             from ovr.rewards import score_items
 
             return await asyncio.to_thread(score_items, parsed)
-        batches = [parsed[i : i + self.batch_size] for i in range(0, len(parsed), self.batch_size)]
+        batches = byte_batches(parsed, self.batch_size, self.max_request_bytes)
         gate = asyncio.Semaphore(self.concurrency)
 
         async def one(batch):
             async with gate:
-                return await self._post_with_retries(batch)
+                return await self._post_splitting(batch)
 
         async with asyncio.timeout(self.timeout_s):
             chunks = await asyncio.gather(*(one(b) for b in batches))
@@ -132,8 +173,19 @@ class RewardClient:
             self._http_loop = loop
         return self._http
 
-    async def _post_with_retries(self, batch: list[ScoreItem]) -> list[ScoreResult]:
-        body = ScoreRequest(items=batch).model_dump_json()
+    async def _post_splitting(self, batch: list[tuple[ScoreItem, str]]) -> list[ScoreResult]:
+        """POST ``batch``; on 413 (the service's limit is lower than ours) the halves, one after the other."""
+        try:
+            return await self._post_with_retries(batch)
+        except _TooLarge:
+            if len(batch) == 1:
+                raise
+            half = len(batch) // 2
+            log.warning("reward service answered 413 to %d items; sending them in two halves", len(batch))
+            return await self._post_splitting(batch[:half]) + await self._post_splitting(batch[half:])
+
+    async def _post_with_retries(self, batch: list[tuple[ScoreItem, str]]) -> list[ScoreResult]:
+        body = '{"items":[' + ",".join(text for _, text in batch) + "]}"
         headers = {"Content-Type": "application/json"}
 
         async def post() -> list[ScoreResult]:
@@ -147,6 +199,8 @@ class RewardClient:
                     raise RewardServiceError(f"service answered {len(results)} results for {len(batch)} items")
                 return results
             detail = resp.text[:500]
+            if resp.status_code == _TOO_LARGE:
+                raise _TooLarge(f"reward service answered 413 to {len(batch)} item(s), {len(body)} bytes: {detail}")
             if resp.status_code not in _RETRYABLE:
                 raise RewardServiceError(f"reward service answered {resp.status_code}: {detail}")
             raise _Transient(f"{resp.status_code}: {detail}", _retry_after(resp.headers.get("Retry-After")))

@@ -318,8 +318,9 @@ class Driver:
             mounts.append({"name": m["volumeName"], "mountPath": m["mountPath"]})
         args = [self._substitute(a, params, executor_input) for a in container.get("args", [])]
         command = [self._substitute(c, params, executor_input) for c in container.get("command", [])]
+        image = self._substitute(container["image"], params, executor_input)  # a task output (set_container_image)
         return (
-            {"image": container["image"], "command": command, "args": args, "env": env, "volumeMounts": mounts},
+            {"image": image, "command": command, "args": args, "env": env, "volumeMounts": mounts},
             volumes,
         )
 

@@ -53,6 +53,7 @@ class TrainerTwin:
     manifests: dict[str, list[dict]] = field(default_factory=dict)  # job name -> its pods as created
     start: bool = True
     fail: bool = False
+    sightings: set[str] = field(default_factory=set)  # jobs seen once, not started yet
 
     async def run(self) -> None:
         """Reconcile every 0.2 s until cancelled."""
@@ -78,8 +79,12 @@ class TrainerTwin:
                         stop_pod(pod)
                 continue
             if name not in self.pods:
-                self.seen[name] = obj.raw
-                self._start(name, obj)
+                # a job seen twice, 0.2 s apart: kmock stores even a dry-run create for the length of
+                # its request (Validate config's dry run of the job), which the controller never sees
+                if name in self.sightings:
+                    self.seen[name] = obj.raw
+                    self._start(name, obj)
+                self.sightings.add(name)
             else:
                 self._report(name, obj)
 

@@ -6,6 +6,8 @@ import yaml
 
 from pipelines.compile import COMPILED, compile_pipeline
 
+INSTALL_IMAGE = "{{$.inputs.parameters['pipelinechannel--validate-config-image']}}"
+
 
 def _docs(path):
     return list(yaml.safe_load_all(path.read_text()))
@@ -172,14 +174,22 @@ def test_every_task_is_an_ovr_client_with_its_credentials_from_secrets():
         }
         assert by_env["MLFLOW_TRACKING_USERNAME"] == ("mlflow_secret", "username"), name
         assert by_env["MLFLOW_TRACKING_PASSWORD"] == ("mlflow_secret", "password"), name
-        needs_rollout = name in ("exec-train-rl", "exec-evaluate-model", "exec-evaluate-model-2")
+        # the scorers, and Validate config, which checks that the tokens work
+        needs_rollout = name in (
+            "exec-train-rl",
+            "exec-evaluate-model",
+            "exec-evaluate-model-2",
+            "exec-validate-config",
+        )
         assert (by_env.get("OVR_ROLLOUT_TOKEN") == ("rollout_secret", "token")) == needs_rollout, name
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["rollout_secret"]["defaultValue"] == "ovr-rollout"  # the chart's Secret names
     assert params["mlflow_secret"]["defaultValue"] == "ovr-mlflow"
 
 
-def test_components_use_the_ovr_image_and_are_thin():
+def test_components_use_the_install_image_and_are_thin():
+    """Validate config runs the compiled image; every later task the image Validate config read from
+    the install's ConfigMap (one image per release for task and job pods)."""
     import inspect
 
     import components.stages as stages
@@ -187,7 +197,8 @@ def test_components_use_the_ovr_image_and_are_thin():
 
     spec, _ = _docs(COMPILED)
     for name, ex in spec["deploymentSpec"]["executors"].items():
-        assert ex["container"]["image"] == OVR_IMAGE, name
+        expected = OVR_IMAGE if name == "exec-validate-config" else INSTALL_IMAGE
+        assert ex["container"]["image"] == expected, name
     for comp in (
         stages.validate_config,
         stages.build_data,
@@ -199,3 +210,60 @@ def test_components_use_the_ovr_image_and_are_thin():
         stages.make_report,
     ):
         assert len(inspect.getsource(comp.python_func).splitlines()) < 60
+
+
+def test_the_install_places_the_task_pods_at_run_time():
+    """Image, pull secret, node selector, tolerations and NCCL transport come from the install at run
+    time (Validate config's outputs, the ConfigMap, an optional parameter): never fixed at compile time."""
+    from components.placement import NCCL_KEYS
+    from components.settings import SCRATCH_MOUNT
+
+    spec, platform = _docs(COMPILED)
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["image_pull_secret"] == {"isOptional": True, "parameterType": "STRING"}  # unset: the SA's
+    for name, executor in k8s.items():
+        (pull,) = executor["imagePullSecret"]
+        assert pull["secretNameParameter"]["componentInputParameter"].endswith("image_pull_secret"), name
+    for gpu_task in ("exec-train-sft", "exec-train-rl"):
+        cfg = k8s[gpu_task]
+        selector = cfg["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"]
+        assert selector == "pipelinechannel--validate-config-node_selector"
+        tolerations = [
+            t["tolerationJson"]["componentInputParameter"] for t in cfg["tolerations"] if "tolerationJson" in t
+        ]
+        assert tolerations == ["pipelinechannel--validate-config-tolerations"]
+        keys = {e["configMapKey"] for cm in cfg["configMapAsEnv"] for e in cm["keyToEnv"]}
+        assert set(NCCL_KEYS) <= keys
+    for task in ("exec-build-data", "exec-train-sft", "exec-train-rl", "exec-evaluate-model"):
+        (scratch,) = [m for m in k8s[task]["emptyDirMounts"] if m["volumeName"] == "scratch"]
+        assert scratch["mountPath"] == SCRATCH_MOUNT and scratch["sizeLimit"]
+
+
+def test_retries_where_a_retry_is_safe():
+    spec, _ = _docs(COMPILED)
+    tasks = _tasks(spec)
+    retries = {k: v["retryPolicy"]["maxRetryCount"] for k, v in tasks.items() if "retryPolicy" in v}
+    assert retries == {
+        "validate-config": 2,
+        "build-data": 2,
+        "train-sft": 1,
+        "launch-sft": 1,
+        "train-rl": 1,
+        "launch-rl": 1,
+        "evaluate-model": 2,
+        "evaluate-model-2": 2,
+        "make-report": 2,
+    }
+    assert all(v["retryPolicy"]["backoffFactor"] == 2.0 for v in tasks.values() if "retryPolicy" in v)
+
+
+def test_validate_config_knows_what_the_run_will_ask_of_the_cluster():
+    spec, _ = _docs(COMPILED)
+    validate = _tasks(spec)["validate-config"]["inputs"]["parameters"]
+    for param in ("sft_nodes", "rl_nodes", "gpus_per_node", "weights_claim", "queue", "reward_secret"):
+        assert validate[param] == {"componentInputParameter": param}
+    for launcher in ("launch-sft", "launch-rl"):
+        inputs = _tasks(spec)[launcher]["inputs"]["parameters"]
+        assert inputs["queue"]["componentInputParameter"] == "pipelinechannel--queue"
+        assert inputs["admission_timeout_s"]["componentInputParameter"] == "pipelinechannel--admission_timeout_s"

@@ -135,3 +135,23 @@ def test_every_submission_is_a_new_run_unless_it_names_one(repo_root, tmp_path):
     assert runtime.open_run(cfg, "latest").run_id == first.run_id
     with pytest.raises(ValueError, match="run id '../x' must be"):
         runtime.open_run(cfg.model_copy(), "../x")
+
+
+def test_a_mounted_scratch_volume_takes_temp_files_and_work_folders(tmp_path, monkeypatch):
+    """On a pod with the scratch emptyDir, checkpoints (sft.work_dir), source caches and temp files go
+    there, not to the container's writable layer; without it (a local run) nothing changes."""
+    from components.settings import SCRATCH_ENV, SCRATCH_MOUNT
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"name": "x"}))
+    env: dict[str, str] = {"HF_HOME": "/models/hf"}
+    assert runtime.use_scratch(environ=env) is False and env == {"HF_HOME": "/models/hf"}  # no volume here
+    assert runtime.use_scratch(environ=env, is_mount=lambda m: m == SCRATCH_MOUNT) is True
+    assert env["TMPDIR"] == SCRATCH_MOUNT and env["HF_HOME"] == "/models/hf"  # what is set already wins
+    for key in ("OVR__SFT__WORK_DIR", "OVR__DATA__CACHE_DIR"):
+        monkeypatch.setenv(key, env[key])
+    cfg = runtime.task_config(path)
+    assert (cfg.sft.work_dir, cfg.data.cache_dir) == (
+        SCRATCH_ENV["OVR__SFT__WORK_DIR"],
+        SCRATCH_ENV["OVR__DATA__CACHE_DIR"],
+    )

@@ -77,3 +77,33 @@ def test_unreachable_service_gives_up_after_retries():
     client = RewardClient(f"http://127.0.0.1:{free_port()}", retries=2, backoff_s=0.01)
     with pytest.raises(RewardServiceError, match="after 3 attempts.*Connect"):
         client.score_sync(_numbered(1))
+
+
+def _long(n: int, chars: int) -> list[ScoreItem]:
+    """``n`` responses of about ``chars`` characters each (a 32k-48k-token response is 100-200 KB),
+    ending in a box the reference matches when ``i % 3``."""
+    filler = "Let me compute this step by step and check each term again. " * (chars // 61)
+    return [ScoreItem(response=filler + rf"\boxed{{{i}}}", reference=str(i if i % 3 else i + 1)) for i in range(n)]
+
+
+def test_long_responses_are_batched_under_the_body_limit(reward_server):
+    """30 responses of ~300 KB are ~9 MB of JSON, over the test service's 4 MiB body limit (the real
+    one: 64 MiB, which 1024 responses of 48k tokens exceed): batches are cut by bytes, not only by count."""
+    items = _long(30, 300_000)
+    client = RewardClient(reward_server.url, batch_size=40, max_request_bytes=3 * 2**20, concurrency=2)
+    results = client.score_sync(items)
+    assert [r.accuracy for r in results] == [0.0 if i % 3 == 0 else 1.0 for i in range(30)]
+    assert [r.extracted for r in results] == [str(i) for i in range(30)]
+
+
+def test_a_413_splits_the_batch_instead_of_failing(reward_server):
+    """A client whose byte budget is above the service's limit (here 32 MiB against 4 MiB) gets 413
+    and sends the halves; a single item over the service's limit stays an error naming the 413."""
+    items = _long(20, 300_000)
+    results = RewardClient(reward_server.url, batch_size=40).score_sync(items)
+    assert [r.extracted for r in results] == [str(i) for i in range(20)]
+    huge = [ScoreItem(response="x" * (5 * 2**20), reference="1")]
+    with pytest.raises(RewardServiceError, match="413"):
+        RewardClient(reward_server.url, retries=0).score_sync(huge)
+    with pytest.raises(ValueError, match="over the request limit"):
+        RewardClient(reward_server.url, max_request_bytes=2**20).score_sync(huge)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ovr.data.registry import Reject, RowContext, adapter, clean, make_sample, number_answer
+from ovr.data.registry import Drop, Reject, RowContext, adapter, clean, make_sample, number_answer
 
 # AoPS wiki addresses name the contest: .../2022_AMC_12A_Problems/Problem_10, .../2024_AIME_I_Problems/...
 _CONTEST_URL = re.compile(r"((?:19|20)\d{2})_(AIME|AMC)_?([\w]*?)_Problems", re.IGNORECASE)
@@ -55,7 +55,8 @@ def aime(row: dict, ctx: RowContext):
     id, problem (or question), solution, answer, url, year. Answers are integers 0-999.
 
     The subject is ``AIME <year>``: the year comes from ``year``, else the AoPS ``url``, else an id
-    such as ``2025-I-3``, else option ``year``.
+    such as ``2025-I-3``, else option ``year``. Option ``max_year: 2023`` keeps the contests up to that
+    year (training sets that must not hold the AIME 2024/2025 benchmarks).
     """
     raw, answer_type = clean(row["answer"]), "number"
     try:
@@ -67,6 +68,9 @@ def aime(row: dict, ctx: RowContext):
             raise Reject("AIME answer is not an integer 0-999", repr(answer))
         answer, answer_type = raw, None
     year, exam = _contest(row, ctx)
+    last = ctx.options.get("max_year")
+    if last is not None and (not year.isdigit() or int(year) > int(last)):
+        raise Drop(f"AIME after {last} (option max_year)", year or "no year")
     return make_sample(
         ctx,
         question=_question(row, "problem", "question"),
