@@ -48,6 +48,7 @@ async def launch_rl_job(api, ns: Namespace, driver: Driver, params: dict, accoun
     """What the RL launcher task does: its job spec from its own env, run_job as the run's account."""
     from components.jobs import JobSettings, stage_job_spec
     from ovr.config import load_config
+    from ovr.context import RunContext
     from ovr.k8s.jobs import run_job
     from ovr.k8s.status import JobFailed
 
@@ -62,9 +63,9 @@ async def launch_rl_job(api, ns: Namespace, driver: Driver, params: dict, accoun
         **{k: params[k] for k in ("s3_secret", "mlflow_secret", "reward_secret", "rollout_secret", "weights_claim")},
     )
     cfg = load_config(REPO / "recipes" / "ovr-7b.yaml", use_env=False)
-    spec = stage_job_spec(
-        "rl", cfg, params["rl_nodes"], params["gpus_per_node"], "runs/x/sft-export/step-1", settings, environ
-    )
+    run = RunContext.for_config(cfg, driver.run_id[:8])
+    init = f"runs/{run.key}/sft-export/step-1"
+    spec = stage_job_spec("rl", cfg, run, params["rl_nodes"], params["gpus_per_node"], init, settings, environ)
     client = client_for(api, NS, account)
     try:
         await asyncio.to_thread(run_job, spec, api_client=client, poll_s=0.02, timeout_s=30, on_status=lambda e: None)

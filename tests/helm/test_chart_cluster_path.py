@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
-from components.resources import INSTALL_ENV_KEYS, WEIGHTS_MOUNT
+from chart_kit import NAMESPACE, RELEASE, find, pod_spec, render_docs, render_notes
 
-from conftest import NAMESPACE, RELEASE, find, pod_spec, render_docs, render_notes
+from components.resources import INSTALL_ENV_KEYS, WEIGHTS_MOUNT
 
 
 def test_env_configmap_carries_the_replicas_settings_and_the_pipeline_reads_every_key():
-    docs = render_docs({"rollout": {"weightSync": "folder", "tensorParallelSize": 2, "gpu": {"count": 2}},
-                        "global": {"imageRegistry": "registry.local", "imagePullSecrets": ["pull-a", "pull-b"]}})
+    docs = render_docs(
+        {
+            "rollout": {"weightSync": "folder", "tensorParallelSize": 2, "gpu": {"count": 2}},
+            "global": {"imageRegistry": "registry.local", "imagePullSecrets": ["pull-a", "pull-b"]},
+        }
+    )
     data = find(docs, "ConfigMap", f"{RELEASE}-env")["data"]
     assert data["OVR_INSTALL"] == RELEASE
     assert data["OVR__ROLLOUT__WEIGHT_SYNC"] == "folder" and data["OVR__ROLLOUT__TENSOR_PARALLEL_SIZE"] == "2"
@@ -36,21 +40,33 @@ def test_weights_claim_is_created_and_mounted_where_the_trainer_writes():
     existing = render_docs({"rollout": {"weightsClaimName": "shared-rwx"}})
     assert not [d for d in existing if d["kind"] == "PersistentVolumeClaim" and "weights" in d["metadata"]["name"]]
     pod = pod_spec(find(existing, "StatefulSet", f"{RELEASE}-rollout"))
-    assert next(v for v in pod["volumes"] if v["name"] == "weights")["persistentVolumeClaim"]["claimName"] == "shared-rwx"
+    assert (
+        next(v for v in pod["volumes"] if v["name"] == "weights")["persistentVolumeClaim"]["claimName"] == "shared-rwx"
+    )
 
 
 def test_pipeline_service_account_may_launch_trainjobs_and_pytorchjobs():
     role = find(render_docs(), "Role", f"{RELEASE}-pipeline")
-    granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
-               if "create" in rule["verbs"]}
+    granted = {
+        (g, r)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        if "create" in rule["verbs"]
+    }
     assert {("trainer.kubeflow.org", "trainjobs"), ("kubeflow.org", "pytorchjobs")} <= granted
 
 
 def test_notes_say_where_runs_must_execute_and_which_parameters_match():
     notes = render_notes()
     assert "profile namespace" in notes and f'"{NAMESPACE}"' in notes
-    for param in (f"install_env={RELEASE}-env", f"s3_secret={RELEASE}-s3", f"reward_secret={RELEASE}-reward",
-                  f"weights_claim={RELEASE}-weights", "--service-account"):
+    for param in (
+        f"install_env={RELEASE}-env",
+        f"s3_secret={RELEASE}-s3",
+        f"reward_secret={RELEASE}-reward",
+        f"weights_claim={RELEASE}-weights",
+        "--service-account",
+    ):
         assert param in notes
 
 
@@ -59,14 +75,19 @@ def test_an_account_the_chart_creates_gets_what_kfp_and_argo_call():
     assert find(docs, "ServiceAccount", f"{RELEASE}-pipeline")
     kfp = find(docs, "Role", f"{RELEASE}-kfp-runner")["rules"]
     assert {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]} in kfp
-    assert {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["mlpipeline-minio-artifact"],
-            "verbs": ["get"]} in kfp
+    assert {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "resourceNames": ["mlpipeline-minio-artifact"],
+        "verbs": ["get"],
+    } in kfp
     for name in (f"{RELEASE}-pipeline", f"{RELEASE}-kfp-runner"):
         (subject,) = find(docs, "RoleBinding", name)["subjects"]
         assert subject == {"kind": "ServiceAccount", "name": f"{RELEASE}-pipeline", "namespace": NAMESPACE}
     runtimes = find(docs, "ClusterRole", f"{NAMESPACE}-{RELEASE}-trainer-runtimes")["rules"]
-    assert runtimes == [{"apiGroups": ["trainer.kubeflow.org"], "resources": ["clustertrainingruntimes"],
-                         "verbs": ["get", "list"]}]
+    assert runtimes == [
+        {"apiGroups": ["trainer.kubeflow.org"], "resources": ["clustertrainingruntimes"], "verbs": ["get", "list"]}
+    ]
     assert "ovr submit --service-account ovr-pipeline" in render_notes({"rbac": {"serviceAccount": {"create": True}}})
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import py_compile
 import re
+
 import pytest
 import yaml
-from conftest import CHART, NAMESPACE, RELEASE, REPO, find, render_docs, render_notes
+from chart_kit import CHART, NAMESPACE, RELEASE, REPO, find, render_docs, render_notes
 
 SYNC_HINT = "run: .venv/bin/ovr pipeline compile  (it refreshes the chart copies)"
 
@@ -46,8 +47,12 @@ def test_kfp_upload_job_ships_the_compiled_pipeline():
     job = find(docs, "Job", f"{RELEASE}-kfp-upload")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert "--host=http://ml-pipeline.kubeflow.svc:8888" in container["args"] and "--version=0.1.0-r1" in container["args"]
-    assert {"name": "KFP_TOKEN", "valueFrom": {"secretKeyRef": {"name": "kfp-token", "key": "token"}}} in container["env"]
+    assert (
+        "--host=http://ml-pipeline.kubeflow.svc:8888" in container["args"] and "--version=0.1.0-r1" in container["args"]
+    )
+    assert {"name": "KFP_TOKEN", "valueFrom": {"secretKeyRef": {"name": "kfp-token", "key": "token"}}} in container[
+        "env"
+    ]
 
 
 @pytest.mark.parametrize("script", ["upload_pipeline.py", "bootstrap_model.py"])

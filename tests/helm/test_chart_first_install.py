@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import CHART, RELEASE, find, helm, pod_spec, render_docs
+from chart_kit import CHART, RELEASE, find, helm, pod_spec, render_docs
 
 SCRIPT = CHART / "files" / "scripts" / "bootstrap_model.py"
 
@@ -24,8 +24,9 @@ def test_weights_claim_needs_a_read_write_many_class():
         render_docs(required=False)
     with pytest.raises(helm.HelmRenderError, match="accessMode=ReadWriteOnce: .* must be ReadWriteMany"):
         render_docs({"rollout": {"weights": {"accessMode": "ReadWriteOnce"}}})
-    claim = find(render_docs({"rollout": {"weights": {"storageClass": "efs-sc"}}}), "PersistentVolumeClaim",
-                 f"{RELEASE}-weights")
+    claim = find(
+        render_docs({"rollout": {"weights": {"storageClass": "efs-sc"}}}), "PersistentVolumeClaim", f"{RELEASE}-weights"
+    )
     assert claim["spec"]["storageClassName"] == "efs-sc" and claim["spec"]["accessModes"] == ["ReadWriteMany"]
     # an existing claim is the user's: no class needed, nothing created
     docs = render_docs({"rollout": {"weightsClaimName": "shared-rwx"}}, required=False)
@@ -44,8 +45,11 @@ def test_bootstrap_job_copies_the_hub_model_and_the_replicas_wait_for_it():
     spec = pod_spec(job)
     (c,) = spec["containers"]
     assert c["command"] == ["python", "/scripts/bootstrap_model.py"]
-    assert c["args"][:3] == ["--repo-id=Qwen/Qwen2.5-VL-7B-Instruct", "--revision=main",
-                             "--dest=s3://ovr-models/Qwen2.5-VL-7B-Instruct"]
+    assert c["args"][:3] == [
+        "--repo-id=Qwen/Qwen2.5-VL-7B-Instruct",
+        "--revision=main",
+        "--dest=s3://ovr-models/Qwen2.5-VL-7B-Instruct",
+    ]
     assert spec["restartPolicy"] == "Never"
     assert job["spec"]["template"]["metadata"]["labels"]["ovr.dev/client"] == "true"  # MinIO's policy admits it
     scripts = find(docs, "ConfigMap", f"{RELEASE}-model-bootstrap")["data"]["bootstrap_model.py"]
@@ -94,14 +98,30 @@ def s3_server():
 def test_bootstrap_script_copies_a_hub_snapshot_once_and_writes_the_marker_last(tmp_path, s3_server):
     from minio import Minio
 
-    files = {"config.json": b'{"model_type": "qwen2_5_vl"}', "model.safetensors": b"\0" * 4096,
-             "tokenizer.json": b"{}", "README.md": b"not copied"}
+    files = {
+        "config.json": b'{"model_type": "qwen2_5_vl"}',
+        "model.safetensors": b"\0" * 4096,
+        "tokenizer.json": b"{}",
+        "README.md": b"not copied",
+    }
     commit = hub_cache(tmp_path / "hub", "Org/Tiny-VL", files)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
-           "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_SECRET_ACCESS_KEY": "s",
+    }
     endpoint = f"127.0.0.1:{s3_server.port}"
-    cmd = [sys.executable, str(SCRIPT), "--repo-id=Org/Tiny-VL", "--revision=main",
-           "--dest=s3://ovr-models/tiny", f"--endpoint={endpoint}", "--wait-s=30"]
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--repo-id=Org/Tiny-VL",
+        "--revision=main",
+        "--dest=s3://ovr-models/tiny",
+        f"--endpoint={endpoint}",
+        "--wait-s=30",
+    ]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     assert "copied Org/Tiny-VL@main to s3://ovr-models/tiny (3 files)" in first.stdout
@@ -109,10 +129,15 @@ def test_bootstrap_script_copies_a_hub_snapshot_once_and_writes_the_marker_last(
     keys = sorted(o.object_name for o in s3.list_objects("ovr-models", prefix="tiny/", recursive=True))
     assert keys == ["tiny/config.json", "tiny/model.safetensors", "tiny/ovr-model.json", "tiny/tokenizer.json"]
     marker = json.loads(s3.get_object("ovr-models", "tiny/ovr-model.json").read())
-    assert marker == {"repo_id": "Org/Tiny-VL", "revision": "main", "commit": commit,
-                      "files": ["config.json", "model.safetensors", "tokenizer.json"]}
+    assert marker == {
+        "repo_id": "Org/Tiny-VL",
+        "revision": "main",
+        "commit": commit,
+        "files": ["config.json", "model.safetensors", "tokenizer.json"],
+    }
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "already holds Org/Tiny-VL@main (3 files)" in again.stdout
-    bad = subprocess.run(cmd[:2] + ["--repo-id=Org/Missing"] + cmd[3:], env=env, capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run(
+        cmd[:2] + ["--repo-id=Org/Missing"] + cmd[3:], env=env, capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode != 0 and "Org/Missing" in bad.stderr  # offline and not cached: a clear failure

@@ -8,7 +8,7 @@ objects admit ovr's sidecar-less clients to each service port; vLLM's NCCL ports
 
 from __future__ import annotations
 
-from conftest import RELEASE, WORKLOAD_KINDS, find, render_docs
+from chart_kit import RELEASE, WORKLOAD_KINDS, find, render_docs
 
 from ovr.k8s.kinds import pytorchjob_manifest, trainjob_manifest
 from ovr.k8s.spec import TrainerJobSpec

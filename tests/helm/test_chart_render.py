@@ -7,7 +7,7 @@ import base64
 from collections import Counter
 
 import pytest
-from conftest import CHART, NAMESPACE, RELEASE, WORKLOAD_KINDS, find, helm, load_values, pod_spec, render_docs
+from chart_kit import CHART, NAMESPACE, RELEASE, WORKLOAD_KINDS, find, helm, load_values, pod_spec, render_docs
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
@@ -100,19 +100,32 @@ def test_rollout_defaults_sync_model_from_s3_and_stay_cluster_internal():
     assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "rollout"
     # clients reach the HTTP port; NCCL weight transfer needs every port, but only from trainer pods
     assert policy["spec"]["ingress"] == [
-        {"from": [{"podSelector": {"matchLabels": {"ovr.dev/client": "true"}}}], "ports": [{"port": "http", "protocol": "TCP"}]},
+        {
+            "from": [{"podSelector": {"matchLabels": {"ovr.dev/client": "true"}}}],
+            "ports": [{"port": "http", "protocol": "TCP"}],
+        },
         {"from": [{"podSelector": {"matchLabels": {"ovr.dev/trainer": "true"}}}]},
     ]
     multi = render_docs(load_values(CHART / "ci" / "multi-gpu-values.yaml"))
     ingress = find(multi, "NetworkPolicy", f"{RELEASE}-rollout")["spec"]["ingress"]
     client = {"matchLabels": {"ovr.dev/client": "true"}}
-    assert ingress == [{  # folder weight sync: HTTP only, from labelled pods here and in the profile namespace
-        "from": [{"podSelector": client},
-                 {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow-user-ml"}}, "podSelector": client}],
-        "ports": [{"port": "http", "protocol": "TCP"}],
-    }]
+    assert ingress == [
+        {  # folder weight sync: HTTP only, from labelled pods here and in the profile namespace
+            "from": [
+                {"podSelector": client},
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubeflow-user-ml"}},
+                    "podSelector": client,
+                },
+            ],
+            "ports": [{"port": "http", "protocol": "TCP"}],
+        }
+    ]
     endpoints = find(docs, "ConfigMap", f"{RELEASE}-env")["data"]
-    assert endpoints["OVR__ROLLOUT__ENDPOINTS"] == f'["http://{RELEASE}-rollout-0.{RELEASE}-rollout-pods.{NAMESPACE}.svc:8000"]'
+    assert (
+        endpoints["OVR__ROLLOUT__ENDPOINTS"]
+        == f'["http://{RELEASE}-rollout-0.{RELEASE}-rollout-pods.{NAMESPACE}.svc:8000"]'
+    )
 
 
 def test_tolerations_merge_global_and_component():
@@ -154,7 +167,10 @@ def test_existing_secrets_are_referenced_and_none_generated():
     mlflow = find(docs, "Deployment", f"{RELEASE}-mlflow")
     assert _secret_refs(mlflow) == {"ovr-s3-credentials", "ovr-mlflow-db", "ovr-mlflow-admin"}
     # the password reaches libpq as PGPASSWORD: the URI holds none
-    assert "--backend-store-uri=postgresql://ovr@pg.db.example:5432/ovr_mlflow" in pod_spec(mlflow)["containers"][0]["args"]
+    assert (
+        "--backend-store-uri=postgresql://ovr@pg.db.example:5432/ovr_mlflow"
+        in pod_spec(mlflow)["containers"][0]["args"]
+    )
     admin = next(e for e in pod_spec(mlflow)["containers"][0]["env"] if e["name"] == "MLFLOW_AUTH_ADMIN_USERNAME")
     assert admin["valueFrom"]["secretKeyRef"] == {"name": "ovr-mlflow-admin", "key": "user"}
     reward = pod_spec(find(docs, "Deployment", f"{RELEASE}-reward"))["containers"][0]
@@ -172,8 +188,13 @@ def test_generated_secrets_are_kept_and_never_leak_into_configmaps():
     docs = render_docs()
     secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
     # the names the pipeline's s3_secret/reward_secret/rollout_secret/mlflow_secret parameters default to
-    assert set(secrets) == {f"{RELEASE}-s3", f"{RELEASE}-postgresql", f"{RELEASE}-reward", f"{RELEASE}-rollout",
-                            f"{RELEASE}-mlflow"}
+    assert set(secrets) == {
+        f"{RELEASE}-s3",
+        f"{RELEASE}-postgresql",
+        f"{RELEASE}-reward",
+        f"{RELEASE}-rollout",
+        f"{RELEASE}-mlflow",
+    }
     values = [base64.b64decode(v).decode() for s in secrets.values() for k, v in s["data"].items() if k != "username"]
     assert all(len(v) >= 20 for v in values)
     for s in secrets.values():
@@ -216,7 +237,9 @@ def test_rbac_role_holds_only_what_ovr_calls_and_binds_the_run_account():
     )  # no deployments/services, no update/patch, no cluster-scoped runtimes in a namespaced Role
     binding = find(docs, "RoleBinding", f"{RELEASE}-pipeline")
     assert [(s["kind"], s["name"], s["namespace"]) for s in binding["subjects"]] == [
-        ("ServiceAccount", "default-editor", NAMESPACE), ("ServiceAccount", "default-editor", "kubeflow-user-ml")]
+        ("ServiceAccount", "default-editor", NAMESPACE),
+        ("ServiceAccount", "default-editor", "kubeflow-user-ml"),
+    ]
     assert not {d["kind"] for d in docs} & {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}  # the profile's
 
 

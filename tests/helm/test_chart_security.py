@@ -8,7 +8,7 @@ import base64
 import json
 import re
 
-from conftest import CHART, RELEASE, WORKLOAD_KINDS, find, load_values, pod_spec, render_docs, render_notes
+from chart_kit import CHART, RELEASE, WORKLOAD_KINDS, find, load_values, pod_spec, render_docs, render_notes
 
 CLIENT = {"ovr.dev/client": "true"}
 TRAINER = {"ovr.dev/trainer": "true"}
@@ -24,8 +24,15 @@ def _selects(policy: dict, labels: dict[str, str]) -> bool:
 
 
 def _component_peer(component: str) -> dict:
-    return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "ovr", "app.kubernetes.io/instance": RELEASE,
-                                            "app.kubernetes.io/component": component}}}
+    return {
+        "podSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": "ovr",
+                "app.kubernetes.io/instance": RELEASE,
+                "app.kubernetes.io/component": component,
+            }
+        }
+    }
 
 
 def test_every_service_is_selected_by_a_network_policy(values_case):
@@ -42,7 +49,8 @@ def test_every_service_is_selected_by_a_network_policy(values_case):
 def test_every_rule_admits_labelled_pods_only(values_case):
     label, values = values_case
     monitoring = values.get("networkPolicy", {}).get("monitoringNamespaceSelector") or {
-        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+    }
     for name, policy in _policies(render_docs(values)).items():
         assert policy["spec"]["policyTypes"] == ["Ingress"]
         admitted = []
@@ -56,8 +64,9 @@ def test_every_rule_admits_labelled_pods_only(values_case):
                     assert peer == {"namespaceSelector": monitoring}, f"{label}: {name}: {peer}"
                     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
         if name == f"{RELEASE}-postgresql":  # the database: MLflow's pods only
-            assert policy["spec"]["ingress"] == [{"from": [_component_peer("mlflow")],
-                                                  "ports": [{"port": "postgresql", "protocol": "TCP"}]}]
+            assert policy["spec"]["ingress"] == [
+                {"from": [_component_peer("mlflow")], "ports": [{"port": "postgresql", "protocol": "TCP"}]}
+            ]
         else:
             assert CLIENT in admitted, f"{label}: {name} does not admit ovr clients"
 
@@ -67,14 +76,17 @@ def test_nccl_ports_only_from_trainers_and_metrics_only_when_monitored():
     rollout = policies[f"{RELEASE}-rollout"]["spec"]["ingress"]
     open_ports = [r for r in rollout if "ports" not in r]
     assert open_ports == [{"from": [{"podSelector": {"matchLabels": TRAINER}}]}]
-    assert not [r for p in policies.values() for r in p["spec"]["ingress"] for peer in r["from"]
-                if "namespaceSelector" in peer]
+    assert not [
+        r for p in policies.values() for r in p["spec"]["ingress"] for peer in r["from"] if "namespaceSelector" in peer
+    ]
     minio = policies[f"{RELEASE}-minio"]["spec"]["ingress"]
     assert {"from": [_component_peer("mlflow")], "ports": [{"port": "s3", "protocol": "TCP"}]} in minio
     assert {"from": [_component_peer("rollout")], "ports": [{"port": "s3", "protocol": "TCP"}]} in minio
     monitored = _policies(render_docs(load_values(CHART / "ci" / "external-services-values.yaml")))
-    scrape = {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}],
-              "ports": [{"port": "http", "protocol": "TCP"}]}
+    scrape = {
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}],
+        "ports": [{"port": "http", "protocol": "TCP"}],
+    }
     for component in ("rollout", "reward"):
         assert scrape in monitored[f"{RELEASE}-{component}"]["spec"]["ingress"], component
     assert scrape not in monitored[f"{RELEASE}-mlflow"]["spec"]["ingress"]
@@ -100,7 +112,9 @@ def test_the_charts_own_jobs_and_test_pods_are_clients(values_case):
     label, values = values_case
     for doc in render_docs({**values, "kfpUpload": {**values.get("kfpUpload", {}), "enabled": True}}):
         if doc["kind"] in ("Job", "Pod"):
-            labels = doc["metadata"]["labels"] if doc["kind"] == "Pod" else doc["spec"]["template"]["metadata"]["labels"]
+            labels = (
+                doc["metadata"]["labels"] if doc["kind"] == "Pod" else doc["spec"]["template"]["metadata"]["labels"]
+            )
             assert CLIENT.items() <= labels.items(), f"{label}: {doc['kind']}/{doc['metadata']['name']}"
 
 
@@ -114,8 +128,11 @@ def test_mlflow_runs_the_auth_app_with_credentials_from_a_secret():
     c = mlflow["containers"][0]
     assert "--app-name=basic-auth" in c["args"]
     env = _env(c)
-    for var, key in (("MLFLOW_AUTH_ADMIN_USERNAME", "username"), ("MLFLOW_AUTH_ADMIN_PASSWORD", "password"),
-                     ("MLFLOW_FLASK_SERVER_SECRET_KEY", "flask-secret-key")):
+    for var, key in (
+        ("MLFLOW_AUTH_ADMIN_USERNAME", "username"),
+        ("MLFLOW_AUTH_ADMIN_PASSWORD", "password"),
+        ("MLFLOW_FLASK_SERVER_SECRET_KEY", "flask-secret-key"),
+    ):
         assert env[var]["valueFrom"]["secretKeyRef"] == {"name": f"{RELEASE}-mlflow", "key": key}, var
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == f"{RELEASE}-postgresql"
     assert env["MLFLOW_AUTH_CONFIG_PATH"]["value"] == "/etc/mlflow-auth/basic_auth.ini"
@@ -142,8 +159,9 @@ def test_no_credential_value_in_any_rendered_manifest(values_case):
     label, values = values_case
     docs = render_docs(values)
     secrets = [d for d in docs if d["kind"] == "Secret"]
-    generated = {base64.b64decode(v).decode() for s in secrets for k, v in s["data"].items()
-                 if k not in ("username", "user")}
+    generated = {
+        base64.b64decode(v).decode() for s in secrets for k, v in s["data"].items() if k not in ("username", "user")
+    }
     assert all(len(v) >= 20 for v in generated), label
     text = "\n".join(json.dumps(d) for d in docs if d["kind"] != "Secret") + render_notes(values)
     leaked = [v for v in generated if v in text]

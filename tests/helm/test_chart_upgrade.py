@@ -7,10 +7,15 @@ from __future__ import annotations
 import shutil
 
 import yaml
-from conftest import CHART, RELEASE, find, render_docs
+from chart_kit import CHART, RELEASE, find, render_docs
 
-SERVERS = [("StatefulSet", "rollout"), ("Deployment", "reward"), ("Deployment", "mlflow"),
-           ("Deployment", "minio"), ("StatefulSet", "postgresql")]
+SERVERS = [
+    ("StatefulSet", "rollout"),
+    ("Deployment", "reward"),
+    ("Deployment", "mlflow"),
+    ("Deployment", "minio"),
+    ("StatefulSet", "postgresql"),
+]
 
 
 def templates(docs: list[dict]) -> dict[str, dict]:

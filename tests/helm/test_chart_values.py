@@ -4,7 +4,7 @@ message that says what to change."""
 from __future__ import annotations
 
 import pytest
-from conftest import CHART, helm, render_docs
+from chart_kit import CHART, helm, render_docs
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,10 @@ def test_schema_rejects_bad_values(values, where):
             "externalDatabase needs existingSecret",
         ),
         ({"mlflow": {"externalDatabase": {"host": "pg"}}}, "choose one backend"),
-        ({"reward": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}}, r"minReplicas \(5\) exceeds maxReplicas \(2\)"),
+        (
+            {"reward": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}},
+            r"minReplicas \(5\) exceeds maxReplicas \(2\)",
+        ),
         ({"reward": {"pdb": {"minAvailable": 2}}}, r"minAvailable \(2\) must be below the reward replica floor \(2\)"),
         ({"rollout": {"tensorParallelSize": 2}}, r"tensorParallelSize \(2\) exceeds"),
         ({"rollout": {"service": {"type": "LoadBalancer"}}}, "must stay ClusterIP"),

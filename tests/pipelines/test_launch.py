@@ -1,7 +1,7 @@
 """The launcher against what a real cluster does to a job: a Trainer that would prune the manifest,
 pods that never start, a Kueue queue that does not admit.
 
-The API server is kmock's emulator plus :mod:`apiserver` (TrainJob field validation by a Trainer
+The API server is kmock's emulator plus :mod:`trainer_api` (TrainJob field validation by a Trainer
 release's served fields); the controller's status and the pods' states are scripted per GET of the
 job, as in test_trainjob.py. No scheduler, kubelet or Kueue runs: their verdicts are the scripted
 pod conditions, container waiting states and the job's Suspended condition.
@@ -13,7 +13,7 @@ import asyncio
 
 import kubernetes
 import pytest
-from apiserver import PODS, TRAINJOBS, serve_trainer
+from trainer_api import PODS, TRAINJOBS, serve_trainer
 
 from ovr.k8s.jobs import run_job
 from ovr.k8s.kinds import trainjob_manifest
@@ -246,13 +246,15 @@ def test_the_install_places_the_job_pods(repo_root):
     from components.jobs import JobSettings, stage_job_spec
     from components.settings import SCRATCH_MOUNT
     from ovr.config import load_config
+    from ovr.context import RunContext
     from tests.pipelines.test_trainjob import validate_trainjob
 
     cfg = load_config(repo_root / "recipes/ovr-7b.yaml", use_env=False)
     settings = JobSettings(
         run_id="r", s3_secret="ovr-s3", mlflow_secret="ovr-mlflow", reward_secret="ovr-reward", deadline_s=3600
     )
-    spec = stage_job_spec("rl", cfg, 4, 8, None, settings.model_copy(update={"queue": "gpu"}), INSTALL_PLACEMENT)
+    run, queued = RunContext.for_config(cfg, "r1"), settings.model_copy(update={"queue": "gpu"})
+    spec = stage_job_spec("rl", cfg, run, 4, 8, None, queued, INSTALL_PLACEMENT)
     assert spec.image == INSTALL_PLACEMENT["OVR_TRAINER_IMAGE"] and spec.image_pull_secrets == ["mirror", "backup"]
     assert spec.node_selector == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     assert [t.key for t in spec.tolerations] == ["nvidia.com/gpu", "dedicated"]

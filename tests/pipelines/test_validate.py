@@ -2,7 +2,7 @@
 (RBAC, the weights claim, the Trainer release and runtime, each multi-node job in a dry run), the
 services (the reward service scores with the run's token), the data (a non-empty plan).
 
-The API server is kmock's emulator plus :mod:`apiserver` (which fakes, and only fakes: TrainJob field
+The API server is kmock's emulator plus :mod:`trainer_api` (which fakes, and only fakes: TrainJob field
 validation by a Trainer release's served fields, the served OpenAPI v3 document, RBAC answers to
 SelfSubjectAccessReviews from a granted set). The reward service is the real one under uvicorn; the
 store is moto's S3 server. The rollout replicas are real vLLM in the ``vllm`` test.
@@ -18,7 +18,7 @@ import sys
 import kmock as kmocklib
 import kubernetes
 import pytest
-from apiserver import RUNTIMES, TRAINJOBS, add_claim, serve_rbac, serve_trainer
+from trainer_api import RUNTIMES, TRAINJOBS, add_claim, serve_rbac, serve_trainer
 
 from components.cluster_checks import RunShape, check_cluster
 from components.install import InstallError

@@ -74,7 +74,7 @@ def test_checkpoints_average_cli(tmp_path, tiny_model_dir):
             str(folder / "actor/model.safetensors"),
             metadata={"format": "pt"},
         )
-        store.commit_checkpoint("avg", step, folder, kind=CHECKPOINT_KIND)
+        store.commit_checkpoint("avg/r1", step, folder, kind=CHECKPOINT_KIND)  # run r1 of recipe avg
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({"name": "avg", "store": {"uri": str(tmp_path / "s")}}))
     out = tmp_path / "avg-out"
