@@ -97,7 +97,7 @@ def setup_rl(cfg: RunConfig, samples: list[Sample] | None = None, resume: str = 
 
     rl = resolve(cfg.rl)
     cfg = cfg.model_copy(update={"rl": rl})
-    dist = Dist.from_env(rl.dist_timeout_s, rl.wait_timeout_s)
+    dist = Dist.from_env(rl.dist_timeout_s, rl.wait_timeout_s, rl.wait_poll_s)
     store = Store.from_config(cfg.store)
     samples = _samples(cfg, store, samples)
     torch.manual_seed(rl.seed)
@@ -193,7 +193,9 @@ def connect(run: RLRun) -> Services | None:
     ro = run.cfg.rollout
     if not ro.endpoints:
         raise ValueError("rollout.endpoints is empty: point it at the replicas (or run through local_services)")
-    rollout = RolloutClient(ro.endpoints, ro)
+    weights_dir = ro.weights_dir or tempfile.mkdtemp(prefix="ovr-weights-")
+    sync = make_weight_sync(ro, ro.endpoints, weights_dir)
+    rollout = RolloutClient(ro.endpoints, ro, keeper=sync)  # a restarted replica gets the current weights
     longest = max(s.max_tokens for s in run.rl.max_response_len_schedule)
 
     async def check():
@@ -203,9 +205,4 @@ def connect(run: RLRun) -> Services | None:
             await rollout.close()
 
     asyncio.run(check())
-    weights_dir = ro.weights_dir or tempfile.mkdtemp(prefix="ovr-weights-")
-    return Services(
-        rollout=rollout,
-        reward=RewardClient.from_config(run.cfg.reward),
-        sync=make_weight_sync(ro, ro.endpoints, weights_dir),
-    )
+    return Services(rollout=rollout, reward=RewardClient.from_config(run.cfg.reward), sync=sync)
