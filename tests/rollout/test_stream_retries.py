@@ -99,18 +99,21 @@ def test_responses_are_attributed_to_the_version_they_were_sampled_under(fakes):
 
 
 class Keeper:
-    """The weight sync as the client sees it: here it 'reloads' a fake replica by setting its version."""
+    """The weight sync as the client sees it: here it 'reloads' a fake replica by setting its version
+    (``now``), or, like the NCCL sync, only promises the weights at the next push."""
 
-    def __init__(self, version: int):
+    def __init__(self, version: int, now: bool = True):
         self.version = version
+        self.now = now
         self.restored: list[str] = []
         self.lock = threading.Lock()
 
     def restore(self, endpoint: str) -> bool:
         with self.lock:
             self.restored.append(endpoint)
-        mode(endpoint, version=str(self.version))
-        return True
+        if self.now:
+            mode(endpoint, version=str(self.version))
+        return self.now
 
 
 def test_a_replica_at_an_old_version_is_left_out_until_the_keeper_restores_it(fakes):
@@ -124,3 +127,14 @@ def test_a_replica_at_an_old_version_is_left_out_until_the_keeper_restores_it(fa
     assert versions == {1} and keeper.restored == [a]
     assert client.replicas.restored[a] == 1 and client.replicas.served[a] >= 1  # back in service at v1
     assert all(n == 1 for n in httpx.get(a + "/_requests").json())
+
+
+def test_a_replica_waiting_for_the_next_push_stays_out(fakes):
+    a, b = fakes
+    mode(a)
+    mode(b, version="1")
+    keeper = Keeper(version=1, now=False)
+    client = RolloutClient([a, b], cfg(max_concurrency=1), keeper=keeper)
+    groups = client.generate_sync([SAMPLE] * 4, n=1, max_tokens=8, progress=False)
+    assert {c.weight_version for g in groups for c in g.completions} == {1}
+    assert keeper.restored == [a] and httpx.get(a + "/_requests").json() == []
