@@ -8,7 +8,8 @@ replicas and the reward service are the ones ``cfg.rollout.endpoints`` and ``cfg
 (``services/local.py`` starts local ones and fills those in).
 
 Runs as one process on CPU (tests, the local demo) or as ``torchrun`` ranks with DeepSpeed ZeRO on
-GPUs: rank 0 talks to the services and broadcasts the scored groups; every rank trains on its share.
+GPUs: rank 0 talks to the services and sends each rank only its share of the scored groups (the others
+wait polled, ovr/distributed.py); every rank trains on its share.
 
 >>> result = run_rl(cfg)                         # doctest: +SKIP
 >>> result.history[-1]["reward_mean"]            # doctest: +SKIP
