@@ -16,6 +16,7 @@ import pytest
 HERE = "tests/distributed"
 
 
+@pytest.mark.slow
 def test_a_rank_without_a_group_enters_every_collective(torchrun, tiny_model_dir, tmp_path):
     out = tmp_path / "one-group"
     args = [f"{HERE}/rows_worker.py", "--model", str(tiny_model_dir), "--out", str(out), "--prompts", "1"]
