@@ -175,19 +175,20 @@ class RolloutClient:
         stream = GroupStream(got.missing)
         self.replicas.in_flight[endpoint] += 1
         started, whole = time.monotonic(), False
+        consume = asyncio.ensure_future(self._stream(endpoint, {**body, "n": got.missing}, stream))
         try:
-            consume = asyncio.ensure_future(self._stream(endpoint, {**body, "n": got.missing}, stream))
             await self._watch(endpoint, consume, stream, started)
             whole = True
         finally:
+            consume.cancel()  # a no-op once it ended; stops it when this attempt is cancelled
             self.replicas.in_flight[endpoint] -= 1
             with contextlib.suppress(ReplicaFailed, RolloutError, httpx.HTTPError):
                 await self.replicas.version_of(self.http, endpoint, timeout=10.0)  # seen after the last finish
             got.keep(stream, endpoint, before, self.replicas, whole)
         if got.missing:
             raise ReplicaFailed(
-                f"{endpoint}: weights changed from v{before} during the request "
-                f"({got.missing} response(s) are sampled again)"
+                f"{endpoint}: {got.missing} response(s) sampled again (the weights changed from v{before} "
+                "during the request, or the answer lacked them)"
             )
         self.replicas.served[endpoint] += 1
 
