@@ -114,7 +114,21 @@ class RolloutConfig(_Section):
         1, ge=1, description="Tensor-parallel ranks per replica (NCCL weight transfer talks to each)."
     )
     sync_timeout_s: float = Field(300.0, gt=0, description="Deadline of one weight push.")
-    request_timeout_s: float = Field(600.0, gt=0, description="Deadline of one generation request.")
+    progress_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Longest silence of a streamed generation (no token) while its replica generates "
+        "nothing either; then the attempt fails and goes to another replica (no whole-request deadline).",
+    )
+    stream_interval: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Tokens per streamed chunk of each response (vLLM's per-request stream_interval).",
+    )
+    poll_interval_s: float = Field(
+        5.0, gt=0, description="How often the client checks every replica's health, version and progress."
+    )
     max_concurrency: int = Field(64, ge=1, description="In-flight requests per client.")
     max_attempts: int = Field(4, ge=1, description="Tries per prompt across replicas before a batch fails.")
     keep_weight_versions: int = Field(2, ge=1, description="Pushed weight folders kept on the shared volume.")

@@ -87,13 +87,19 @@ class RLConfig(_Section):
         "(ovr/models/tiling.py: the peak of a long sequence's backward); None = untiled.",
     )
     dist_timeout_s: float = Field(
-        1800.0, gt=0, description="Timeout of the training process group's collectives (DeepSpeed's)."
+        1800.0,
+        gt=0,
+        description="Timeout of the lockstep collectives of training (DeepSpeed's group and the CPU "
+        "group's sums); long waits between ranks are polled instead (wait_timeout_s).",
     )
     wait_timeout_s: float = Field(
         4 * 3600.0,
         gt=0,
-        description="Timeout of the CPU group where ranks wait for the main rank's rollouts, "
-        "weight pushes and checkpoint uploads.",
+        description="Longest polled wait of a rank for the others (the main rank's rollouts, checkpoint "
+        "uploads); past it the wait raises naming the late rank(s) and what they last reported.",
+    )
+    wait_poll_s: float = Field(
+        2.0, gt=0, le=60, description="Period at which a waiting rank checks the run's key-value store."
     )
     max_steps: int = Field(900, ge=1, description="RL steps.")
     max_response_len_schedule: list[LengthStage] = Field(

@@ -98,7 +98,7 @@ def setup_rl(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None = Non
     from ovr.models.loading import resolve_model_path
 
     rl = cfg.rl
-    dist = Dist.from_env(rl.dist_timeout_s, rl.wait_timeout_s)
+    dist = Dist.from_env(rl.dist_timeout_s, rl.wait_timeout_s, rl.wait_poll_s)
     store = Store.from_config(cfg.store)
     samples = _samples(cfg, store, samples)
     torch.manual_seed(rl.seed)
@@ -195,7 +195,9 @@ def connect(run: RLRun) -> Services | None:
     ro, endpoints = run.cfg.rollout, list(run.ctx.rollout_endpoints)
     if not endpoints:
         raise ValueError("no rollout endpoints: set rollout.endpoints to the replicas (or run through local_services)")
-    rollout = RolloutClient(endpoints, ro)
+    weights_dir = run.ctx.weights_dir or tempfile.mkdtemp(prefix="ovr-weights-")
+    sync = make_weight_sync(ro, endpoints, weights_dir)
+    rollout = RolloutClient(endpoints, ro, keeper=sync)  # a restarted replica gets the current weights
     longest = max(s.max_tokens for s in run.rl.max_response_len_schedule)
 
     async def check():
@@ -205,9 +207,4 @@ def connect(run: RLRun) -> Services | None:
             await rollout.close()
 
     asyncio.run(check())
-    weights_dir = run.ctx.weights_dir or tempfile.mkdtemp(prefix="ovr-weights-")
-    return Services(
-        rollout=rollout,
-        reward=RewardClient.from_config(run.cfg.reward, run.ctx.reward_url),
-        sync=make_weight_sync(ro, endpoints, weights_dir),
-    )
+    return Services(rollout=rollout, reward=RewardClient.from_config(run.cfg.reward, run.ctx.reward_url), sync=sync)

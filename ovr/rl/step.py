@@ -1,21 +1,21 @@
-"""One RL step, top to bottom: sample -> score -> experience -> advantages -> update -> sync.
+"""One RL step, top to bottom: sample -> score -> share -> advantages -> update -> sync.
 
-The main rank samples and scores through the services and hands the result to every rank; each
-rank trains on its share of the rows in lockstep (DeepSpeed ZeRO under ``torchrun``); the new
-weights are pushed to the replicas. Returns the step's metrics.
+The main rank samples and scores through the services, computes the step's metrics and cuts the
+kept groups into one share per rank (:mod:`ovr.rl.share`); every other rank waits polled for its
+own share (never a collective for the length of a rollout) and receives only it. Each rank trains
+on its share in lockstep (DeepSpeed ZeRO under ``torchrun``); the new weights are pushed to the
+replicas. Returns the step's metrics.
 """
 
 from __future__ import annotations
 
 import time
 
-import torch
-
 from ovr.rl.experience import build_experience
-from ovr.rl.forward import encode_prompt
 from ovr.rl.metrics import advantage_stats, behaviour_metrics, logprob_drift, rollout_metrics, subject_rewards
 from ovr.rl.sampling import Collected, collect
 from ovr.rl.setup import RLRun, Services
+from ovr.rl.share import RowShare, StepShare, cut_step, encode_groups, share_rows, split_rows
 from ovr.rl.update import Batcher, actor_update, advantages, critic_update, mini_batches, pad, score_rows
 from ovr.rollout.scoring import sample_and_score_sync
 
@@ -24,45 +24,59 @@ def rl_step(run: RLRun, svc: Services | None, step: int, progress: bool = False)
     t0 = time.perf_counter()
     max_tokens = run.rl.max_tokens_at(step)
 
-    # 1-2. sample prompts, generate n responses each, score them (main rank), share with every rank
-    got: Collected = run.dist.broadcast(sample_step(run, svc, max_tokens, progress) if svc is not None else None)
-    run.state.cursor = got.cursor
-    groups, results = got.kept()
-
-    # 3. experience rows, metrics of everything sampled
-    for g in got.groups:
-        if g.sample_id not in run.encoded:
-            run.encoded[g.sample_id] = encode_prompt(run.processor, run.by_id[g.sample_id], g.prompt_token_ids)
-    every = build_experience(got.groups, run.encoded, got.results)
-    metrics = rollout_metrics(every, got.results, run.cfg.eval.reflection_words, run.state.weight_version)
-    metrics |= subject_rewards(every, got.groups, run.by_id)
-    metrics |= behaviour_metrics(got.groups, got.results, run.by_id)
-    metrics |= {"groups_kept_frac": len(groups) / len(got.groups), "generation_rounds": got.rounds}
-    rows = build_experience(groups, run.encoded, results)
+    # 1-3. sample prompts, generate n responses each, score them, metrics (main rank); each rank
+    #      receives only its share of the kept groups
+    shares = None
+    if svc is not None:
+        run.dist.announce(f"step {step}: rollout and scoring")
+        got = sample_step(run, svc, max_tokens, progress)
+        wire = {"rollout_wire_bytes_per_token": svc.rollout.wire_bytes_per_token()}  # since the run started
+        shares = cut_step(run, got, step_metrics(run, got) | wire, run.dist.world)
+        run.dist.announce(f"step {step}: sending shares")
+    share: StepShare = run.dist.scatter(shares, f"step {step}: waiting for the main rank's rollout")
+    run.state.cursor = share.cursor
+    metrics = dict(share.metrics)
+    rows = share_rows(run, share)
 
     # 4-5. advantages and updates
     t1 = time.perf_counter()
-    if rows:
-        metrics |= train_on(run, rows, max_tokens, step)
+    if rows.n_groups:
+        metrics |= train_share(run, rows, max_tokens, step)
     t2 = time.perf_counter()
 
     # 6. push the new weights to the replicas
-    if rows:
+    if rows.n_groups:
         push_weights(run, svc)
-    tokens = sum(len(c.token_ids) for g in got.groups for c in g.completions)
     step_s = time.perf_counter() - t0
+    tokens = metrics.pop("tokens")
     return metrics | {
         "step_seconds": step_s,
-        "rollout_seconds": got.rollout_s,
-        "reward_seconds": got.reward_s,
         "train_seconds": t2 - t1,
         "sync_seconds": time.perf_counter() - t2,
-        "rollout_tokens_per_s": tokens / max(got.rollout_s, 1e-9),
         "tokens_per_s": tokens / max(step_s, 1e-9),
         "weight_version": run.state.weight_version,
         "max_tokens": max_tokens,
         "epoch": run.state.cursor.epoch,
-        "updated": float(bool(rows)),
+        "updated": float(bool(rows.n_groups)),
+    }
+
+
+def step_metrics(run: RLRun, got: Collected) -> dict[str, float]:
+    """Metrics of everything sampled this step (main rank), the rollout client's wire figures included."""
+    encode_groups(run, got.groups)
+    every = build_experience(got.groups, run.encoded, got.results)
+    kept, _ = got.kept()
+    tokens = sum(len(c.token_ids) for g in got.groups for c in g.completions)
+    metrics = rollout_metrics(every, got.results, run.cfg.eval.reflection_words, run.state.weight_version)
+    metrics |= subject_rewards(every, got.groups, run.by_id)
+    metrics |= behaviour_metrics(got.groups, got.results, run.by_id)
+    return metrics | {
+        "groups_kept_frac": len(kept) / len(got.groups),
+        "generation_rounds": got.rounds,
+        "rollout_seconds": got.rollout_s,
+        "reward_seconds": got.reward_s,
+        "rollout_tokens_per_s": tokens / max(got.rollout_s, 1e-9),
+        "tokens": tokens,
     }
 
 
@@ -92,22 +106,27 @@ def sample_step(run: RLRun, svc: Services, max_tokens: int, progress: bool) -> C
 
 
 def train_on(run: RLRun, rows, max_tokens: int, step: int) -> dict[str, float]:
-    """Old log-probs (and values, reference log-probs) of this rank's groups, advantages, then the
-    actor and critic updates (every rank in lockstep; see ovr/rl/update.py)."""
-    rl, dist, temperature = run.rl, run.dist, run.cfg.rollout.temperature
+    """:func:`train_share` of this rank's whole groups of ``rows`` (every rank holds all of them)."""
     n_groups = max(r.group for r in rows) + 1
     costs = [0.0] * n_groups
     for r in rows:
         costs[r.group] += len(r.prompt.input_ids) + len(r.response_ids)
-    mine_groups = set(dist.shard_groups(costs))
-    mine = [r for r in rows if r.group in mine_groups]
+    return train_share(run, split_rows(rows, costs, run.dist.rank, run.dist.world), max_tokens, step)
+
+
+def train_share(run: RLRun, share: RowShare, max_tokens: int, step: int) -> dict[str, float]:
+    """Old log-probs (and values, reference log-probs) of this rank's groups, advantages, then the
+    actor and critic updates (every rank in lockstep; see ovr/rl/update.py). A rank that owns no
+    group still enters every collective (zero-weight passes, empty statistics)."""
+    rl, dist, temperature = run.rl, run.dist, run.cfg.rollout.temperature
+    mine, n_groups = share.mine, share.n_groups
     batcher = Batcher(
         mine,
         run.pad_id,
         run.image_token_id,
         run.device,
         run.dtype,
-        filler=rows[0],
+        filler=share.filler,
         budget=rl.max_tokens_per_micro,
         dummy_vision=rl.zero_stage == 3,
         dist=dist,
@@ -117,14 +136,14 @@ def train_on(run: RLRun, rows, max_tokens: int, step: int) -> dict[str, float]:
     values = score_rows(batcher, critic=run.critic_engine.module)[1] if run.critic is not None else None
     ref_logp = score_rows(batcher, actor=run.ref, temperature=temperature)[0] if run.ref is not None else None
     kl = [a - b for a, b in zip(old_logp, ref_logp)] if ref_logp is not None and rl.kl_reward_coef > 0 else None
-    adv, ret, mask = advantages(mine, rl, values, kl, dist) if mine else _empty(rl)
+    adv, ret, mask = advantages(mine, rl, values, kl, dist)
     metrics = logprob_drift(mine, old_logp, dist)
-    metrics |= advantage_stats(adv, ret, mask, _padded(values) if run.critic is not None else None, dist)
+    metrics |= advantage_stats(adv, ret, mask, pad(values) if run.critic is not None else None, dist)
 
     run.actor.train()
     # A batch whose scores are all equal says nothing about the reward; with batch-normalised GAE
     # its advantages would be pure critic noise at unit scale, so the actor waits.
-    informative = len({r.score for r in rows}) > 1 or run.critic is None or not rl.skip_uniform_batches
+    informative = share.scores_differ or run.critic is None or not rl.skip_uniform_batches
     metrics["actor_updated"] = float(informative)
     groups = [r.group for r in mine]
     seed = rl.seed * 100003 + step
@@ -134,10 +153,10 @@ def train_on(run: RLRun, rows, max_tokens: int, step: int) -> dict[str, float]:
             run.actor_engine,
             batcher,
             rl,
-            old_logp=_padded(old_logp),
+            old_logp=pad(old_logp),
             adv=adv,
             mask=mask,
-            ref_logp=_padded(ref_logp) if ref_logp is not None else None,
+            ref_logp=pad(ref_logp) if ref_logp is not None else None,
             temperature=temperature,
             norm_len=max_tokens,
             minis=minis,
@@ -146,19 +165,9 @@ def train_on(run: RLRun, rows, max_tokens: int, step: int) -> dict[str, float]:
         run.critic.train()
         minis = mini_batches(groups, n_groups, rl.critic_updates, seed + 1)
         metrics |= critic_update(
-            run.critic_engine, batcher, rl, old_values=_padded(values), returns=ret, mask=mask, minis=minis
+            run.critic_engine, batcher, rl, old_values=pad(values), returns=ret, mask=mask, minis=minis
         )
     return metrics
-
-
-def _padded(rows: list) -> torch.Tensor:
-    return pad(rows) if rows else torch.zeros((0, 1))
-
-
-def _empty(rl):
-    """Advantages, returns and mask of a rank that owns no group this step."""
-    z = torch.zeros((0, 1))
-    return z, z, z
 
 
 def push_weights(run: RLRun, svc: Services | None) -> None:

@@ -8,7 +8,8 @@ its newest one exactly. The replicas and the reward service are the ones the run
 (the install's, or local ones ``services/local.py`` starts).
 
 Runs as one process on CPU (tests, the local demo) or as ``torchrun`` ranks with DeepSpeed ZeRO on
-GPUs: rank 0 talks to the services and broadcasts the scored groups; every rank trains on its share.
+GPUs: rank 0 talks to the services and sends each rank only its share of the scored groups (the others
+wait polled, ovr/distributed.py); every rank trains on its share.
 
 >>> result = run_rl(cfg, RunContext.for_config(cfg))   # doctest: +SKIP
 >>> result.history[-1]["reward_mean"]            # doctest: +SKIP

@@ -26,7 +26,8 @@ from ovr.rl.forward import SeqBatch, build_batch, critic_values, policy_logprobs
 
 
 def pad(rows: list[torch.Tensor]) -> torch.Tensor:
-    return pad_sequence(rows, batch_first=True, padding_value=0.0)
+    """Rows right-padded with 0 into ``[B, T]``; ``[0, 1]`` for no rows (a rank that owns no group)."""
+    return pad_sequence(rows, batch_first=True, padding_value=0.0) if rows else torch.zeros((0, 1))
 
 
 @dataclass
@@ -106,7 +107,8 @@ def advantages(
 
     ``kl``: per-token ``log pi_old - log ref`` of each row, folded into the token rewards scaled by
     ``rl.kl_reward_coef`` (the reward-side KL); None when that KL is off. Batch whitening uses the
-    statistics of every rank's rows (``dist``); rows hold whole groups, so group statistics are local."""
+    statistics of every rank's rows (``dist``); rows hold whole groups, so group statistics are local.
+    A rank with no rows still takes part in those reductions (its sums are 0)."""
     mask = pad([torch.ones(max(1, len(r.response_ids))) * (len(r.response_ids) > 0) for r in rows])
     if rl.mask_truncated:
         mask = mask * torch.tensor([0.0 if r.truncated else 1.0 for r in rows])[:, None]
@@ -114,9 +116,9 @@ def advantages(
     inp = A.AdvantageInput(
         scores=torch.tensor([r.score for r in rows], dtype=torch.float32),
         mask=mask,
-        group=torch.tensor([r.group for r in rows]),
-        values=pad(values) if values else None,
-        kl=pad(kl) * rl.kl_reward_coef if kl else None,
+        group=torch.tensor([r.group for r in rows], dtype=torch.long),
+        values=pad(values) if values is not None else None,
+        kl=pad(kl) * rl.kl_reward_coef if kl is not None else None,
         gamma=rl.gamma,
         lam=rl.lam,
         reduce=reduce,

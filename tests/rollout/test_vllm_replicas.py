@@ -1,18 +1,21 @@
 """Rollout against two real vLLM replicas (rollout venv, tiny Qwen2.5-VL), started once for the module.
 
-The tests run in file order: sampling and the log-prob cross-check on the initial weights, then a
-folder weight push, then a replica is killed mid-batch.
+The tests run in file order: sampling and the log-prob cross-check on the initial weights, a
+generation far longer than the client's progress timeout, then a folder weight push, then a
+replica is killed mid-batch and restarted: it must get the pushed weights before it serves again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
+import httpx
 import pytest
 import torch
 
-from ovr.rollout.client import RolloutClient
+from ovr.rollout.client import RolloutClient, auth_headers
 from ovr.rollout.logprobs import hf_logprobs, logprob_mismatch, prompt_inputs
 from ovr.rollout.weights import FolderWeightSync, server_versions
 from services.rollout.launch import local_server
@@ -93,6 +96,27 @@ def test_trainer_logprobs_match_sampler(replicas, rollout_cfg, samples, hf, temp
         assert gap["tokens"] > 0 and gap["logprob_abs_diff_max"] < TOL, (sample.id, gap)
 
 
+@pytest.mark.slow
+async def test_long_generation_outlives_the_progress_timeout(replicas, rollout_cfg, samples):
+    """Each group takes several times ``progress_timeout_s`` to generate; streamed, it completes, with
+    fewer bytes per token on the wire than the whole JSON answer (~92 B/token on this model)."""
+    cfg = rollout_cfg.model_copy(update={"progress_timeout_s": 3.0, "poll_interval_s": 0.5, "max_attempts": 1})
+    client = RolloutClient(urls(replicas), cfg)
+    long, batch = {"min_tokens": 400, "ignore_eos": True}, samples[2:]  # an image prompt and a text one
+    start = time.monotonic()
+    groups = await client.generate(batch, n=2, max_tokens=400, progress=False, extra=long)
+    elapsed = time.monotonic() - start
+    await client.close()
+    assert [g.sample_id for g in groups] == [s.id for s in batch]
+    for g in groups:
+        assert [len(c.token_ids) for c in g.completions] == [400, 400]
+        assert all(c.finish_reason == "length" and len(c.logprobs) == 400 for c in g.completions)
+    assert sum(client.failures.values()) == 0
+    assert elapsed > 3 * cfg.progress_timeout_s  # the generation really outlasted the timeout
+    print(f"\n{len(batch)} groups x 2 x 400 tokens in {elapsed:.1f} s; {client.wire_bytes_per_token():.1f} B/token")
+    assert client.wire_bytes_per_token() < 92
+
+
 def perturbed(model_dir, seed=1):
     from transformers import AutoModelForImageTextToText
 
@@ -132,17 +156,41 @@ def test_push_weights_serves_the_new_policy(replicas, rollout_cfg, samples, hf, 
         assert gap["logprob_abs_diff_max"] < TOL, gap
 
 
-async def test_killed_replica_is_survived(replicas, rollout_cfg, samples):
+@pytest.mark.slow
+async def test_killed_replica_is_survived_and_serves_again_only_with_the_current_weights(
+    replicas, rollout_cfg, samples, weights_dir, tiny_model_dir
+):
+    """Replica 1 dies mid-batch: the batch completes on replica 0, keeping what replica 1 had
+    finished. It is restarted at once (it comes back serving the weights it was started with, v0):
+    the client leaves it out until the weight sync has reloaded the pushed version into it, then
+    sends it prompts."""
     endpoints = urls(replicas)
+    keeper = FolderWeightSync(endpoints, weights_dir, timeout_s=120)
+    if keeper.version == 0:  # the push test above did not run
+        keeper.push_weights(perturbed(tiny_model_dir))
+    v = keeper.version
+    cfg = rollout_cfg.model_copy(update={"poll_interval_s": 0.5, "max_concurrency": 4})
+    client = RolloutClient(endpoints, cfg, keeper=keeper)
     batch = [s.model_copy(update={"id": f"{s.id}-{k}"}) for k in range(4) for s in samples]
-    client = RolloutClient(endpoints, rollout_cfg)
     task = asyncio.ensure_future(client.generate(batch, n=2, max_tokens=48, progress=False))
     await asyncio.sleep(0.3)
     replicas[1].kill()
+    restart = asyncio.ensure_future(asyncio.to_thread(replicas[1].start))  # back in ~20 s, at v0
     groups = await task
-    more = await client.generate(samples, n=2, max_tokens=8, progress=False)  # the dead one is picked, fails over
-    await client.close()
     assert [g.sample_id for g in groups] == [s.id for s in batch]
-    assert [g.sample_id for g in more] == [s.id for s in samples]
-    assert all(len(g.completions) == 2 for g in groups + more)
+    assert all(len(g.completions) == 2 for g in groups)
     assert client.failures[endpoints[1]] >= 1 and client.failures[endpoints[0]] == 0
+
+    await restart
+    started_with = httpx.get(endpoints[1] + "/weight_info", headers=auth_headers()).json()["weight_version"]
+    more = []
+    for _ in range(20):  # until the restored replica has answered a prompt
+        more += await client.generate(samples, n=2, max_tokens=8, progress=False)
+        if client.replicas.served[endpoints[1]]:
+            break
+    await client.close()
+    assert client.replicas.restored[endpoints[1]] == 1 and client.replicas.served[endpoints[1]] >= 1
+    assert {c.weight_version for g in groups + more for c in g.completions} == {v}
+    assert server_versions(endpoints) == [v, v]
+    keeper.verify(v)  # both serve v with the same parameter fingerprint
+    print(f"\nrestarted replica came back at {started_with!r}; restored to v{v} before serving")

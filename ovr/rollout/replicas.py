@@ -1,0 +1,200 @@
+"""What the rollout client knows about each replica while it samples: load, health, weight version
+and whether it is generating at all.
+
+A monitor task (:meth:`Replicas.watch`) asks every replica every ``rollout.poll_interval_s`` for
+the weight version it serves (``/weight_info``) and how many tokens it has generated so far (vLLM's
+``vllm:generation_tokens_total`` on ``/metrics``). From that:
+
+- **progress**: a stream that has been silent for ``rollout.progress_timeout_s`` is given up only
+  if its replica generated nothing in that window either (or cannot be reached); a request queued
+  behind others on a busy replica keeps waiting, one on a dead or hung replica does not;
+- **stale replicas**: a replica serving another version than the current one (it restarted and
+  came back with the weights it was started with, or missed a push) is never picked; with a
+  :class:`WeightKeeper` (the trainer's weight sync) it is handed to :meth:`WeightKeeper.restore`,
+  which makes it serve the current weights, and it is picked again once it does. Without one the
+  current version is the newest any replica served since the client started (eval: a restarted
+  replica is left out, the others finish the batch);
+- **attribution**: the latest time each replica was seen serving each version, so a response
+  finished at ``t`` on a replica seen at its request's version at a time ``>= t`` was sampled
+  under that version only (versions only grow; a restart breaks the stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from typing import Protocol
+
+import httpx
+
+from ovr.rollout.protocol import DEFAULT_TOKEN_ENV, ReplicaFailed, check_auth, generated_tokens, parse_version
+
+log = logging.getLogger("ovr.rollout")
+BENCH_S = 5.0  # how long a replica that failed an attempt is avoided
+
+
+class WeightKeeper(Protocol):
+    """The weight sync, as the client sees it: the version replicas must serve, and a way to bring
+    a restarted replica back to it."""
+
+    version: int
+
+    def restore(self, endpoint: str) -> bool:
+        """Make ``endpoint`` serve ``version`` again (blocking; raises if it cannot now): True when it
+        does on return, False when it will only after the next push (NCCL: the group is rebuilt then)."""
+
+
+class Replicas:
+    """Routing and health state of the replicas one client samples from."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        keeper: WeightKeeper | None = None,
+        poll_s: float = 5.0,
+        token_env: str = DEFAULT_TOKEN_ENV,
+    ):
+        self.endpoints = endpoints
+        self.token_env = token_env
+        self.keeper = keeper
+        self.poll_s = poll_s
+        self.in_flight = {e: 0 for e in endpoints}
+        self.benched_until = {e: 0.0 for e in endpoints}
+        self.failures = {e: 0 for e in endpoints}
+        self.served = {e: 0 for e in endpoints}  # requests answered in full
+        self.restored = {e: 0 for e in endpoints}  # times the keeper brought a replica back
+        self.stale: set[str] = set()
+        self.seen_at: dict[str, dict[int, float]] = {e: {} for e in endpoints}  # version -> latest time seen
+        self.generated: dict[str, tuple[float, float]] = {}  # endpoint -> (tokens so far, when it last grew)
+        self.newest = 0  # newest version any replica served (the current one without a keeper)
+        self.has_version_route = {e: True for e in endpoints}
+        self._order = itertools.count()
+        self._restoring: dict[str, asyncio.Task] = {}
+        self._waiting_push: set[str] = set()  # handed to the keeper, served again after the next push
+
+    # ------------------------------------------------------------------ versions
+    def current(self) -> int:
+        """The version every response must come from."""
+        return self.keeper.version if self.keeper is not None else self.newest
+
+    def observe(self, endpoint: str, version: int) -> None:
+        """``endpoint`` served ``version`` just now; a version other than the current one makes it stale."""
+        now = time.monotonic()
+        self.seen_at[endpoint][version] = now
+        if self.keeper is None and version > self.newest:
+            self.newest = version
+            self.stale |= {e for e in self.endpoints if max(self.seen_at[e], default=-1) < version}
+        if version == self.current():
+            self.stale.discard(endpoint)
+            self._waiting_push.discard(endpoint)
+        elif endpoint not in self.stale:
+            log.warning(
+                "%s serves weights v%d, not v%d: left out until it serves them", endpoint, version, self.current()
+            )
+            self.stale.add(endpoint)
+
+    def sampled_under(self, endpoint: str, version: int, finished_at: float) -> bool:
+        """Whether a response finished at ``finished_at`` was generated under ``version`` only."""
+        return self.seen_at[endpoint].get(version, float("-inf")) >= finished_at
+
+    async def version_of(self, http: httpx.AsyncClient, endpoint: str, timeout: float = 30.0) -> int:
+        """The version ``endpoint`` serves now (0 when it has no dev routes), recorded."""
+        if not self.has_version_route[endpoint]:
+            self.observe(endpoint, 0)
+            return 0
+        try:
+            r = await http.get(endpoint + "/weight_info", timeout=timeout)
+        except httpx.TransportError as e:
+            raise ReplicaFailed(f"{endpoint}: {e!r}") from e
+        if r.status_code == 404:
+            self.has_version_route[endpoint] = False
+            return await self.version_of(http, endpoint)
+        check_auth(r, self.token_env)
+        if r.status_code != 200:
+            raise ReplicaFailed(f"{endpoint}/weight_info answered {r.status_code}")
+        version = parse_version(r.json().get("weight_version"))
+        self.observe(endpoint, version)
+        return version
+
+    # ------------------------------------------------------------------ routing
+    def usable(self) -> list[str]:
+        return [e for e in self.endpoints if e not in self.stale]
+
+    def pick(self, avoid: set[str] = frozenset()) -> str | None:
+        """The usable replica with the fewest in-flight requests, healthy ones first (round-robin
+        among equals); None when every replica is stale."""
+        now = time.monotonic()
+        usable = self.usable()
+        pool = [e for e in usable if e not in avoid] or usable
+        if not pool:
+            return None
+        start = next(self._order) % len(self.endpoints)
+        rotated = self.endpoints[start:] + self.endpoints[:start]
+        return min((e for e in rotated if e in pool), key=lambda e: (self.benched_until[e] > now, self.in_flight[e]))
+
+    def failed(self, endpoint: str) -> None:
+        self.failures[endpoint] += 1
+        self.benched_until[endpoint] = time.monotonic() + BENCH_S
+
+    def progressing(self, endpoint: str, window_s: float) -> bool:
+        """Whether ``endpoint`` generated tokens (for anyone) within the last ``window_s`` seconds."""
+        _, grew = self.generated.get(endpoint, (0.0, float("-inf")))
+        return time.monotonic() - grew < window_s
+
+    # ------------------------------------------------------------------ monitor
+    async def probe(self, http: httpx.AsyncClient, endpoint: str) -> None:
+        """One look at ``endpoint``: its version and its generated-token counter (a busy CPU engine
+        may take seconds to answer: the deadline is generous, an unreachable replica just shows no
+        progress)."""
+        timeout = max(10.0, 2 * self.poll_s)
+        try:
+            await self.version_of(http, endpoint, timeout=timeout)
+            r = await http.get(endpoint + "/metrics", timeout=timeout)
+        except (ReplicaFailed, httpx.TransportError):
+            return  # unreachable: no progress recorded; its streams fail on their own or time out
+        total = generated_tokens(r.text) if r.status_code == 200 else None
+        if total is not None:
+            before, grew = self.generated.get(endpoint, (total, float("-inf")))
+            self.generated[endpoint] = (total, time.monotonic() if total > before else grew)
+        restorable = endpoint in self.stale and endpoint not in self._waiting_push | set(self._restoring)
+        if restorable and self.keeper is not None:
+            self._restoring[endpoint] = asyncio.ensure_future(self._restore(http, endpoint))
+
+    async def _restore(self, http: httpx.AsyncClient, endpoint: str) -> None:
+        version = self.keeper.version
+        try:
+            if await asyncio.to_thread(self.keeper.restore, endpoint):
+                self.restored[endpoint] += 1
+                log.warning("%s restored to weights v%d", endpoint, version)
+                await self.version_of(http, endpoint)  # picked again once it is seen serving them
+            else:
+                self._waiting_push.add(endpoint)
+                log.warning("%s gets weights v%d at the next push; left out until then", endpoint, version)
+        except Exception as e:
+            log.warning("restoring %s to weights v%d failed (tried again later): %r", endpoint, version, e)
+            await asyncio.sleep(self.poll_s)
+        finally:
+            self._restoring.pop(endpoint, None)
+
+    @contextlib.asynccontextmanager
+    async def watch(self, http: httpx.AsyncClient):
+        """Probe every replica now and then every ``poll_s`` seconds while the block runs."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(self.poll_s)
+                await asyncio.gather(*(self.probe(http, e) for e in self.endpoints))
+
+        await asyncio.gather(*(self.probe(http, e) for e in self.endpoints))
+        task = asyncio.ensure_future(loop())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            for t in [task, *self._restoring.values()]:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t

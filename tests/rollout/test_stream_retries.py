@@ -1,0 +1,140 @@
+"""The rollout client's failure handling against replicas that misbehave on demand.
+
+The replicas are ``fake_stream.py`` (real uvicorn processes speaking vLLM's streamed chat shape,
+``/weight_info`` and ``/metrics``): a real vLLM cannot be told to cut a stream after one response,
+to hang, to queue a request, or to change weights in the middle of one. The real-vLLM versions of
+these paths are in ``test_vllm_replicas.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import httpx
+import pytest
+
+from ovr.config import RolloutConfig
+from ovr.rollout.client import RolloutClient, RolloutError
+from ovr.schema import Sample
+from ovr.serving import ManagedServer
+
+SAMPLE = Sample(id="q", source="test", split="rl", prompt="1 + 1?", answer="2")
+
+
+@pytest.fixture(scope="module")
+def fakes(repo_root):
+    servers = [
+        ManagedServer(
+            [sys.executable, "-m", "uvicorn", "fake_stream:app", "--app-dir", "tests/rollout", "--port", "{port}"],
+            health_path="/health",
+            cwd=repo_root,
+            env={"FAKE_ID": str(i + 1), "PYTHONPATH": str(repo_root)},
+            name=f"fake-stream-{i}",
+        )
+        for i in range(2)
+    ]
+    for s in servers:
+        s.start()
+    yield [s.url for s in servers]
+    for s in servers:
+        s.stop()
+
+
+def mode(url: str, **kw) -> None:
+    httpx.post(url + "/_mode", json={"mode": "ok", "version": "default", **kw}).raise_for_status()
+
+
+def cfg(**kw) -> RolloutConfig:
+    return RolloutConfig(poll_interval_s=0.2, progress_timeout_s=1.0, max_attempts=2, **kw)
+
+
+def by_replica(group) -> list[int]:
+    return sorted(c.token_ids[0] for c in group.completions)
+
+
+def test_a_cut_stream_keeps_its_finished_responses_and_asks_only_for_the_rest(fakes):
+    a, b = fakes
+    mode(a, mode="cut")
+    mode(b)
+    client = RolloutClient([a, b], cfg())
+    (group,) = client.generate_sync([SAMPLE], n=3, max_tokens=8, progress=False)
+    assert by_replica(group) == [1000, 2000, 2001]  # response 0 of a, then two from b
+    assert httpx.get(a + "/_requests").json() == [3] and httpx.get(b + "/_requests").json() == [2]
+    assert client.failures == {a: 1, b: 0} and group.prompt_token_ids == [1, 2, 3]
+    assert all(len(c.token_ids) == 3 == len(c.logprobs) for c in group.completions)
+
+
+def test_a_silent_stream_on_an_idle_replica_moves_after_the_progress_timeout(fakes):
+    a, b = fakes
+    mode(a, mode="stall")
+    mode(b)
+    client = RolloutClient([a, b], cfg())
+    (group,) = client.generate_sync([SAMPLE], n=2, max_tokens=8, progress=False)
+    assert by_replica(group) == [1000, 2000] and client.failures[a] == 1
+
+
+def test_a_queued_request_on_a_busy_replica_keeps_waiting(fakes):
+    a, _ = fakes
+    mode(a, mode="queued", silent_s=3.0)  # 3 s without a token, > progress_timeout_s, while /metrics grows
+    client = RolloutClient([a], cfg())
+    (group,) = client.generate_sync([SAMPLE], n=2, max_tokens=8, progress=False)
+    assert by_replica(group) == [1000, 1001] and client.failures[a] == 0
+
+
+def test_a_hung_replica_alone_fails_the_prompt_naming_the_timeout(fakes):
+    a, _ = fakes
+    mode(a, mode="hang")
+    with pytest.raises(RolloutError, match="progress_timeout_s=1"):
+        RolloutClient([a], cfg()).generate_sync([SAMPLE], n=2, max_tokens=8, progress=False)
+
+
+def test_responses_are_attributed_to_the_version_they_were_sampled_under(fakes):
+    a, _ = fakes
+    mode(a, mode="push")  # response 0 finishes at v0, then the replica moves to v1 mid-request
+    client = RolloutClient([a], cfg())
+    (group,) = client.generate_sync([SAMPLE], n=2, max_tokens=8, progress=False)
+    assert sorted(c.weight_version for c in group.completions) == [0, 1]
+    assert httpx.get(a + "/_requests").json() == [2, 1]  # only the response that spanned both is sampled again
+
+
+class Keeper:
+    """The weight sync as the client sees it: here it 'reloads' a fake replica by setting its version
+    (``now``), or, like the NCCL sync, only promises the weights at the next push."""
+
+    def __init__(self, version: int, now: bool = True):
+        self.version = version
+        self.now = now
+        self.restored: list[str] = []
+        self.lock = threading.Lock()
+
+    def restore(self, endpoint: str) -> bool:
+        with self.lock:
+            self.restored.append(endpoint)
+        if self.now:
+            mode(endpoint, version=str(self.version))
+        return self.now
+
+
+def test_a_replica_at_an_old_version_is_left_out_until_the_keeper_restores_it(fakes):
+    a, b = fakes
+    mode(a)  # restarted: serves its start-up weights, v0
+    mode(b, version="1")
+    keeper = Keeper(version=1)
+    client = RolloutClient([a, b], cfg(max_concurrency=1), keeper=keeper)
+    groups = client.generate_sync([SAMPLE] * 8, n=1, max_tokens=8, progress=False)
+    versions = {c.weight_version for g in groups for c in g.completions}
+    assert versions == {1} and keeper.restored == [a]
+    assert client.replicas.restored[a] == 1 and client.replicas.served[a] >= 1  # back in service at v1
+    assert all(n == 1 for n in httpx.get(a + "/_requests").json())
+
+
+def test_a_replica_waiting_for_the_next_push_stays_out(fakes):
+    a, b = fakes
+    mode(a)
+    mode(b, version="1")
+    keeper = Keeper(version=1, now=False)
+    client = RolloutClient([a, b], cfg(max_concurrency=1), keeper=keeper)
+    groups = client.generate_sync([SAMPLE] * 4, n=1, max_tokens=8, progress=False)
+    assert {c.weight_version for g in groups for c in g.completions} == {1}
+    assert keeper.restored == [a] and httpx.get(a + "/_requests").json() == []
