@@ -71,8 +71,10 @@ class ModelConfig(_Section):
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Weights dtype for training (bf16 on GPU, fp32 on CPU)."
     )
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
-        "sdpa", description="transformers attention kernel."
+    attn_implementation: Literal["varlen", "sdpa", "eager", "flash_attention_2"] = Field(
+        "varlen",
+        description="Attention of the trained models: varlen = ovr's padding-free attention over packed "
+        "micro-batches (torch varlen_attn on CUDA, per-row SDPA on CPU; no [L, L] mask), or a transformers kernel.",
     )
 
 

@@ -59,9 +59,11 @@ def load_policy(path: str | Path, model: ModelConfig | None = None, device: str 
     """``Qwen2_5_VLForConditionalGeneration`` (through the Auto class) from a local folder."""
     from transformers import AutoModelForImageTextToText
 
+    from ovr.models.attention import resolve
+
     model = model or ModelConfig()
     return AutoModelForImageTextToText.from_pretrained(
-        str(path), dtype=torch_dtype(model.dtype), attn_implementation=model.attn_implementation
+        str(path), dtype=torch_dtype(model.dtype), attn_implementation=resolve(model.attn_implementation)
     ).to(device)
 
 

@@ -93,6 +93,7 @@ def setup_rl(cfg: RunConfig, samples: list[Sample] | None = None, resume: str = 
     """Build the run: resolve, resume point, models and engines, restored state."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from ovr.models.attention import resolve as resolve_attention
     from ovr.models.loading import resolve_model_path
 
     rl = resolve(cfg.rl)
@@ -106,7 +107,7 @@ def setup_rl(cfg: RunConfig, samples: list[Sample] | None = None, resume: str = 
     resume_step = S.find_resume(store, cfg.name, resume)
     folder = _download(store, dist, cfg.name, resume_step, work) if resume_step is not None else None
     device, dtype = _device(cfg), getattr(torch, cfg.model.dtype)
-    load = dict(dtype=dtype, attn_implementation=cfg.model.attn_implementation)
+    load = dict(dtype=dtype, attn_implementation=resolve_attention(cfg.model.attn_implementation))
     actor_path = folder / "actor" if folder else init_path
     actor = AutoModelForImageTextToText.from_pretrained(str(actor_path), **load).to(device)
     ref = (
@@ -163,10 +164,13 @@ def _engines(run: RLRun, init_path, folder: Path | None) -> None:
     run.actor_engine = make_engine(run.actor, lr=rl.actor_lr, rl=rl, device=run.device, world=world)
     if not uses_critic(rl):
         return
+    attn = run.cfg.model.attn_implementation  # the actor's: both run the same packed micro-batches
     critic = (
-        Critic.load(folder / "critic", run.dtype)
+        Critic.load(folder / "critic", run.dtype, attn_implementation=attn)
         if folder
-        else Critic.from_policy(init_path, init_range=rl.value_head_init, seed=rl.seed, dtype=run.dtype)
+        else Critic.from_policy(
+            init_path, init_range=rl.value_head_init, seed=rl.seed, dtype=run.dtype, attn_implementation=attn
+        )
     )
     run.critic = critic.to(run.device)
     run.critic_engine = make_engine(run.critic, lr=rl.critic_lr, rl=rl, device=run.device, world=world)

@@ -203,6 +203,7 @@ def prepare(cfg: RunConfig, samples: list[Sample] | None, progress: bool) -> SFT
     import torch
     from transformers import AutoModelForImageTextToText
 
+    from ovr.models.attention import resolve
     from ovr.models.loading import load_processor, resolve_model_path
     from ovr.sft.deepspeed import ensure_single_process_env, world_size
     from ovr.sft.encode import encode_all
@@ -224,7 +225,7 @@ def prepare(cfg: RunConfig, samples: list[Sample] | None, progress: bool) -> SFT
     model_dir = resolve_model_path(cfg.model, cfg.store)
     processor = load_processor(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(
-        str(model_dir), dtype=torch.float32, attn_implementation=cfg.model.attn_implementation
+        str(model_dir), dtype=torch.float32, attn_implementation=resolve(cfg.model.attn_implementation)
     )
     model.config.use_cache = False
     counts = freeze(model, sft)

@@ -105,8 +105,11 @@ def test_validate_needs_the_weights_folder_and_store_credentials(repo_root):
         resolve_run(repo_root / "recipes/ovr-7b.yaml", [], "ovr-env", no_keys)
 
 
-def test_flash_attention_without_its_package_falls_back_to_sdpa(repo_root, capsys):
+def test_flash_attention_without_its_package_falls_back_to_varlen(repo_root, capsys):
     cfg = load_config(repo_root / "recipes/ovr-7b.yaml", use_env=False)
-    assert cfg.model.attn_implementation == "flash_attention_2"
+    assert cfg.model.attn_implementation == "varlen"  # the recipe's own: padding-free micro-batches
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"attn_implementation": "flash_attention_2"})})
     out = attention_fallback(cfg)
-    assert out.model.attn_implementation == "sdpa" and "flash_attn package is not installed" in capsys.readouterr().out
+    assert (
+        out.model.attn_implementation == "varlen" and "flash_attn package is not installed" in capsys.readouterr().out
+    )

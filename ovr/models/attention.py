@@ -1,0 +1,164 @@
+"""Padding-free ("varlen") attention for packed micro-batches: no ``[L, L]`` mask, ever.
+
+A packed micro-batch is one sequence ``[1, N]`` holding several rows (RL prompt+response rows, SFT
+documents) back to back, each with its own positions starting at 0. transformers would turn the
+restarting positions into a dense block-diagonal ``[1, 1, N, N]`` mask for ``sdpa``/``eager``
+(SDPA then leaves its flash kernel), and it refuses ``flex_attention`` for Qwen2.5-VL. Here an
+attention function is registered with transformers (``AttentionInterface``) under
+:data:`NAME`, together with a mask function that builds no mask for packed input, and the
+attention runs each row (segment) causally on its own:
+
+* CUDA, and fake tensors (the memory trace): ``torch.nn.attention.varlen.varlen_attn`` over the
+  segments' ``cu_seqlens`` (PyTorch's own flash-attention varlen kernel, forward and backward; no
+  ``flash-attn`` package);
+* CPU: causal SDPA per segment (exact, backward included) - PyTorch has no varlen kernel on CPU.
+
+The segments come from the caller as keyword arguments of the model's forward (:func:`segment_kwargs`:
+``ovr_cu_seqlens``, ``ovr_max_seqlen``; transformers hands unknown keywords down to the attention
+call), or, failing that, from the restarts of the text position ids transformers passes along.
+Calls that are not a packed causal sequence (the vision tower, a padded batch with a 2-D mask, a
+batch of several rows) go to transformers' own SDPA attention unchanged.
+
+>>> model = AutoModelForImageTextToText.from_pretrained(path, attn_implementation=resolve("varlen"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import pairwise
+
+import torch
+
+NAME = "ovr_varlen"  # the name registered with transformers
+CONFIG_NAME = "varlen"  # the value of model.attn_implementation that selects it
+VARLEN_KERNEL = "varlen_attn"
+SEGMENT_KERNEL = "sdpa_per_segment"
+FALLBACK_KERNEL = "sdpa"
+
+# kernel name -> calls since the process started (bench/gpu_check.py reports which one ran)
+CALLS: Counter = Counter()
+
+
+def segment_kwargs(lengths: list[int], device: torch.device | str | None = None) -> dict:
+    """Keyword arguments of a packed forward whose segments have ``lengths`` tokens each.
+
+    >>> segment_kwargs([3, 2])["ovr_cu_seqlens"].tolist(), segment_kwargs([3, 2])["ovr_max_seqlen"]
+    ([0, 3, 5], 3)
+    """
+    if not lengths or min(lengths) < 1:
+        raise ValueError(f"segments need at least one token each, got {lengths}")
+    cu = torch.tensor([0, *lengths], dtype=torch.int32).cumsum(0, dtype=torch.int32)
+    return {"ovr_cu_seqlens": cu.to(device) if device is not None else cu, "ovr_max_seqlen": max(lengths)}
+
+
+def _is_fake(t: torch.Tensor) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return isinstance(t, FakeTensor)
+
+
+def uses_varlen_kernel(t: torch.Tensor) -> bool:
+    """Whether a tensor on ``t``'s device runs PyTorch's varlen kernel (CUDA, or a fake-tensor trace)."""
+    return t.is_cuda or _is_fake(t)
+
+
+def _segments(position_ids: torch.Tensor | None, n: int, cu, max_len) -> tuple[torch.Tensor, int]:
+    """``(cu_seqlens, longest)`` of a packed sequence of ``n`` tokens."""
+    if cu is not None:
+        if max_len is None:
+            max_len = int((cu[1:] - cu[:-1]).max())
+        return cu, int(max_len)
+    if position_ids is None:
+        return torch.tensor([0, n], dtype=torch.int32), n
+    if _is_fake(position_ids):
+        raise ValueError(
+            "a traced packed forward needs ovr_cu_seqlens/ovr_max_seqlen (ovr.models.attention.segment_kwargs)"
+        )
+    pos = position_ids.reshape(-1)
+    starts = torch.cat(
+        [torch.zeros(1, dtype=torch.long, device=pos.device), (pos[1:] != pos[:-1] + 1).nonzero()[:, 0] + 1]
+    )
+    cu = torch.cat([starts, torch.tensor([n], device=pos.device)]).to(torch.int32)
+    return cu, int((cu[1:] - cu[:-1]).max())
+
+
+def _per_segment(query, key, value, cu: torch.Tensor, scaling) -> torch.Tensor:
+    """Causal SDPA over each segment of ``[1, H, N, D]`` inputs; output ``[1, N, H, D]``."""
+    bounds = cu.tolist()
+    outs = []
+    for a, b in pairwise(bounds):
+        outs.append(
+            torch.nn.functional.scaled_dot_product_attention(
+                query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], is_causal=True, scale=scaling, enable_gqa=True
+            )
+        )
+    return torch.cat(outs, dim=2).transpose(1, 2)
+
+
+def _varlen(query, key, value, cu: torch.Tensor, max_len: int, scaling) -> torch.Tensor:
+    """PyTorch's varlen kernel on ``[1, H, N, D]`` inputs; output ``[1, N, H, D]``."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [N, H, D]
+    cu = cu.to(device=q.device, dtype=torch.int32)
+    out = varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scaling, window_size=(-1, 0), enable_gqa=True)
+    return out[None]
+
+
+def varlen_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    position_ids: torch.Tensor | None = None,
+    ovr_cu_seqlens: torch.Tensor | None = None,
+    ovr_max_seqlen: int | None = None,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """transformers' attention-function signature (``[B, H, L, D]`` in, ``[B, L, H, D]`` out)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    causal = getattr(module, "is_causal", True) and is_causal is not False
+    packed = query.shape[0] == 1 and attention_mask is None and causal and dropout == 0.0
+    if not packed or (ovr_cu_seqlens is None and position_ids is None):
+        CALLS[FALLBACK_KERNEL] += 1
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
+    cu, max_len = _segments(position_ids, query.shape[2], ovr_cu_seqlens, ovr_max_seqlen)
+    if uses_varlen_kernel(query):
+        CALLS[VARLEN_KERNEL] += 1
+        return _varlen(query, key, value, cu, max_len, scaling), None
+    CALLS[SEGMENT_KERNEL] += 1
+    return _per_segment(query, key, value, cu, scaling), None
+
+
+def varlen_mask(*args, attention_mask: torch.Tensor | None = None, **kwargs):
+    """transformers' mask function for :data:`NAME`: no mask for packed or unpadded input (the
+    attention needs none); SDPA's dense mask only where a caller passed a 2-D padding mask."""
+    from transformers.masking_utils import sdpa_mask
+
+    if attention_mask is None:
+        return None
+    return sdpa_mask(*args, attention_mask=attention_mask, **kwargs)
+
+
+def register() -> str:
+    """Register the attention and its mask function with transformers (idempotent); returns :data:`NAME`."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    if NAME not in AttentionInterface._global_mapping:
+        AttentionInterface.register(NAME, varlen_attention_forward)
+    if NAME not in AttentionMaskInterface._global_mapping:
+        AttentionMaskInterface.register(NAME, varlen_mask)
+    return NAME
+
+
+def resolve(attn_implementation: str) -> str:
+    """The name transformers knows for a ``model.attn_implementation`` value (registering ovr's)."""
+    return register() if attn_implementation in (CONFIG_NAME, NAME) else attn_implementation
