@@ -27,6 +27,7 @@ CHART_OWNED = {
     "OVR__ROLLOUT__TENSOR_PARALLEL_SIZE": ("rollout.tensor_parallel_size", "rollout.tensorParallelSize"),
     "OVR__ROLLOUT__SERVED_MODEL_NAME": ("rollout.served_model_name", "rollout.servedModelName"),
     "OVR__ROLLOUT__WEIGHTS_DIR": ("rollout.weights_dir", "the claim's mount path /weights"),
+    "OVR__MODEL__MAX_PIXELS": ("model.max_pixels", "rollout.maxPixels"),
 }
 
 

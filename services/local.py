@@ -32,7 +32,9 @@ def local_services(
             if model_dir is None:
                 raise ValueError("a local rollout server needs the model folder to serve")
             weights = ro.weights_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="ovr-weights-"))
-            srv = stack.enter_context(rollout_server(model_dir, ro, weights_dir=weights))
+            srv = stack.enter_context(
+                rollout_server(model_dir, ro, weights_dir=weights, max_pixels=cfg.model.max_pixels)
+            )
             ro = ro.model_copy(update={"endpoints": [srv.url], "weights_dir": str(weights)})
         if reward and rw.url is None:
             from services.reward.server import local_server as reward_server

@@ -76,6 +76,13 @@ class ModelConfig(_Section):
         description="Attention of the trained models: varlen = ovr's padding-free attention over packed "
         "micro-batches (torch varlen_attn on CUDA, per-row SDPA on CPU; no [L, L] mask), or a transformers kernel.",
     )
+    max_pixels: int | None = Field(
+        1280 * 28 * 28,
+        ge=56 * 56,
+        description="Most pixels of one image after the processor's resize (Qwen2.5-VL: 784 per image token, "
+        "so the default bounds an image at 1280 tokens); the trainer's processor and the replicas' (vLLM "
+        "--mm-processor-kwargs) use min(this, the checkpoint's own); None = the checkpoint's setting.",
+    )
 
 
 class LocalServerConfig(_Section):

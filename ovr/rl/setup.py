@@ -91,10 +91,10 @@ def _samples(cfg: RunConfig, store: Store, samples: list[Sample] | None) -> list
 
 def setup_rl(cfg: RunConfig, samples: list[Sample] | None = None, resume: str = "auto") -> RLRun:
     """Build the run: resolve, resume point, models and engines, restored state."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
     from ovr.models.attention import resolve as resolve_attention
-    from ovr.models.loading import resolve_model_path
+    from ovr.models.loading import load_processor, resolve_model_path
 
     rl = resolve(cfg.rl)
     cfg = cfg.model_copy(update={"rl": rl})
@@ -123,7 +123,7 @@ def setup_rl(cfg: RunConfig, samples: list[Sample] | None = None, resume: str = 
         dtype=dtype,
         store=store,
         samples=samples,
-        processor=AutoProcessor.from_pretrained(str(actor_path)),
+        processor=load_processor(actor_path, cfg.model.max_pixels),
         actor=actor,
         actor_engine=None,
         critic=None,

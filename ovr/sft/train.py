@@ -223,7 +223,7 @@ def prepare(cfg: RunConfig, samples: list[Sample] | None, progress: bool) -> SFT
 
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     model_dir = resolve_model_path(cfg.model, cfg.store)
-    processor = load_processor(model_dir)
+    processor = load_processor(model_dir, cfg.model.max_pixels)
     model = AutoModelForImageTextToText.from_pretrained(
         str(model_dir), dtype=torch.float32, attn_implementation=resolve(cfg.model.attn_implementation)
     )

@@ -89,6 +89,11 @@ def test_validate_compares_chart_owned_settings_with_the_recipe(repo_root):
         )
     with pytest.raises(InstallError, match="rollout.weight_sync='folder' in the recipe"):
         resolve_run(repo_root / "recipes/ovr-7b.yaml", ["rollout.weight_sync=folder"], "ovr-env", INSTALL)
+    # the image bound: the replicas' (chart) and the trainer's processor must count the same image tokens
+    pixels = INSTALL | {"OVR__MODEL__MAX_PIXELS": "802816"}
+    assert resolve_run(repo_root / "recipes/ovr-7b.yaml", [], "ovr-env", pixels).model.max_pixels == 802816
+    with pytest.raises(InstallError, match=r"model.max_pixels=1003520 in the recipe.*802816.*rollout.maxPixels"):
+        resolve_run(repo_root / "recipes/ovr-7b.yaml", ["model.max_pixels=1003520"], "ovr-env", pixels)
 
 
 def test_validate_needs_the_weights_folder_and_store_credentials(repo_root):
