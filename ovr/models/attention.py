@@ -15,11 +15,13 @@ attention runs each row (segment) causally on its own:
 
 The segments come from the caller as keyword arguments of the model's forward (:func:`segment_kwargs`:
 ``ovr_cu_seqlens``, ``ovr_max_seqlen``; transformers hands unknown keywords down to the attention
-call), or, failing that, from the restarts of the text position ids transformers passes along.
-Calls that are not a packed causal sequence (the vision tower, a padded batch with a 2-D mask, a
-batch of several rows) go to transformers' own SDPA attention unchanged.
+call), or, failing that, from the restarts of the text position ids transformers passes along. The
+vision tower runs the same function under :data:`VISION_NAME` (:func:`attach`): its images and
+windows are segments too, attended without the causal mask. Calls that are neither (a padded batch
+with a 2-D mask, a batch of several rows) go to transformers' own SDPA attention unchanged.
 
 >>> model = AutoModelForImageTextToText.from_pretrained(path, attn_implementation=resolve("varlen"))  # doctest: +SKIP
+>>> attach(model)  # the vision tower too                                                               # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -30,12 +32,16 @@ from itertools import pairwise
 import torch
 
 NAME = "ovr_varlen"  # the name registered with transformers
+# the vision tower's name for the same function: transformers' Qwen2.5-VL vision attention passes its
+# cu_seqlens (one call per layer) only to implementations whose name contains "flash"
+VISION_NAME = "ovr_flash_varlen_vision"
 CONFIG_NAME = "varlen"  # the value of model.attn_implementation that selects it
 VARLEN_KERNEL = "varlen_attn"
 SEGMENT_KERNEL = "sdpa_per_segment"
 FALLBACK_KERNEL = "sdpa"
 
-# kernel name -> calls since the process started (bench/gpu_check.py reports which one ran)
+# "decoder/<kernel>", "vision/<kernel>" or FALLBACK_KERNEL -> calls since the process started
+# (bench/gpu_check.py reports which kernels ran)
 CALLS: Counter = Counter()
 
 
@@ -82,27 +88,36 @@ def _segments(position_ids: torch.Tensor | None, n: int, cu, max_len) -> tuple[t
     return cu, int((cu[1:] - cu[:-1]).max())
 
 
-def _per_segment(query, key, value, cu: torch.Tensor, scaling) -> torch.Tensor:
-    """Causal SDPA over each segment of ``[1, H, N, D]`` inputs; output ``[1, N, H, D]``."""
-    bounds = cu.tolist()
+def _per_segment(query, key, value, cu: torch.Tensor, scaling, causal: bool) -> torch.Tensor:
+    """SDPA over each segment of ``[1, H, N, D]`` inputs; output ``[1, N, H, D]``."""
     outs = []
-    for a, b in pairwise(bounds):
+    for a, b in pairwise(cu.tolist()):
         outs.append(
             torch.nn.functional.scaled_dot_product_attention(
-                query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], is_causal=True, scale=scaling, enable_gqa=True
+                query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], is_causal=causal, scale=scaling, enable_gqa=True
             )
         )
     return torch.cat(outs, dim=2).transpose(1, 2)
 
 
-def _varlen(query, key, value, cu: torch.Tensor, max_len: int, scaling) -> torch.Tensor:
+def _varlen(query, key, value, cu: torch.Tensor, max_len: int, scaling, causal: bool) -> torch.Tensor:
     """PyTorch's varlen kernel on ``[1, H, N, D]`` inputs; output ``[1, N, H, D]``."""
     from torch.nn.attention.varlen import varlen_attn
 
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [N, H, D]
     cu = cu.to(device=q.device, dtype=torch.int32)
-    out = varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scaling, window_size=(-1, 0), enable_gqa=True)
+    window = (-1, 0) if causal else (-1, -1)
+    out = varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scaling, window_size=window, enable_gqa=True)
     return out[None]
+
+
+def _run(query, key, value, cu: torch.Tensor, max_len: int, scaling, causal: bool) -> tuple[torch.Tensor, None]:
+    part = "decoder" if causal else "vision"
+    if uses_varlen_kernel(query):
+        CALLS[f"{part}/{VARLEN_KERNEL}"] += 1
+        return _varlen(query, key, value, cu, max_len, scaling, causal), None
+    CALLS[f"{part}/{SEGMENT_KERNEL}"] += 1
+    return _per_segment(query, key, value, cu, scaling, causal), None
 
 
 def varlen_attention_forward(
@@ -117,24 +132,28 @@ def varlen_attention_forward(
     position_ids: torch.Tensor | None = None,
     ovr_cu_seqlens: torch.Tensor | None = None,
     ovr_max_seqlen: int | None = None,
+    cu_seq_lens_q: torch.Tensor | None = None,
+    max_length_q: int | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """transformers' attention-function signature (``[B, H, L, D]`` in, ``[B, L, H, D]`` out)."""
+    """transformers' attention-function signature (``[B, H, L, D]`` in, ``[B, L, H, D]`` out).
+
+    Causal (decoder) calls use the packed segments (``ovr_cu_seqlens``, else the position restarts);
+    non-causal calls with ``cu_seq_lens_q`` (the vision tower's images and windows, see :func:`attach`)
+    attend within each of those segments."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     causal = getattr(module, "is_causal", True) and is_causal is not False
-    packed = query.shape[0] == 1 and attention_mask is None and causal and dropout == 0.0
-    if not packed or (ovr_cu_seqlens is None and position_ids is None):
-        CALLS[FALLBACK_KERNEL] += 1
-        return sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
-        )
-    cu, max_len = _segments(position_ids, query.shape[2], ovr_cu_seqlens, ovr_max_seqlen)
-    if uses_varlen_kernel(query):
-        CALLS[VARLEN_KERNEL] += 1
-        return _varlen(query, key, value, cu, max_len, scaling), None
-    CALLS[SEGMENT_KERNEL] += 1
-    return _per_segment(query, key, value, cu, scaling), None
+    plain = query.shape[0] == 1 and attention_mask is None and dropout == 0.0
+    if plain and not causal and cu_seq_lens_q is not None:
+        return _run(query, key, value, *_segments(None, query.shape[2], cu_seq_lens_q, max_length_q), scaling, False)
+    if plain and causal and (ovr_cu_seqlens is not None or position_ids is not None):
+        cu, max_len = _segments(position_ids, query.shape[2], ovr_cu_seqlens, ovr_max_seqlen)
+        return _run(query, key, value, cu, max_len, scaling, True)
+    CALLS[FALLBACK_KERNEL] += 1
+    return sdpa_attention_forward(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+    )
 
 
 def varlen_mask(*args, attention_mask: torch.Tensor | None = None, **kwargs):
@@ -148,12 +167,14 @@ def varlen_mask(*args, attention_mask: torch.Tensor | None = None, **kwargs):
 
 
 def register() -> str:
-    """Register the attention and its mask function with transformers (idempotent); returns :data:`NAME`."""
+    """Register the attention (under :data:`NAME` and :data:`VISION_NAME`) and its mask function
+    with transformers (idempotent); returns :data:`NAME`."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
-    if NAME not in AttentionInterface._global_mapping:
-        AttentionInterface.register(NAME, varlen_attention_forward)
+    for name in (NAME, VISION_NAME):
+        if name not in AttentionInterface._global_mapping:
+            AttentionInterface.register(name, varlen_attention_forward)
     if NAME not in AttentionMaskInterface._global_mapping:
         AttentionMaskInterface.register(NAME, varlen_mask)
     return NAME
@@ -162,3 +183,16 @@ def register() -> str:
 def resolve(attn_implementation: str) -> str:
     """The name transformers knows for a ``model.attn_implementation`` value (registering ovr's)."""
     return register() if attn_implementation in (CONFIG_NAME, NAME) else attn_implementation
+
+
+def attach(model_or_config):
+    """When the text model runs :data:`NAME`, give its vision tower :data:`VISION_NAME` too (set after
+    loading: transformers checks names with "flash" at load time). The vision tower then hands its
+    images' and windows' boundaries to the attention in one call per layer (one varlen kernel on
+    CUDA) instead of one SDPA call per window. Returns its argument."""
+    config = getattr(model_or_config, "config", model_or_config)
+    vision = getattr(config, "vision_config", None)
+    if vision is not None and getattr(config, "_attn_implementation", None) == NAME:
+        register()
+        vision._attn_implementation = VISION_NAME
+    return model_or_config

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ovr.models.attention import CONFIG_NAME, resolve
+from ovr.models.attention import CONFIG_NAME, attach, resolve
 
 WEIGHTS = "critic.safetensors"
 CONFIG = "config.json"
@@ -64,7 +64,7 @@ class Critic(nn.Module):
         )
         critic = cls(policy.model, policy.config.text_config.hidden_size).to(dtype)
         critic.init_value_head(init_range, seed)
-        return critic
+        return attach(critic)
 
     def forward(
         self,
@@ -135,4 +135,4 @@ class Critic(nn.Module):
             raise ValueError(
                 f"critic checkpoint {path} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
-        return critic
+        return attach(critic)

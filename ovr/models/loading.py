@@ -59,12 +59,13 @@ def load_policy(path: str | Path, model: ModelConfig | None = None, device: str 
     """``Qwen2_5_VLForConditionalGeneration`` (through the Auto class) from a local folder."""
     from transformers import AutoModelForImageTextToText
 
-    from ovr.models.attention import resolve
+    from ovr.models.attention import attach, resolve
 
     model = model or ModelConfig()
-    return AutoModelForImageTextToText.from_pretrained(
+    policy = AutoModelForImageTextToText.from_pretrained(
         str(path), dtype=torch_dtype(model.dtype), attn_implementation=resolve(model.attn_implementation)
-    ).to(device)
+    )
+    return attach(policy).to(device)
 
 
 def load_processor(path: str | Path, max_pixels: int | None = None):

@@ -62,6 +62,7 @@ class SeqBatch:
     position_ids: torch.Tensor | None = None  # packed: [4, 1, N] text positions + M-RoPE, restarting per row
     seq_lens: list[int] | None = None  # packed: tokens of each row, in order
     pending_rope: list = field(default_factory=list)  # packed image rows whose M-RoPE the model fills in
+    vision_kwargs: dict = field(default_factory=dict)  # precomputed grid-derived vision-tower inputs (optional)
 
     @property
     def packed(self) -> bool:
@@ -110,7 +111,9 @@ class SeqBatch:
         if self.pixel_values is not None:
             from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-            feats = model.get_image_features(self.pixel_values, self.unique_grid_thw, return_dict=True).pooler_output
+            feats = model.get_image_features(
+                self.pixel_values, self.unique_grid_thw, return_dict=True, **self.vision_kwargs
+            ).pooler_output
             per_row = tuple(feats[j] for row in self.row_images for j in row)
             inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=per_row)}
         return inputs

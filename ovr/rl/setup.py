@@ -93,6 +93,7 @@ def setup_rl(cfg: RunConfig, samples: list[Sample] | None = None, resume: str = 
     """Build the run: resolve, resume point, models and engines, restored state."""
     from transformers import AutoModelForImageTextToText
 
+    from ovr.models.attention import attach
     from ovr.models.attention import resolve as resolve_attention
     from ovr.models.loading import load_processor, resolve_model_path
 
@@ -109,9 +110,9 @@ def setup_rl(cfg: RunConfig, samples: list[Sample] | None = None, resume: str = 
     device, dtype = _device(cfg), getattr(torch, cfg.model.dtype)
     load = dict(dtype=dtype, attn_implementation=resolve_attention(cfg.model.attn_implementation))
     actor_path = folder / "actor" if folder else init_path
-    actor = AutoModelForImageTextToText.from_pretrained(str(actor_path), **load).to(device)
+    actor = attach(AutoModelForImageTextToText.from_pretrained(str(actor_path), **load)).to(device)
     ref = (
-        AutoModelForImageTextToText.from_pretrained(str(init_path), **load).to(device).eval()
+        attach(AutoModelForImageTextToText.from_pretrained(str(init_path), **load)).to(device).eval()
         if uses_reference(rl)
         else None
     )

@@ -203,7 +203,7 @@ def prepare(cfg: RunConfig, samples: list[Sample] | None, progress: bool) -> SFT
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from ovr.models.attention import resolve
+    from ovr.models.attention import attach, resolve
     from ovr.models.loading import load_processor, resolve_model_path
     from ovr.sft.deepspeed import ensure_single_process_env, world_size
     from ovr.sft.encode import encode_all
@@ -227,6 +227,7 @@ def prepare(cfg: RunConfig, samples: list[Sample] | None, progress: bool) -> SFT
     model = AutoModelForImageTextToText.from_pretrained(
         str(model_dir), dtype=torch.float32, attn_implementation=resolve(cfg.model.attn_implementation)
     )
+    attach(model)  # the vision tower on the same attention
     model.config.use_cache = False
     counts = freeze(model, sft)
     if sft.mlp_tile_tokens:

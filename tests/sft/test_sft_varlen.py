@@ -36,14 +36,14 @@ def test_packed_sft_loss_and_gradients_equal_the_dense_mask_path(tiny_model_dir,
     labels = batch["labels"]
     n = (labels[:, 1:] != IGNORE).sum()
     losses, grads = [], []
-    before = attention.CALLS[attention.SEGMENT_KERNEL]
+    before = attention.CALLS[f"decoder/{attention.SEGMENT_KERNEL}"]
     for model in (dense, varlen):
         with capture_head_input(model):
             loss = step_loss(model(**_inputs(batch)), labels, num_items_in_batch=n)
         loss.backward()
         losses.append(float(loss.detach()))
         grads.append({k: p.grad for k, p in model.named_parameters() if p.grad is not None})
-    assert attention.CALLS[attention.SEGMENT_KERNEL] > before
+    assert attention.CALLS[f"decoder/{attention.SEGMENT_KERNEL}"] > before
     assert losses[0] == pytest.approx(losses[1], abs=1e-5)
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
     for k, g in grads[0].items():
