@@ -9,7 +9,7 @@ runs three times: for its peak (``torch.cuda.max_memory_allocated`` minus the re
 gradients are dropped once accumulated, as ZeRO-3 does after its reduce-scatter and as the trace
 does), for its time, and under the profiler, which names the attention kernels that actually ran
 (ovr's own count per kernel and the device kernels). The trace is the fake-tensor figure
-extrapolated to the same depth. The critic shares the policy's backbone (one set of weights).
+traced at the same depth. The critic shares the policy's backbone (one set of weights).
 
     bash bench/gpu_check.sh                                    # on the GPU machine
     python -m bench.gpu_check --device cpu --toy --out x.md    # toy sizes on a CPU (the test)
@@ -117,7 +117,7 @@ def run_checks(cases: list[Case], recipe: Recipe, layers: int, device: str, base
     """Trace (fake tensors, on the CPU) and measure (real tensors, on ``device``) every case."""
     from ovr.models.critic import Critic
 
-    traced = trace_cases(cases, recipe, (2, 4), base)
+    traced = trace_cases(cases, recipe, (layers,), base)  # at the measured depth: no extrapolation
     config = qwen_config(layers, base)
     with torch.device(device):
         policy = build_model(config, "policy")

@@ -7,8 +7,10 @@ batching (``Batcher`` with ``rl.max_tokens_per_micro``, ``pack_batch``) pick the
 micro-batch; for SFT, packed ``sft.max_seq_len`` rows of one or several documents through
 ``PackedCollator``. Each micro-batch is traced (:mod:`bench.memory_trace`) through the actor's and
 the critic's micro-step (SFT: the Trainer's loss) on the published Qwen2.5-VL-7B architecture in
-bf16 on fake tensors, with the recipe's MLP tiles and gradient checkpointing, at two decoder depths
-(2 and 4 layers); the per-layer cost is extrapolated linearly to 28 layers. To the traced
+bf16 on fake tensors, with the recipe's MLP tiles and gradient checkpointing, at its full depth
+(28 decoder layers: with images the peak of a shallow model lies in the vision tower's backward,
+so a line through two shallow depths misses the full model's; ``--layers a b`` extrapolates
+linearly from two depths instead, a quick approximation). To the traced
 activations it adds, per GPU, the ZeRO-3 shards (bf16 parameters; fp32 master weights, Adam m and v
 and fp32 gradient accumulation of the trainable ones; each over the world size; in RL actor and
 critic are both resident) and the gathered-parameter working set (DeepSpeed's
@@ -116,9 +118,12 @@ def _counts(model, frozen_prefix: str | None) -> tuple[int, int, int]:
 def resident_bytes(models: dict[int, dict], zero: ZeroSetup) -> dict[str, float]:
     """ZeRO-3 shards + gathered working set per GPU of the full-depth RL (actor + critic) and SFT
     (LLM only trained) setups, from the parameter counts at the two traced depths (exactly linear)."""
-    (la, ma), (lb, mb) = sorted(models.items())[:2]
+    depths = sorted(models.items())
 
     def full(kind, frozen):
+        if depths[-1][0] == FULL_LAYERS:
+            return list(_counts(depths[-1][1][kind], frozen))
+        (la, ma), (lb, mb) = depths[:2]
         a, b = _counts(ma[kind], frozen), _counts(mb[kind], frozen)
         return [round(extrapolate(x, y, la, lb)[0]) for x, y in zip(a[:2], b[:2])] + [max(a[2], b[2])]
 
@@ -143,7 +148,7 @@ def build_cases(recipe: Recipe, long_prompt: int = 2048, **sizes) -> list[Case]:
     return cases + [Case(f"SFT {recipe.sft_len}", "sft", mix) for mix in sft_mixes(recipe.sft_len)]
 
 
-def trace_cases(cases: list[Case], recipe: Recipe, layers: tuple[int, int], base: dict | None = None) -> dict:
+def trace_cases(cases: list[Case], recipe: Recipe, layers: tuple[int, ...], base: dict | None = None) -> dict:
     """``traces``: ``{case: {layers: Trace}}`` (a mix shared by stages is traced once);
     ``batches``: ``{case: (rows, images, tokens)}``; ``models``: the fake models per depth."""
     from ovr.models.tiling import tile_mlps, untile_mlps
@@ -175,9 +180,14 @@ def trace_cases(cases: list[Case], recipe: Recipe, layers: tuple[int, int], base
 
 
 def activation_bytes(traced: dict, case: Case, layers: int = FULL_LAYERS) -> float:
-    """Traced peak bytes of ``case`` above the weights at ``layers`` decoder layers, extrapolated
-    from the two traced depths."""
-    (la, ta), (lb, tb) = sorted(traced["traces"][case].items())[:2]
+    """Traced peak bytes of ``case`` above the weights at ``layers`` decoder layers: the trace at
+    that depth, else a line through the two traced depths."""
+    by_depth = traced["traces"][case]
+    if layers in by_depth:
+        return by_depth[layers].peak_bytes
+    if len(by_depth) < 2:
+        raise ValueError(f"{case.stage} {case.mix.name} was traced at {sorted(by_depth)} layers only, not {layers}")
+    (la, ta), (lb, tb) = sorted(by_depth.items())[:2]
     return extrapolate(ta.peak_bytes, tb.peak_bytes, la, lb, to=layers)[0]
 
 
@@ -222,14 +232,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sft-tokens", type=int, default=None, help="sft.max_seq_len (default: the recipe's)")
     p.add_argument("--max-pixels", type=int, default=None, help="model.max_pixels (default: the recipe's)")
     p.add_argument("--tile-tokens", type=int, default=None, help="MLP tile of RL and SFT (default: the recipe's)")
-    p.add_argument("--layers", type=int, nargs=2, default=[2, 4], help="the two traced decoder depths")
+    p.add_argument(
+        "--layers",
+        type=int,
+        nargs="+",
+        default=[FULL_LAYERS],
+        help="traced decoder depths: the full one, or two to extrapolate",
+    )
     p.add_argument("--world", type=int, default=8, help="ZeRO-3 world size")
     p.add_argument("--limit-gb", type=float, default=70.0, help="exit 1 if a micro-batch exceeds this anywhere")
     p.add_argument("--toy", action="store_true", help="toy-sized architecture, recipe and rows (the bench's test)")
     p.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
     args = p.parse_args(argv)
-    if args.layers[0] >= args.layers[1]:
-        p.error("--layers needs two increasing depths")
+    if args.layers != [FULL_LAYERS] and (len(args.layers) != 2 or args.layers[0] >= args.layers[1]):
+        p.error(f"--layers takes {FULL_LAYERS} (exact) or two increasing depths (extrapolated)")
     recipe, sizes = (TOY_RECIPE, TOY_SIZES) if args.toy else (Recipe.load(args.recipe), {})
     updates = {
         "rl_tokens": tuple(args.rl_tokens) if args.rl_tokens else None,
@@ -252,9 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{recipe.rl_tile} (RL) / {recipe.sft_tile} (SFT), sft.max_seq_len={recipe.sft_len} x "
         f"{recipe.sft_rows} row(s), model.max_pixels={recipe.max_pixels}: the largest image is a "
         f"{grid[1]}x{grid[2]}-patch grid, {grid[1] * grid[2] // 4} image tokens.",
-        f"Qwen2.5-VL-7B ({arch}), bf16, traced on fake tensors at {args.layers[0]} and "
-        f"{args.layers[1]} decoder layers (the 32-block vision tower in full); the per-layer cost is "
-        f"extrapolated linearly to {FULL_LAYERS} layers.",
+        f"Qwen2.5-VL-7B ({arch}), bf16, traced on fake tensors "
+        + (
+            f"at its full {FULL_LAYERS} decoder layers and vision tower."
+            if args.layers == [FULL_LAYERS]
+            else f"at {args.layers[0]} and {args.layers[1]} decoder layers (the vision tower in full), extrapolated "
+            f"linearly to {FULL_LAYERS} layers (approximate: image rows peak in the vision tower at shallow depths)."
+        ),
         f"Attention kernels traced: {', '.join(traced['kernels'])} - PyTorch's varlen (flash) kernel, "
         "O(N) memory, one call per layer for the packed rows and for the vision tower's images/windows.",
         "Short rows: 256 + 256 tokens; image rows: 200 text + the largest image + 256 response tokens, each "

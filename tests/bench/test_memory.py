@@ -33,7 +33,7 @@ def _tables(printed: str) -> dict[str, list[list[str]]]:
 
 def test_toy_bench_traces_each_stage_worst_micro_batches(tmp_path, capsys, one_thread):
     out = tmp_path / "memory.md"
-    code = main(["--toy", "--layers", "1", "2", "--out", str(out)])
+    code = main(["--toy", "--rl-tokens", "48", "96", "--layers", "1", "2", "--out", str(out)])
     printed = capsys.readouterr().out
     assert out.read_text() == printed and code == 0
     tables = _tables(printed)
