@@ -136,14 +136,14 @@ def resident_bytes(models: dict[int, dict], zero: ZeroSetup) -> dict[str, float]
 
 
 def build_cases(recipe: Recipe, long_prompt: int = 2048, **sizes) -> list[Case]:
-    """Every stage's cases; ``long_prompt`` (at most what the budget leaves) and ``sizes`` (short
-    rows, text beside an image: :func:`bench.memory_mixes.rl_mixes`) size the rows."""
+    """Every stage's cases; ``long_prompt`` (the long row's: with the stage's response it may exceed
+    the budget, and then runs alone) and ``sizes`` (short rows, text beside an image:
+    :func:`bench.memory_mixes.rl_mixes`) size the rows."""
     grid = largest_image_grid(recipe.max_pixels)
     tokens = grid[0] * grid[1] * grid[2] // 4
     cases = []
     for r in recipe.rl_tokens:
-        prompt = min(long_prompt, max(1, recipe.budget - r))  # the long row fills the budget at most
-        for mix in rl_mixes(r, recipe.budget, prompt, tokens, **sizes):
+        for mix in rl_mixes(r, recipe.budget, long_prompt, tokens, **sizes):
             cases += [Case(f"RL {r}", "actor", mix), Case(f"RL {r}", "critic", mix)]
     return cases + [Case(f"SFT {recipe.sft_len}", "sft", mix) for mix in sft_mixes(recipe.sft_len)]
 
@@ -278,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Attention kernels traced: {', '.join(traced['kernels'])} - PyTorch's varlen (flash) kernel, "
         "O(N) memory, one call per layer for the packed rows and for the vision tower's images/windows.",
         "Short rows: 256 + 256 tokens; image rows: 200 text + the largest image + 256 response tokens, each "
-        "its own image; the long row: a 2048-token prompt (at most what the budget leaves) + the stage's "
-        "response. Actor and critic both train with HF gradient checkpointing (vision blocks included).",
+        "its own image; the long row: a 2048-token prompt + the stage's response (alone in its "
+        "micro-batch when longer than the budget). Actor and critic both train with HF gradient checkpointing (vision blocks included).",
         f"ZeRO-3 at world size {args.world}: 2 B/param bf16 + 16 B/trainable param (fp32 master, Adam m, v, "
         "fp32 grad accumulation) / world; RL counts actor and critic resident together, SFT trains the LLM only; "
         f"plus the gathered working set: RL {resident['rl'] / GB:.1f} GB, SFT {resident['sft'] / GB:.1f} GB "
