@@ -8,10 +8,11 @@ attention function is registered with transformers (``AttentionInterface``) unde
 :data:`NAME`, together with a mask function that builds no mask for packed input, and the
 attention runs each row (segment) causally on its own:
 
-* CUDA, and fake tensors (the memory trace): ``torch.nn.attention.varlen.varlen_attn`` over the
-  segments' ``cu_seqlens`` (PyTorch's own flash-attention varlen kernel, forward and backward; no
-  ``flash-attn`` package);
-* CPU: causal SDPA per segment (exact, backward included) - PyTorch has no varlen kernel on CPU.
+* CUDA in bf16/fp16, and fake tensors (the memory trace): ``torch.nn.attention.varlen.varlen_attn``
+  over the segments' ``cu_seqlens`` (PyTorch's own flash-attention varlen kernel, forward and
+  backward; no ``flash-attn`` package);
+* CPU (and fp32 on CUDA): causal SDPA per segment (exact, backward included) - PyTorch has no
+  varlen kernel on CPU.
 
 The segments come from the caller as keyword arguments of the model's forward (:func:`segment_kwargs`:
 ``ovr_cu_seqlens``, ``ovr_max_seqlen``; transformers hands unknown keywords down to the attention
@@ -64,8 +65,9 @@ def _is_fake(t: torch.Tensor) -> bool:
 
 
 def uses_varlen_kernel(t: torch.Tensor) -> bool:
-    """Whether a tensor on ``t``'s device runs PyTorch's varlen kernel (CUDA, or a fake-tensor trace)."""
-    return t.is_cuda or _is_fake(t)
+    """Whether ``t`` runs PyTorch's varlen kernel: on CUDA in half precision (flash attention's
+    dtypes), or in a fake-tensor trace; else per-segment SDPA."""
+    return (t.is_cuda and t.dtype in (torch.float16, torch.bfloat16)) or _is_fake(t)
 
 
 def _segments(position_ids: torch.Tensor | None, n: int, cu, max_len) -> tuple[torch.Tensor, int]:
@@ -104,7 +106,7 @@ def _varlen(query, key, value, cu: torch.Tensor, max_len: int, scaling, causal: 
     """PyTorch's varlen kernel on ``[1, H, N, D]`` inputs; output ``[1, N, H, D]``."""
     from torch.nn.attention.varlen import varlen_attn
 
-    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [N, H, D]
+    q, k, v = (t[0].transpose(0, 1).contiguous() for t in (query, key, value))  # [N, H, D]
     cu = cu.to(device=q.device, dtype=torch.int32)
     window = (-1, 0) if causal else (-1, -1)
     out = varlen_attn(q, k, v, cu, cu, max_len, max_len, scale=scaling, window_size=window, enable_gqa=True)
