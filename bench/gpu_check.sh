@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The memory bench's micro-steps for real on one GPU (H100/H200), in under 8 minutes.
+# The memory bench's padding-free micro-steps for real on one GPU (H100/H200), in under 8 minutes.
 #
-# Needs PyTorch and transformers; no DeepSpeed, no vLLM, no internet: the model is a random-init
-# Qwen2.5-VL-7B built on the GPU from the config carried in bench/memory_trace.py. Prints, per
-# stage, the peak measured by torch.cuda.max_memory_allocated next to the fake-tensor trace, and
-# tokens/s of each forward+backward (see bench/gpu_check.py).
+# Needs PyTorch (>= 2.10: torch.nn.attention.varlen), transformers and the project's own Python
+# dependencies (pydantic); no DeepSpeed, no vLLM, no internet: the model is a random-init
+# Qwen2.5-VL at 7B width built on the GPU from the config carried in bench/memory_trace.py. Runs the
+# recipe's worst micro-batches (the longest RL stage's row mixes at rl.max_tokens_per_micro, text and
+# image rows, and the packed SFT rows), each packed by the trainer's own batching, and prints per
+# micro-batch the peak measured by torch.cuda.max_memory_allocated next to the fake-tensor trace at
+# the same depth, and the attention kernels that actually ran (ovr's count per kernel and the CUDA
+# kernels the profiler saw) (see bench/gpu_check.py).
 #
-#   bash bench/gpu_check.sh                      # full depth (28 layers), every length stage
-#   bash bench/gpu_check.sh --layers 14          # fewer layers, if one GPU is short of memory
+#   bash bench/gpu_check.sh                      # 4 decoder layers, the longest RL stage and SFT
+#   bash bench/gpu_check.sh --layers 8 --all-stages
 #   PYTHON=/opt/venv/bin/python bash bench/gpu_check.sh --out gpu_check.md
 set -euo pipefail
 

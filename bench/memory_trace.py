@@ -2,16 +2,19 @@
 
 The model is transformers' own ``Qwen2_5_VLForConditionalGeneration`` built from the published
 7B config (:data:`QWEN25_VL_7B`) with fewer decoder layers, in bf16, on torch's fake tensors
-(``FakeTensorMode``: shapes and dtypes, no data), and one forward+backward runs under
-``torch.distributed._tools.mem_tracker.MemTracker``, which accounts every tensor the step allocates.
-Each step has an **old** variant (full ``[B, L, V]`` logits upcast to fp32, ``log_softmax``,
-entropy under autograd, no activation checkpointing in RL) and a **new** one (ovr's chunked
-log-probs from hidden states, HF gradient checkpointing on the decoder layers, detached entropy).
+(``FakeTensorMode``: shapes and dtypes, no data), with ovr's padding-free attention
+(:mod:`ovr.models.attention`: PyTorch's varlen kernel, O(N) memory, as on a GPU) for the decoder
+and the vision tower. One forward+backward runs under
+``torch.distributed._tools.mem_tracker.MemTracker``, which accounts every tensor the step allocates,
+with the trainer's own code on a micro-batch the trainer's own batching built
+(:mod:`bench.memory_mixes`): :func:`ovr.rl.forward.policy_logprobs` / ``critic_values`` (chunked
+LM head, value head on response positions), :func:`ovr.sft.loss.step_loss`, HF gradient
+checkpointing, token-tiled MLPs, entropy as a detached metric.
 
-Attention runs through PyTorch's SDPA, which on these (CPU) fake tensors dispatches to its flash
-kernel: memory O(L) (output + log-sum-exp), as flash-attention is on a GPU. :class:`StepTracker`
-records which attention kernels ran so the bench can refuse a trace that fell back to the
-``[L, L]`` math kernel.
+The micro-batch is built with real tensors, then handed to the fake model as fake tensors that
+keep their values (FakeTensor "constants"), so the model's data-dependent bookkeeping (image
+token counts, per-image splits) runs as it does for real. :class:`StepTracker` records which
+attention kernels ran so the bench can refuse a trace that fell back to an ``[L, L]`` kernel.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
-from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
+from torch.distributed._tools.mem_tracker import _TOTAL_KEY, MemTracker, _MemRefType
 
 # Qwen/Qwen2.5-VL-7B-Instruct config.json, as published
 QWEN25_VL_7B: dict = {
@@ -72,27 +76,61 @@ QWEN25_VL_7B: dict = {
     "vocab_size": 152064,
 }
 FULL_LAYERS = QWEN25_VL_7B["num_hidden_layers"]
+# the same architecture, toy-sized (head_dim 32: mrope_section sums to 16)
+TOY: dict = dict(
+    QWEN25_VL_7B,
+    hidden_size=128,
+    intermediate_size=256,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=1024,
+    rope_scaling={"type": "mrope", "mrope_section": [4, 6, 6]},
+    bos_token_id=1000,
+    eos_token_id=1001,
+    vision_start_token_id=1002,
+    vision_end_token_id=1003,
+    vision_token_id=1004,
+    image_token_id=1005,
+    video_token_id=1006,
+    vision_config=dict(
+        QWEN25_VL_7B["vision_config"],
+        depth=2,
+        hidden_size=64,
+        intermediate_size=128,
+        num_heads=2,
+        out_hidden_size=128,
+        fullatt_block_indexes=[1],
+    ),
+)
 MATH_ATTENTION = "_scaled_dot_product_attention_math"
 
 
 def qwen_config(layers: int, base: dict | None = None):
-    """The published config (or ``base``) with ``layers`` decoder layers, SDPA attention."""
+    """The published config (or ``base``) with ``layers`` decoder layers and ovr's padding-free
+    attention (decoder and vision tower), as the trainer loads it (``model.attn_implementation: varlen``)."""
     from transformers import Qwen2_5_VLConfig
+
+    from ovr.models.attention import resolve
 
     d = dict(base or QWEN25_VL_7B, num_hidden_layers=layers, max_window_layers=layers)
     config = Qwen2_5_VLConfig(**d)
-    config._attn_implementation = "sdpa"
+    config._attn_implementation = resolve("varlen")
     return config
 
 
 def build_model(config, kind: str):
     """``kind`` "policy" (``Qwen2_5_VLForConditionalGeneration``) or "critic" (ovr's Critic on its
     backbone), randomly initialised in bf16, wherever the caller's mode puts tensors (fake tensors
-    for the trace, a device for a real run)."""
+    for the trace, a device for a real run), its vision tower on the same attention as the trainer's
+    (:func:`ovr.models.attention.attach`, after construction as after loading)."""
+    import copy
+
     from transformers import Qwen2_5_VLForConditionalGeneration
 
+    from ovr.models.attention import attach
     from ovr.models.critic import Critic
 
+    config = copy.deepcopy(config)  # attach() edits it
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)  # `.to(bfloat16)` fails on fake Conv3d weights
     try:
@@ -100,7 +138,7 @@ def build_model(config, kind: str):
         model = policy if kind == "policy" else Critic(policy.model, config.text_config.hidden_size)
     finally:
         torch.set_default_dtype(previous)
-    return model.train()
+    return attach(model).train()
 
 
 def set_checkpointing(model, on: bool) -> None:
@@ -128,88 +166,64 @@ def free_grads_on_accumulate(model) -> list:
 
 
 # --------------------------------------------------------------------------- steps
-def rl_batch(prompt_tokens: int, response_tokens: int):
-    """One row: a text prompt and a response of the given lengths (micro-batch of one row)."""
-    from ovr.rl.forward import EncodedPrompt, build_batch
+def actor_step(model, batch) -> tuple:
+    """PPO actor micro-step on a packed micro-batch: response log-probs (entropy as a metric) and
+    a surrogate loss."""
+    from ovr.rl.forward import policy_logprobs
 
-    prompt = EncodedPrompt([10 + i % 500 for i in range(prompt_tokens)], None, None)  # ids inside any vocab
-    return build_batch([prompt], [[11] * response_tokens], pad_id=0, image_token_id=151655)
-
-
-def actor_step(model, prompt: int, response: int, new: bool) -> tuple:
-    """PPO actor micro-step: log-probs of the response and a surrogate loss."""
-    from ovr.rl.forward import policy_logprobs, policy_logprobs_full
-
-    batch = rl_batch(prompt, response)
-    if new:
-        logp, entropy = policy_logprobs(model, batch, with_entropy=True)
-    else:
-        logp, entropy = policy_logprobs_full(model, batch, with_entropy=True)
-    loss = -(logp * batch.response_mask).sum()
-    return loss, (
-        entropy * batch.response_mask
-    ).sum()  # the entropy metric lives past the backward, as in the update loop
+    logp, entropy = policy_logprobs(model, batch, with_entropy=True)
+    # the entropy metric lives past the backward, as in the update loop
+    return -(logp * batch.response_mask).sum(), (entropy * batch.response_mask).sum()
 
 
-def critic_step(model, prompt: int, response: int, new: bool) -> tuple:
-    """Critic micro-step: values of the response positions and their squared error."""
+def critic_step(model, batch) -> tuple:
+    """Critic micro-step on a packed micro-batch: values of the response positions, squared error."""
     from ovr.rl.forward import critic_values
 
-    batch = rl_batch(prompt, response)
-    if new:
-        values = critic_values(model, batch)
-    else:
-        every = model(**batch.model_inputs(model))
-        values = torch.gather(every, 1, batch.positions) * batch.response_mask
+    values = critic_values(model, batch)
     return (((values - 1.0) ** 2 * batch.response_mask).sum(),)
 
 
-def sft_step(model, prompt: int, tokens: int, new: bool) -> tuple:
-    """SFT micro-step: one packed row of ``tokens``, every next token labelled, the mean loss."""
+def sft_step(model, batch: dict) -> tuple:
+    """SFT micro-step on a collated batch (:class:`ovr.sft.packing.PackedCollator`), inputs prepared
+    as :class:`ovr.sft.callbacks.PackedTrainer` prepares them, the Trainer's loss."""
     from ovr.models.lm_head import capture_head_input
-    from ovr.sft.loss import hidden_token_losses, token_losses
+    from ovr.sft.loss import step_loss
 
-    ids = torch.full((1, tokens), 11, dtype=torch.long)
-    position_ids = torch.arange(tokens).view(1, 1, -1).expand(4, 1, -1)
-    inputs = {"input_ids": ids, "position_ids": position_ids, "use_cache": False}
-    if new:
-        with capture_head_input(model):
-            out = model(**inputs)
-        index = torch.stack([torch.zeros(tokens - 1, dtype=torch.long), torch.arange(tokens - 1)])
-        losses = hidden_token_losses(out["head_input"], ids, index=index)
-    else:
-        losses = token_losses(model(**inputs).logits, ids)
-    return (losses.sum() / (tokens - 1),)
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "row_ids", "real_tokens")}
+    inputs["position_ids"] = inputs["position_ids"].permute(1, 0, 2)
+    with capture_head_input(model):
+        out = model(**inputs, use_cache=False)
+    return (step_loss(out, batch["labels"]),)
 
 
-@dataclass(frozen=True)
-class StepKind:
-    """A traced micro-step: which model it trains and how."""
-
-    model: str  # "policy" or "critic"
-    run: Callable  # (model, prompt tokens, main tokens, new) -> (loss, *kept alive through the backward)
-    old_checkpointing: bool  # whether the old path already checkpointed activations
-
-
-STEPS: dict[str, StepKind] = {
-    "actor": StepKind("policy", actor_step, old_checkpointing=False),
-    "critic": StepKind("critic", critic_step, old_checkpointing=False),
-    "sft": StepKind("policy", sft_step, old_checkpointing=True),  # the SFT recipe checkpoints already
+STEPS: dict[str, tuple[str, Callable]] = {  # step -> (model kind, run(model, batch) -> (loss, *alive))
+    "actor": ("policy", actor_step),
+    "critic": ("critic", critic_step),
+    "sft": ("policy", sft_step),
 }
 
 
 # --------------------------------------------------------------------------- tracing
 class StepTracker(MemTracker):
-    """``MemTracker`` that also records the attention kernels dispatched."""
+    """``MemTracker`` that also records the attention kernels dispatched, and keeps the step's peak
+    only (MemTracker also keeps every module's own peak, checking each module at every op: minutes
+    for the 32-block vision tower)."""
 
     def __init__(self):
         super().__init__()
         self.attention_kernels: set[str] = set()
 
+    def _update_peak_stats(self, peak_state) -> None:
+        for dev, snap in self._curr_mem_snap.items():
+            if self._peak_mem.get(dev, 0) < snap[_TOTAL_KEY]:
+                self._peak_mem[dev] = snap[_TOTAL_KEY]
+                self._peak_mem_snap[dev] = dict(snap)
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = str(func)
-        if "scaled_dot_product" in name:
-            self.attention_kernels.add(name.split(".")[1] if "." in name else name)
+        if "scaled_dot_product" in name or "attn" in name or "attention" in name:
+            self.attention_kernels.add(name.removesuffix(".default").split("::")[-1])
         return super().__torch_dispatch__(func, types, args, kwargs)
 
 
@@ -237,20 +251,54 @@ class Trace:
     attention_kernels: set[str] = field(default_factory=set)
 
 
-def trace_step(model, step: str, prompt: int, tokens: int, new: bool) -> Trace:
-    """Run ``STEPS[step]`` once on ``model`` under a fresh :class:`StepTracker`."""
-    kind = STEPS[step]
-    set_checkpointing(model, new or kind.old_checkpointing)
+@contextmanager
+def constant_fakes(limit: int = 1 << 24):
+    """Let fake tensors of up to ``limit`` elements keep their values through ops whose inputs all
+    do (torch propagates FakeTensor constants of one element only by default)."""
+    from torch._subclasses import fake_tensor
+
+    previous = fake_tensor.CONSTANT_NUMEL_LIMIT
+    fake_tensor.CONSTANT_NUMEL_LIMIT = limit
+    try:
+        yield
+    finally:
+        fake_tensor.CONSTANT_NUMEL_LIMIT = previous
+
+
+def to_fake(mode, batch, keep_values: tuple[str, ...] = ()):
+    """``batch`` (a SeqBatch or a dict of tensors, built with real tensors) with fake tensors: those
+    named in ``keep_values`` are plain fakes; every other tensor keeps its values (a constant)."""
+    from dataclasses import fields, is_dataclass, replace
+
+    def convert(name, t):
+        if isinstance(t, dict):
+            return {k: convert(k, v) for k, v in t.items()}
+        if not isinstance(t, torch.Tensor):
+            return t
+        return mode.fake_tensor_converter.from_real_tensor(mode, t, make_constant=name not in keep_values)
+
+    if is_dataclass(batch):
+        return replace(batch, **{f.name: convert(f.name, getattr(batch, f.name)) for f in fields(batch)})
+    return {k: convert(k, v) for k, v in batch.items()}
+
+
+def trace_step(model, step: str, batch, mode) -> Trace:
+    """Run ``STEPS[step]`` once on ``model`` over ``batch`` (real tensors, made fake here) under a
+    fresh :class:`StepTracker`, with the trainer's gradient checkpointing."""
+    run = STEPS[step][1]
+    set_checkpointing(model, True)
     hooks = free_grads_on_accumulate(model)
     tracker = StepTracker()
     tracker.track_external(model)
-    step_module = _Step(model, kind.run, (prompt, tokens, new))
     t = time.perf_counter()
     try:
-        with tracker, warnings.catch_warnings():
+        with constant_fakes(), mode, tracker, warnings.catch_warnings():
             # MemTracker warns about None among module inputs/outputs (no tensor to account)
             warnings.filterwarnings("ignore", message="Expected a tensor or a traceable", category=UserWarning)
-            loss, *alive = step_module()
+            # ...and about modules it cannot place in the backward (checkpointed blocks recomputed)
+            warnings.filterwarnings("ignore", message="Module is None", category=UserWarning)
+            warnings.filterwarnings("ignore", message="The module hierarchy tracking", category=UserWarning)
+            loss, *alive = _Step(model, run, (to_fake(mode, batch, keep_values=("pixel_values",)),))()
             loss.backward()
             del alive
     finally:

@@ -6,7 +6,8 @@ On a cluster (a pod: ``KUBERNETES_SERVICE_HOST`` is set) the chart's env ConfigM
 owns the shared replicas' serving settings; a recipe (or override) that sets one of them to another
 value fails here with both values named, instead of failing mid-RL. Folder weight sync needs the
 shared claim's folder; an S3 store needs credentials. ``flash_attention_2`` without the
-``flash_attn`` package becomes ``sdpa``, and the reason is printed.
+``flash_attn`` package becomes ``varlen`` (ovr's padding-free attention on PyTorch's own varlen
+kernel), and the reason is printed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ CHART_OWNED = {
     "OVR__ROLLOUT__TENSOR_PARALLEL_SIZE": ("rollout.tensor_parallel_size", "rollout.tensorParallelSize"),
     "OVR__ROLLOUT__SERVED_MODEL_NAME": ("rollout.served_model_name", "rollout.servedModelName"),
     "OVR__ROLLOUT__WEIGHTS_DIR": ("rollout.weights_dir", "the claim's mount path /weights"),
+    "OVR__MODEL__MAX_PIXELS": ("model.max_pixels", "rollout.maxPixels"),
 }
 
 
@@ -111,16 +113,16 @@ def check_run(cfg: RunConfig, environ: dict[str, str], cluster: bool) -> None:
 
 
 def attention_fallback(cfg: RunConfig) -> RunConfig:
-    """``flash_attention_2`` needs the ``flash_attn`` package; without it, ``sdpa`` (said why)."""
+    """``flash_attention_2`` needs the ``flash_attn`` package; without it, ``varlen`` (said why)."""
     if cfg.model.attn_implementation != "flash_attention_2" or importlib.util.find_spec("flash_attn"):
         return cfg
     print(
         "model.attn_implementation: flash_attention_2 asked, but the flash_attn package is not installed "
-        "in this image (it ships no prebuilt wheel for this torch); using sdpa, PyTorch's fused "
-        "scaled-dot-product attention (flash/memory-efficient kernels on CUDA) instead",
+        "in this image (it ships no prebuilt wheel for this torch); using varlen, ovr's padding-free "
+        "attention on PyTorch's own flash varlen kernel (torch.nn.attention.varlen) instead",
         flush=True,
     )
-    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"attn_implementation": "sdpa"})})
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"attn_implementation": "varlen"})})
 
 
 def resolve_run(

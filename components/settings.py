@@ -58,6 +58,7 @@ INSTALL_ENV_KEYS = (
     "OVR__ROLLOUT__WEIGHT_SYNC",
     "OVR__ROLLOUT__TENSOR_PARALLEL_SIZE",
     "OVR__ROLLOUT__WEIGHTS_DIR",
+    "OVR__MODEL__MAX_PIXELS",
     "OVR_TRAINER_IMAGE",
     "OVR_IMAGE_PULL_SECRETS",
     # where and how training pods run (components.placement): JSON for the selector, tolerations, resources

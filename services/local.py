@@ -32,7 +32,9 @@ def local_services(
             if model_dir is None:
                 raise ValueError("a local rollout server needs the model folder to serve")
             weights = ctx.weights_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="ovr-weights-"))
-            srv = stack.enter_context(rollout_server(model_dir, cfg.rollout, weights_dir=weights))
+            srv = stack.enter_context(
+                rollout_server(model_dir, cfg.rollout, weights_dir=weights, max_pixels=cfg.model.max_pixels)
+            )
             ctx = ctx.with_(rollout_endpoints=[srv.url], weights_dir=str(weights))
         if reward and ctx.reward_url is None:
             from services.reward.server import local_server as reward_server

@@ -75,8 +75,17 @@ class ModelConfig(_Section):
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Weights dtype for training (bf16 on GPU, fp32 on CPU)."
     )
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
-        "sdpa", description="transformers attention kernel."
+    attn_implementation: Literal["varlen", "sdpa", "eager", "flash_attention_2"] = Field(
+        "varlen",
+        description="Attention of the trained models: varlen = ovr's padding-free attention over packed "
+        "micro-batches (torch varlen_attn on CUDA, per-row SDPA on CPU; no [L, L] mask), or a transformers kernel.",
+    )
+    max_pixels: int | None = Field(
+        1280 * 28 * 28,
+        ge=56 * 56,
+        description="Most pixels of one image after the processor's resize (Qwen2.5-VL: 784 per image token, "
+        "so the default bounds an image at 1280 tokens); the trainer's processor and the replicas' (vLLM "
+        "--mm-processor-kwargs) use min(this, the checkpoint's own); None = the checkpoint's setting.",
     )
 
 

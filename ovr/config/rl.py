@@ -76,8 +76,8 @@ class RLConfig(_Section):
         None,
         ge=1,
         description="Token budget of one forward/backward pass per rank: rows (longest first) are "
-        "packed into micro-batches of at most this many padded tokens (rows x longest row), one row at least; "
-        "None = all of a rank's rows in one pass (tiny CPU runs).",
+        "packed padding-free into micro-batches of at most this many real tokens (prompt + response, "
+        "image tokens included), a longer row alone; None = all of a rank's rows in one pass (tiny CPU runs).",
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward (actor and critic).")
     mlp_tile_tokens: int | None = Field(

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ovr.models.attention import CONFIG_NAME, attach, resolve
+
 WEIGHTS = "critic.safetensors"
 CONFIG = "config.json"
 HEAD_INFO = "value_head.json"
@@ -51,31 +53,35 @@ class Critic(nn.Module):
         init_range: float,
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
-        attn_implementation: str = "sdpa",
+        attn_implementation: str = CONFIG_NAME,
     ) -> Critic:
-        """Backbone from a policy checkpoint (its LM head dropped), fresh value head."""
+        """Backbone from a policy checkpoint (its LM head dropped), fresh value head; the attention
+        is the policy's (``model.attn_implementation``: padding-free by default)."""
         from transformers import AutoModelForImageTextToText
 
         policy = AutoModelForImageTextToText.from_pretrained(
-            str(path), dtype=dtype, attn_implementation=attn_implementation
+            str(path), dtype=dtype, attn_implementation=resolve(attn_implementation)
         )
         critic = cls(policy.model, policy.config.text_config.hidden_size).to(dtype)
         critic.init_value_head(init_range, seed)
-        return critic
+        return attach(critic)
 
     def forward(
         self,
         input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.Tensor | None = None,
         mm_token_type_ids: torch.Tensor | None = None,
         mm_encoder_outputs: dict | None = None,
         positions: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        **kwargs,
     ) -> torch.Tensor:
         """Values ``[B, L]`` (one per position), or ``[B, T]`` at ``positions`` (``[B, T]`` indices:
         the value head then runs on those hidden states only); precomputed vision features may come
-        in ``mm_encoder_outputs`` instead of ``pixel_values``."""
+        in ``mm_encoder_outputs`` instead of ``pixel_values``. ``position_ids`` and ``kwargs`` (a
+        packed batch's segments, :mod:`ovr.models.attention`) go to the backbone as they are."""
         out = self.backbone(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -83,7 +89,9 @@ class Critic(nn.Module):
             image_grid_thw=image_grid_thw,
             mm_token_type_ids=mm_token_type_ids,
             mm_encoder_outputs=mm_encoder_outputs,
+            position_ids=position_ids,
             use_cache=False,
+            **kwargs,
         )
         hidden = out.last_hidden_state
         if positions is not None:
@@ -109,7 +117,9 @@ class Critic(nn.Module):
         return out
 
     @classmethod
-    def load(cls, path: str | Path, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa") -> Critic:
+    def load(
+        cls, path: str | Path, dtype: torch.dtype = torch.float32, attn_implementation: str = CONFIG_NAME
+    ) -> Critic:
         from safetensors.torch import load_file
         from transformers import AutoConfig, Qwen2_5_VLModel
 
@@ -117,7 +127,7 @@ class Critic(nn.Module):
         if not (path / WEIGHTS).is_file():
             raise FileNotFoundError(f"no critic weights at {path / WEIGHTS}")
         config = AutoConfig.from_pretrained(str(path))
-        config._attn_implementation = attn_implementation
+        config._attn_implementation = resolve(attn_implementation)
         info = json.loads((path / HEAD_INFO).read_text())
         critic = cls(Qwen2_5_VLModel(config), info["hidden_size"]).to(dtype)
         missing, unexpected = critic.load_state_dict(load_file(str(path / WEIGHTS)), strict=False)
@@ -125,4 +135,4 @@ class Critic(nn.Module):
             raise ValueError(
                 f"critic checkpoint {path} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
-        return critic
+        return attach(critic)

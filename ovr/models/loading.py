@@ -59,13 +59,29 @@ def load_policy(path: str | Path, model: ModelConfig | None = None, device: str 
     """``Qwen2_5_VLForConditionalGeneration`` (through the Auto class) from a local folder."""
     from transformers import AutoModelForImageTextToText
 
+    from ovr.models.attention import attach, resolve
+
     model = model or ModelConfig()
-    return AutoModelForImageTextToText.from_pretrained(
-        str(path), dtype=torch_dtype(model.dtype), attn_implementation=model.attn_implementation
-    ).to(device)
+    policy = AutoModelForImageTextToText.from_pretrained(
+        str(path), dtype=torch_dtype(model.dtype), attn_implementation=resolve(model.attn_implementation)
+    )
+    return attach(policy).to(device)
 
 
-def load_processor(path: str | Path):
+def load_processor(path: str | Path, max_pixels: int | None = None):
+    """The checkpoint's processor, its images bounded to ``max_pixels`` (``model.max_pixels``)."""
     from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(str(path))
+    return bound_pixels(AutoProcessor.from_pretrained(str(path)), max_pixels)
+
+
+def bound_pixels(processor, max_pixels: int | None):
+    """Lower the image processor's largest resize target to ``max_pixels`` (never raise it: the
+    replicas apply the same min to the same checkpoint, so both sides count the same image tokens)."""
+    image = getattr(processor, "image_processor", None)
+    if max_pixels is None or image is None:
+        return processor
+    own = image.size.get("longest_edge") if hasattr(image.size, "get") else None
+    if own is None or max_pixels < own:
+        image.size = {**dict(image.size), "longest_edge": max_pixels}
+    return processor

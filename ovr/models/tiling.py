@@ -1,4 +1,4 @@
-"""Sequence-tiled decoder MLPs: each MLP runs over tiles of the sequence, each tile checkpointed.
+"""Token-tiled decoder MLPs: each MLP runs over tiles of its tokens, each tile checkpointed.
 
 With gradient checkpointing on, the peak of a long-sequence step is the backward of one decoder
 layer, and most of it is the MLP: four ``[L, intermediate]`` tensors (gate, up, activation,
@@ -6,7 +6,9 @@ product) and their gradients; at 48k tokens on Qwen2.5-VL-7B (intermediate 18944
 15 GB. Run tile by tile under ``torch.utils.checkpoint``, the MLP holds one tile's worth instead
 (the long-sequence "tiled MLP" of DeepSpeed's Arctic long-sequence training, done here with
 PyTorch's checkpoint so it needs no DeepSpeed and gradients accumulate once per parameter).
-The MLP is position-wise, so tiling changes no value.
+The MLP is position-wise, so tiling changes no value. Tiles cut the tokens of all rows together
+(``[B, L, H]`` is tiled as ``[B * L, H]``): a micro-batch of many short rows is tiled as much as one
+long row of the same size.
 
 >>> tile_mlps(model, tile_tokens=8192)   # doctest: +SKIP
 28
@@ -29,10 +31,12 @@ def _tiled_forward(module: nn.Module, forward, tile_tokens: int, x: torch.Tensor
     params = [p for p in module.parameters() if p.requires_grad]
     if not (torch.is_grad_enabled() and (x.requires_grad or params)):
         return forward(x)
-    n = synced_count(x.shape[-2], tile_tokens, module)
+    tokens = x.reshape(-1, x.shape[-1])  # every row's tokens, in order
+    n = synced_count(tokens.shape[0], tile_tokens, module)
     if n == 1:
         return forward(x)
-    return torch.cat([checkpoint(forward, t, use_reentrant=False) for t in torch.tensor_split(x, n, dim=-2)], dim=-2)
+    tiles = [checkpoint(forward, t, use_reentrant=False) for t in torch.tensor_split(tokens, n, dim=0)]
+    return torch.cat(tiles, dim=0).reshape(*x.shape[:-1], -1)
 
 
 def _is_decoder_mlp(module: nn.Module) -> bool:

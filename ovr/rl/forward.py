@@ -3,8 +3,10 @@
 A prompt is encoded once by the model's processor from the very chat rendering the rollout
 server applies (``ovr.models.chat``), giving token ids, ``pixel_values`` and ``image_grid_thw``.
 When the server returned its own ``prompt_token_ids`` and they agree on the image tokens, those
-ids are used (no re-tokenisation drift). Sequences are right-padded into one batch; response token
-``j`` of row ``b`` is predicted at position ``prompt_len[b] + j - 1``, where both its log-prob
+ids are used (no re-tokenisation drift). The trainer packs a micro-batch's rows padding-free
+(:func:`ovr.rl.packed.pack_batch`: one sequence, per-row positions, no ``[L, L]`` mask); the
+right-padded layout of :func:`build_batch` is the reference it is tested against. Response token
+``j`` of a row is predicted at the row's position ``prompt_len + j - 1``, where both its log-prob
 (policy) and its value (critic, ORZ/verl convention) are read.
 
 The ``n`` responses to one prompt share its images: the vision tower runs once per distinct
@@ -18,7 +20,7 @@ The critic's value head likewise reads the response positions only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -36,25 +38,39 @@ class EncodedPrompt:
     input_ids: list[int]
     pixel_values: torch.Tensor | None  # [patches, dim]
     image_grid_thw: torch.Tensor | None  # [images, 3]
+    rope: torch.Tensor | None = None  # [3, P] M-RoPE positions of an image prompt, once computed
 
 
 @dataclass
 class SeqBatch:
-    """Right-padded prompt+response rows and where the responses sit."""
+    """Prompt+response rows and where the responses sit: right-padded ``[B, L]`` rows, or (packed,
+    ``seq_lens`` set) one ``[1, N]`` sequence of the rows back to back with per-row positions."""
 
-    input_ids: torch.Tensor  # [B, L]
-    attention_mask: torch.Tensor  # [B, L]
-    mm_token_type_ids: torch.Tensor  # [B, L]
+    input_ids: torch.Tensor  # [B, L] padded, [1, N] packed
+    attention_mask: torch.Tensor | None  # [B, L] padded, None packed
+    mm_token_type_ids: torch.Tensor  # like input_ids
     pixel_values: torch.Tensor | None  # patches of the distinct prompts' images
     unique_grid_thw: torch.Tensor | None  # [distinct images, 3]
     image_grid_thw: torch.Tensor | None  # [images of all rows, 3] (row order)
     row_images: list[list[int]]  # per row: indices into the distinct images
     response_ids: torch.Tensor  # [B, T]
     response_mask: torch.Tensor  # [B, T] float
-    positions: torch.Tensor  # [B, T] index of the position predicting each response token
+    positions: torch.Tensor  # [B, T] column (of the row; packed: of the sequence) predicting each response token
     response_index: torch.Tensor  # [2, N] (row, column) of every real response token, built host-side
     dummy_vision: bool = False  # a text-only batch still runs the vision tower (see _dummy_vision)
     anchor: torch.Tensor | float = 0.0  # that run's zero, added to the outputs (set by model_inputs)
+    position_ids: torch.Tensor | None = None  # packed: [4, 1, N] text positions + M-RoPE, restarting per row
+    seq_lens: list[int] | None = None  # packed: tokens of each row, in order
+    pending_rope: list = field(default_factory=list)  # packed image rows whose M-RoPE the model fills in
+    vision_kwargs: dict = field(default_factory=dict)  # precomputed grid-derived vision-tower inputs (optional)
+
+    @property
+    def packed(self) -> bool:
+        return self.seq_lens is not None
+
+    def hidden_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Row of the model's output holding each of ``rows``' positions (0 when packed)."""
+        return torch.zeros_like(rows) if self.packed else rows
 
     def _dummy_vision(self, model) -> torch.Tensor:
         """0, tied to the vision tower: its output on one blank 2x2-patch image, times 0.
@@ -83,11 +99,21 @@ class SeqBatch:
             "image_grid_thw": self.image_grid_thw,
             "mm_token_type_ids": self.mm_token_type_ids,
         }
+        if self.packed:
+            from ovr.models.attention import segment_kwargs
+            from ovr.rl.packed import fill_rope
+
+            if self.pending_rope:
+                backbone = getattr(model, "backbone", None) or model.model  # critic or policy
+                fill_rope(self, backbone.get_rope_index, int(model.config.image_token_id))
+            inputs |= {"position_ids": self.position_ids, **segment_kwargs(self.seq_lens, self.input_ids.device)}
         self.anchor = self._dummy_vision(model) if self.dummy_vision and self.pixel_values is None else 0.0
         if self.pixel_values is not None:
             from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-            feats = model.get_image_features(self.pixel_values, self.unique_grid_thw, return_dict=True).pooler_output
+            feats = model.get_image_features(
+                self.pixel_values, self.unique_grid_thw, return_dict=True, **self.vision_kwargs
+            ).pooler_output
             per_row = tuple(feats[j] for row in self.row_images for j in row)
             inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=per_row)}
         return inputs
@@ -141,27 +167,11 @@ def build_batch(prompts: list[EncodedPrompt], responses: list[list[int]], pad_id
             rmask[b, : len(r)] = 1
         P = len(p.input_ids)
         positions[b] = (P - 1 + torch.arange(T)).clamp(max=L - 1)
-    distinct: dict[int, int] = {}  # id(prompt) -> first image index among the distinct prompts
-    pix, ugrid, row_images, grid = [], [], [], []
-    for p in prompts:
-        if p.image_grid_thw is None:
-            row_images.append([])
-            continue
-        if id(p) not in distinct:
-            distinct[id(p)] = sum(len(g) for g in ugrid)
-            pix.append(p.pixel_values)
-            ugrid.append(p.image_grid_thw)
-        first = distinct[id(p)]
-        row_images.append(list(range(first, first + len(p.image_grid_thw))))
-        grid.append(p.image_grid_thw)
     return SeqBatch(
         input_ids=input_ids,
         attention_mask=attention,
         mm_token_type_ids=(input_ids == image_token_id).long(),
-        pixel_values=torch.cat(pix) if pix else None,
-        unique_grid_thw=torch.cat(ugrid) if ugrid else None,
-        image_grid_thw=torch.cat(grid) if grid else None,
-        row_images=row_images,
+        **row_images(prompts),
         response_ids=resp,
         response_mask=rmask,
         positions=positions,
@@ -169,26 +179,40 @@ def build_batch(prompts: list[EncodedPrompt], responses: list[list[int]], pad_id
     )
 
 
-def to_device(batch: SeqBatch, device: torch.device | str, dtype: torch.dtype | None = None) -> SeqBatch:
-    def mv(t, cast=False):
-        if t is None:
-            return None
-        return t.to(device=device, dtype=dtype) if cast and dtype is not None else t.to(device)
+def row_images(prompts: list[EncodedPrompt]) -> dict:
+    """The images of the rows' prompts, each distinct prompt's once (``SeqBatch`` image fields)."""
+    distinct: dict[int, int] = {}  # id(prompt) -> first image index among the distinct prompts
+    pix, ugrid, rows, grid = [], [], [], []
+    for p in prompts:
+        if p.image_grid_thw is None:
+            rows.append([])
+            continue
+        if id(p) not in distinct:
+            distinct[id(p)] = sum(len(g) for g in ugrid)
+            pix.append(p.pixel_values)
+            ugrid.append(p.image_grid_thw)
+        first = distinct[id(p)]
+        rows.append(list(range(first, first + len(p.image_grid_thw))))
+        grid.append(p.image_grid_thw)
+    return {
+        "pixel_values": torch.cat(pix) if pix else None,
+        "unique_grid_thw": torch.cat(ugrid) if ugrid else None,
+        "image_grid_thw": torch.cat(grid) if grid else None,
+        "row_images": rows,
+    }
 
-    return SeqBatch(
-        mv(batch.input_ids),
-        mv(batch.attention_mask),
-        mv(batch.mm_token_type_ids),
-        mv(batch.pixel_values, cast=True),
-        mv(batch.unique_grid_thw),
-        mv(batch.image_grid_thw),
-        batch.row_images,
-        mv(batch.response_ids),
-        mv(batch.response_mask),
-        mv(batch.positions),
-        mv(batch.response_index),
-        batch.dummy_vision,
-    )
+
+def to_device(batch: SeqBatch, device: torch.device | str, dtype: torch.dtype | None = None) -> SeqBatch:
+    """The batch's tensors on ``device`` (pixel values also cast to ``dtype``)."""
+    from dataclasses import fields, replace
+
+    moved = {}
+    for f in fields(batch):
+        t = getattr(batch, f.name)
+        if isinstance(t, torch.Tensor) and f.name != "anchor":
+            cast = f.name == "pixel_values" and dtype is not None
+            moved[f.name] = t.to(device=device, dtype=dtype) if cast else t.to(device)
+    return replace(batch, **moved, anchor=0.0)
 
 
 def _gather_positions(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -217,7 +241,7 @@ def policy_logprobs(
         out = model(**batch.model_inputs(model), use_cache=False)
     head_in: HeadInput = out["head_input"]
     rows, cols = batch.response_index
-    hidden = head_in.hidden[rows, batch.positions[rows, cols]]  # [N, H]
+    hidden = head_in.hidden[batch.hidden_rows(rows), batch.positions[rows, cols]]  # [N, H]
     logp, entropy = token_logprobs(
         head_in.head,
         hidden,
@@ -243,6 +267,8 @@ def policy_logprobs_full(
     of ``bench/memory.py``; not for training a large model."""
     from ovr.rl.algorithms import entropy_from_logits
 
+    if batch.packed:
+        raise ValueError("policy_logprobs_full takes right-padded batches (build_batch)")
     out = model(**batch.model_inputs(model), use_cache=False)
     logits = _gather_positions(out.logits, batch.positions).float()
     if temperature != 1.0:
@@ -254,6 +280,11 @@ def policy_logprobs_full(
 
 def critic_values(critic, batch: SeqBatch) -> torch.Tensor:
     """Values ``[B, T]``: the critic's value of the state before each response token (the value
-    head runs on the response positions only)."""
-    values = critic(**batch.model_inputs(critic), positions=batch.positions)
-    return values * batch.response_mask + batch.anchor
+    head runs on the response positions only: packed, on the real response tokens only)."""
+    if not batch.packed:
+        values = critic(**batch.model_inputs(critic), positions=batch.positions)
+        return values * batch.response_mask + batch.anchor
+    rows, cols = batch.response_index
+    v = critic(**batch.model_inputs(critic), positions=batch.positions[rows, cols][None])[0]
+    values = torch.zeros(batch.response_mask.shape, dtype=v.dtype, device=v.device).index_put((rows, cols), v)
+    return values + batch.anchor

@@ -93,9 +93,11 @@ def _samples(cfg: RunConfig, store: Store, samples: list[Sample] | None) -> list
 def setup_rl(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None = None, resume: str = "auto") -> RLRun:
     """Build the run: resume point (the newest checkpoint of this run, unless ``resume`` says
     ``never`` or a step), models and engines, restored state."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
-    from ovr.models.loading import resolve_model_path
+    from ovr.models.attention import attach
+    from ovr.models.attention import resolve as resolve_attention
+    from ovr.models.loading import load_processor, resolve_model_path
 
     rl = cfg.rl
     dist = Dist.from_env(rl.dist_timeout_s, rl.wait_timeout_s, rl.wait_poll_s)
@@ -107,11 +109,11 @@ def setup_rl(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None = Non
     resume_step = S.find_resume(store, ctx.key, resume)
     folder = _download(store, dist, ctx.key, resume_step, work) if resume_step is not None else None
     device, dtype = _device(cfg), getattr(torch, cfg.model.dtype)
-    load = dict(dtype=dtype, attn_implementation=cfg.model.attn_implementation)
+    load = dict(dtype=dtype, attn_implementation=resolve_attention(cfg.model.attn_implementation))
     actor_path = folder / "actor" if folder else init_path
-    actor = AutoModelForImageTextToText.from_pretrained(str(actor_path), **load).to(device)
+    actor = attach(AutoModelForImageTextToText.from_pretrained(str(actor_path), **load)).to(device)
     ref = (
-        AutoModelForImageTextToText.from_pretrained(str(init_path), **load).to(device).eval()
+        attach(AutoModelForImageTextToText.from_pretrained(str(init_path), **load)).to(device).eval()
         if rl.uses_reference
         else None
     )
@@ -124,7 +126,7 @@ def setup_rl(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None = Non
         dtype=dtype,
         store=store,
         samples=samples,
-        processor=AutoProcessor.from_pretrained(str(actor_path)),
+        processor=load_processor(actor_path, cfg.model.max_pixels),
         actor=actor,
         actor_engine=None,
         critic=None,
@@ -165,10 +167,13 @@ def _engines(run: RLRun, init_path, folder: Path | None) -> None:
     run.actor_engine = make_engine(run.actor, lr=rl.actor_lr, rl=rl, device=run.device, world=world)
     if not rl.uses_critic:
         return
+    attn = run.cfg.model.attn_implementation  # the actor's: both run the same packed micro-batches
     critic = (
-        Critic.load(folder / "critic", run.dtype)
+        Critic.load(folder / "critic", run.dtype, attn_implementation=attn)
         if folder
-        else Critic.from_policy(init_path, init_range=rl.value_head_init, seed=rl.seed, dtype=run.dtype)
+        else Critic.from_policy(
+            init_path, init_range=rl.value_head_init, seed=rl.seed, dtype=run.dtype, attn_implementation=attn
+        )
     )
     run.critic = critic.to(run.device)
     run.critic_engine = make_engine(run.critic, lr=rl.critic_lr, rl=rl, device=run.device, world=world)

@@ -3,7 +3,8 @@
 A rank trains on whole prompt groups (:meth:`ovr.distributed.Dist.shard_groups`). Mini-batches are
 whole groups too, picked by a seeded shuffle of the *global* group indices, so what an update sees
 does not depend on the world size. Within a mini-batch a rank's rows are packed into micro-batches
-by token budget (:func:`plan_micro`). Under ZeRO-3 every rank must run as many forward/backward
+by token budget (:func:`plan_micro`), each micro-batch one padding-free sequence
+(:func:`ovr.rl.packed.pack_batch`). Under ZeRO-3 every rank must run as many forward/backward
 passes as the others, so a rank with fewer (or no) rows runs zero-weight passes over a filler row.
 Losses use the mini-batch's global token and sequence counts and are multiplied by the world size
 (DeepSpeed averages gradients over ranks), so accumulation over micro-batches and ranks equals one
@@ -22,7 +23,8 @@ from torch.nn.utils.rnn import pad_sequence
 from ovr.distributed import Dist
 from ovr.rl import algorithms as A
 from ovr.rl.experience import Experience
-from ovr.rl.forward import SeqBatch, build_batch, critic_values, policy_logprobs, to_device
+from ovr.rl.forward import SeqBatch, critic_values, policy_logprobs, to_device
+from ovr.rl.packed import pack_batch
 
 
 def pad(rows: list[torch.Tensor]) -> torch.Tensor:
@@ -32,7 +34,8 @@ def pad(rows: list[torch.Tensor]) -> torch.Tensor:
 
 @dataclass
 class Batcher:
-    """Device batches for subsets of one rank's rows; ``[]`` is a zero-weight pass over ``filler``."""
+    """Padding-free device batches for subsets of one rank's rows; ``[]`` is a zero-weight pass
+    over ``filler``."""
 
     rows: list[Experience]
     pad_id: int
@@ -46,7 +49,8 @@ class Batcher:
 
     def __call__(self, idx: list[int]) -> SeqBatch:
         rows = [self.rows[i] for i in idx] or [self.filler or self.rows[0]]
-        b = build_batch([r.prompt for r in rows], [r.response_ids for r in rows], self.pad_id, self.image_token_id)
+        prompts, responses = [r.prompt for r in rows], [r.response_ids for r in rows]
+        b = pack_batch(prompts, responses, self.pad_id, self.image_token_id)
         b.dummy_vision = self.dummy_vision
         return to_device(b, self.device, self.dtype)
 
@@ -55,26 +59,31 @@ class Batcher:
 
     def passes(self, idx: list[int]) -> list[list[int]]:
         """``idx`` packed into micro-batches, padded with zero-weight passes to the ranks' maximum."""
-        micros = plan_micro([self.lengths()[i] for i in idx], idx, self.budget)
+        lengths = self.lengths()
+        micros = plan_micro([lengths[i] for i in idx], idx, self.budget)
         return micros + [[]] * (self.dist.max(len(micros)) - len(micros))
 
 
 def plan_micro(lengths: list[int], idx: list[int], budget: int | None) -> list[list[int]]:
-    """Rows ``idx`` (``lengths`` aligned) packed longest first into micro-batches whose padded size
-    (rows x longest row) stays within ``budget`` tokens, one row at least; None: one micro-batch.
+    """Rows ``idx`` (``lengths`` aligned) packed into micro-batches of at most ``budget`` real
+    tokens (first-fit, longest row first; a longer row alone); None: one micro-batch.
 
     >>> plan_micro([10, 30, 20, 5], [0, 1, 2, 3], 60)
-    [[1, 2], [0, 3]]
+    [[1, 2, 0], [3]]
     """
     if budget is None:
         return [list(idx)] if idx else []
     out: list[list[int]] = []
+    used: list[int] = []
     for length, i in sorted(zip(lengths, idx), key=lambda t: (-t[0], t[1])):
-        if out and (len(out[-1]) + 1) * out[-1][0][0] <= budget:
-            out[-1].append((length, i))
-        else:
-            out.append([(length, i)])
-    return [[i for _, i in micro] for micro in out]
+        k = next((k for k, u in enumerate(used) if u + length <= budget), None)
+        if k is None:
+            out.append([])
+            used.append(0)
+            k = len(out) - 1
+        out[k].append(i)
+        used[k] += length
+    return out
 
 
 @torch.no_grad()

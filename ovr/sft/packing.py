@@ -3,15 +3,18 @@
 Rows are built by best-fit decreasing: samples, longest first, each go into the row whose free
 space fits them most tightly (O(n log n) through a sorted list of free-space values).
 
-A batch carries **no attention mask** and ``position_ids`` of shape ``(B, 4, L)`` (the trainer
-moves the axis to ``(4, B, L)``, the layout Qwen2.5-VL's text model documents for packed input):
-row 0 holds the text positions, restarting at 0 at every segment; rows 1-3 hold the M-RoPE
-(temporal, height, width) positions of each segment, also restarting at 0. transformers turns the
-restarts of row 0 into a block-diagonal causal mask for sdpa/eager (``find_packed_sequence_indices``)
-and into ``cu_seqlens`` for flash-attention-2, so a segment attends only to itself and is rotated
-exactly as if it were alone. Row padding is one more segment, fully masked out of the loss.
-Images of all segments are concatenated in sequence order, which is the order Qwen2.5-VL scatters
-image features into ``<|image_pad|>`` tokens.
+A micro-batch is padding-free: the samples of all its rows are concatenated into **one** sequence
+``[1, N]`` (at most ``micro_batch_size`` rows of ``max_seq_len`` tokens; only a tail of padding up to
+``pad_to_multiple``, its own segment, fully masked out of the loss), with ``position_ids`` of shape
+``(1, 4, N)`` (the trainer moves the axis to ``(4, 1, N)``, the layout Qwen2.5-VL's text model
+documents for packed input): row 0 holds the text positions, restarting at 0 at every sample; rows
+1-3 hold the M-RoPE (temporal, height, width) positions of each sample, also restarting at 0. The
+batch also carries the samples' boundaries (``ovr_cu_seqlens``, ``ovr_max_seqlen``), which
+ovr's padding-free attention (:mod:`ovr.models.attention`) reads: each sample attends only to
+itself with no ``[N, N]`` mask anywhere. (Under ``sdpa``/``eager`` transformers turns the restarts
+of row 0 into a dense block-diagonal mask instead: same values, quadratic memory.) Each sample is
+rotated exactly as if it were alone. Images of all samples are concatenated in sequence order,
+which is the order Qwen2.5-VL scatters image features into ``<|image_pad|>`` tokens.
 """
 
 from __future__ import annotations
@@ -86,42 +89,44 @@ def _segment_positions(enc: Encoded) -> np.ndarray:
 
 
 class PackedCollator:
-    """Row ids -> a model batch (see the module docstring for the layout)."""
+    """Row ids -> one padding-free model batch (see the module docstring for the layout)."""
 
-    def __init__(self, encoded: list[Encoded], rows: list[list[int]], pad_id: int, pad_to_multiple: int = 8):
+    def __init__(self, encoded: list[Encoded], rows: list[list[int]], pad_id: int, pad_to_multiple: int = 1):
         self.encoded = encoded
         self.rows = rows
         self.pad_id = pad_id
         self.pad_to_multiple = pad_to_multiple
 
     def __call__(self, row_ids: list[int]) -> dict:
-        segs = [[self.encoded[i] for i in self.rows[r]] for r in row_ids]
-        lens = [sum(len(s) for s in row) for row in segs]
-        width = max(lens)
-        width = -(-width // self.pad_to_multiple) * self.pad_to_multiple
-        b = len(row_ids)
-        input_ids = np.full((b, width), self.pad_id, dtype=np.int64)
-        labels = np.full((b, width), IGNORE, dtype=np.int64)
-        positions = np.zeros((b, 4, width), dtype=np.int64)
+        from ovr.models.attention import segment_kwargs
+
+        segs = [self.encoded[i] for r in row_ids for i in self.rows[r]]
+        lens = [len(s) for s in segs]
+        real = sum(lens)
+        width = -(-real // self.pad_to_multiple) * self.pad_to_multiple
+        input_ids = np.full((1, width), self.pad_id, dtype=np.int64)
+        labels = np.full((1, width), IGNORE, dtype=np.int64)
+        positions = np.zeros((1, 4, width), dtype=np.int64)
         pixels, grids = [], []
-        for k, row in enumerate(segs):
-            at = 0
-            for seg in row:
-                n = len(seg)
-                input_ids[k, at : at + n] = seg.input_ids
-                labels[k, at : at + n] = seg.labels
-                positions[k, :, at : at + n] = _segment_positions(seg)
-                if seg.pixel_values is not None:
-                    pixels.append(seg.pixel_values)
-                    grids.append(seg.image_grid_thw)
-                at += n
-            positions[k, :, at:] = np.arange(width - at)  # padding: a segment of its own
+        at = 0
+        for seg, n in zip(segs, lens):
+            input_ids[0, at : at + n] = seg.input_ids
+            labels[0, at : at + n] = seg.labels
+            positions[0, :, at : at + n] = _segment_positions(seg)
+            if seg.pixel_values is not None:
+                pixels.append(seg.pixel_values)
+                grids.append(seg.image_grid_thw)
+            at += n
+        if width > real:  # padding: a segment of its own
+            positions[0, :, real:] = np.arange(width - real)
+            lens.append(width - real)
         batch = {
             "input_ids": torch.from_numpy(input_ids),
             "labels": torch.from_numpy(labels),
             "position_ids": torch.from_numpy(positions),
             "row_ids": torch.tensor(row_ids, dtype=torch.long),
-            "real_tokens": torch.tensor(sum(lens), dtype=torch.long),
+            "real_tokens": torch.tensor(real, dtype=torch.long),
+            **segment_kwargs(lens),
         }
         if pixels:
             batch["pixel_values"] = torch.cat(pixels, dim=0)

@@ -206,6 +206,7 @@ def prepare(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None, progr
     import torch
     from transformers import AutoModelForImageTextToText
 
+    from ovr.models.attention import attach, resolve
     from ovr.models.loading import load_processor, resolve_model_path
     from ovr.sft.deepspeed import ensure_single_process_env, world_size
     from ovr.sft.encode import encode_all
@@ -225,10 +226,11 @@ def prepare(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None, progr
 
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     model_dir = Path(ctx.model_path) if ctx.model_path else resolve_model_path(cfg.model, cfg.store)
-    processor = load_processor(model_dir)
+    processor = load_processor(model_dir, cfg.model.max_pixels)
     model = AutoModelForImageTextToText.from_pretrained(
-        str(model_dir), dtype=torch.float32, attn_implementation=cfg.model.attn_implementation
+        str(model_dir), dtype=torch.float32, attn_implementation=resolve(cfg.model.attn_implementation)
     )
+    attach(model)  # the vision tower on the same attention
     model.config.use_cache = False
     counts = freeze(model, sft)
     if sft.mlp_tile_tokens:

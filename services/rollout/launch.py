@@ -58,6 +58,32 @@ def detect_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def checkpoint_max_pixels(model: str | Path) -> int | None:
+    """The largest image (pixels after resize) the checkpoint's own image processor allows, from
+    its saved config (transformers 5's processor_config.json or the older preprocessor_config.json)."""
+    folder = Path(model)
+    for name, key in (("processor_config.json", "image_processor"), ("preprocessor_config.json", None)):
+        path = folder / name
+        if not path.is_file():
+            continue
+        cfg = json.loads(path.read_text())
+        cfg = (cfg.get(key) or {}) if key else cfg
+        size = cfg.get("size") or {}
+        found = size.get("longest_edge") or size.get("max_pixels") or cfg.get("max_pixels")
+        if found:
+            return int(found)
+    return None
+
+
+def bounded_max_pixels(model: str | Path, max_pixels: int | None) -> int | None:
+    """``min(max_pixels, the checkpoint's own)``: what the trainer's processor uses too
+    (``ovr.models.loading.bound_pixels``); None when no bound is asked."""
+    if max_pixels is None:
+        return None
+    own = checkpoint_max_pixels(model)
+    return max_pixels if own is None else min(own, max_pixels)
+
+
 def vllm_args(
     model: str | Path,
     *,
@@ -71,9 +97,11 @@ def vllm_args(
     gpu_memory_utilization: float = 0.85,
     nccl_weight_transfer: bool = False,
     require_token: bool = False,
+    max_pixels: int | None = None,
     extra_args: list[str] | None = None,
 ) -> list[str]:
-    """Arguments of ``python -m vllm.entrypoints.openai.api_server`` (extra args come last and win)."""
+    """Arguments of ``python -m vllm.entrypoints.openai.api_server`` (extra args come last and win);
+    ``max_pixels`` bounds the images of vLLM's multimodal processor (``model.max_pixels``)."""
     args = [
         "--model",
         str(model),
@@ -95,6 +123,8 @@ def vllm_args(
         "processed_logprobs",
         "--disable-uvicorn-access-log",
     ]
+    if (pixels := bounded_max_pixels(model, max_pixels)) is not None:
+        args += ["--mm-processor-kwargs", json.dumps({"max_pixels": pixels})]
     if require_token:  # the token itself travels in the environment (OVR_ROLLOUT_TOKEN), never in argv
         args += ["--middleware", MIDDLEWARE]
     args += ["--middleware", GZIP_MIDDLEWARE]  # added last: the outermost, so it compresses every answer
@@ -141,6 +171,7 @@ def local_server(
     python: str | Path | None = None,
     port: int | None = None,
     weights_dir: str | Path | None = None,
+    max_pixels: int | None = None,
 ) -> ManagedServer:
     """A CPU replica on 127.0.0.1 for tests, benchmarks and the local pipeline (not yet started),
     with ``cfg.local_server``'s settings (cluster replicas get theirs from the chart's values).
@@ -149,7 +180,8 @@ def local_server(
     anywhere else are refused. The replica requires a bearer token: the value of the env var named
     by ``cfg.token_env`` when it is set, else a new random one, which is then exported in that env
     var of this process, so every client built from ``cfg`` here (trainer, eval, weight sync) and
-    every replica started later by this process use it too.
+    every replica started later by this process use it too. ``max_pixels``: the run's
+    ``model.max_pixels`` (the trainer's processor applies the same bound).
     """
     from ovr.serving import ManagedServer
 
@@ -167,6 +199,7 @@ def local_server(
         dtype=cfg.local_server.dtype,
         device="cpu",
         require_token=True,
+        max_pixels=max_pixels,
     )
     token = os.environ.get(cfg.token_env) or secrets.token_urlsafe(32)
     os.environ[cfg.token_env] = token
@@ -196,6 +229,7 @@ def serve(model: Path, host: str, port: int, extra_args: list[str]) -> None:
         tensor_parallel_size=int(os.environ.get("OVR_TENSOR_PARALLEL_SIZE", "1")),
         nccl_weight_transfer=os.environ.get("OVR_WEIGHT_SYNC", "folder") == "nccl",
         require_token=bool(os.environ.get(SERVER_TOKEN_ENV, "").strip()),
+        max_pixels=int(os.environ["OVR_MAX_PIXELS"]) if os.environ.get("OVR_MAX_PIXELS") else None,
         extra_args=extra_args,
     )
     env = {

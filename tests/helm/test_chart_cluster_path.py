@@ -21,6 +21,7 @@ def test_env_configmap_carries_the_replicas_settings_and_the_pipeline_reads_ever
     assert data["OVR_INSTALL"] == RELEASE
     assert data["OVR__ROLLOUT__WEIGHT_SYNC"] == "folder" and data["OVR__ROLLOUT__TENSOR_PARALLEL_SIZE"] == "2"
     assert data["OVR__ROLLOUT__WEIGHTS_DIR"] == WEIGHTS_MOUNT
+    assert data["OVR__MODEL__MAX_PIXELS"] == "1003520"  # the replicas' image bound, for the trainer's processor
     assert data["OVR_TRAINER_IMAGE"] == "registry.local/ovr-project/ovr:0.1.0"  # the mirror reaches job pods
     assert data["OVR_IMAGE_PULL_SECRETS"] == "pull-a,pull-b"
     assert set(data) <= set(INSTALL_ENV_KEYS), "a key the chart publishes that no pipeline task reads"

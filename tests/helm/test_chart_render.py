@@ -72,6 +72,7 @@ def test_rollout_pods_get_gpus_shm_and_health_probes():
     assert vllm["command"] == ["python3", "-m", "services.rollout.launch"]
     env = {e["name"]: e.get("value") for e in vllm["env"]}
     assert env["OVR_TENSOR_PARALLEL_SIZE"] == "4" and env["OVR_WEIGHT_SYNC"] == "folder"
+    assert env["OVR_MAX_PIXELS"] == "1003520"  # an integer, not 1.00352e+06
     assert env["OVR_WEIGHTS_DIR"] == "/weights"
     assert {"name": "weights", "mountPath": "/weights"} in vllm["volumeMounts"]
     assert vllm["readinessProbe"]["httpGet"]["path"] == "/health"

@@ -92,6 +92,11 @@ def test_validate_compares_chart_owned_settings_with_the_recipe(repo_root):
         )
     with pytest.raises(InstallError, match="rollout.weight_sync='folder' in the recipe"):
         resolve_run(repo_root / "recipes/ovr-7b.yaml", ["rollout.weight_sync=folder"], "ovr-env", INSTALL)
+    # the image bound: the replicas' (chart) and the trainer's processor must count the same image tokens
+    pixels = INSTALL | {"OVR__MODEL__MAX_PIXELS": "802816"}
+    assert resolve_run(repo_root / "recipes/ovr-7b.yaml", [], "ovr-env", pixels).model.max_pixels == 802816
+    with pytest.raises(InstallError, match=r"model.max_pixels=1003520 in the recipe.*802816.*rollout.maxPixels"):
+        resolve_run(repo_root / "recipes/ovr-7b.yaml", ["model.max_pixels=1003520"], "ovr-env", pixels)
 
 
 def test_validate_needs_the_weights_folder_and_store_credentials(repo_root):
@@ -108,11 +113,13 @@ def test_validate_needs_the_weights_folder_and_store_credentials(repo_root):
         resolve_run(repo_root / "recipes/ovr-7b.yaml", [], "ovr-env", no_keys)
 
 
-def test_flash_attention_without_its_package_falls_back_to_sdpa(repo_root, capsys):
+def test_flash_attention_without_its_package_falls_back_to_varlen(repo_root, capsys):
     cfg = load_config(repo_root / "recipes/ovr-7b.yaml", use_env=False)
-    assert cfg.model.attn_implementation == "flash_attention_2"
+    assert cfg.model.attn_implementation == "varlen"  # the recipe's own: padding-free micro-batches
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"attn_implementation": "flash_attention_2"})})
     out = attention_fallback(cfg)
-    assert out.model.attn_implementation == "sdpa" and "flash_attn package is not installed" in capsys.readouterr().out
+    assert (
+        out.model.attn_implementation == "varlen" and "flash_attn package is not installed" in capsys.readouterr().out
 
 
 def test_every_submission_is_a_new_run_unless_it_names_one(repo_root, tmp_path):

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from ovr.config import RolloutConfig
-from services.rollout.launch import EXTENSION, REPO, local_server, vllm_args, vllm_env
+from services.rollout.launch import EXTENSION, REPO, checkpoint_max_pixels, local_server, vllm_args, vllm_env
 
 
 def flag(args: list[str], name: str) -> str:
@@ -88,3 +88,18 @@ def test_image_launcher_loads_the_token_middleware_only_with_a_token_and_gzip_al
 
     assert middlewares(vllm_args("/m", host="0.0.0.0", port=8000, require_token=True)) == [MIDDLEWARE, GZIP]
     assert middlewares(vllm_args("/m", host="0.0.0.0", port=8000)) == [GZIP]
+
+
+def test_images_are_bounded_like_the_trainers_processor(tiny_model_dir):
+    """vLLM's multimodal processor gets min(model.max_pixels, the checkpoint's own), the bound the
+    trainer's processor applies (ovr.models.loading.load_processor): both count the same image tokens."""
+    from ovr.models.loading import load_processor
+
+    own = checkpoint_max_pixels(tiny_model_dir)
+    assert own == dict(load_processor(tiny_model_dir).image_processor.size)["longest_edge"]
+    for asked in (own // 4, 1_003_520):
+        args = vllm_args(tiny_model_dir, host="127.0.0.1", port=9, max_pixels=asked)
+        served = json.loads(flag(args, "--mm-processor-kwargs"))["max_pixels"]
+        trainer = dict(load_processor(tiny_model_dir, asked).image_processor.size)["longest_edge"]
+        assert served == trainer == min(asked, own)
+    assert "--mm-processor-kwargs" not in vllm_args(tiny_model_dir, host="127.0.0.1", port=9)
