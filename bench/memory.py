@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         "O(N) memory, one call per layer for the packed rows and for the vision tower's images/windows.",
         "Short rows: 256 + 256 tokens; image rows: 200 text + the largest image + 256 response tokens, each "
         "its own image; the long row: a 2048-token prompt + the stage's response (alone in its "
-        "micro-batch when longer than the budget). Actor and critic both train with HF gradient checkpointing (vision blocks included).",
+        "micro-batch when longer than the budget). Actor and critic both train with HF gradient checkpointing "
+        "(vision blocks included).",
         f"ZeRO-3 at world size {args.world}: 2 B/param bf16 + 16 B/trainable param (fp32 master, Adam m, v, "
         "fp32 grad accumulation) / world; RL counts actor and critic resident together, SFT trains the LLM only; "
         f"plus the gathered working set: RL {resident['rl'] / GB:.1f} GB, SFT {resident['sft'] / GB:.1f} GB "

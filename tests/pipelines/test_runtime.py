@@ -120,6 +120,7 @@ def test_flash_attention_without_its_package_falls_back_to_varlen(repo_root, cap
     out = attention_fallback(cfg)
     assert (
         out.model.attn_implementation == "varlen" and "flash_attn package is not installed" in capsys.readouterr().out
+    )
 
 
 def test_every_submission_is_a_new_run_unless_it_names_one(repo_root, tmp_path):
