@@ -110,7 +110,8 @@ def _hf_rows(
 def _parquet_rows(path: Path, batch: int) -> Iterator[dict]:
     import pyarrow.parquet as pq
 
-    for rb in pq.ParquetFile(path).iter_batches(batch_size=batch):
+    # without pre-buffering a reader holds one row group's pages, not several row groups ahead
+    for rb in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch):
         yield from rb.to_pylist()
 
 
@@ -172,3 +173,36 @@ def iter_rows(
             yield from _row_dir_rows(file, src.root)
         else:
             yield from _json_rows(file)
+
+
+def count_rows(src: SourceFiles, hf_split: str | None = None, sample_bytes: int = 4 << 20) -> int | None:
+    """About how many rows a source holds, without reading it all (for a progress line's ETA):
+    parquet footers, one row per row folder, a save_to_disk dataset's length, JSONL lines (counted
+    in files up to ``sample_bytes``, estimated from their first ``sample_bytes`` beyond); else None."""
+    import pyarrow.parquet as pq
+
+    if src.kind == "parquet":
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in src.files)
+    if src.kind == "row_dirs":
+        return len(src.files)
+    if src.kind == "jsonl":
+        return sum(_jsonl_lines(f, sample_bytes) for f in src.files)
+    if src.kind == "hf_disk":
+        try:
+            from datasets import load_from_disk
+
+            ds = load_from_disk(str(src.root))
+            if hasattr(ds, "features"):  # a Dataset, not a DatasetDict
+                return ds.num_rows
+            return ds[hf_split].num_rows if hf_split in ds else sum(ds.num_rows.values())
+        except (OSError, ValueError, KeyError):
+            return None
+    return None
+
+
+def _jsonl_lines(path: Path, sample_bytes: int) -> int:
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(sample_bytes)
+    lines = head.count(b"\n") + (1 if head and not head.endswith(b"\n") and size <= sample_bytes else 0)
+    return lines if size <= sample_bytes or not head else round(lines * size / len(head))
