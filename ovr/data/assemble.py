@@ -2,8 +2,10 @@
 
 Mixing weights and the shuffle are decided on index arrays (:func:`split_plan`, 24 bytes an item)
 with the same seeded choices the list functions of :mod:`ovr.data.mix` make, then each shard is
-gathered from the spools ``ROW_GROUP`` rows at a time and written with the fixed shard schema, so
-the shards are byte-identical to writing the mixed, shuffled list at once.
+gathered from the spools a row group at a time and written with the fixed shard schema: row groups
+of ``ROW_GROUP`` rows, as a shard written at once has, so the shards are byte-identical to writing
+the mixed, shuffled list; only rows so large that a row group would exceed ``ROW_GROUP_BYTES`` (big
+images) get smaller row groups, which keeps a build's memory bounded whatever the rows hold.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ovr.data.checks import behaviour_hits
@@ -25,6 +26,7 @@ from ovr.data.stream import Group
 from ovr.data.workers import CheckPool
 
 ROW_GROUP = 1024  # rows per parquet row group (and per gather from the spools)
+ROW_GROUP_BYTES = 32 << 20  # ... unless its rows hold more bytes than this
 BEHAVIOUR_SAMPLE = 20_000  # SFT items whose assistant turns are scanned for behaviours at build time
 
 Plan = tuple[np.ndarray, np.ndarray, np.ndarray]  # (group index, row in its spool, repeat number)
@@ -44,20 +46,40 @@ def split_plan(groups: list[Group], seed: int, split: str) -> Plan:
     return index[order], rows[order], repeats[order]
 
 
+def plan_sizes(groups: list[Group], plan: Plan) -> np.ndarray:
+    """The bytes of each row of a plan (for row groups of bounded size)."""
+    index, rows, _ = plan
+    sizes = np.zeros(len(rows), dtype=np.int64)
+    for g, group in enumerate(groups):
+        at = index == g
+        sizes[at] = group.spool.sizes[rows[at]]
+    return sizes
+
+
+def row_groups(sizes: np.ndarray, start: int, stop: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` cut into row groups of ``ROW_GROUP`` rows, fewer where their bytes would
+    exceed ``ROW_GROUP_BYTES`` (at least one row each)."""
+    out, a = [], start
+    while a < stop:
+        fits = np.searchsorted(np.cumsum(sizes[a : min(stop, a + ROW_GROUP)]), ROW_GROUP_BYTES, side="right")
+        b = a + max(1, int(fits))
+        out.append((a, b))
+        a = b
+    return out
+
+
 def gather(groups: list[Group], plan: Plan, start: int, stop: int) -> pa.Table:
-    """Rows ``start:stop`` of a split's plan, read from the groups' spools; repeats get ``#r<k>`` ids."""
+    """Rows ``start:stop`` of a split's plan, read from the groups' spools, as a table in the shard
+    schema; repeats get ``#r<k>`` ids."""
     index, rows, repeats = (a[start:stop] for a in plan)
-    pieces, where = [], []
+    out: list[dict | None] = [None] * len(rows)
     for g in np.unique(index):
         at = np.nonzero(index == g)[0]
-        pieces.append(groups[int(g)].spool.take(rows[at]))
-        where.append(at)
-    table = pa.concat_tables(pieces).combine_chunks()
-    table = table.take(pa.array(np.argsort(np.concatenate(where), kind="stable")))
-    if repeats.any():
-        suffix = pa.array([f"#r{k}" if k else "" for k in repeats.tolist()], type=pa.string())
-        table = table.set_column(0, "id", pc.binary_join_element_wise(table["id"], suffix, ""))
-    return table
+        for i, row in zip(at.tolist(), groups[int(g)].spool.rows(rows[at])):
+            out[i] = row
+    for i in np.nonzero(repeats)[0].tolist():
+        out[i]["id"] += f"#r{repeats[i]}"
+    return pa.Table.from_pylist(out, schema=SCHEMA)
 
 
 class BehaviourTally:
@@ -95,10 +117,11 @@ def split_behaviours(groups: list[Group], plan: Plan, pool: CheckPool, limit: in
     the build's workers (a regex scan of each long trace)."""
     tally = BehaviourTally(limit)
     stop = min(limit, len(plan[0]))
+    sizes = plan_sizes(groups, plan)
 
     def tasks():
-        for start in range(0, stop, ROW_GROUP):
-            table = gather(groups, plan, start, min(stop, start + ROW_GROUP)).select(["messages", "provenance"])
+        for start, end in row_groups(sizes, 0, stop):
+            table = gather(groups, plan, start, end).select(["messages", "provenance"])
             rows = table.to_pylist()
             for i in range(0, len(rows), CHECK_CHUNK):
                 part = rows[i : i + CHECK_CHUNK]
@@ -133,13 +156,13 @@ def write_split(
     """Write the plan's rows as ``ceil(n / shard_size)`` shards under ``out_dir/split/``; returns their names."""
     total = len(plan[0])
     names = shard_names(split, -(-total // shard_size))
+    sizes = plan_sizes(groups, plan)
     for i, name in enumerate(names):
         path = out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        stop = min(total, (i + 1) * shard_size)
         with pq.ParquetWriter(path, SCHEMA, compression="zstd") as writer:
-            for start in range(i * shard_size, stop, ROW_GROUP):
-                table = gather(groups, plan, start, min(stop, start + ROW_GROUP))
+            for start, stop in row_groups(sizes, i * shard_size, min(total, (i + 1) * shard_size)):
+                table = gather(groups, plan, start, stop)
                 writer.write_table(table, row_group_size=ROW_GROUP)
                 stats.add(table)
     return names

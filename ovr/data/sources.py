@@ -26,6 +26,7 @@ from ovr.config import StoreConfig
 RowOrError = dict | Exception
 KEY = "__key__"  # a row's name when the source keeps it outside the row (object key, row folder)
 ROW_FILE = "data.json"  # the file of each row folder in a folder-per-row layout
+BATCH_BYTES = 8 << 20  # rows read from a columnar file at a time: about this many bytes of them
 
 
 @dataclass(frozen=True)
@@ -102,16 +103,25 @@ def _hf_rows(
         if hf_split not in ds:
             raise ValueError(f"{path} has no split {hf_split!r} (has {list(ds)})")
         ds = ds[hf_split]
+    batch = _rows_per_batch(batch, ds.data.nbytes, ds.num_rows)
     # Arrow format keeps Image columns as their {"bytes", "path"} storage: no decode/re-encode.
     for table in ds.with_format("arrow").iter(batch_size=batch):
         yield from table.to_pylist()
+
+
+def _rows_per_batch(batch: int, nbytes: int, rows: int, budget: int = BATCH_BYTES) -> int:
+    """``batch`` rows, fewer when rows are large: a batch of rows as Python objects stays near ``budget``."""
+    return max(1, min(batch, budget * max(rows, 1) // max(nbytes, 1)))
 
 
 def _parquet_rows(path: Path, batch: int) -> Iterator[dict]:
     import pyarrow.parquet as pq
 
     # without pre-buffering a reader holds one row group's pages, not several row groups ahead
-    for rb in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch):
+    file = pq.ParquetFile(path, pre_buffer=False)
+    meta = file.metadata
+    nbytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    for rb in file.iter_batches(batch_size=_rows_per_batch(batch, nbytes, meta.num_rows)):
         yield from rb.to_pylist()
 
 

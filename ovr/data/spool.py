@@ -1,88 +1,80 @@
-"""On-disk spools of a streaming build: the kept rows of each (split, source) as an Arrow IPC file in
-the shard schema, read back memory-mapped, and the dropped-row records, joined in the build's order.
+"""On-disk spools of a streaming build: the kept rows of each (split, source), appended to a file
+as they are kept and read back row by row in any order, and the dropped-row records, joined in the
+build's order.
 
-A spool is mapped only for the length of one read (:meth:`Spool.take`), so the file pages a build
-touches leave the process's resident memory again; what stays in memory is one batch being written
-and the batch boundaries (8 bytes a batch).
+A spool holds each row as it goes into a shard (:func:`ovr.data.shards.to_row`), pickled, with its
+offset kept in memory (8 bytes a row). Reading a row is one ``pread`` of exactly its bytes, so a
+build reading rows in shuffled order holds only the rows it asked for: no memory map (whose pages
+would count as the process's resident memory), no read of a whole batch to get one row.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import pickle
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
-from ovr.data.shards import SCHEMA, from_row, to_row
+from ovr.data.shards import from_row, to_row
 from ovr.schema import Sample
 
 
-class SpoolWriter:
-    """Appends samples to an Arrow IPC file, a record batch at a time (``batch_rows`` rows or
-    ``batch_bytes`` of text, whichever comes first)."""
+def sample_bytes(sample: Sample) -> int:
+    """About the bytes a sample's row takes (its texts and image bytes)."""
+    texts = len(sample.prompt) + sum(len(m.content) for m in sample.messages or ())
+    return texts + sum(len(i.data or b"") for i in sample.images)
 
-    def __init__(self, path: Path, batch_rows: int = 512, batch_bytes: int = 8 << 20):
-        self.path, self.batch_rows, self.batch_bytes = path, batch_rows, batch_bytes
-        self._sink = pa.OSFile(str(path), "wb")
-        self._writer = pa.ipc.new_file(self._sink, SCHEMA)
-        self._rows: list[dict] = []
-        self._bytes = 0
-        self.starts = array("q", [0])  # first row of each batch, then the row count
+
+class SpoolWriter:
+    """Appends samples' rows to a file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file = open(path, "wb")  # noqa: SIM115 (closed by close())
+        self.offsets = array("q", [0])  # where each row starts, then the file's length
 
     def add(self, sample: Sample) -> None:
-        row = to_row(sample)
-        self._rows.append(row)
-        self._bytes += len(row["prompt"]) + sum(len(m["content"]) for m in row["messages"] or ())
-        self._bytes += sum(len(i["data"] or b"") for i in row["images"])
-        if len(self._rows) >= self.batch_rows or self._bytes >= self.batch_bytes:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._rows:
-            self._writer.write_batch(pa.RecordBatch.from_pylist(self._rows, schema=SCHEMA))
-            self.starts.append(self.starts[-1] + len(self._rows))
-            self._rows, self._bytes = [], 0
+        data = pickle.dumps(to_row(sample), protocol=pickle.HIGHEST_PROTOCOL)
+        self._file.write(data)
+        self.offsets.append(self.offsets[-1] + len(data))
 
     def close(self) -> Spool:
-        self._flush()
-        self._writer.close()
-        self._sink.close()
-        return Spool(self.path, np.frombuffer(self.starts, dtype=np.int64).copy())
+        self._file.close()
+        return Spool(self.path, np.frombuffer(self.offsets, dtype=np.int64).copy())
 
 
 class Spool:
-    """The rows of a closed spool file; ``starts``: the first row of each batch, then the count."""
+    """The rows of a closed spool file; ``offsets``: where each row starts, then the file's length."""
 
-    def __init__(self, path: Path, starts: np.ndarray):
-        self.path, self.starts = path, starts
+    def __init__(self, path: Path, offsets: np.ndarray):
+        self.path, self.offsets = path, offsets
 
     def __len__(self) -> int:
-        return int(self.starts[-1])
+        return len(self.offsets) - 1
 
-    def take(self, rows: np.ndarray) -> pa.Table:
-        """The rows at ``rows`` (any order, repeats allowed), copied out of the mapped file."""
-        batch = np.searchsorted(self.starts, rows, side="right") - 1
-        pieces, where = [], []
-        with pa.memory_map(str(self.path)) as mm:
-            reader = pa.ipc.open_file(mm)
-            for b in np.unique(batch):
-                at = np.nonzero(batch == b)[0]
-                pieces.append(reader.get_batch(int(b)).take(pa.array(rows[at] - self.starts[b])))
-                where.append(at)
-            table = pa.Table.from_batches(pieces, schema=SCHEMA).combine_chunks()
-            del pieces, reader
-        order = np.argsort(np.concatenate(where), kind="stable") if where else np.zeros(0, np.int64)
-        return table.take(pa.array(order))
+    @property
+    def sizes(self) -> np.ndarray:
+        """Bytes of each row (as stored)."""
+        return np.diff(self.offsets)
+
+    def rows(self, indices: np.ndarray) -> list[dict]:
+        """The rows at ``indices`` (any order, repeats allowed), as shard rows."""
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            starts, ends = self.offsets[indices].tolist(), self.offsets[indices + 1].tolist()
+            return [pickle.loads(os.pread(fd, end - start, start)) for start, end in zip(starts, ends)]
+        finally:
+            os.close(fd)
 
     def samples(self) -> Iterator[Sample]:
-        """Every row as a Sample, in order, one batch mapped at a time."""
-        for b in range(len(self.starts) - 1):
-            with pa.memory_map(str(self.path)) as mm:
-                rows = pa.ipc.open_file(mm).get_batch(b).to_pylist()
-            yield from (from_row(r) for r in rows)
+        """Every row as a Sample, in order."""
+        with open(self.path, "rb") as f:
+            for size in self.sizes.tolist():
+                yield from_row(pickle.loads(f.read(size)))
 
 
 class DropLog:

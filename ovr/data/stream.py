@@ -22,13 +22,14 @@ from ovr.data.index import ExactIndex, NearDupIndex, QuestionStore
 from ovr.data.registry import Drop, Reject, RowContext, get_adapter
 from ovr.data.report import FILTER, READ, VERIFY, BuildProgress, Report
 from ovr.data.sources import SourceFiles, count_rows, fetch_s3, iter_rows, resolve
-from ovr.data.spool import Spool, SpoolWriter
+from ovr.data.spool import Spool, SpoolWriter, sample_bytes
 from ovr.data.workers import CheckPool
 from ovr.schema import Sample
 from ovr.store import Store
 
 log = logging.getLogger("ovr.data")
 CHUNK = 64  # items per task sent to a worker
+CHUNK_BYTES = 4 << 20  # ... fewer when their rows hold more (the build keeps in-flight chunks' rows)
 EXACT, NEAR, CONTAMINATION, BAND = range(4)  # the training filters, in the order they apply
 
 
@@ -153,9 +154,16 @@ class SplitFilters:
             self.near.store.close()
 
 
-def _chunks(items: Iterable[Sample], size: int) -> Iterator[list[Sample]]:
-    it = iter(items)
-    while chunk := list(itertools.islice(it, size)):
+def _chunks(items: Iterable[Sample], size: int = CHUNK, max_bytes: int = CHUNK_BYTES) -> Iterator[list[Sample]]:
+    """Lists of ``size`` items, fewer when their rows hold more than ``max_bytes``."""
+    chunk, nbytes = [], 0
+    for sample in items:
+        chunk.append(sample)
+        nbytes += sample_bytes(sample)
+        if len(chunk) >= size or nbytes >= max_bytes:
+            yield chunk
+            chunk, nbytes = [], 0
+    if chunk:
         yield chunk
 
 
@@ -170,9 +178,9 @@ def stream_group(
     split_position: int = 0,
 ) -> Spool:
     """Stream every feed of ``group`` through the checks and ``filters`` into a spool under ``folder``."""
-    writer = SpoolWriter(folder / f"{group.position:03d}-{group.split}.arrow")
+    writer = SpoolWriter(folder / f"{group.position:03d}-{group.split}.spool")
     items = itertools.chain.from_iterable(feed.items(report, progress.update) for feed in group.feeds)
-    for chunk, checked in pool.check(_chunks(items, CHUNK), settings):
+    for chunk, checked in pool.check(_chunks(items), settings):
         for sample, result in zip(chunk, checked):
             if result.problem:
                 report.drop_sample(sample, result.problem, (VERIFY, group.position))
