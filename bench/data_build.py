@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -39,32 +40,40 @@ def problem(rng: random.Random, i: int) -> str:
     return f"Problem {i}: let $a = {rng.randint(2, 999)}$. " + " ".join(rng.choices(WORDS, k=24)) + f". Find {i}."
 
 
-def solution(rng: random.Random, i: int, size: int) -> str:
-    """A long trace: sentences of words and inline maths, a reflection now and then, a boxed answer."""
-    parts, length = [], 0
-    while length < size:
+def sentences(rng: random.Random, count: int = 4000) -> list[str]:
+    """A pool of reasoning sentences (words and inline maths; one in ten a reflection)."""
+    out = []
+    for _ in range(count):
         a, b = rng.randint(2, 999), rng.randint(2, 999)
-        s = " ".join(rng.choices(WORDS, k=14)) + f", so $x_{{{i}}} = {a} \\cdot {b} = {a * b}$"
-        s += ". Wait, let me recheck that.\n" if rng.random() < 0.1 else ".\n"
-        parts.append(s)
-        length += len(s)
-    return "".join(parts) + f"Therefore the answer is $\\boxed{{{i % 997 + 3}}}$."
+        s = " ".join(rng.choices(WORDS, k=14)) + f", so $x = {a} \\cdot {b} = {a * b}$"
+        out.append(s + (". Wait, let me recheck that.\n" if rng.random() < 0.1 else ".\n"))
+    return out
+
+
+def solution(rng: random.Random, pool: list[str], i: int, count: int) -> str:
+    """A long trace of ``count`` sentences drawn from ``pool``, ending in a boxed answer."""
+    body = "".join(rng.choices(pool, k=count))
+    return f"Let $n = {i}$.\n{body}Therefore the answer is $\\boxed{{{i % 997 + 3}}}$."
 
 
 def write_source(path: Path, rows: int, size: int, batch: int = 500) -> None:
     """``rows`` MATH-layout rows, written a batch at a time (the generator holds one batch)."""
     rng = random.Random(rows)
+    pool = sentences(rng)
+    count = max(1, round(size * len(pool) / sum(map(len, pool))))  # sentences per solution
     with pq.ParquetWriter(path, pa.schema([(c, pa.string()) for c in ("problem", "level", "type", "solution")])) as w:
+        texts: dict[int, str] = {}
         for start in range(0, rows, batch):
             out = []
             for i in range(start, min(rows, start + batch)):
-                text = problem(rng, i)
-                if i % 100 == 50:  # an exact duplicate of an earlier problem (case and spacing changed)
-                    text = problem(random.Random(rows), 0).upper().replace(" ", "  ")
-                elif i % 100 == 70:  # a near duplicate: one word changed
-                    text = problem(random.Random(rows), 0).replace("Find", "Compute")
+                text = texts[i] = problem(rng, i)
+                if i % 100 == 50:  # an exact duplicate of row i - 50 (case and spacing changed)
+                    text = texts[i - 50].upper().replace(" ", "  ")
+                elif i % 100 == 70:  # a near duplicate of row i - 30: a word added
+                    text = texts[i - 30] + " Explain."
+                texts.pop(i - 60, None)
                 out.append({"problem": text, "level": f"Level {1 + i % 5}", "type": "Algebra"})
-                out[-1]["solution"] = solution(rng, i, size)
+                out[-1]["solution"] = solution(rng, pool, i, count)
             w.write_table(pa.Table.from_pylist(out, schema=w.schema))
 
 
@@ -108,12 +117,14 @@ def old_style_build(cfg, store) -> dict:
     from ovr.data import filters, mix
     from ovr.data.build import Report, load_source
     from ovr.data.shards import write_split
+    from ovr.data.workers import resolve_workers
     from ovr.eval.detectors import text_rates
 
     dc, report = cfg.data, Report()
+    workers = resolve_workers(dc.workers)
     groups = {(s.split, s.name or s.adapter): load_source(s, dc, cfg.store, report, False) for s in dc.sources}
     for key in groups:
-        groups[key], _ = filters.drop_unverifiable(groups[key], cfg.reward.name, dc.workers or 1)
+        groups[key], _ = filters.drop_unverifiable(groups[key], cfg.reward.name, workers)
     evals = [s for (split, _), items in groups.items() if split == "eval" for s in items]
     pool = [s for (split, _), items in groups.items() if split == "sft" for s in items]
     pool, _ = filters.drop_exact_duplicates(pool, dc.prompt_template)
@@ -124,7 +135,7 @@ def old_style_build(cfg, store) -> dict:
         for split, items in splits.items():
             write_split(items, split, Path(tmp), dc.shard_size)
         text_rates(m.content for s in splits["sft"][:20_000] for m in s.messages if m.role == "assistant")
-    return {"splits": {k: {"count": len(v)} for k, v in splits.items()}, "workers": dc.workers or 1}
+    return {"splits": {k: {"count": len(v)} for k, v in splits.items()}, "workers": workers}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -145,11 +156,14 @@ def child(args: argparse.Namespace) -> None:
     cfg = RunConfig.model_validate({"store": {"uri": args.store}, "data": data})
     store = Store.from_config(cfg.store)
     before = psutil.Process().memory_info().rss
+    cpu0 = sum(t for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for t in resource.getrusage(who)[:2])
     t0 = time.perf_counter()
     with TreeRss() as rss:
         meta = old_style_build(cfg, store) if args.old else build_dataset(cfg, store, progress=False)["metadata"]
     seconds = time.perf_counter() - t0
-    out = {"rows": args.rows, "seconds": seconds, "before": before, "self": rss.peak_self, "tree": rss.peak_tree}
+    cpu = sum(t for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for t in resource.getrusage(who)[:2])
+    out = {"rows": args.rows, "seconds": seconds, "cpu": cpu - cpu0, "before": before}
+    out |= {"self": rss.peak_self, "tree": rss.peak_tree}
     print(json.dumps(out | {"sft": meta["splits"]["sft"]["count"], "workers": meta["workers"]}))
 
 
@@ -199,12 +213,13 @@ def main() -> None:
 def report(results: list[dict]) -> None:
     mb = 1e6
     print(f"\n{'build':20s} {'rows':>7s} {'kept':>7s} {'s':>7s} {'rows/s':>7s} {'wkrs':>4s} {'rows/s/wkr':>10s} "
-          f"{'growth MB':>9s} {'tree MB':>8s}")  # fmt: skip
+          f"{'rows/cpu-s':>10s} {'growth MB':>9s} {'tree MB':>8s}")  # fmt: skip
     for r in results:
         rate = r["rows"] / r["seconds"]
         r["growth"], r["growth_tree"] = (r["self"] - r["before"]) / mb, (r["tree"] - r["before"]) / mb
+        per_cpu = r["rows"] / r["cpu"]
         print(f"{r['mode']:20s} {r['rows']:7d} {r['sft']:7d} {r['seconds']:7.1f} {rate:7.1f} {r['workers']:4d} "
-              f"{rate / r['workers']:10.1f} {r['growth']:9.0f} {r['growth_tree']:8.0f}")  # fmt: skip
+              f"{rate / r['workers']:10.1f} {per_cpu:10.1f} {r['growth']:9.0f} {r['growth_tree']:8.0f}")  # fmt: skip
     for mode in ("streaming", "in-memory (before)"):
         runs = sorted((r for r in results if r["mode"] == mode), key=lambda r: r["rows"])
         if len(runs) >= 2:
