@@ -25,7 +25,7 @@ from ovr.data.assemble import BEHAVIOUR_SAMPLE, BehaviourTally, SplitStats, spli
 from ovr.data.card import render_card
 from ovr.data.checks import CheckSettings, behaviour_hits
 from ovr.data.filters import eval_index
-from ovr.data.report import EXAMPLES_PER_REASON, BuildProgress, Report  # noqa: F401 (public names)
+from ovr.data.report import BuildProgress, Report
 from ovr.data.spool import DropLog
 from ovr.data.stream import (
     Feed,
@@ -105,7 +105,9 @@ def plan_groups(dc: DataConfig, store_cfg: StoreConfig) -> list[Group]:
 
 
 # --------------------------------------------------------------------------- 2-4. streaming
-def stream_groups(cfg: RunConfig, groups: list[Group], pool: CheckPool, report: Report, tmp: Path, bar) -> None:
+def stream_groups(
+    cfg: RunConfig, groups: list[Group], pool: CheckPool, report: Report, tmp: Path, bar: BuildProgress
+) -> None:
     """Eval groups first (training items are decontaminated against them), then each training split
     through its filters, every group into its spool under ``tmp``."""
     dc = cfg.data

@@ -89,6 +89,9 @@ def resolve(path: str | Path, snapshot: bool = False) -> SourceFiles:
 def _hf_rows(
     path: Path, hf_split: str | None, batch: int, kind: str = "hf_disk", hf_config: str | None = None
 ) -> Iterator[dict]:
+    if kind == "hf_disk" and (files := _saved_arrow_files(path, hf_split)) is not None:
+        yield from _arrow_stream_rows(files, batch)
+        return
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     if kind == "hf_snapshot":
@@ -96,17 +99,49 @@ def _hf_rows(
     else:
         ds = load_from_disk(str(path))
     if isinstance(ds, DatasetDict):
-        if hf_split is None:
-            if len(ds) != 1:
-                raise ValueError(f"{path} has splits {list(ds)}: set the source's hf_split")
-            hf_split = next(iter(ds))
-        if hf_split not in ds:
-            raise ValueError(f"{path} has no split {hf_split!r} (has {list(ds)})")
-        ds = ds[hf_split]
+        ds = ds[_pick_split(path, list(ds), hf_split)]
     batch = _rows_per_batch(batch, ds.data.nbytes, ds.num_rows)
     # Arrow format keeps Image columns as their {"bytes", "path"} storage: no decode/re-encode.
     for table in ds.with_format("arrow").iter(batch_size=batch):
         yield from table.to_pylist()
+
+
+def _pick_split(path: Path, splits: list[str], hf_split: str | None) -> str:
+    if hf_split is None:
+        if len(splits) != 1:
+            raise ValueError(f"{path} has splits {splits}: set the source's hf_split")
+        return splits[0]
+    if hf_split not in splits:
+        raise ValueError(f"{path} has no split {hf_split!r} (has {splits})")
+    return hf_split
+
+
+def _saved_arrow_files(path: Path, hf_split: str | None) -> list[Path] | None:
+    """The Arrow files of a ``save_to_disk`` folder (a split's, for a DatasetDict), which hold its
+    rows in order; None when its state names something else (then ``datasets`` reads it)."""
+    if (path / "dataset_dict.json").is_file():
+        path = path / _pick_split(path, json.loads((path / "dataset_dict.json").read_text())["splits"], hf_split)
+    try:
+        state = json.loads((path / "state.json").read_text())
+        files = [path / f["filename"] for f in state["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if state.get("_indices_data_files") or not all(f.is_file() for f in files):
+        return None
+    return files
+
+
+def _arrow_stream_rows(files: list[Path], batch: int) -> Iterator[dict]:
+    """Rows of Arrow stream files read a batch at a time (no memory map: pages a whole pass touched
+    would stay in the process's resident memory); image columns keep their storage form."""
+    import pyarrow as pa
+
+    for file in files:
+        with pa.OSFile(str(file)) as f:
+            for rb in pa.ipc.open_stream(f):
+                step = _rows_per_batch(batch, rb.nbytes, rb.num_rows)
+                for start in range(0, rb.num_rows, step):
+                    yield from rb.slice(start, step).to_pylist()
 
 
 def _rows_per_batch(batch: int, nbytes: int, rows: int, budget: int = BATCH_BYTES) -> int:
