@@ -164,7 +164,8 @@ def child(args: argparse.Namespace) -> None:
     cpu = sum(t for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for t in resource.getrusage(who)[:2])
     out = {"rows": args.rows, "seconds": seconds, "cpu": cpu - cpu0, "before": before}
     out |= {"self": rss.peak_self, "tree": rss.peak_tree}
-    print(json.dumps(out | {"sft": meta["splits"]["sft"]["count"], "workers": meta["workers"]}))
+    workers = meta.get("workers", args.workers or 1)  # a build before streaming names none
+    print(json.dumps(out | {"sft": meta["splits"]["sft"]["count"], "workers": workers}))
 
 
 # --------------------------------------------------------------------------- the parent
