@@ -68,9 +68,9 @@ def row_groups(sizes: np.ndarray, start: int, stop: int) -> list[tuple[int, int]
     return out
 
 
-def gather(groups: list[Group], plan: Plan, start: int, stop: int) -> pa.Table:
-    """Rows ``start:stop`` of a split's plan, read from the groups' spools, as a table in the shard
-    schema; repeats get ``#r<k>`` ids."""
+def gather_rows(groups: list[Group], plan: Plan, start: int, stop: int) -> list[dict]:
+    """Rows ``start:stop`` of a split's plan, read from the groups' spools as shard rows; repeats
+    get ``#r<k>`` ids."""
     index, rows, repeats = (a[start:stop] for a in plan)
     out: list[dict | None] = [None] * len(rows)
     for g in np.unique(index):
@@ -79,7 +79,12 @@ def gather(groups: list[Group], plan: Plan, start: int, stop: int) -> pa.Table:
             out[i] = row
     for i in np.nonzero(repeats)[0].tolist():
         out[i]["id"] += f"#r{repeats[i]}"
-    return pa.Table.from_pylist(out, schema=SCHEMA)
+    return out
+
+
+def gather(groups: list[Group], plan: Plan, start: int, stop: int) -> pa.Table:
+    """:func:`gather_rows` as a table in the shard schema."""
+    return pa.Table.from_pylist(gather_rows(groups, plan, start, stop), schema=SCHEMA)
 
 
 class BehaviourTally:
@@ -117,16 +122,12 @@ def split_behaviours(groups: list[Group], plan: Plan, pool: CheckPool, limit: in
     the build's workers (a regex scan of each long trace)."""
     tally = BehaviourTally(limit)
     stop = min(limit, len(plan[0]))
-    sizes = plan_sizes(groups, plan)
 
     def tasks():
-        for start, end in row_groups(sizes, 0, stop):
-            table = gather(groups, plan, start, end).select(["messages", "provenance"])
-            rows = table.to_pylist()
-            for i in range(0, len(rows), CHECK_CHUNK):
-                part = rows[i : i + CHECK_CHUNK]
-                texts = [[m["content"] for m in r["messages"] or () if m["role"] == "assistant"] for r in part]
-                yield [json.loads(r["provenance"] or "{}") for r in part], texts
+        for start in range(0, stop, CHECK_CHUNK):
+            rows = gather_rows(groups, plan, start, min(stop, start + CHECK_CHUNK))
+            texts = [[m["content"] for m in r["messages"] or () if m["role"] == "assistant"] for r in rows]
+            yield [json.loads(r["provenance"] or "{}") for r in rows], texts
 
     for provenances, hits in pool.imap(behaviour_hits, tasks()):
         for h, prov in zip(hits, provenances):
