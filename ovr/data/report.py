@@ -77,7 +77,7 @@ class Report:
 
 class BuildProgress:
     """Rows read so far, with the rate and the ETA (``total`` None: no ETA): a tqdm bar when
-    ``interactive``, else a plain line every ``every_s`` seconds (pod logs) and one at the end."""
+    ``interactive``, else a plain line every ``every_s`` seconds (pod logs), and a last one if it printed any."""
 
     def __init__(self, total: int | None, interactive: bool, every_s: float = 30.0, desc: str = "build"):
         self.total, self.every_s, self.desc, self.done = total, every_s, desc, 0
