@@ -106,7 +106,8 @@ class DataConfig(_Section):
         None,
         ge=1,
         description="Processes that verify answers (math-verify parsing dominates big builds); "
-        "None = the CPUs the pod may use (affinity, cgroup quota). Small builds check in-process.",
+        "None = the CPUs the pod may use (affinity, cgroup quota), at most one per 512 MB of its memory "
+        "limit. Small builds check in-process.",
     )
     spool_dir: str | None = Field(
         None,

@@ -23,6 +23,7 @@ from ovr.schema import Sample
 
 CGROUP = Path("/sys/fs/cgroup")
 START_AFTER = 256  # items a build checks in this process before it starts its worker processes
+WORKER_BYTES = 512 << 20  # memory a worker process is given by default (one uses ~200 MB: math-verify, sympy)
 K = TypeVar("K")
 
 
@@ -54,9 +55,27 @@ def available_cpus(root: Path = CGROUP) -> int:
     return max(1, count)
 
 
-def resolve_workers(configured: int | None) -> int:
-    """``data.workers`` when set, else :func:`available_cpus`."""
-    return configured if configured is not None else available_cpus()
+def cgroup_memory_limit(root: Path = CGROUP) -> int | None:
+    """Bytes the cgroup may use (a pod's ``resources.limits.memory``), or None when unlimited."""
+    for name in ("memory.max", "memory/memory.limit_in_bytes"):
+        try:
+            text = (root / name).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # v1 writes a huge number for "no limit"
+            return int(text)
+        return None
+    return None
+
+
+def resolve_workers(configured: int | None, root: Path = CGROUP) -> int:
+    """``data.workers`` when set, else :func:`available_cpus`, but no more than the memory limit
+    holds at ``WORKER_BYTES`` each (a pod with no CPU limit sees every core of its node)."""
+    if configured is not None:
+        return configured
+    limit = cgroup_memory_limit(root)
+    by_memory = max(1, limit // WORKER_BYTES) if limit is not None else available_cpus(root)
+    return min(available_cpus(root), by_memory)
 
 
 class _Done(Future):

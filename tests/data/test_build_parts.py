@@ -18,7 +18,7 @@ from ovr.data.report import BuildProgress
 from ovr.data.sources import count_rows, resolve
 from ovr.data.spool import SpoolWriter
 from ovr.data.synthetic import visual_samples
-from ovr.data.workers import available_cpus, resolve_workers
+from ovr.data.workers import WORKER_BYTES, available_cpus, resolve_workers
 
 
 def test_workers_follow_the_affinity_and_the_cgroup_quota(tmp_path):
@@ -33,7 +33,12 @@ def test_workers_follow_the_affinity_and_the_cgroup_quota(tmp_path):
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")  # cgroup v1, half a CPU
     (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
     assert available_cpus(tmp_path) == 1
-    assert resolve_workers(3) == 3 and resolve_workers(None) == available_cpus()
+    assert resolve_workers(3) == 3 and resolve_workers(None, tmp_path) == 1
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # no CPU limit: every core of the node ...
+    (tmp_path / "memory.max").write_text(f"{WORKER_BYTES * 3 // 2}\n")  # ... but memory for one worker
+    assert available_cpus(tmp_path) == cores and resolve_workers(None, tmp_path) == 1
+    (tmp_path / "memory.max").write_text("max\n")
+    assert resolve_workers(None, tmp_path) == cores
     assert DataConfig().workers is None
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         DataConfig(workers=0)
