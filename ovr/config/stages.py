@@ -96,8 +96,17 @@ class DataConfig(_Section):
     )
     shard_size: int = Field(10_000, ge=1, description="Samples per parquet shard.")
     cache_dir: str = Field(".ovr/cache/sources", description="Local copies of s3:// sources (reused when complete).")
-    workers: int = Field(
-        1, ge=1, description="Processes that verify answers (math-verify parsing dominates big builds)."
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Processes that verify answers (math-verify parsing dominates big builds); "
+        "None = the CPUs the pod may use (affinity, cgroup quota), at most one per 512 MB of its memory "
+        "limit. Small builds check in-process.",
+    )
+    spool_dir: str | None = Field(
+        None,
+        description="Local folder for the build's spool files (about the size of the kept rows, "
+        "uncompressed); None = the system temp folder (TMPDIR).",
     )
     seed: int = Field(0, description="Seed of shuffling, mixing and splitting; default: the run's seed.")
 

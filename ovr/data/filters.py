@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
+from ovr.data.index import EvalIndex, ExactIndex, NearDupIndex, band_keys, exact_key
 from ovr.data.prompts import DEFAULT_TEMPLATE, bare_question
 from ovr.schema import Sample, ScoreItem
 
@@ -32,7 +33,11 @@ def question_words(sample: Sample, template: str = DEFAULT_TEMPLATE) -> list[str
 
 def item_key(sample: Sample, template: str = DEFAULT_TEMPLATE) -> tuple[str, tuple[str, ...]]:
     """Identity of an item for exact dedup: folded question words + image hashes."""
-    return " ".join(question_words(sample, template)), tuple(i.sha256 or "" for i in sample.images)
+    return " ".join(question_words(sample, template)), _images(sample)
+
+
+def _images(sample: Sample) -> tuple[str, ...]:
+    return tuple(i.sha256 or "" for i in sample.images)
 
 
 # --------------------------------------------------------------------------- verifiability
@@ -128,103 +133,68 @@ def drop_unverifiable(
 # --------------------------------------------------------------------------- duplicates
 def drop_exact_duplicates(samples: Iterable[Sample], template: str = DEFAULT_TEMPLATE) -> tuple[list[Sample], Dropped]:
     """Keep the first of items with the same folded question and images."""
-    seen: set = set()
+    index = ExactIndex()
     kept, dropped = [], []
     for s in samples:
-        if is_procedural(s):
+        if is_procedural(s) or index.add(exact_key(question_words(s, template), _images(s))):
             kept.append(s)
-            continue
-        key = item_key(s, template)
-        if key in seen:
-            dropped.append((s, "exact duplicate"))
         else:
-            seen.add(key)
-            kept.append(s)
+            dropped.append((s, "exact duplicate"))
     return kept, dropped
-
-
-def _shingles(words: list[str], k: int = 3) -> set[str]:
-    if len(words) < k:
-        return {" ".join(words)}
-    return {" ".join(words[i : i + k]) for i in range(len(words) - k + 1)}
 
 
 def drop_near_duplicates(
     samples: Iterable[Sample], threshold: float, template: str = DEFAULT_TEMPLATE, num_perm: int = 128, seed: int = 1
 ) -> tuple[list[Sample], Dropped]:
     """Keep the first of items whose word-3-gram Jaccard similarity is >= ``threshold`` (and whose
-    images are identical). Candidates come from datasketch's MinHash LSH; each candidate pair is
-    confirmed with the exact Jaccard, so the LSH only saves time, it never decides."""
-    from datasketch import MinHash, MinHashLSH
-
-    # The LSH only proposes candidates (set a little below the threshold to miss fewer); the exact
-    # Jaccard below decides.
-    lsh = MinHashLSH(threshold=max(0.05, min(0.9, threshold - 0.1)), num_perm=num_perm)
-    kept_sets: dict[str, tuple[set[str], tuple]] = {}
+    images are identical). Candidates come from MinHash LSH bands (datasketch's MinHash and band
+    shape); each candidate pair is confirmed with the exact Jaccard, so the LSH only saves time, it
+    never decides."""
+    index = NearDupIndex(threshold, num_perm)
     kept, dropped = [], []
-    for i, s in enumerate(samples):
+    for s in samples:
         if is_procedural(s):
             kept.append(s)
             continue
-        words = question_words(s, template)
-        sh = _shingles(words)
-        images = tuple(x.sha256 or "" for x in s.images)
-        mh = MinHash(num_perm=num_perm, seed=seed)
-        mh.update_batch([t.encode() for t in sh])
-        dup_of = None
-        for cand in lsh.query(mh):
-            other, other_images = kept_sets[cand]
-            if other_images == images and len(sh & other) / len(sh | other) >= threshold:
-                dup_of = cand
-                break
-        if dup_of is not None:
+        words, images = question_words(s, template), _images(s)
+        if index.check_add(words, images, band_keys(words, images, threshold, num_perm, seed)):
             dropped.append((s, "near duplicate"))
-            continue
-        key = str(i)
-        lsh.insert(key, mh)
-        kept_sets[key] = (sh, images)
-        kept.append(s)
+        else:
+            kept.append(s)
     return kept, dropped
 
 
 # --------------------------------------------------------------------------- decontamination
+def eval_index(eval_samples: Iterable[Sample], n: int | None, template: str = DEFAULT_TEMPLATE) -> EvalIndex:
+    """The index :func:`decontaminate` checks training items against."""
+    return EvalIndex.build(((question_words(e, template), _images(e)) for e in eval_samples), n)
+
+
 def decontaminate(
     samples: Iterable[Sample], eval_samples: list[Sample], n: int | None, template: str = DEFAULT_TEMPLATE
 ) -> tuple[list[Sample], Dropped]:
     """Drop training items that match an eval item: same question+images, a shared image, or (for
     source items, when ``n`` is set) a shared word ``n``-gram of the question."""
-    exact = {item_key(e, template) for e in eval_samples}
-    images = {i.sha256 for e in eval_samples for i in e.images if i.sha256}
-    grams: set[tuple[str, ...]] = set()
-    if n is not None:
-        for e in eval_samples:
-            w = question_words(e, template)
-            grams.update(tuple(w[i : i + n]) for i in range(len(w) - n + 1))
+    index = eval_index(eval_samples, n, template)
     kept, dropped = [], []
     for s in samples:
-        reason = None
-        if item_key(s, template) in exact:
-            reason = "eval contamination: same item"
-        elif any(i.sha256 in images for i in s.images):
-            reason = "eval contamination: shared image"
-        elif n is not None and grams and not is_procedural(s):
-            w = question_words(s, template)
-            if any(tuple(w[i : i + n]) in grams for i in range(len(w) - n + 1)):
-                reason = f"eval contamination: shared {n}-gram"
+        reason = index.reason(question_words(s, template), _images(s), is_procedural(s))
         (dropped.append((s, reason)) if reason else kept.append(s))
     return kept, dropped
 
 
 # --------------------------------------------------------------------------- difficulty
+def pass_rate_problem(sample: Sample, band: tuple[float, float] | None) -> str | None:
+    """Why the item's measured pass rate is outside ``band`` (unmeasured items pass), or None."""
+    if band is None or sample.pass_rate is None or band[0] <= sample.pass_rate <= band[1]:
+        return None
+    return f"pass rate {sample.pass_rate:.3f} outside [{band[0]}, {band[1]}]"
+
+
 def pass_rate_band(samples: Iterable[Sample], band: tuple[float, float] | None) -> tuple[list[Sample], Dropped]:
     """Keep items whose measured pass rate lies in ``[lo, hi]``; unmeasured items are kept."""
-    if band is None:
-        return list(samples), []
-    lo, hi = band
     kept, dropped = [], []
     for s in samples:
-        if s.pass_rate is not None and not lo <= s.pass_rate <= hi:
-            dropped.append((s, f"pass rate {s.pass_rate:.3f} outside [{lo}, {hi}]"))
-        else:
-            kept.append(s)
+        problem = pass_rate_problem(s, band)
+        (dropped.append((s, problem)) if problem else kept.append(s))
     return kept, dropped

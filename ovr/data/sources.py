@@ -26,6 +26,7 @@ from ovr.config import StoreConfig
 RowOrError = dict | Exception
 KEY = "__key__"  # a row's name when the source keeps it outside the row (object key, row folder)
 ROW_FILE = "data.json"  # the file of each row folder in a folder-per-row layout
+BATCH_BYTES = 8 << 20  # rows read from a columnar file at a time: about this many bytes of them
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,9 @@ def resolve(path: str | Path, snapshot: bool = False) -> SourceFiles:
 def _hf_rows(
     path: Path, hf_split: str | None, batch: int, kind: str = "hf_disk", hf_config: str | None = None
 ) -> Iterator[dict]:
+    if kind == "hf_disk" and (files := _saved_arrow_files(path, hf_split)) is not None:
+        yield from _arrow_stream_rows(files, batch)
+        return
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     if kind == "hf_snapshot":
@@ -95,22 +99,64 @@ def _hf_rows(
     else:
         ds = load_from_disk(str(path))
     if isinstance(ds, DatasetDict):
-        if hf_split is None:
-            if len(ds) != 1:
-                raise ValueError(f"{path} has splits {list(ds)}: set the source's hf_split")
-            hf_split = next(iter(ds))
-        if hf_split not in ds:
-            raise ValueError(f"{path} has no split {hf_split!r} (has {list(ds)})")
-        ds = ds[hf_split]
+        ds = ds[_pick_split(path, list(ds), hf_split)]
+    batch = _rows_per_batch(batch, ds.data.nbytes, ds.num_rows)
     # Arrow format keeps Image columns as their {"bytes", "path"} storage: no decode/re-encode.
     for table in ds.with_format("arrow").iter(batch_size=batch):
         yield from table.to_pylist()
 
 
+def _pick_split(path: Path, splits: list[str], hf_split: str | None) -> str:
+    if hf_split is None:
+        if len(splits) != 1:
+            raise ValueError(f"{path} has splits {splits}: set the source's hf_split")
+        return splits[0]
+    if hf_split not in splits:
+        raise ValueError(f"{path} has no split {hf_split!r} (has {splits})")
+    return hf_split
+
+
+def _saved_arrow_files(path: Path, hf_split: str | None) -> list[Path] | None:
+    """The Arrow files of a ``save_to_disk`` folder (a split's, for a DatasetDict), which hold its
+    rows in order; None when its state names something else (then ``datasets`` reads it)."""
+    if (path / "dataset_dict.json").is_file():
+        path = path / _pick_split(path, json.loads((path / "dataset_dict.json").read_text())["splits"], hf_split)
+    try:
+        state = json.loads((path / "state.json").read_text())
+        files = [path / f["filename"] for f in state["_data_files"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if state.get("_indices_data_files") or not all(f.is_file() for f in files):
+        return None
+    return files
+
+
+def _arrow_stream_rows(files: list[Path], batch: int) -> Iterator[dict]:
+    """Rows of Arrow stream files read a batch at a time (no memory map: pages a whole pass touched
+    would stay in the process's resident memory); image columns keep their storage form."""
+    import pyarrow as pa
+
+    for file in files:
+        with pa.OSFile(str(file)) as f:
+            for rb in pa.ipc.open_stream(f):
+                step = _rows_per_batch(batch, rb.nbytes, rb.num_rows)
+                for start in range(0, rb.num_rows, step):
+                    yield from rb.slice(start, step).to_pylist()
+
+
+def _rows_per_batch(batch: int, nbytes: int, rows: int, budget: int = BATCH_BYTES) -> int:
+    """``batch`` rows, fewer when rows are large: a batch of rows as Python objects stays near ``budget``."""
+    return max(1, min(batch, budget * max(rows, 1) // max(nbytes, 1)))
+
+
 def _parquet_rows(path: Path, batch: int) -> Iterator[dict]:
     import pyarrow.parquet as pq
 
-    for rb in pq.ParquetFile(path).iter_batches(batch_size=batch):
+    # without pre-buffering a reader holds one row group's pages, not several row groups ahead
+    file = pq.ParquetFile(path, pre_buffer=False)
+    meta = file.metadata
+    nbytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    for rb in file.iter_batches(batch_size=_rows_per_batch(batch, nbytes, meta.num_rows)):
         yield from rb.to_pylist()
 
 
@@ -172,3 +218,36 @@ def iter_rows(
             yield from _row_dir_rows(file, src.root)
         else:
             yield from _json_rows(file)
+
+
+def count_rows(src: SourceFiles, hf_split: str | None = None, sample_bytes: int = 4 << 20) -> int | None:
+    """About how many rows a source holds, without reading it all (for a progress line's ETA):
+    parquet footers, one row per row folder, a save_to_disk dataset's length, JSONL lines (counted
+    in files up to ``sample_bytes``, estimated from their first ``sample_bytes`` beyond); else None."""
+    import pyarrow.parquet as pq
+
+    if src.kind == "parquet":
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in src.files)
+    if src.kind == "row_dirs":
+        return len(src.files)
+    if src.kind == "jsonl":
+        return sum(_jsonl_lines(f, sample_bytes) for f in src.files)
+    if src.kind == "hf_disk":
+        try:
+            from datasets import load_from_disk
+
+            ds = load_from_disk(str(src.root))
+            if hasattr(ds, "features"):  # a Dataset, not a DatasetDict
+                return ds.num_rows
+            return ds[hf_split].num_rows if hf_split in ds else sum(ds.num_rows.values())
+        except (OSError, ValueError, KeyError):
+            return None
+    return None
+
+
+def _jsonl_lines(path: Path, sample_bytes: int) -> int:
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(sample_bytes)
+    lines = head.count(b"\n") + (1 if head and not head.endswith(b"\n") and size <= sample_bytes else 0)
+    return lines if size <= sample_bytes or not head else round(lines * size / len(head))
