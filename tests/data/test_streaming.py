@@ -158,10 +158,10 @@ def test_streaming_build_equals_in_memory_build(reference, workers, monkeypatch)
     meta = build_dataset(cfg, store, progress=False)["metadata"]
     assert meta["workers"] == workers
     for split, expected in splits.items():
-        got = [to_row(s) for s in iter_samples(store, "planted", split)]
+        got = [to_row(s) for s in iter_samples(store, cfg.data.dataset_id, split)]
         assert got == [to_row(s) for s in expected], split
         assert meta["splits"][split]["count"] == len(expected)
     assert meta["dropped"] == report.as_dict()["dropped"] and meta["read"] == report.as_dict()["read"]
-    dropped = store.get_bytes("datasets/planted/dropped.jsonl").decode()
+    dropped = store.get_bytes(f"datasets/{cfg.data.dataset_id}/dropped.jsonl").decode()
     assert dropped == "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in report.rows)
     assert meta["examples"] == report.examples
