@@ -1,8 +1,11 @@
 """Everything an RL run holds between steps, built once: :func:`setup_rl` -> :class:`RLRun`.
 
-It finds the checkpoint to resume from, loads the actor (and the
-critic and the frozen reference when the recipe needs them) with their optimiser engines, and
-restores the prompt cursor, RNG and weight version. The services the run talks to (rollout
+It finds the checkpoint to resume from, loads the actor (and the critic and the frozen reference
+when the recipe needs them) with their optimiser engines, and restores the prompt cursor, RNG and
+weight version. Models are built in the run's dtype on their device. A resume under DeepSpeed
+downloads only this rank's partitions and the small shared files and lets the engine restore the
+weights from them (no rank reads the full weights, so a node's host memory holds no model copy per
+rank); the downloaded files are deleted once restored. The services the run talks to (rollout
 replicas, reward service, weight sync) are opened by :func:`connect` on the main rank only.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,7 +97,7 @@ def _samples(cfg: RunConfig, store: Store, samples: list[Sample] | None) -> list
 def setup_rl(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None = None, resume: str = "auto") -> RLRun:
     """Build the run: resume point (the newest checkpoint of this run, unless ``resume`` says
     ``never`` or a step), models and engines, restored state."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoProcessor
 
     from ovr.models.loading import resolve_model_path
 
@@ -105,16 +109,13 @@ def setup_rl(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None = Non
     init_path = Path(ctx.model_path) if ctx.model_path else resolve_model_path(cfg.model, cfg.store)
     work = Path(tempfile.mkdtemp(prefix="ovr-rl-"))
     resume_step = S.find_resume(store, ctx.key, resume)
-    folder = _download(store, dist, ctx.key, resume_step, work) if resume_step is not None else None
+    restores = engine_restores_weights(rl)
+    folder = _download(store, dist, ctx.key, resume_step, work, restores) if resume_step is not None else None
     device, dtype = _device(cfg), getattr(torch, cfg.model.dtype)
     load = dict(dtype=dtype, attn_implementation=cfg.model.attn_implementation)
     actor_path = folder / "actor" if folder else init_path
-    actor = AutoModelForImageTextToText.from_pretrained(str(actor_path), **load).to(device)
-    ref = (
-        AutoModelForImageTextToText.from_pretrained(str(init_path), **load).to(device).eval()
-        if rl.uses_reference
-        else None
-    )
+    actor = _policy(actor_path, device, weights=folder is None or not restores, **load)
+    ref = _policy(init_path, device, **load).eval() if rl.uses_reference else None
     run = RLRun(
         cfg=cfg,
         ctx=ctx,
@@ -134,16 +135,37 @@ def setup_rl(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None = Non
         work=work,
         resumed_from=resume_step,
     )
-    _engines(run, init_path, folder)
+    _engines(run, init_path, folder, weights=not restores)
     if folder is not None:
         _restore(run, folder)
+        shutil.rmtree(folder)  # restored: the downloaded partitions leave the disk
     return run
 
 
-def _download(store: Store, dist: Dist, run_name: str, step: int, work: Path) -> Path:
-    """This rank's share of checkpoint ``step`` (shared files + its own partitions), after checking
-    that it was written by as many ranks as this run has."""
-    from ovr.sharded import download_for_rank, ranks_in
+def engine_restores_weights(rl: RLConfig) -> bool:
+    """A DeepSpeed engine (ZeRO 2 or 3) restores the weights from its own checkpoint files (the
+    float32 master partitions each rank saved), so a resume builds the models without reading the
+    full ``actor/`` and ``critic/`` weights, which no rank then downloads."""
+    return rl.zero_stage > 0
+
+
+def _policy(path: Path, device: str, *, weights: bool = True, **load) -> torch.nn.Module:
+    """The policy of ``path`` in the run's dtype on ``device``; ``weights=False`` builds it from the
+    config alone, allocated and never initialised (its engine restores the weights)."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+    from transformers.initialization import no_init_weights
+
+    if weights:
+        return AutoModelForImageTextToText.from_pretrained(str(path), **load).to(device)
+    with torch.device(device), no_init_weights():
+        return AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(str(path)), **load)
+
+
+def _download(store: Store, dist: Dist, run_name: str, step: int, work: Path, restores: bool) -> Path:
+    """This rank's share of checkpoint ``step`` (shared files + its own partitions; not the full
+    weights when the engine ``restores`` them from the partitions), after checking that it was
+    written by as many ranks as this run has."""
+    from ovr.sharded import file_owner, ranks_in
     from ovr.store import step_prefix
 
     prefix = step_prefix(run_name, step, Kind.RL)
@@ -151,13 +173,26 @@ def _download(store: Store, dist: Dist, run_name: str, step: int, work: Path) ->
     if written not in (None, dist.world):
         raise ValueError(
             f"checkpoint {prefix} was written by {written} ranks; resume it with {written} ranks "
-            f"(this run has {dist.world}), or start a new run"
+            f"(this run has {dist.world})"
         )
-    return download_for_rank(store, prefix, work / f"resume-{step}", dist.rank)
+
+    def select(path: str) -> bool:
+        owner = file_owner(path)
+        if owner is not None:
+            return owner == dist.rank
+        return not (restores and _is_weights(path))
+
+    return store.download(prefix, work / f"resume-{step}", select)
 
 
-def _engines(run: RLRun, init_path, folder: Path | None) -> None:
-    """The actor's engine; the critic (initialised from the policy, or resumed) and its engine."""
+def _is_weights(path: str) -> bool:
+    """A file of the gathered ``actor/`` or ``critic/`` weights."""
+    return path.split("/")[0] in ("actor", "critic") and ".safetensors" in path
+
+
+def _engines(run: RLRun, init_path, folder: Path | None, weights: bool = True) -> None:
+    """The actor's engine; the critic (initialised from the policy, or resumed: in the run's dtype on
+    its device; ``weights=False`` leaves it to the engine) and its engine."""
     from ovr.models.critic import Critic
     from ovr.rl.engine import make_engine
 
@@ -166,7 +201,7 @@ def _engines(run: RLRun, init_path, folder: Path | None) -> None:
     if not rl.uses_critic:
         return
     critic = (
-        Critic.load(folder / "critic", run.dtype)
+        Critic.load(folder / "critic", run.dtype, device=run.device, weights=weights)
         if folder
         else Critic.from_policy(init_path, init_range=rl.value_head_init, seed=rl.seed, dtype=run.dtype)
     )
