@@ -326,7 +326,11 @@ def run_sft(
     with Tracker.open(cfg, "sft", ctx) if rank0 else Tracker(cfg, "sft", None, None) as tracker:
         metrics = MetricsCallback(trainer, tracker)
         saver = StoreCheckpointCallback(
-            job.store, ctx.key, {"data_fingerprint": job.fingerprint, "rows": len(job.rows)}, dist
+            job.store,
+            ctx.key,
+            {"data_fingerprint": job.fingerprint, "rows": len(job.rows)},
+            dist,
+            keep_local=cfg.sft.keep_local_checkpoints,
         )
         for cb in [metrics, saver, StageProgressCallback(echo=not progress), StopAtMaxSteps(), *(callbacks or [])]:
             trainer.add_callback(cb)
