@@ -144,7 +144,6 @@ def resume(worker: Path, model: Path, root: Path, code: Path, nproc: int, check:
     return {
         "peak": sampler.peak,
         "growth": {k: sampler.peak[k] - before[k] for k in before},
-        "rank_peak_growth": max(r["peak"] - r["before"]["VmRSS"] for r in ranks),
         "phase": phase,
         "host": host,
         "samples": sampler.samples,

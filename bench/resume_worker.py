@@ -3,8 +3,8 @@
 
 ``--phase resume`` writes ``<root>/start-<rank>`` (its pid) just before ``setup_rl`` and
 ``<root>/end-<rank>`` right after it, so the launcher samples the node's memory over the resume
-alone; ``<root>/rank<r>.json`` holds this rank's RSS before, after and at its peak (VmHWM, reset
-just before the resume), its models' parameter counts and dtypes, and with ``--check`` whether the
+alone; ``<root>/rank<r>.json`` holds this rank's RSS before and after the resume, its growth in
+each phase (:class:`Phases`), its models' parameter counts and dtypes, and with ``--check`` whether the
 resumed weights equal the checkpoint's (gathered over ZeRO-3 on every rank, compared on rank 0).
 It uses only what ovr's resume has always offered (``setup_rl``, ``save_checkpoint``), so the
 bench runs it against an older copy of ovr too.
@@ -41,7 +41,10 @@ class Phases(threading.Thread):
     (download, models, state), "engine" (``make_engine``: DeepSpeed partitions the models and
     allocates its state) and "load" (``load_optim``: DeepSpeed reads its partition files). A phase
     may recur; each occurrence's growth is its peak minus the figure when it began, and the largest
-    one is kept. On a GPU node "build" and "load" happen in host memory, "engine" on the devices."""
+    one is kept. On a GPU node "build" and "load" happen in host memory, "engine" on the devices.
+    The resident peak (VmRSS) of each occurrence is exact: the kernel's VmHWM, restarted as it
+    begins; the anonymous one is sampled (the sampler runs when the rank releases the GIL, so a
+    short spike inside a call that holds it may be missed)."""
 
     KEYS = ("RssAnon", "VmRSS")
 
@@ -55,6 +58,7 @@ class Phases(threading.Thread):
         if self.current is None:
             return
         peak = {k: max(self.peak[k], now[k]) for k in self.KEYS}
+        peak["VmRSS"] = max(peak["VmRSS"], now["VmHWM"])  # VmHWM restarted when the phase began
         kept = self.growth.setdefault(self.current, dict.fromkeys(self.KEYS, 0))
         for k in self.KEYS:
             kept[k] = max(kept[k], peak[k] - self.base[k])
@@ -62,8 +66,9 @@ class Phases(threading.Thread):
     def enter(self, name: str | None) -> None:
         """End the current phase and begin ``name`` (None: stop measuring)."""
         with self.lock:
+            self._close(status())
+            restart_peak()
             now = status()
-            self._close(now)
             self.current, self.base, self.peak = name, now, dict(now)
 
     def run(self) -> None:
@@ -105,6 +110,12 @@ def train_once(run) -> None:
     if run.critic is not None:
         run.critic_engine.backward(run.critic_engine.module(ids, mask).float().pow(2).mean())
         run.critic_engine.step()
+
+
+def restart_peak() -> None:
+    """Restart this process's VmHWM at its current RSS."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def _norm(weights: dict) -> dict:
@@ -187,8 +198,6 @@ def main() -> None:
     phases.start()
     gc.collect()
     tdist.barrier()
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # VmHWM restarts here: the peak of the resume alone
     before = status()
     (args.root / f"start-{rank}").write_text(str(os.getpid()))
     phases.enter("build")
@@ -204,7 +213,6 @@ def main() -> None:
         "resumed_from": run.resumed_from,
         "before": before,
         "after": after,
-        "peak": after["VmHWM"],
         "phases": phases.growth,
         "params": {k: sum(getattr(p, "ds_numel", p.numel()) for p in m.parameters()) for k, m in models.items() if m},
         "dtypes": {k: sorted({str(p.dtype) for p in m.parameters()}) for k, m in models.items() if m},

@@ -5,8 +5,9 @@ when the recipe needs them) with their optimiser engines, and restores the promp
 weight version. Models are built in the run's dtype on their device. A resume under DeepSpeed
 downloads only this rank's partitions and the small shared files and lets the engine restore the
 weights from them (no rank reads the full weights, so a node's host memory holds no model copy per
-rank); the downloaded files are deleted once restored. The services the run talks to (rollout
-replicas, reward service, weight sync) are opened by :func:`connect` on the main rank only.
+rank); each optimiser part is fetched just before its load and deleted right after, the rest once
+restored. The services the run talks to (rollout replicas, reward service, weight sync) are opened
+by :func:`connect` on the main rank only.
 """
 
 from __future__ import annotations
@@ -161,11 +162,14 @@ def _policy(path: Path, device: str, *, weights: bool = True, **load) -> torch.n
         return AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(str(path)), **load)
 
 
+OPTIM_PARTS = ("actor_optim", "critic_optim")  # DeepSpeed's (or torch's) optimiser files of each model
+
+
 def _download(store: Store, dist: Dist, run_name: str, step: int, work: Path, restores: bool) -> Path:
-    """This rank's share of checkpoint ``step`` (shared files + its own partitions; not the full
-    weights when the engine ``restores`` them from the partitions), after checking that it was
-    written by as many ranks as this run has."""
-    from ovr.sharded import file_owner, ranks_in
+    """This rank's share of checkpoint ``step`` but the optimiser parts (:func:`_restore` fetches
+    each when it loads it): the small shared files, and the full weights unless the engine
+    ``restores`` them from its partitions; after checking that as many ranks wrote it as this run has."""
+    from ovr.sharded import ranks_in
     from ovr.store import step_prefix
 
     prefix = step_prefix(run_name, step, Kind.RL)
@@ -175,14 +179,15 @@ def _download(store: Store, dist: Dist, run_name: str, step: int, work: Path, re
             f"checkpoint {prefix} was written by {written} ranks; resume it with {written} ranks "
             f"(this run has {dist.world})"
         )
+    keep = _share(dist.rank, lambda p: p.split("/")[0] not in OPTIM_PARTS and not (restores and _is_weights(p)))
+    return store.download(prefix, work / f"resume-{step}", keep)
 
-    def select(path: str) -> bool:
-        owner = file_owner(path)
-        if owner is not None:
-            return owner == dist.rank
-        return not (restores and _is_weights(path))
 
-    return store.download(prefix, work / f"resume-{step}", select)
+def _share(rank: int, also):
+    """``path -> bool``: files of this rank's share (its own partitions, the shared files) that ``also`` accepts."""
+    from ovr.sharded import file_owner
+
+    return lambda path: file_owner(path) in (None, rank) and also(path)
 
 
 def _is_weights(path: str) -> bool:
@@ -210,10 +215,19 @@ def _engines(run: RLRun, init_path, folder: Path | None, weights: bool = True) -
 
 
 def _restore(run: RLRun, folder: Path) -> None:
-    """Optimiser states, schedule, RNG, prompt cursor and weight version of a checkpoint."""
-    run.actor_engine.load_optim(folder / "actor_optim")
-    if run.critic_engine is not None:
-        run.critic_engine.load_optim(folder / "critic_optim")
+    """Optimiser states, schedule, RNG, prompt cursor and weight version of a checkpoint. Each
+    model's optimiser part is downloaded (this rank's share), loaded and deleted before the next:
+    the disk holds one part at a time."""
+    from ovr.store import step_prefix
+
+    prefix = step_prefix(run.ctx.key, run.resumed_from, Kind.RL)
+    engines = {"actor_optim": run.actor_engine, "critic_optim": run.critic_engine}
+    for part, engine in engines.items():
+        if engine is None:
+            continue
+        run.store.download(prefix, folder, _share(run.dist.rank, lambda p, part=part: p.startswith(part + "/")))
+        engine.load_optim(folder / part)
+        shutil.rmtree(folder / part)
     run.state = S.load_state(folder)
     if run.state.cursor.n != len(run.samples):
         raise ValueError(f"checkpoint walked {run.state.cursor.n} prompts, this run has {len(run.samples)}")
