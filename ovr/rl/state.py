@@ -136,11 +136,18 @@ def save_checkpoint(
 def commit_streamed(store: Store, dist, run: str, step: int, folder: Path, write: Callable[[Callable], None], **meta):
     """Write checkpoint ``step`` into ``folder`` with ``write(written)`` while every rank uploads each
     part as soon as it is written and deletes it locally; the manifest comes last, once all ranks
-    uploaded (:class:`ovr.sharded.ShardedCommit`). Nothing of the checkpoint stays on local disk."""
+    uploaded (:class:`ovr.sharded.ShardedCommit`). Nothing of the checkpoint stays on local disk.
+    Ranks meet on the CPU group after each part, so a slow upload is waited for under
+    ``rl.wait_timeout_s``, not inside the next part's collectives (``rl.dist_timeout_s``)."""
     from ovr.sharded import ShardedCommit
 
     commit = ShardedCommit(store, dist, step_prefix(run, step, CHECKPOINT_KIND), folder, delete_local=True)
-    write(commit.push)
+
+    def written() -> None:
+        commit.push()
+        dist.barrier()  # the next part's gathers start once every rank uploaded (waits under wait_timeout_s)
+
+    write(written)
     commit.finish(run=run, step=step, kind=CHECKPOINT_KIND, metadata=meta)
 
 
