@@ -13,7 +13,7 @@ minus the ranks' memory just before the resume (libraries and the process group 
 On this CPU the engines' own state (bf16 partitions, float32 masters, Adam moments) lives in host
 memory too; on a GPU node it is device memory, so the 7B table counts only what the resume puts
 in host memory: the models it reads (old: each rank builds the critic on the host, initialised,
-next to a host copy of its file, and maps the actor's file; new: no rank reads either, ZeRO
+fills it from a map of its file, and maps the actor's file; new: no rank reads either, ZeRO
 restores them) and DeepSpeed's partition files (old: read into anonymous memory; new: mapped, so
 their pages are reclaimable page cache).
 
@@ -177,14 +177,15 @@ def host_model(pa: int, pc: int, world: int) -> dict[str, dict[str, float]]:
     by code path: the largest simultaneous anonymous and total (anonymous + mapped file) figures.
 
     old: the actor is mapped from its file and copied to the GPU (2 pa of file pages); the critic is
-    built on the host in bf16 and initialised (2 pc), then its file is read whole (2 pc more, through
-    a map of the file: 2 pc of file pages); later DeepSpeed reads each partition file (float32
-    master + Adam m, v: 12 p / world) into anonymous memory, one model at a time.
+    built on the host in its config's dtype (bf16) and initialised (2 pc anonymous), then filled
+    from a map of its file (2 pc of file pages; transformers 5.25 builds in the config's dtype, so
+    not the float32 copy an older transformers made); later DeepSpeed reads each partition file
+    (float32 master + Adam m, v: 12 p / world) into anonymous memory, one model at a time.
     new: actor and critic are built on the GPU and never read; the partition files are mapped
     (their pages count in RSS while read, and are page cache the kernel can reclaim)."""
     optim_a, optim_c = 12 * pa / world, 12 * pc / world
     return {
-        "old": {"anon": max(4 * pc, optim_a, optim_c), "total": max(6 * pc, optim_a, optim_c, 2 * pa)},
+        "old": {"anon": max(2 * pc, optim_a, optim_c), "total": max(4 * pc, 2 * pa, optim_a, optim_c)},
         "new": {"anon": 0.0, "total": max(optim_a, optim_c)},
     }
 
