@@ -139,7 +139,7 @@ def setup_rl(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None = Non
     _engines(run, init_path, folder, weights=not restores)
     if folder is not None:
         _restore(run, folder)
-        shutil.rmtree(folder)  # restored: the downloaded partitions leave the disk
+        shutil.rmtree(folder)  # restored: what is left of the download leaves the disk
     return run
 
 
@@ -177,7 +177,7 @@ def _download(store: Store, dist: Dist, run_name: str, step: int, work: Path, re
     if written not in (None, dist.world):
         raise ValueError(
             f"checkpoint {prefix} was written by {written} ranks; resume it with {written} ranks "
-            f"(this run has {dist.world})"
+            f"(this run has {dist.world}), or start a new run"
         )
     keep = _share(dist.rank, lambda p: p.split("/")[0] not in OPTIM_PARTS and not (restores and _is_weights(p)))
     return store.download(prefix, work / f"resume-{step}", keep)
