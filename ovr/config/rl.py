@@ -132,8 +132,16 @@ class RLConfig(_Section):
     )
     zero_stage: Literal[0, 2, 3] = Field(0, description="DeepSpeed ZeRO stage for actor and critic.")
     save_every: int = Field(50, ge=1, description="Checkpoint every N steps.")
-    keep_checkpoints: int | None = Field(None, ge=1, description="Keep only the newest N; None keeps all.")
-    average_last: int = Field(1, ge=1, description="Final model = uniform average of the last N checkpoints.")
+    keep_checkpoints: int | None = Field(
+        None,
+        ge=1,
+        description="Newest RL checkpoints kept in the store (older ones are deleted after each commit); "
+        "at least rl.average_last (the final average reads them; the newest, which resume reads, is among "
+        "them); unset = rl.average_last.",
+    )
+    average_last: int = Field(
+        1, ge=1, description="Final model = uniform average of the last N checkpoints (<= rl.keep_checkpoints)."
+    )
     seed: int = Field(0, description="RL seed (prompt order, critic init, shuffles); default: the run's seed.")
 
     @field_validator("algorithm")
@@ -196,6 +204,7 @@ class RLConfig(_Section):
                     "estimator never reads: remove rl.critic_updates (or set it to 0)"
                 )
             self.__dict__["critic_updates"] = 0  # no critic is built
+        self._check_retention()
         if self.kl_reward_coef > 0 and not spec.token_rewards:
             token = [name for name in ESTIMATORS if ESTIMATORS.get(name).token_rewards]
             raise ValueError(
@@ -203,6 +212,18 @@ class RLConfig(_Section):
                 f"{self.advantage!r} uses one score per response: use rl.kl_loss_coef instead"
             )
         return self
+
+    def _check_retention(self) -> None:
+        """The store keeps what the final average and resume read: unset keep_checkpoints resolves to
+        average_last, and a smaller explicit value fails to load."""
+        if self.keep_checkpoints is None or "keep_checkpoints" not in self.model_fields_set:
+            self.__dict__["keep_checkpoints"] = self.average_last  # resolved, not the recipe's: stays out of fields_set
+        elif self.keep_checkpoints < self.average_last:
+            raise ValueError(
+                f"rl.keep_checkpoints={self.keep_checkpoints} keeps fewer checkpoints than rl.average_last="
+                f"{self.average_last} averages into the final model: raise rl.keep_checkpoints to >= "
+                f"{self.average_last} (or unset it), or lower rl.average_last"
+            )
 
     @property
     def uses_critic(self) -> bool:

@@ -161,7 +161,10 @@ class SFTConfig(_Section):
         "a shared volume when training spans several nodes.",
     )
     keep_local_checkpoints: int = Field(
-        2, ge=1, description="Checkpoint folders kept on local disk (the store keeps every one)."
+        2,
+        ge=1,
+        description="Newest checkpoint folders kept on each node's local disk (a resumed one included; "
+        "every rank deletes its own partitions of older ones; the store keeps every one).",
     )
 
 

@@ -118,21 +118,48 @@ class Critic(nn.Module):
 
     @classmethod
     def load(
-        cls, path: str | Path, dtype: torch.dtype = torch.float32, attn_implementation: str = CONFIG_NAME
+        cls,
+        path: str | Path,
+        dtype: torch.dtype = torch.float32,
+        attn_implementation: str = CONFIG_NAME,
+        device: str | torch.device = "cpu",
+        weights: bool = True,
     ) -> Critic:
-        from safetensors.torch import load_file
+        """A saved critic built in ``dtype`` directly on ``device`` and filled one tensor at a time:
+        the memory of one model in ``dtype`` on ``device``, no float32 copy and no copy on the host.
+        ``weights=False`` leaves the weights unset, for an engine that restores them itself (a
+        DeepSpeed resume reads them from its own partitions). Attention as in :meth:`from_policy`."""
         from transformers import AutoConfig, Qwen2_5_VLModel
+        from transformers.initialization import no_init_weights
 
         path = Path(path)
-        if not (path / WEIGHTS).is_file():
+        if weights and not (path / WEIGHTS).is_file():
             raise FileNotFoundError(f"no critic weights at {path / WEIGHTS}")
         config = AutoConfig.from_pretrained(str(path))
-        config._attn_implementation = resolve(attn_implementation)
         info = json.loads((path / HEAD_INFO).read_text())
-        critic = cls(Qwen2_5_VLModel(config), info["hidden_size"]).to(dtype)
-        missing, unexpected = critic.load_state_dict(load_file(str(path / WEIGHTS)), strict=False)
+        with torch.device(device), no_init_weights():  # allocated, never initialised: filled below
+            backbone = Qwen2_5_VLModel._from_config(
+                config, dtype=dtype, attn_implementation=resolve(attn_implementation)
+            )
+            critic = cls(backbone, info["hidden_size"])
+        critic.to(dtype)  # the head and the floating buffers, as from_policy has them (the weights are already)
+        if weights:
+            critic.fill(path / WEIGHTS)
+        return attach(critic)
+
+    def fill(self, file: str | Path) -> None:
+        """Copy a saved ``critic.safetensors`` into this critic one tensor at a time, each converted
+        to the critic's dtype and device as it is read (the host holds one tensor, never the file);
+        every tensor must match."""
+        from ovr.models.tensor_file import read_tensors, tensor_index
+
+        own = self.state_dict()
+        keys = set(tensor_index(file)[1])
+        missing, unexpected = sorted(set(own) - keys), sorted(keys - set(own))
         if missing or unexpected:
             raise ValueError(
-                f"critic checkpoint {path} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}"
+                f"critic checkpoint {file} does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
-        return attach(critic)
+        with torch.no_grad():
+            for name, tensor in read_tensors(file):
+                own[name].copy_(tensor)

@@ -44,12 +44,33 @@ def average_state_dicts(states: list[dict[str, torch.Tensor]]) -> dict[str, torc
     return out
 
 
+def _tensor_files(folder: Path) -> dict[str, object]:
+    """Tensor name -> the open safetensors file holding it (read lazily, one tensor at a time)."""
+    from safetensors import safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"no .safetensors weights in {folder}")
+    where = {}
+    for f in files:
+        handle = safe_open(str(f), framework="pt")
+        where |= dict.fromkeys(handle.keys(), handle)
+    return where
+
+
 def average_models(folders: list[Path], out_dir: Path) -> Path:
-    """Average the weights of model folders into ``out_dir`` (config/tokenizer from the last one)."""
+    """Average the weights of model folders into ``out_dir`` (config/tokenizer from the last one),
+    reading one tensor of each folder at a time: memory holds the average, not every checkpoint."""
     from safetensors.torch import save_file
 
     folders = [Path(f) for f in folders]
-    avg = average_state_dicts([load_weights(f) for f in folders])
+    sources = [_tensor_files(f) for f in folders]
+    for src in sources[1:]:
+        if set(src) != set(sources[0]):
+            raise ValueError(f"checkpoints hold different tensors: {sorted(set(src) ^ set(sources[0]))[:5]}")
+    avg = {}
+    for k in sources[0]:
+        avg |= average_state_dicts([{k: src[k].get_tensor(k)} for src in sources])
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)

@@ -1,10 +1,12 @@
 """What an RL run leaves in the store: checkpoints every ``rl.save_every`` steps (every rank
 takes part: ZeRO gathers and DeepSpeed saves are collective, and each rank uploads its own
-partitions) and, at the end, the final policy — the uniform average of the last
+partitions part by part and deletes them locally; the store keeps the newest
+``rl.keep_checkpoints``) and, at the end, the final policy — the uniform average of the last
 ``rl.average_last`` checkpoints — committed as ``rl-export`` by the main rank."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from ovr.rl import state as S
@@ -13,20 +15,26 @@ from ovr.store import export_prefix
 
 
 def save_checkpoint(run: RLRun, metrics: dict) -> None:
-    """Write this step's checkpoint folder and commit it (manifest last) to the store."""
+    """Write this step's checkpoint, each part committed to the store as soon as it is written and
+    deleted locally (manifest last), then keep the newest ``rl.keep_checkpoints`` in the store."""
     folder = run.work / f"ckpt-{run.state.step:08d}"
     run.state.world = run.dist.world
-    S.save_checkpoint(
-        folder,
-        actor=run.actor,
-        processor=run.processor,
-        actor_engine=run.actor_engine,
-        critic=run.critic,
-        critic_engine=run.critic_engine,
-        state=run.state,
-        is_main=run.dist.is_main,
-    )
-    S.commit(run.store, run.dist, run.ctx.key, run.state.step, folder, run.rl.keep_checkpoints, metrics)
+
+    def write(written) -> None:
+        S.save_checkpoint(
+            folder,
+            actor=run.actor,
+            processor=run.processor,
+            actor_engine=run.actor_engine,
+            critic=run.critic,
+            critic_engine=run.critic_engine,
+            state=run.state,
+            is_main=run.dist.is_main,
+            written=written,
+        )
+
+    S.commit_streamed(run.store, run.dist, run.ctx.key, run.state.step, folder, write, metrics=metrics)
+    S.retain(run.store, run.dist, run.ctx.key, run.rl.keep_checkpoints)
 
 
 def export_final(run: RLRun) -> tuple[Path, str]:
@@ -42,6 +50,8 @@ def export_final(run: RLRun) -> tuple[Path, str]:
             store.download_checkpoint(name, m.step, local, S.CHECKPOINT_KIND, select=lambda p: p.startswith("actor/"))
         folders.append(local / "actor")
     out = average_models(folders, run.work / "export")
+    for f in folders:  # the averaged checkpoints' weights are in the export now
+        shutil.rmtree(f.parent, ignore_errors=True)
     metrics = done[-1].metadata.get("metrics", {}) if done else {}
     store.commit_checkpoint(
         name,

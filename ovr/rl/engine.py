@@ -153,9 +153,28 @@ class DeepSpeedEngine(TorchEngine):
         self.ds.save_checkpoint(str(folder), tag="ds")
 
     def load_optim(self, folder) -> None:
-        path, _ = self.ds.load_checkpoint(str(folder), tag="ds")
+        """DeepSpeed's checkpoint of this rank: optimiser, schedule and the weights (ZeRO restores
+        them from the float32 master partitions). Each file is memory-mapped: its pages are the
+        file's (page cache the kernel can drop), not a host copy of the partition per rank."""
+        engine = self.ds.checkpoint_engine
+        engine.load = _mapped_load
+        try:
+            path, _ = self.ds.load_checkpoint(str(folder), tag="ds")
+        finally:
+            del engine.load  # the class's own again
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint in {folder}")
+
+
+def _mapped_load(path: str, map_location=None):
+    """``torch.load`` of a DeepSpeed checkpoint file, memory-mapped (a file in torch's legacy format,
+    which cannot be mapped, is read whole)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False, mmap=True)
+    except RuntimeError as err:
+        if "mmap" not in str(err):
+            raise
+        return torch.load(path, map_location=map_location, weights_only=False)
 
 
 def make_engine(module: nn.Module, *, lr: float, rl, device: str, world: int = 1):

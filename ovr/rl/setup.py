@@ -1,15 +1,20 @@
 """Everything an RL run holds between steps, built once: :func:`setup_rl` -> :class:`RLRun`.
 
-It finds the checkpoint to resume from, loads the actor (and the
-critic and the frozen reference when the recipe needs them) with their optimiser engines, and
-restores the prompt cursor, RNG and weight version. The services the run talks to (rollout
-replicas, reward service, weight sync) are opened by :func:`connect` on the main rank only.
+It finds the checkpoint to resume from, loads the actor (and the critic and the frozen reference
+when the recipe needs them) with their optimiser engines, and restores the prompt cursor, RNG and
+weight version. Models are built in the run's dtype on their device. A resume under DeepSpeed
+downloads only this rank's partitions and the small shared files and lets the engine restore the
+weights from them (no rank reads the full weights, so a node's host memory holds no model copy per
+rank); each optimiser part is fetched just before its load and deleted right after, the rest once
+restored. The services the run talks to (rollout replicas, reward service, weight sync) are opened
+by :func:`connect` on the main rank only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,9 +98,6 @@ def _samples(cfg: RunConfig, store: Store, samples: list[Sample] | None) -> list
 def setup_rl(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None = None, resume: str = "auto") -> RLRun:
     """Build the run: resume point (the newest checkpoint of this run, unless ``resume`` says
     ``never`` or a step), models and engines, restored state."""
-    from transformers import AutoModelForImageTextToText
-
-    from ovr.models.attention import attach
     from ovr.models.attention import resolve as resolve_attention
     from ovr.models.loading import load_processor, resolve_model_path
 
@@ -107,16 +109,13 @@ def setup_rl(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None = Non
     init_path = Path(ctx.model_path) if ctx.model_path else resolve_model_path(cfg.model, cfg.store)
     work = Path(tempfile.mkdtemp(prefix="ovr-rl-"))
     resume_step = S.find_resume(store, ctx.key, resume)
-    folder = _download(store, dist, ctx.key, resume_step, work) if resume_step is not None else None
+    restores = engine_restores_weights(rl)
+    folder = _download(store, dist, ctx.key, resume_step, work, restores) if resume_step is not None else None
     device, dtype = _device(cfg), getattr(torch, cfg.model.dtype)
     load = dict(dtype=dtype, attn_implementation=resolve_attention(cfg.model.attn_implementation))
     actor_path = folder / "actor" if folder else init_path
-    actor = attach(AutoModelForImageTextToText.from_pretrained(str(actor_path), **load)).to(device)
-    ref = (
-        attach(AutoModelForImageTextToText.from_pretrained(str(init_path), **load)).to(device).eval()
-        if rl.uses_reference
-        else None
-    )
+    actor = _policy(actor_path, device, weights=folder is None or not restores, **load)
+    ref = _policy(init_path, device, **load).eval() if rl.uses_reference else None
     run = RLRun(
         cfg=cfg,
         ctx=ctx,
@@ -136,16 +135,42 @@ def setup_rl(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None = Non
         work=work,
         resumed_from=resume_step,
     )
-    _engines(run, init_path, folder)
+    _engines(run, init_path, folder, weights=not restores)
     if folder is not None:
         _restore(run, folder)
+        shutil.rmtree(folder)  # restored: what is left of the download leaves the disk
     return run
 
 
-def _download(store: Store, dist: Dist, run_name: str, step: int, work: Path) -> Path:
-    """This rank's share of checkpoint ``step`` (shared files + its own partitions), after checking
-    that it was written by as many ranks as this run has."""
-    from ovr.sharded import download_for_rank, ranks_in
+def engine_restores_weights(rl: RLConfig) -> bool:
+    """A DeepSpeed engine (ZeRO 2 or 3) restores the weights from its own checkpoint files (the
+    float32 master partitions each rank saved), so a resume builds the models without reading the
+    full ``actor/`` and ``critic/`` weights, which no rank then downloads."""
+    return rl.zero_stage > 0
+
+
+def _policy(path: Path, device: str, *, weights: bool = True, **load) -> torch.nn.Module:
+    """The policy of ``path`` in the run's dtype on ``device``; ``weights=False`` builds it from the
+    config alone, allocated and never initialised (its engine restores the weights)."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+    from transformers.initialization import no_init_weights
+
+    from ovr.models.attention import attach
+
+    if weights:
+        return attach(AutoModelForImageTextToText.from_pretrained(str(path), **load)).to(device)
+    with torch.device(device), no_init_weights():
+        return attach(AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(str(path)), **load))
+
+
+OPTIM_PARTS = ("actor_optim", "critic_optim")  # DeepSpeed's (or torch's) optimiser files of each model
+
+
+def _download(store: Store, dist: Dist, run_name: str, step: int, work: Path, restores: bool) -> Path:
+    """This rank's share of checkpoint ``step`` but the optimiser parts (:func:`_restore` fetches
+    each when it loads it): the small shared files, and the full weights unless the engine
+    ``restores`` them from its partitions; after checking that as many ranks wrote it as this run has."""
+    from ovr.sharded import ranks_in
     from ovr.store import step_prefix
 
     prefix = step_prefix(run_name, step, Kind.RL)
@@ -155,11 +180,25 @@ def _download(store: Store, dist: Dist, run_name: str, step: int, work: Path) ->
             f"checkpoint {prefix} was written by {written} ranks; resume it with {written} ranks "
             f"(this run has {dist.world}), or start a new run"
         )
-    return download_for_rank(store, prefix, work / f"resume-{step}", dist.rank)
+    keep = _share(dist.rank, lambda p: p.split("/")[0] not in OPTIM_PARTS and not (restores and _is_weights(p)))
+    return store.download(prefix, work / f"resume-{step}", keep)
 
 
-def _engines(run: RLRun, init_path, folder: Path | None) -> None:
-    """The actor's engine; the critic (initialised from the policy, or resumed) and its engine."""
+def _share(rank: int, also):
+    """``path -> bool``: files of this rank's share (its own partitions, the shared files) that ``also`` accepts."""
+    from ovr.sharded import file_owner
+
+    return lambda path: file_owner(path) in (None, rank) and also(path)
+
+
+def _is_weights(path: str) -> bool:
+    """A file of the gathered ``actor/`` or ``critic/`` weights."""
+    return path.split("/")[0] in ("actor", "critic") and ".safetensors" in path
+
+
+def _engines(run: RLRun, init_path, folder: Path | None, weights: bool = True) -> None:
+    """The actor's engine; the critic (initialised from the policy, or resumed: in the run's dtype on
+    its device; ``weights=False`` leaves it to the engine) and its engine."""
     from ovr.models.critic import Critic
     from ovr.rl.engine import make_engine
 
@@ -169,7 +208,7 @@ def _engines(run: RLRun, init_path, folder: Path | None) -> None:
         return
     attn = run.cfg.model.attn_implementation  # the actor's: both run the same packed micro-batches
     critic = (
-        Critic.load(folder / "critic", run.dtype, attn_implementation=attn)
+        Critic.load(folder / "critic", run.dtype, attn_implementation=attn, device=run.device, weights=weights)
         if folder
         else Critic.from_policy(
             init_path, init_range=rl.value_head_init, seed=rl.seed, dtype=run.dtype, attn_implementation=attn
@@ -180,10 +219,19 @@ def _engines(run: RLRun, init_path, folder: Path | None) -> None:
 
 
 def _restore(run: RLRun, folder: Path) -> None:
-    """Optimiser states, schedule, RNG, prompt cursor and weight version of a checkpoint."""
-    run.actor_engine.load_optim(folder / "actor_optim")
-    if run.critic_engine is not None:
-        run.critic_engine.load_optim(folder / "critic_optim")
+    """Optimiser states, schedule, RNG, prompt cursor and weight version of a checkpoint. Each
+    model's optimiser part is downloaded (this rank's share), loaded and deleted before the next:
+    the disk holds one part at a time."""
+    from ovr.store import step_prefix
+
+    prefix = step_prefix(run.ctx.key, run.resumed_from, Kind.RL)
+    engines = {"actor_optim": run.actor_engine, "critic_optim": run.critic_engine}
+    for part, engine in engines.items():
+        if engine is None:
+            continue
+        run.store.download(prefix, folder, _share(run.dist.rank, lambda p, part=part: p.startswith(part + "/")))
+        engine.load_optim(folder / part)
+        shutil.rmtree(folder / part)
     run.state = S.load_state(folder)
     if run.state.cursor.n != len(run.samples):
         raise ValueError(f"checkpoint walked {run.state.cursor.n} prompts, this run has {len(run.samples)}")

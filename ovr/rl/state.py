@@ -3,15 +3,17 @@
 A checkpoint folder holds ``actor/`` (``save_pretrained`` + processor), ``critic/`` (when PPO),
 ``actor_optim/`` and ``critic_optim/`` (optimiser + schedule; under ZeRO one partition file per
 rank), ``rng.pt`` and ``state.json`` (next step, prompt cursor, weight version, world size). Every
-rank uploads its own files and the manifest is written last (:mod:`ovr.sharded`) as
-``runs/<run>/rl/step-<N>``, so an interrupted save is invisible and ``--resume auto`` picks the
-newest complete one.
+rank uploads its own files as each part is written and deletes them locally, and the manifest is
+written last (:mod:`ovr.sharded`) as ``runs/<run>/rl/step-<N>``, so an interrupted save is invisible,
+``--resume auto`` picks the newest complete one, and local disk holds one part at a time. The store
+keeps the newest ``rl.keep_checkpoints`` (:func:`retain`).
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -98,9 +100,13 @@ def save_checkpoint(
     critic_engine=None,
     state: TrainState,
     is_main: bool = True,
+    written: Callable[[], None] | None = None,
 ) -> Path:
     """Write this rank's part of a checkpoint folder (call on every rank: ZeRO gathers and
-    DeepSpeed saves are collective). The main rank writes the full weights and the state."""
+    DeepSpeed saves are collective). The main rank writes the full weights and the state.
+    ``written`` is called after each part (actor, critic, state, each optimiser): a streamed
+    commit uploads and deletes the part there, so the disk never holds the whole checkpoint."""
+    done = written or (lambda: None)
     folder.mkdir(parents=True, exist_ok=True)
     actor_weights = actor_engine.weights(actor)
     if is_main:
@@ -108,41 +114,52 @@ def save_checkpoint(
         processor.save_pretrained(folder / "actor")
     else:
         actor_weights.drain()
+    done()
     if critic is not None:
         critic_weights = critic_engine.weights(critic)
         if is_main:
             critic.save(folder / "critic", state_dict=critic_weights.state_dict())
         else:
             critic_weights.drain()
+        done()
     if is_main:
         torch.save(rng_state(), folder / "rng.pt")
         (folder / "state.json").write_text(state.to_json())
     actor_engine.save_optim(folder / "actor_optim")
+    done()
     if critic is not None:
         critic_engine.save_optim(folder / "critic_optim")
+        done()
     return folder
 
 
-def commit(
-    store: Store, dist, run: str, step: int, folder: Path, keep: int | None, metrics: dict | None = None
-) -> None:
-    """Commit every rank's part of ``folder`` as checkpoint ``step`` (manifest last, once all ranks
-    uploaded); the main rank then drops all but the newest ``keep`` checkpoints."""
-    from ovr.sharded import commit_sharded
+def commit_streamed(store: Store, dist, run: str, step: int, folder: Path, write: Callable[[Callable], None], **meta):
+    """Write checkpoint ``step`` into ``folder`` with ``write(written)`` while every rank uploads each
+    part as soon as it is written and deletes it locally; the manifest comes last, once all ranks
+    uploaded (:class:`ovr.sharded.ShardedCommit`). Nothing of the checkpoint stays on local disk.
+    Ranks meet on the CPU group after each part, so a slow upload is waited for under
+    ``rl.wait_timeout_s``, not inside the next part's collectives (``rl.dist_timeout_s``)."""
+    from ovr.sharded import ShardedCommit
 
-    commit_sharded(
-        store,
-        dist,
-        step_prefix(run, step, CHECKPOINT_KIND),
-        folder,
-        run=run,
-        step=step,
-        kind=CHECKPOINT_KIND,
-        metadata={"metrics": metrics or {}},
-    )
-    if keep is not None and dist.is_main:
-        for old in store.checkpoints(run, CHECKPOINT_KIND)[:-keep]:
-            store.delete_prefix(step_prefix(run, old.step, CHECKPOINT_KIND))
+    commit = ShardedCommit(store, dist, step_prefix(run, step, CHECKPOINT_KIND), folder, delete_local=True)
+
+    def written() -> None:
+        commit.push()
+        dist.barrier()  # the next part's gathers start once every rank uploaded (waits under wait_timeout_s)
+
+    write(written)
+    commit.finish(run=run, step=step, kind=CHECKPOINT_KIND, metadata=meta)
+
+
+def retain(store: Store, dist, run: str, keep: int | None) -> list[int]:
+    """The main rank deletes all but the newest ``keep`` complete checkpoints of ``run`` from the
+    store (after a commit: the newest is complete); returns the steps it deleted."""
+    if keep is None or not dist.is_main:
+        return []
+    old = [m.step for m in store.checkpoints(run, CHECKPOINT_KIND)[:-keep]]
+    for step in old:
+        store.delete_prefix(step_prefix(run, step, CHECKPOINT_KIND))
+    return old
 
 
 def find_resume(store: Store, run: str, resume: str) -> int | None:

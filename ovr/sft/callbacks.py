@@ -132,13 +132,17 @@ class StageProgressCallback(TrainerCallback):
 class StoreCheckpointCallback(TrainerCallback):
     """Commit ``checkpoint-<step>`` folders to the store as kind ``sft``: every rank uploads the
     files it owns (its DeepSpeed partitions and RNG state), the main rank writes the manifest after
-    all of them (:mod:`ovr.sharded`), so ``output_dir`` need not be shared between nodes."""
+    all of them (:mod:`ovr.sharded`), so ``output_dir`` need not be shared between nodes. Then every
+    rank deletes its own files of the folders beyond the newest ``keep_local`` (the Trainer's
+    ``save_total_limit`` rotates on the main process only: a node without it kept every partition
+    its ranks wrote), and the first rank of each node removes what is left of them."""
 
-    def __init__(self, store: Store, run: str, metadata: dict, dist):
+    def __init__(self, store: Store, run: str, metadata: dict, dist, keep_local: int = 2):
         self.store = store
         self.run = run
         self.metadata = metadata
         self.dist = dist
+        self.keep_local = keep_local
         self.committed: list[int] = []
 
     def on_save(self, args, state, control, **kw):
@@ -160,6 +164,28 @@ class StoreCheckpointCallback(TrainerCallback):
             metadata={**self.metadata, "epoch": state.epoch},
         )
         self.committed.append(state.global_step)
+        self.prune(Path(args.output_dir))
+
+    def prune(self, output_dir: Path) -> list[Path]:
+        """Local checkpoint folders beyond the newest ``keep_local`` leave this node (call on every
+        rank); returns the folders this rank pruned."""
+        import shutil
+
+        from ovr.sharded import delete_own_files
+
+        def step(folder: Path) -> int:
+            tail = folder.name.removeprefix("checkpoint-")
+            return int(tail) if tail.isdigit() else -1
+
+        folders = sorted((p for p in output_dir.glob("checkpoint-*") if step(p) >= 0), key=step)
+        old = folders[: -self.keep_local]
+        for folder in old:
+            delete_own_files(folder, self.dist.rank)
+        self.dist.barrier()  # every rank's own files are gone
+        if self.dist.local_rank == 0:
+            for folder in old:
+                shutil.rmtree(folder, ignore_errors=True)
+        return old
 
 
 class AlreadyFinished(Exception):

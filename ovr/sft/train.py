@@ -327,9 +327,8 @@ def run_sft(
     # 2. train (the Trainer resumes optimizer, schedule, RNG and data position from `ckpt`)
     with Tracker.open(cfg, "sft", ctx) if rank0 else Tracker(cfg, "sft", None, None) as tracker:
         metrics = MetricsCallback(trainer, tracker)
-        saver = StoreCheckpointCallback(
-            job.store, ctx.key, {"data_fingerprint": job.fingerprint, "rows": len(job.rows)}, dist
-        )
+        meta = {"data_fingerprint": job.fingerprint, "rows": len(job.rows)}
+        saver = StoreCheckpointCallback(job.store, ctx.key, meta, dist, keep_local=cfg.sft.keep_local_checkpoints)
         for cb in [metrics, saver, StageProgressCallback(echo=not progress), StopAtMaxSteps(), *(callbacks or [])]:
             trainer.add_callback(cb)
         tracker.log_metrics(job.log, step=resumed_from or 0)

@@ -137,3 +137,45 @@ def test_zero_accumulates_micro_batches_like_torch(gloo, tiny_model_dir, stage):
     k = "model.language_model.layers.0.mlp.down_proj.weight"
     got, want = zero.weights(zero.module).state_dict()[k], plain.weights(plain.module).state_dict()[k]
     assert torch.allclose(got, want, atol=2e-5)
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_zero_resume_restores_weights_into_an_unloaded_model(gloo, tiny_model_dir, tmp_path, stage):
+    """A DeepSpeed resume builds actor and critic from their configs alone (allocated, never read
+    from the gathered weights) and ZeRO restores every weight exactly from its own checkpoint files:
+    what lets a resumed rank skip the full weights (download and host memory)."""
+    from transformers import AutoModelForImageTextToText
+
+    from ovr.config import RLConfig
+    from ovr.models.critic import Critic
+    from ovr.rl.engine import make_engine
+    from ovr.rl.setup import _policy, engine_restores_weights
+
+    rl = RLConfig(zero_stage=stage, warmup_steps=0)
+    assert engine_restores_weights(rl)
+    ids = torch.randint(0, 600, (2, 12), generator=torch.Generator().manual_seed(0))
+    critic = Critic.from_policy(tiny_model_dir, init_range=5**0.5, seed=3)
+    critic.save(tmp_path / "critic")  # its config and head shape: what a resume reads besides the partitions
+    head = critic.value_head.weight.detach().clone()
+    trained = {}
+    for name, model in (
+        ("actor", AutoModelForImageTextToText.from_pretrained(str(tiny_model_dir))),
+        ("critic", critic),
+    ):
+        engine = make_engine(model, lr=1e-2, rl=rl, device="cpu")
+        out = engine.module(input_ids=ids, attention_mask=torch.ones_like(ids))
+        engine.backward((out.logits if name == "actor" else out).float().pow(2).mean())
+        engine.step()
+        trained[name] = engine.weights(engine.module).state_dict()
+        engine.save_optim(tmp_path / f"{name}_optim")
+    skeletons = {
+        "actor": _policy(tiny_model_dir, "cpu", weights=False, dtype=torch.float32),
+        "critic": Critic.load(tmp_path / "critic", torch.float32, weights=False),
+    }
+    for name, model in skeletons.items():
+        engine = make_engine(model, lr=1e-2, rl=rl, device="cpu")
+        engine.load_optim(tmp_path / f"{name}_optim")
+        got = engine.weights(engine.module).state_dict()
+        assert got.keys() == trained[name].keys()
+        assert all(torch.equal(got[k], trained[name][k]) for k in got), name
+    assert not torch.equal(trained["critic"]["value_head.weight"], head)  # the restored head is the trained one

@@ -21,7 +21,7 @@ def test_interrupted_run_resumes_exactly(make_cfg, sft_samples, stop_before, tmp
         progress=False,
     )
 
-    cfg = make_cfg("killed", *settings)
+    cfg = make_cfg("killed", *settings, "sft.keep_local_checkpoints=1")
     with pytest.raises(KeyboardInterrupt):
         run_sft(
             cfg,
@@ -41,6 +41,9 @@ def test_interrupted_run_resumes_exactly(make_cfg, sft_samples, stop_before, tmp
     # same weights, optimizer and schedule at step 2 => the same losses afterwards
     assert resumed.losses == pytest.approx(straight.losses[2:], rel=1e-4)
     assert resumed.checkpoints == [4, 6]
+    # local disk held one checkpoint at a time, the downloaded one it resumed from included
+    folders = sorted(p.name for p in (tmp_path / "work" / "killed").rglob("checkpoint-*") if p.is_dir())
+    assert folders == ["checkpoint-6"], folders
 
 
 def test_resume_refuses_other_data(make_cfg, sft_samples, stop_before):
