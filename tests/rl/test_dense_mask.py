@@ -14,7 +14,6 @@ from ovr.models.critic import Critic
 from ovr.models.loading import load_policy
 from ovr.rl.experience import Experience
 from ovr.rl.forward import EncodedPrompt, encode_prompt
-from ovr.rl.presets import resolve
 from ovr.rl.update import Batcher, actor_update, advantages, pad, score_rows
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -41,7 +40,7 @@ def test_no_square_mask_reaches_the_attention_of_actor_or_critic(processor, visu
     critic = Critic.from_policy(tiny_model_dir, init_range=5**0.5, seed=0, **_attn())
     batcher = _batcher(processor, visual)
     assert batcher.passes([0, 1, 2, 3]) == [[0, 1, 2, 3]]  # one micro-batch of rows of different lengths
-    rl = resolve(RLConfig(algorithm="ppo", warmup_steps=0))
+    rl = RLConfig(algorithm="ppo", warmup_steps=0)  # the preset applies at validation
     engine = TorchEngine(actor, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.0, warmup_steps=0, grad_clip=1.0)
     with record_masks() as log:
         old, _ = score_rows(batcher, actor=actor)
