@@ -5,6 +5,7 @@ partitions) and, at the end, the final policy — the uniform average of the las
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from ovr.rl import state as S
@@ -12,8 +13,9 @@ from ovr.rl.setup import RLRun
 from ovr.store import export_prefix
 
 
-def save_checkpoint(run: RLRun, metrics: dict) -> None:
-    """Write this step's checkpoint folder and commit it (manifest last) to the store."""
+def save_checkpoint(run: RLRun, metrics: dict, extra: Callable[[Path], None] | None = None) -> None:
+    """Write this step's checkpoint folder and commit it (manifest last) to the store; ``extra``
+    (main rank) adds its own files to the folder first (the async queue, ovr/rl/async_queue.py)."""
     folder = run.work / f"ckpt-{run.state.step:08d}"
     run.state.world = run.dist.world
     S.save_checkpoint(
@@ -26,6 +28,8 @@ def save_checkpoint(run: RLRun, metrics: dict) -> None:
         state=run.state,
         is_main=run.dist.is_main,
     )
+    if extra is not None and run.dist.is_main:
+        extra(folder)
     S.commit(run.store, run.dist, run.ctx.key, run.state.step, folder, run.rl.keep_checkpoints, metrics)
 
 
