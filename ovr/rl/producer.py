@@ -165,8 +165,6 @@ class Producer:
             "async/batches_ready": float(ready),
             "async/generation_seconds": batch.generation_s,
             "async/spanning_push_frac": sum(spanning) / max(len(spanning), 1),
-            "async/replica_busy_seconds": self.svc.rollout.busy_s,
-            "async/pause_seconds": self.svc.sync.last_pause_s,
         }
         return batch.got, metrics
 

@@ -39,6 +39,7 @@ def rl_step(run: RLRun, svc: Services | None, step: int, progress: bool = False,
             run.dist.announce(f"step {step}: waiting for the producer's batch")
             got, extra = producer.take(step)
         extra["rollout_wire_bytes_per_token"] = svc.rollout.wire_bytes_per_token()  # since the run started
+        extra["rollout_busy_seconds"] = svc.rollout.busy_s  # since the run started: requests in flight
         shares = cut_step(run, got, step_metrics(run, got) | extra, run.dist.world)
         run.dist.announce(f"step {step}: sending shares")
     share: StepShare = run.dist.scatter(shares, f"step {step}: waiting for the main rank's rollout")
@@ -59,6 +60,8 @@ def rl_step(run: RLRun, svc: Services | None, step: int, progress: bool = False,
         producer.done(step)
     step_s = time.perf_counter() - t0
     tokens = metrics.pop("tokens")
+    if svc is not None:
+        metrics["sync_pause_seconds"] = svc.sync.last_pause_s if rows.n_groups else 0.0
     return metrics | {
         "step_seconds": step_s,
         "train_seconds": t2 - t1,

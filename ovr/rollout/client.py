@@ -117,8 +117,7 @@ class RolloutClient:
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.cfg = cfg
         self.spans = spans  # keep responses that span a weight push (async RL; see the module doc)
-        self.busy_s = 0.0  # seconds with at least one request in flight (the replicas' busy time, as seen here)
-        self._active, self._busy_since = 0, 0.0
+        self._busy_total, self._active, self._busy_since = 0.0, 0, 0.0
         self.headers = auth_headers(cfg.token_env)
         self.replicas = Replicas(self.endpoints, keeper, cfg.poll_interval_s, cfg.token_env)
         self.wire_bytes = 0  # bytes of generation answers received (compressed, as on the wire)
@@ -244,13 +243,19 @@ class RolloutClient:
         return min(BENCH_S, 0.5 * got.fruitless) if len(got.tried) >= len(self.endpoints) else 0.0
 
     def _busy(self, delta: int) -> None:
-        """Count requests in flight; accumulate the time at least one is (``busy_s``)."""
+        """Count requests in flight; accumulate the time at least one is (:attr:`busy_s`)."""
         now = time.monotonic()
         if self._active == 0 and delta > 0:
             self._busy_since = now
         self._active += delta
         if self._active == 0:
-            self.busy_s += now - self._busy_since
+            self._busy_total += now - self._busy_since
+
+    @property
+    def busy_s(self) -> float:
+        """Seconds so far with at least one request in flight: the replicas' busy time, as seen here."""
+        now = time.monotonic()
+        return self._busy_total + (now - self._busy_since if self._active else 0.0)
 
     async def _try(self, *, got: Partial, body: dict) -> None:
         had = len(got.completions)
