@@ -187,6 +187,14 @@ class Dist:
         tdist.all_reduce(t, op=tdist.ReduceOp.MAX, group=self.cpu_group)
         return int(t.item())
 
+    def fmax(self, values: list[float]) -> list[float]:
+        """Element-wise maximum over ranks (float64)."""
+        if self.world == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64)
+        tdist.all_reduce(t, op=tdist.ReduceOp.MAX, group=self.cpu_group)
+        return t.tolist()
+
     def shard_groups(self, costs: list[float]) -> list[int]:
         """Indices of the whole groups (e.g. a prompt's responses) this rank trains on (see :func:`shard`)."""
         return shard(costs, self.world)[self.rank]

@@ -107,7 +107,10 @@ class Completion(_Model):
     token_ids: list[int] = Field(default_factory=list, description="Completion token ids.")
     logprobs: list[float] = Field(default_factory=list, description="Sampler log-prob of each token.")
     finish_reason: FinishReason = "stop"
-    weight_version: int = Field(0, description="Policy weight version the server sampled with.")
+    weight_version: int = Field(0, description="Policy weight version the server sampled with (the oldest, async).")
+    weight_version_max: int | None = Field(
+        None, description="Async: newest weight version whose tokens the response may hold (a push mid-request)."
+    )
 
     @property
     def truncated(self) -> bool:

@@ -138,6 +138,12 @@ class RolloutConfig(_Section):
     poll_interval_s: float = Field(
         5.0, gt=0, description="How often the client checks every replica's health, version and progress."
     )
+    min_tokens: int = Field(
+        0,
+        ge=0,
+        description="RL rollouts: vLLM's min_tokens (no end of sequence before this many tokens, capped at the "
+        "step's max); 0 = off. Benchmarks use it to fix the generation length.",
+    )
     max_concurrency: int = Field(64, ge=1, description="In-flight requests per client.")
     max_attempts: int = Field(4, ge=1, description="Tries per prompt across replicas before a batch fails.")
     keep_weight_versions: int = Field(2, ge=1, description="Pushed weight folders kept on the shared volume.")

@@ -130,6 +130,36 @@ class RLConfig(_Section):
         "b = sqrt(6 / ((1 + a^2) * hidden)); the papers' 'U(-sqrt5, sqrt5)' is PyTorch's default "
         "Linear init, a = sqrt(5), i.e. b = 1/sqrt(hidden).",
     )
+    max_staleness: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Bounded-staleness async RL: 0 = synchronous (sample, score, train, push in turn); k >= 1 = a "
+        "producer on the main rank generates and scores up to k steps ahead with the newest pushed weights while "
+        "the ranks train (1 = one-step-off); no sample older than k policy versions (its oldest token's) trains.",
+    )
+    inflight_on_push: Literal["continue", "abort"] = Field(
+        "continue",
+        description="Async only: a weight push pauses the replicas in vLLM's keep mode and requests in flight "
+        "continue on the new weights (their per-token behaviour log-probs keep the correction exact), or "
+        "'abort': they are aborted and their missing responses sent again.",
+    )
+    is_correction: Literal["none", "tis", "icepop"] = Field(
+        "none",
+        description="Off-policy correction of the PPO loss by the behaviour policy (vLLM's per-token log-probs), "
+        "AReaL's decoupled PPO (Fu et al. 2025, arXiv:2505.24298) with w = pi_old/pi_vllm per token: 'tis' "
+        "truncates w at is_cap (Yao et al. 2025, 'Your efficient RL framework secretly brings you off-policy RL "
+        "training'; verl's rollout_is), 'icepop' zeroes tokens with w outside [is_floor, is_cap] (IcePop, "
+        "Ling team 2025); 'none' = plain PPO. Unset: 'tis' when max_staleness > 0, else 'none'.",
+    )
+    is_cap: float = Field(2.0, gt=1, description="Upper bound of the behaviour weight (TIS's C; IcePop's beta).")
+    is_floor: float = Field(0.5, gt=0, lt=1, description="IcePop's lower bound alpha (tokens below it are masked).")
+    skip_old_logprobs: bool = Field(
+        True,
+        description="Skip the forward that recomputes the old policy's log-probs when they provably equal the "
+        "current policy's in the update (one policy update per generation, no reward-side KL, no dropout): "
+        "the loss uses the update's own log-probs, detached.",
+    )
     zero_stage: Literal[0, 2, 3] = Field(0, description="DeepSpeed ZeRO stage for actor and critic.")
     save_every: int = Field(50, ge=1, description="Checkpoint every N steps.")
     keep_checkpoints: int | None = Field(
@@ -183,6 +213,8 @@ class RLConfig(_Section):
         for key, value in PRESETS.get(self.algorithm).items():
             if key not in explicit:
                 self.__dict__[key] = value  # a preset's value, not the recipe's: stays out of fields_set
+        if "is_correction" not in explicit:
+            self.__dict__["is_correction"] = "tis" if self.max_staleness > 0 else "none"
         want = estimator_of(self.algorithm)
         if want is not None and self.advantage != want:
             users = [name for name in PRESETS if estimator_of(name) == self.advantage]

@@ -284,12 +284,14 @@ def ppo_policy_loss(
     clip_low: float = 0.2,
     clip_high: float = 0.2,
     agg: str = "token_mean",
+    weight: Tensor | None = None,
     **agg_kw,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO clipped surrogate with decoupled clip range (DAPO's clip-higher).
 
     ``ratio = exp(logp - old_logp)``; token loss
-    ``max(-A * ratio, -A * clip(ratio, 1 - clip_low, 1 + clip_high))``, reduced by ``agg``.
+    ``max(-A * ratio, -A * clip(ratio, 1 - clip_low, 1 + clip_high))``, times ``weight`` when given
+    (the behaviour correction of decoupled PPO, :mod:`ovr.rl.correction`), reduced by ``agg``.
     Metrics: ``clip_frac`` (tokens where the clipped branch is active), ``approx_kl``
     (k3 estimator ``mean((r - 1) - log r)``) and the mean ratio.
     """
@@ -297,7 +299,10 @@ def ppo_policy_loss(
     ratio = torch.exp(log_ratio)
     unclipped = -adv * ratio
     clipped = -adv * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
-    loss = aggregate(torch.maximum(unclipped, clipped), mask, agg, **agg_kw)
+    token_loss = torch.maximum(unclipped, clipped)
+    if weight is not None:
+        token_loss = token_loss * weight.detach()
+    loss = aggregate(token_loss, mask, agg, **agg_kw)
     with torch.no_grad():
         m = mask.float()
         metrics = {

@@ -7,6 +7,7 @@ partitions part by part and deletes them locally; the store keeps the newest
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from ovr.rl import state as S
@@ -14,9 +15,10 @@ from ovr.rl.setup import RLRun
 from ovr.store import export_prefix
 
 
-def save_checkpoint(run: RLRun, metrics: dict) -> None:
+def save_checkpoint(run: RLRun, metrics: dict, extra: Callable[[Path], None] | None = None) -> None:
     """Write this step's checkpoint, each part committed to the store as soon as it is written and
-    deleted locally (manifest last), then keep the newest ``rl.keep_checkpoints`` in the store."""
+    deleted locally (manifest last), then keep the newest ``rl.keep_checkpoints`` in the store;
+    ``extra`` (main rank) adds its own files last (the async queue, ovr/rl/async_queue.py)."""
     folder = run.work / f"ckpt-{run.state.step:08d}"
     run.state.world = run.dist.world
 
@@ -32,6 +34,8 @@ def save_checkpoint(run: RLRun, metrics: dict) -> None:
             is_main=run.dist.is_main,
             written=written,
         )
+        if extra is not None and run.dist.is_main:
+            extra(folder)  # uploaded with the rest by the commit's finish
 
     S.commit_streamed(run.store, run.dist, run.ctx.key, run.state.step, folder, write, metrics=metrics)
     S.retain(run.store, run.dist, run.ctx.key, run.rl.keep_checkpoints)

@@ -76,3 +76,8 @@ def collect(
     out.keep = out.keep[:want]
     out.cursor = cursor
     return out
+
+
+def sampling_extra(rollout, max_tokens: int) -> dict | None:
+    """vLLM sampling parameters of RL rollouts beyond the client's own (``rollout.min_tokens``)."""
+    return {"min_tokens": min(rollout.min_tokens, max_tokens)} if rollout.min_tokens else None

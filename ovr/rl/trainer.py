@@ -11,6 +11,10 @@ Runs as one process on CPU (tests, the local demo) or as ``torchrun`` ranks with
 GPUs: rank 0 talks to the services and sends each rank only its share of the scored groups (the others
 wait polled, ovr/distributed.py); every rank trains on its share.
 
+With ``rl.max_staleness`` = k >= 1 generation and training overlap: a producer thread on rank 0
+samples and scores up to k steps ahead with the newest pushed weights (ovr/rl/producer.py), and a
+checkpoint keeps its queue of generated, untrained groups so a resumed run trains them next.
+
 >>> result = run_rl(cfg, RunContext.for_config(cfg))   # doctest: +SKIP
 >>> result.history[-1]["reward_mean"]            # doctest: +SKIP
 """
@@ -25,6 +29,7 @@ from ovr.context import RunContext
 from ovr.progress import StageProgress, stage_note
 from ovr.rl.checkpoint import export_final, save_checkpoint
 from ovr.rl.metrics import progress_line
+from ovr.rl.producer import Producer
 from ovr.rl.setup import connect, setup_rl
 from ovr.rl.step import push_weights, rl_step
 from ovr.schema import Sample, StageResult
@@ -73,6 +78,7 @@ def run_rl(
         stage_note("rl", f"resumed run {ctx.run_id} from its checkpoint at step {state.step} of {rl.max_steps}")
     svc = connect(run)
     push_weights(run, svc)  # step 0 samples the policy being trained, not what the replicas loaded
+    producer = Producer.start(run, svc) if rl.max_staleness and svc is not None else None
     tracker = _tracker(run)
     result = RLResult(
         export_dir=None,
@@ -93,7 +99,7 @@ def run_rl(
     )
     try:
         for step in range(state.step, last):
-            metrics = rl_step(run, svc, step, progress)
+            metrics = rl_step(run, svc, step, progress, producer)
             state.step = step + 1
             metrics = {k: float(v) for k, v in metrics.items()}
             result.history.append({"step": step, **metrics})
@@ -102,7 +108,7 @@ def run_rl(
             if run.dist.is_main:
                 reporter.update(state.step, metrics)
             if state.step % rl.save_every == 0 or state.step == rl.max_steps:
-                save_checkpoint(run, metrics)
+                save_checkpoint(run, metrics, producer.save if producer is not None else None)
                 result.checkpoint_steps.append(state.step)
         result.global_step = state.step
         result.final_metrics = result.history[-1] if result.history else {}
@@ -112,6 +118,8 @@ def run_rl(
                 tracker.log_text(str(result.export_dir), "rl/export_dir.txt")
         status = "FINISHED"
     finally:
+        if producer is not None:
+            producer.stop()
         if tracker is not None:
             tracker.close(status)
         if svc is not None:

@@ -22,6 +22,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from ovr.distributed import Dist
 from ovr.rl import algorithms as A
+from ovr.rl.correction import behaviour_weights
 from ovr.rl.experience import Experience
 from ovr.rl.forward import SeqBatch, critic_values, policy_logprobs, to_device
 from ovr.rl.packed import pack_batch
@@ -164,18 +165,27 @@ def actor_update(
     batcher: Batcher,
     rl,
     *,
-    old_logp: torch.Tensor,
+    old_logp: torch.Tensor | None,
     adv: torch.Tensor,
     mask: torch.Tensor,
     ref_logp: torch.Tensor | None,
     temperature: float,
     norm_len: int,
     minis: list[list[int]],
+    behav_logp: torch.Tensor | None = None,
 ) -> dict:
     """One optimiser step per mini-batch of the PPO clip loss, plus the loss-side KL
-    ``rl.kl_loss_coef * k3(pi || ref)`` when ``ref_logp`` is given and the coefficient > 0."""
+    ``rl.kl_loss_coef * k3(pi || ref)`` when ``ref_logp`` is given and the coefficient > 0.
+
+    ``old_logp`` None: the old policy is provably the one being updated (one mini-batch; see
+    ``rl.skip_old_logprobs``), so the update's own log-probs, detached, stand for it. ``behav_logp``:
+    vLLM's log-prob of each token (NaN where unknown): the loss is weighted per token by
+    ``rl.is_correction`` (:mod:`ovr.rl.correction`), with the weights' statistics and the
+    trainer-vs-vLLM gap (``logprob_drift``) among the metrics."""
     dist = batcher.dist
     stats: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    peak = 0.0
     norms = []
     for mini in minis:
         tokens, seqs = _totals(dist, mask, mini)
@@ -188,14 +198,23 @@ def actor_update(
             )
             T = logp.shape[1]
             m = b.response_mask * _row_slice(mask, idx, T, logp.device) * float(bool(idx))
+            old = logp.detach() if old_logp is None else _row_slice(old_logp, idx, T, logp.device)
+            weight = None
+            if behav_logp is not None:
+                behav = _row_slice(behav_logp, idx, T, logp.device)
+                weight, part = behaviour_weights(old, behav, m, rl.is_correction, rl.is_cap, rl.is_floor)
+                peak = max(peak, part.pop("is_weight_max"))
+                for name, v in part.items():
+                    _add(seen, name, v)
             loss, met = A.ppo_policy_loss(
                 logp,
-                _row_slice(old_logp, idx, T, logp.device),
+                old,
                 _row_slice(adv, idx, T, logp.device),
                 m,
                 clip_low=rl.clip_low,
                 clip_high=rl.clip_high,
                 agg=rl.loss_agg,
+                weight=weight if rl.is_correction != "none" else None,
                 **agg,
             )
             entropy = A.aggregate(ent, m, rl.loss_agg, **agg)
@@ -215,7 +234,25 @@ def actor_update(
                 _add(stats, name, float(v) * w)
         norms.append(engine.step())
     out = dict(zip(stats, (v / len(minis) for v in dist.sum(list(stats.values())))))
+    if behav_logp is not None:
+        out |= _behaviour_stats(dist, seen, peak)
     return out | {"actor_grad_norm": float(np.mean(norms)), "actor_lr": engine.lr}
+
+
+def _behaviour_stats(dist: Dist, seen: dict[str, float], peak: float) -> dict[str, float]:
+    """The behaviour weights' mean, max and clipped fraction, and the mean |trainer - vLLM| log-prob,
+    over every rank's tokens that carry vLLM's log-prob."""
+    keys = ("is_weight_sum", "is_clipped", "behaviour_gap_sum", "tokens")
+    total = dict(zip(keys, dist.sum([seen.get(k, 0.0) for k in keys])))
+    n = total["tokens"]
+    if not n:
+        return {}
+    return {
+        "is_weight_mean": total["is_weight_sum"] / n,
+        "is_weight_max": dist.fmax([peak])[0],
+        "is_clip_frac": total["is_clipped"] / n,
+        "logprob_drift": total["behaviour_gap_sum"] / n,
+    }
 
 
 def critic_update(

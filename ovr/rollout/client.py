@@ -19,8 +19,16 @@ current weights; with a ``keeper`` (the trainer's weight sync) it is given them 
 
 Each completion carries the weight version it was sampled under: the replica's version read before
 the request, kept only if the replica was seen at that version after the response finished (a push
-in between makes those responses be sampled again). Every request carries the replicas' bearer
-token from the env var named by ``rollout.token_env`` (:func:`auth_headers`).
+in between makes those responses be sampled again). With ``spans=True`` (async RL, where weights
+are pushed while requests run) a response that spans a push is kept instead, with the versions it
+may span: ``weight_version`` the replica's before the request (its oldest tokens'), and
+``weight_version_max`` the one seen after it finished. vLLM 0.32 labels tokens with versions only on
+its token-in ``/inference/v1/generate`` route; its chat route reports none, so the client brackets
+each request between two reads of ``/weight_info``; the per-token behaviour log-probs make the
+loss's correction exact whichever weights sampled each token. A response a push aborted
+(``inflight_on_push: abort``) is asked for again at once, not counted as a failed attempt. Every
+request carries the replicas' bearer token from the env var named by ``rollout.token_env``
+(:func:`auth_headers`).
 
 >>> client = RolloutClient(["http://127.0.0.1:8001"], cfg.rollout)            # doctest: +SKIP
 >>> groups = client.generate_sync(samples, n=4, max_tokens=64)               # doctest: +SKIP
@@ -53,6 +61,10 @@ from ovr.schema import Completion, RolloutGroup, Sample
 _RETRIABLE_STATUS = {408, 429, 500, 502, 503, 504}
 
 
+class Preempted(ReplicaFailed):
+    """A weight push aborted the attempt's unfinished responses: they are sent again at once."""
+
+
 class Partial:
     """The responses of one prompt kept so far, across attempts."""
 
@@ -62,6 +74,7 @@ class Partial:
         self.completions: list[Completion] = []
         self.prompt_token_ids: list[int] = []
         self.fruitless = 0  # attempts in a row that kept nothing
+        self.preempted = 0  # attempts a weight push aborted (not failures)
         self.errors: list[str] = []
         self.tried: set[str] = set()
 
@@ -69,13 +82,25 @@ class Partial:
     def missing(self) -> int:
         return self.n - len(self.completions)
 
-    def keep(self, stream: GroupStream, endpoint: str, version: int, replicas: Replicas, whole: bool) -> int:
-        """Add the finished responses of ``stream`` sampled under ``version`` only; how many."""
+    def keep(
+        self,
+        stream: GroupStream,
+        endpoint: str,
+        version: int,
+        replicas: Replicas,
+        whole: bool,
+        newest: int | None = None,
+    ) -> int:
+        """Add the finished responses of ``stream`` sampled under ``version`` only (or, given
+        ``newest``, under any version up to it); how many."""
         done = stream.finished()
-        fine = [i for i, c in done.items() if replicas.sampled_under(endpoint, version, c.finished_at)]
+        if newest is None:
+            fine = [i for i, c in done.items() if replicas.sampled_under(endpoint, version, c.finished_at)]
+        else:
+            fine = list(done)
         if not self.keep_partial and not (whole and len(fine) == stream.n):
             fine = []
-        self.completions += stream.completions(version, fine)
+        self.completions += stream.completions(version, fine, newest)
         if stream.prompt_token_ids and fine:
             self.prompt_token_ids = stream.prompt_token_ids
         return len(fine)
@@ -84,11 +109,15 @@ class Partial:
 class RolloutClient:
     """Samples groups of responses from a set of vLLM replicas."""
 
-    def __init__(self, endpoints: list[str], cfg: RolloutConfig, keeper: WeightKeeper | None = None):
+    def __init__(
+        self, endpoints: list[str], cfg: RolloutConfig, keeper: WeightKeeper | None = None, spans: bool = False
+    ):
         if not endpoints:
             raise ValueError("RolloutClient needs at least one endpoint")
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.cfg = cfg
+        self.spans = spans  # keep responses that span a weight push (async RL; see the module doc)
+        self._busy_total, self._active, self._busy_since = 0.0, 0, 0.0
         self.headers = auth_headers(cfg.token_env)
         self.replicas = Replicas(self.endpoints, keeper, cfg.poll_interval_s, cfg.token_env)
         self.wire_bytes = 0  # bytes of generation answers received (compressed, as on the wire)
@@ -170,11 +199,12 @@ class RolloutClient:
     async def _attempt(self, endpoint: str, body: dict, got: Partial) -> None:
         """One request for the responses ``got`` still misses; keeps what finished, even on failure."""
         before = await self.replicas.version_of(self.http, endpoint)
-        if before != self.replicas.current():
+        if not self.replicas.accepts(before):
             raise ReplicaFailed(f"{endpoint} serves weights v{before}, not v{self.replicas.current()}")
         stream = GroupStream(got.missing)
         self.replicas.in_flight[endpoint] += 1
-        started, whole = time.monotonic(), False
+        self._busy(+1)
+        started, whole, after = time.monotonic(), False, None
         consume = asyncio.ensure_future(self._stream(endpoint, {**body, "n": got.missing}, stream))
         try:
             await self._watch(endpoint, consume, stream, started)
@@ -182,9 +212,13 @@ class RolloutClient:
         finally:
             consume.cancel()  # a no-op once it ended; stops it when this attempt is cancelled
             self.replicas.in_flight[endpoint] -= 1
+            self._busy(-1)
             with contextlib.suppress(ReplicaFailed, RolloutError, httpx.HTTPError):
-                await self.replicas.version_of(self.http, endpoint, timeout=10.0)  # seen after the last finish
-            got.keep(stream, endpoint, before, self.replicas, whole)
+                after = await self.replicas.version_of(self.http, endpoint, timeout=10.0)  # seen after the last finish
+            newest = max(after if after is not None else before, before) if self.spans else None
+            got.keep(stream, endpoint, before, self.replicas, whole, newest)
+        if got.missing and self.spans and whole and after is not None and after != before:
+            raise Preempted(f"{endpoint}: {got.missing} response(s) aborted by the push of v{after}: sent again")
         if got.missing:
             raise ReplicaFailed(
                 f"{endpoint}: {got.missing} response(s) sampled again (the weights changed from v{before} "
@@ -208,16 +242,37 @@ class RolloutClient:
         got: Partial = retry_state.kwargs["got"]
         return min(BENCH_S, 0.5 * got.fruitless) if len(got.tried) >= len(self.endpoints) else 0.0
 
+    def _busy(self, delta: int) -> None:
+        """Count requests in flight; accumulate the time at least one is (:attr:`busy_s`)."""
+        now = time.monotonic()
+        if self._active == 0 and delta > 0:
+            self._busy_since = now
+        self._active += delta
+        if self._active == 0:
+            self._busy_total += now - self._busy_since
+
+    @property
+    def busy_s(self) -> float:
+        """Seconds so far with at least one request in flight: the replicas' busy time, as seen here."""
+        now = time.monotonic()
+        return self._busy_total + (now - self._busy_since if self._active else 0.0)
+
     async def _try(self, *, got: Partial, body: dict) -> None:
         had = len(got.completions)
         try:
             endpoint = await self._replica_for(got)
             try:
                 await self._attempt(endpoint, body, got)
+            except Preempted:
+                got.preempted += 1
+                raise
             except ReplicaFailed:
                 got.tried.add(endpoint)
                 self.replicas.failed(endpoint)
                 raise
+        except Preempted as e:
+            got.errors.append(str(e))
+            raise
         except ReplicaFailed as e:
             got.errors.append(str(e))
             got.fruitless = 0 if len(got.completions) > had else got.fruitless + 1

@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 
 from ovr.rollout.protocol import DEFAULT_TOKEN_ENV, auth_headers
-from ovr.rollout.weights import WeightSync, WeightSyncError, WeightSyncTimeout, post_all
+from ovr.rollout.weights import WeightSync, WeightSyncError, WeightSyncTimeout, post_all, resume_quietly
 
 EngineFactory = Callable[[dict, "ReplicaFanoutClient", Any], Any]
 
@@ -209,31 +209,56 @@ class NcclWeightSync(WeightSync):
         self.rejoin -= set(live)
 
     def push_weights(self, model) -> int:
+        """Send ``model``'s weights to every replica; with ``pause_mode`` (async RL) the replicas are
+        paused in that vLLM mode around the transfer and tagged with the new version before they resume."""
         if self.failed:
             raise WeightSyncError(f"an earlier NCCL transfer failed ({self.failed}); restart the replicas and the sync")
-        version = self.version + 1
-        start = time.perf_counter()
-        self._deadline = time.monotonic() + self.timeout_s
-        try:
-            self._regroup()
-            if self.engine is None:
-                self.engine = run_with_deadline(
-                    lambda: self.engine_factory(dict(self.init_info), self._client(), model),
-                    self.timeout_s,
-                    "NCCL rendezvous",
-                )
-            run_with_deadline(
-                self.engine.send_weights, max(0.0, self._deadline - time.monotonic()), f"NCCL push of v{version}"
-            )
-        except BaseException as e:
-            self.failed = repr(e)
-            raise
-        self.set_version(version, self.members)
-        # NCCL updates tag the server, not ovr's workers
-        self.verify(version, worker_versions=False, endpoints=self.members)
-        self.version = version
+        with self.lock:
+            version = self.version + 1
+            start = time.perf_counter()
+            self._deadline = time.monotonic() + self.timeout_s
+            try:
+                self._regroup()
+                if self.engine is None:
+                    self.engine = run_with_deadline(
+                        lambda: self.engine_factory(dict(self.init_info), self._client(), model),
+                        self.timeout_s,
+                        "NCCL rendezvous",
+                    )
+            except BaseException as e:
+                self.failed = repr(e)
+                raise
+            self.pushing = version
+            try:
+                self._send(version)
+                # NCCL updates tag the server, not ovr's workers
+                self.verify(version, worker_versions=False, endpoints=self.members)
+                self.version = version
+            finally:
+                self.pushing = None
         self.last_push_s = time.perf_counter() - start
         return version
+
+    def _send(self, version: int) -> None:
+        """The transfer and the version tag, inside a pause when ``pause_mode`` is set."""
+        left = lambda: max(1.0, self._deadline - time.monotonic())  # noqa: E731
+        paused = time.perf_counter()
+        if self.pause_mode:
+            post_all(self.members, "/pause", params={"mode": self.pause_mode}, timeout=left(), token_env=self.token_env)
+        try:
+            try:
+                run_with_deadline(self.engine.send_weights, left(), f"NCCL push of v{version}")
+            except BaseException as e:
+                self.failed = repr(e)
+                raise
+            self.set_version(version, self.members)
+        except BaseException:
+            if self.pause_mode:
+                resume_quietly(self.members, self.token_env)
+            raise
+        if self.pause_mode:
+            post_all(self.members, "/resume", timeout=left(), token_env=self.token_env)
+        self.last_pause_s = time.perf_counter() - paused
 
     def close(self) -> None:
         if self.engine is not None and not self.failed:

@@ -41,6 +41,7 @@ class WeightKeeper(Protocol):
     a restarted replica back to it."""
 
     version: int
+    # a keeper that pushes while requests run may also have ``pushing``: the version being pushed (None between pushes)
 
     def restore(self, endpoint: str) -> bool:
         """Make ``endpoint`` serve ``version`` again (blocking; raises if it cannot now): True when it
@@ -80,6 +81,11 @@ class Replicas:
         """The version every response must come from."""
         return self.keeper.version if self.keeper is not None else self.newest
 
+    def accepts(self, version: int) -> bool:
+        """``version`` may be served now: the current one, or the one the keeper is pushing (weights
+        pushed while requests run, async RL: a replica already serves it before the push returns)."""
+        return version == self.current() or version == getattr(self.keeper, "pushing", None)
+
     def observe(self, endpoint: str, version: int) -> None:
         """``endpoint`` served ``version`` just now; a version other than the current one makes it stale."""
         now = time.monotonic()
@@ -87,7 +93,7 @@ class Replicas:
         if self.keeper is None and version > self.newest:
             self.newest = version
             self.stale |= {e for e in self.endpoints if max(self.seen_at[e], default=-1) < version}
-        if version == self.current():
+        if self.accepts(version):
             self.stale.discard(endpoint)
             self._waiting_push.discard(endpoint)
         elif endpoint not in self.stale:

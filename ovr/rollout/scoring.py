@@ -72,11 +72,13 @@ async def sample_and_score(
     temperature: float | None = None,
     top_p: float | None = None,
     progress: bool = False,
+    extra: dict | None = None,
 ) -> Scored:
-    """``n`` responses per sample (the rollout's sampling settings unless given) and their scores."""
+    """``n`` responses per sample (the rollout's sampling settings unless given; ``extra``: more vLLM
+    sampling parameters) and their scores."""
     t0 = time.perf_counter()
     groups = await rollout.generate(
-        samples, n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, progress=progress
+        samples, n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, progress=progress, extra=extra
     )
     if len(groups) != len(samples):
         raise RuntimeError(f"rollout returned {len(groups)} groups for {len(samples)} samples")

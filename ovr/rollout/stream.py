@@ -107,16 +107,19 @@ class GroupStream:
         return tokens
 
     def finished(self) -> dict[int, Choice]:
-        """The responses that reached their end, by index."""
-        return {i: c for i, c in sorted(self.choices.items()) if c.finish_reason is not None}
+        """The responses that reached their end, by index (an aborted one did not: it is sampled again)."""
+        return {i: c for i, c in sorted(self.choices.items()) if c.finish_reason not in (None, "abort")}
 
-    def completions(self, version: int, indices: list[int] | None = None) -> list[Completion]:
-        """Finished responses (all, or those of ``indices``) as ``Completion``s sampled with ``version``."""
+    def completions(
+        self, version: int, indices: list[int] | None = None, newest: int | None = None
+    ) -> list[Completion]:
+        """Finished responses (all, or those of ``indices``) as ``Completion``s sampled with ``version``
+        (to ``newest`` when a push may have come during the request)."""
         done = self.finished()
-        return [to_completion(done[i], version) for i in (sorted(done) if indices is None else indices)]
+        return [to_completion(done[i], version, newest) for i in (sorted(done) if indices is None else indices)]
 
 
-def to_completion(choice: Choice, version: int) -> Completion:
+def to_completion(choice: Choice, version: int, newest: int | None = None) -> Completion:
     """A finished response, after checking it has one log-prob per token id."""
     if not choice.saw_ids and choice.parts:
         raise RolloutError("the server returned no token ids (vLLM too old for return_token_ids?)")
@@ -129,6 +132,7 @@ def to_completion(choice: Choice, version: int) -> Completion:
         logprobs=choice.logprobs,
         finish_reason=reason if reason in get_args(FinishReason) else "stop",
         weight_version=version,
+        weight_version_max=newest if newest is not None and newest > version else None,
     )
 
 

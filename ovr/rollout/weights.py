@@ -10,6 +10,13 @@ Two transports behind one interface, :class:`WeightSync` (``push_weights(model) 
   publishes a saved checkpoint the same way (what eval does with the model it is given).
 - :class:`~ovr.rollout.nccl_sync.NcclWeightSync` (GPU): vLLM's native NCCL weight transfer.
 
+How a push treats requests in flight is ``pause_mode``: the folder sync pauses in vLLM's ``wait``
+mode (in-flight requests finish first: nothing runs during a synchronous step's push). Async RL
+pushes while the producer generates: ``keep`` freezes the requests in the engine and resumes them on
+the new weights (no request is lost; ``pushing`` names the version being pushed, so the rollout
+client accepts replicas that serve it before the push returns) or ``abort`` drops them and the client
+sends them again. Pushes and restores hold one lock: a restore never races a push.
+
 After every push, :meth:`WeightSync.verify` asks every replica for the version it serves
 (``GET /weight_info``) and each of its tensor-parallel workers for its version and parameter
 fingerprint (``ovr_weight_version`` over ``/collective_rpc``): every replica must serve the new
@@ -29,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -162,6 +170,10 @@ class WeightSync(ABC):
         self.last_push_s: float | None = None
         self.fingerprints: list[str] | None = None  # per TP rank, of the last verified push
         self.behind: set[str] = set()  # replicas a push skipped (unreachable then)
+        self.pause_mode: str | None = None  # vLLM's /pause mode around a push (None: no pause)
+        self.pushing: int | None = None  # the version being pushed, while a push runs
+        self.last_pause_s = 0.0  # how long the last push kept the replicas paused
+        self.lock = threading.RLock()  # one push or restore at a time (the producer restores, the trainer pushes)
 
     @abstractmethod
     def push_weights(self, model) -> int:
@@ -234,6 +246,7 @@ class FolderWeightSync(WeightSync):
         token_env: str = DEFAULT_TOKEN_ENV,
     ):
         super().__init__(endpoints, timeout_s, ranks_per_replica, token_env)
+        self.pause_mode = "wait"
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.keep = keep
@@ -258,8 +271,11 @@ class FolderWeightSync(WeightSync):
         endpoints = endpoints or self.endpoints
         deadline = time.monotonic() + self.timeout_s
         remaining = lambda: max(1.0, deadline - time.monotonic())  # noqa: E731
+        paused = time.perf_counter()
         try:
-            post_all(endpoints, "/pause", params={"mode": "wait"}, timeout=remaining(), token_env=self.token_env)
+            post_all(
+                endpoints, "/pause", params={"mode": self.pause_mode}, timeout=remaining(), token_env=self.token_env
+            )
             body = {
                 "method": "ovr_reload_weights",
                 "kwargs": {"weights_path": str(path.resolve()), "version": str(version)},
@@ -274,6 +290,7 @@ class FolderWeightSync(WeightSync):
             resume_quietly(endpoints, self.token_env)
             raise
         post_all(endpoints, "/resume", timeout=remaining(), token_env=self.token_env)
+        self.last_pause_s = time.perf_counter() - paused
         return reports
 
     def prune(self) -> None:
@@ -305,24 +322,32 @@ class FolderWeightSync(WeightSync):
     def restore(self, endpoint: str) -> bool:
         """Reload the current version's folder on one replica and check it matches the others."""
         endpoint = endpoint.rstrip("/")
-        if self.version == 0:
-            return True  # nothing pushed yet: every replica serves the weights it started with
-        path = self.version_dir(self.version)
-        if not (path / "config.json").exists():
-            raise WeightSyncError(f"{path} is gone: cannot restore {endpoint} to v{self.version}")
-        self.reload(path, self.version, [endpoint])
-        self.verify(self.version, endpoints=[endpoint], restored=True)
-        self.behind.discard(endpoint)
-        return True
+        with self.lock:
+            if self.version == 0:
+                return True  # nothing pushed yet: every replica serves the weights it started with
+            if server_versions([endpoint], token_env=self.token_env) == [self.version]:
+                return True  # a push reached it meanwhile
+            path = self.version_dir(self.version)
+            if not (path / "config.json").exists():
+                raise WeightSyncError(f"{path} is gone: cannot restore {endpoint} to v{self.version}")
+            self.reload(path, self.version, [endpoint])
+            self.verify(self.version, endpoints=[endpoint], restored=True)
+            self.behind.discard(endpoint)
+            return True
 
     def _publish(self, write) -> int:
-        version = self.version + 1
-        start = time.perf_counter()
-        path = write(version)
-        live = self.live()
-        reports = self.reload(path, version, live)
-        self.verify(version, endpoints=live)
-        self.version = version
+        with self.lock:
+            version = self.version + 1
+            start = time.perf_counter()
+            path = write(version)  # the replicas keep generating meanwhile
+            live = self.live()
+            self.pushing = version
+            try:
+                reports = self.reload(path, version, live)
+                self.verify(version, endpoints=live)
+                self.version = version
+            finally:
+                self.pushing = None
         self.last_reload_s = max(r["seconds"] for r in reports)
         self.last_push_s = time.perf_counter() - start
         self.prune()

@@ -3,11 +3,12 @@ for the rollout client's retry, progress and version tests (real uvicorn process
 
 It fakes what a real replica cannot be made to do on demand: cut a stream after some responses
 finished, fall silent while idle (a hung engine) or while busy with others (a queued request),
-change its weight version in the middle of a request. Streams have vLLM's shape (one chunk per
+change its weight version in the middle of a request (``push``), or abort the unfinished responses
+when it does (``abort``, vLLM's ``/pause?mode=abort``). Streams have vLLM's shape (one chunk per
 response per step, ``token_ids``, ``logprobs``, ``finish_reason``, ``data: [DONE]``). Response ``i``
 of a request is the tokens ``[FAKE_ID * 1000 + i]`` repeated ``FAKE_LEN`` times, so a test knows
 which replica sampled what. ``POST /_mode`` sets ``mode`` (``ok``, ``cut``, ``stall``, ``hang``,
-``queued``, ``push``), ``version`` and ``silent_s``; ``GET /_requests`` lists the ``n`` of every request.
+``queued``, ``push``, ``abort``), ``version`` and ``silent_s``; ``GET /_requests`` lists the ``n`` of every request.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ BASE = int(os.environ.get("FAKE_ID", "1")) * 1000
 LENGTH = int(os.environ.get("FAKE_LEN", "3"))
 
 
-def chunk(index: int, finish: bool, prompt: bool = False) -> str:
+def chunk(index: int, finish: bool, prompt: bool = False, reason: str = "stop") -> str:
     body = {
         "choices": [
             {
@@ -37,7 +38,7 @@ def chunk(index: int, finish: bool, prompt: bool = False) -> str:
                 "delta": {"content": "t "},
                 "token_ids": [BASE + index],
                 "logprobs": {"content": [{"logprob": -0.5}]},
-                "finish_reason": "stop" if finish else None,
+                "finish_reason": reason if finish else None,
             }
         ]
     }
@@ -57,7 +58,7 @@ async def stream(n: int, mode: str):
             yield chunk(i, last, prompt=i == 0 and k == 0)
             app.state.generated += 1
             await asyncio.sleep(0.01)
-            if last and i == 0 and mode in ("cut", "stall", "push"):
+            if last and i == 0 and mode in ("cut", "stall", "push", "abort"):
                 await asyncio.sleep(1.0)  # the client's monitor sees response 0 finished at this version
                 if mode == "cut":
                     raise RuntimeError("replica died mid-stream")
@@ -65,6 +66,11 @@ async def stream(n: int, mode: str):
                     await asyncio.sleep(3600)
                 app.state.version = str(int(app.state.version if app.state.version != "default" else 0) + 1)
                 app.state.mode = "ok"
+                if mode == "abort":  # the push aborted the others: vLLM ends them with finish_reason "abort"
+                    for j in range(1, n):
+                        yield chunk(j, True, reason="abort")
+                    yield "data: [DONE]\n\n"
+                    return
     yield "data: [DONE]\n\n"
 
 

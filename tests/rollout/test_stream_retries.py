@@ -138,3 +138,27 @@ def test_a_replica_waiting_for_the_next_push_stays_out(fakes):
     groups = client.generate_sync([SAMPLE] * 4, n=1, max_tokens=8, progress=False)
     assert {c.weight_version for g in groups for c in g.completions} == {1}
     assert keeper.restored == [a] and httpx.get(a + "/_requests").json() == []
+
+
+def test_async_keeps_a_response_that_spans_a_push_with_the_versions_it_spans(fakes):
+    """Async RL (``spans=True``): the response sampled across the push is kept, labelled from the
+    version before the request (its oldest tokens) to the one after; nothing is sampled again."""
+    a, _ = fakes
+    mode(a, mode="push")
+    client = RolloutClient([a], cfg(), spans=True)
+    (group,) = client.generate_sync([SAMPLE], n=2, max_tokens=8, progress=False)
+    assert [(c.weight_version, c.weight_version_max) for c in group.completions] == [(0, 1), (0, 1)]
+    assert httpx.get(a + "/_requests").json() == [2]
+    assert client.busy_s > 1.0  # the request was in flight through the push
+
+
+def test_responses_a_push_aborted_are_sent_again_without_counting_a_failure(fakes):
+    """``inflight_on_push: abort``: vLLM ends the unfinished responses with finish_reason "abort";
+    they are not kept, they are asked for again at once, and the replica is not held at fault."""
+    a, _ = fakes
+    mode(a, mode="abort")
+    client = RolloutClient([a], cfg(), spans=True)
+    (group,) = client.generate_sync([SAMPLE], n=3, max_tokens=8, progress=False)
+    assert [c.finish_reason for c in group.completions] == ["stop"] * 3
+    assert [(c.weight_version, c.weight_version_max) for c in group.completions] == [(0, 1), (1, None), (1, None)]
+    assert httpx.get(a + "/_requests").json() == [3, 2] and client.failures[a] == 0
