@@ -37,15 +37,20 @@ class RunShape:
     sft_nodes: int = 1
     rl_nodes: int = 1
     weights_claim: str | None = None
+    install: str | None = None  # the chart release whose rollout replicas the run leases (OVR_INSTALL)
 
     @property
     def multi_node(self) -> list[str]:
         return [s for s, n in (("sft", self.sft_nodes), ("rl", self.rl_nodes)) if n > 1]
 
 
-def needs(kind: JobKind | None) -> list[access.Need]:
+def needs(kind: JobKind | None, install: str | None = None) -> list[access.Need]:
     """The verbs ovr itself uses in the run's namespace (KFP's own are KFP's: the profile's account has them)."""
     out = [access.Need("get", "persistentvolumeclaims", why="Validate config reads the weights claim", required=False)]
+    if install:  # components/runtime.py replica_lease: the replicas serve one run's weights at a time
+        why, lease = "the run leases the install's rollout replicas", f"{install}-rollout"
+        out += [access.Need("create", "leases", "coordination.k8s.io", why=why)]
+        out += [access.Need(v, "leases", "coordination.k8s.io", why=why, name=lease) for v in ("get", "patch")]
     if kind is not None:
         out += [access.Need(v, kind.plural, kind.group, why="multi-node stages") for v in ("create", "get", "delete")]
         out += [
@@ -57,7 +62,7 @@ def needs(kind: JobKind | None) -> list[access.Need]:
 
 def check_rbac(api: k8s.ApiClient, shape: RunShape, kind: JobKind | None, found: Findings) -> set[str]:
     """Fail for each verb the account lacks; the denied ones (as strings) are returned."""
-    refused, why = access.denied(api, shape.namespace, needs(kind))
+    refused, why = access.denied(api, shape.namespace, needs(kind, shape.install))
     if why:
         found.warnings.append(f"could not review the account's permissions ({why}); RBAC is checked when used")
     for need in refused:

@@ -77,6 +77,7 @@ def validate_run(
             sft_nodes=params.sft_nodes,
             rl_nodes=params.rl_nodes,
             weights_claim=params.weights_claim or None,
+            install=environ.get("OVR_INSTALL") or None,
         )
     preflight(cfg, shape, job_specs(cfg, params, environ) if shape else {}, environ, api_client)
     return cfg, placement

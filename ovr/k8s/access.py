@@ -41,6 +41,7 @@ class Need:
     group: str = ""
     subresource: str = ""
     why: str = ""
+    name: str = ""  # one object (a Role may grant a verb on named objects only)
     required: bool = True  # False: only a check needs it (denied: the check is skipped, with a warning)
 
     def __str__(self) -> str:
@@ -60,6 +61,7 @@ def denied(api_client: k8s.ApiClient, namespace: str, needs: list[Need]) -> tupl
             group=need.group,
             resource=need.resource,
             subresource=need.subresource or None,
+            name=need.name or None,
         )
         review = k8s.V1SelfSubjectAccessReview(spec=k8s.V1SelfSubjectAccessReviewSpec(resource_attributes=attrs))
         try:

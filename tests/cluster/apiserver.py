@@ -40,6 +40,7 @@ SERVED = {
     "v1/secrets": ("Secret", True),
     "v1/configmaps": ("ConfigMap", True),
     "v1/persistentvolumeclaims": ("PersistentVolumeClaim", True),
+    "coordination.k8s.io/v1/leases": ("Lease", True),
     "argoproj.io/v1alpha1/workflows": ("Workflow", True),
     "argoproj.io/v1alpha1/workflowtaskresults": ("WorkflowTaskResult", True),
     "authorization.k8s.io/v1/selfsubjectaccessreviews": ("SelfSubjectAccessReview", False),

@@ -81,6 +81,25 @@ async def test_rbac_of_a_profile_namespace_with_the_chart(api_server):
     ]
 
 
+async def test_the_run_leases_the_replicas_under_the_charts_role(api_server):
+    """The run's Lease (ovr/k8s/lease.py, through the official client) as the profile's default-editor,
+    judged by the RBAC of the rendered chart; another install's lease stays out of reach."""
+    from ovr.k8s.lease import ReplicaLease
+
+    docs, _ = render(VALUES, "ovr", NS)
+    api_server.rbac = profile_rbac(docs, NS)
+    api = kubernetes.client.CoordinationV1Api(client_for(api_server, NS, "default-editor"))
+    lease = ReplicaLease("ovr-rollout", NS, "run-1", 60, api=api, say=lambda _: None)
+    assert await asyncio.to_thread(lease.try_acquire) is None  # created: free, now held by run-1
+    assert await asyncio.to_thread(ReplicaLease("ovr-rollout", NS, "run-2", 60, api=api).try_acquire) == "run-1"
+    await asyncio.to_thread(lease.release)
+    assert await asyncio.to_thread(ReplicaLease("ovr-rollout", NS, "run-2", 60, api=api).try_acquire) is None
+    with pytest.raises(kubernetes.client.ApiException) as err:
+        await asyncio.to_thread(api.read_namespaced_lease, "other-rollout", NS)
+    assert err.value.status == 403
+    assert [(c.request.verb, c.request.name) for c in api_server.forbidden()] == [("get", "other-rollout")]
+
+
 async def test_trainer_v2_1_prunes_what_ovr_sends_and_strict_validation_refuses_it(api_server):
     serve(api_server, "trainjob-v2.1.0.yaml")
     client = client_for(api_server, NS, "default-editor")

@@ -235,7 +235,12 @@ def test_rbac_role_holds_only_what_ovr_calls_and_binds_the_run_account():
         | {("kubeflow.org", "pytorchjobs", v) for v in job_verbs}
         | {("", r, v) for r in ("pods", "pods/log", "events") for v in ("get", "list", "watch")}
         | {("", "persistentvolumeclaims", "get")}
-    )  # no deployments/services, no update/patch, no cluster-scoped runtimes in a namespaced Role
+        | {("coordination.k8s.io", "leases", v) for v in ("create", "get", "patch")}
+    )  # no deployments/services, no update, no cluster-scoped runtimes in a namespaced Role
+    named = [r for r in rules if r.get("resourceNames")]
+    assert [(r["resources"], r["resourceNames"], r["verbs"]) for r in named] == [
+        (["leases"], [f"{RELEASE}-rollout"], ["get", "patch"])
+    ]  # patch only on the install's own lease
     binding = find(docs, "RoleBinding", f"{RELEASE}-pipeline")
     assert [(s["kind"], s["name"], s["namespace"]) for s in binding["subjects"]] == [
         ("ServiceAccount", "default-editor", NAMESPACE),

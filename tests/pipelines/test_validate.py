@@ -20,7 +20,7 @@ import kubernetes
 import pytest
 from trainer_api import RUNTIMES, TRAINJOBS, add_claim, serve_rbac, serve_trainer
 
-from components.cluster_checks import RunShape, check_cluster
+from components.cluster_checks import RunShape, check_cluster, check_rbac
 from components.install import InstallError
 from components.jobs import JobSettings
 from components.preflight import Findings, check_replicas, check_reward
@@ -36,6 +36,9 @@ GRANTED = {
     ("list", "", "pods"),
     ("get", "", "pods/log"),
     ("get", "", "persistentvolumeclaims"),
+    ("create", "coordination.k8s.io", "leases"),
+    ("get", "coordination.k8s.io", "leases"),
+    ("patch", "coordination.k8s.io", "leases"),
 }
 POD_ENV = {"OVR_POD_NAMESPACE": NS, "OVR_POD_SERVICE_ACCOUNT": SA, "OVR_POD_NAME": "validate", "OVR_POD_UID": "u-1"}
 PARAMS = RunParams(
@@ -102,6 +105,18 @@ async def test_each_missing_permission_is_named_with_the_fix(api, cfg):
     assert len(refused) == 2
     assert "may not create trainjobs (trainer.kubeflow.org) in namespace 'team-a'" in refused[0]
     assert "may not list pods" in refused[1] and all("default-editor" in f for f in refused)
+
+
+async def test_a_run_that_cannot_lease_the_replicas_is_refused(api, cfg):
+    """On an install (OVR_INSTALL), the run leases its rollout replicas: a Role without patch on the
+    install's Lease fails Validate config, and the review named the Lease."""
+    kmock, client = api
+    asked = serve_rbac(kmock, GRANTED - {("patch", "coordination.k8s.io", "leases")})
+    shape = RunShape(NS, SA, PARAMS.sft_nodes, PARAMS.rl_nodes, PARAMS.weights_claim, install="ovr")
+    found = Findings()
+    await asyncio.to_thread(check_rbac, client, shape, None, found)
+    assert len(found.failures) == 1 and "may not patch leases (coordination.k8s.io)" in found.failures[0]
+    assert {a.get("name") for a in asked if a["resource"] == "leases" and a["verb"] != "create"} == {"ovr-rollout"}
 
 
 async def test_a_claim_the_account_may_not_read_is_a_warning(api, cfg):
