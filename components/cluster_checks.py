@@ -113,6 +113,15 @@ def check_trainer(api: k8s.ApiClient, runtime: str, found: Findings) -> None:
         )
     elif gap := access.trainer_gap(fields):
         found.failures.append(gap)
+    read = access.Need("get", "clustertrainingruntimes", access.TRAINER_GROUP, name=runtime, required=False)
+    refused, _ = access.denied(api, None, [read])
+    if refused:  # asked first: a refused read would be a forbidden call in the audit log
+        found.warnings.append(
+            f"this account may not read the cluster-scoped ClusterTrainingRuntime {runtime!r} (the chart's "
+            f"rbac.readClusterRuntimes grants it): check `kubectl get clustertrainingruntime {runtime}` "
+            "(the dry-run create asks the Trainer's webhook)"
+        )
+        return
     _, status = access.read_object(
         api, access.TRAINER_GROUP, access.TRAINER_VERSION, "clustertrainingruntimes", runtime
     )

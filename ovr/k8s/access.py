@@ -49,9 +49,9 @@ class Need:
         return f"{self.verb} {res}" + (f" ({self.group})" if self.group else "")
 
 
-def denied(api_client: k8s.ApiClient, namespace: str, needs: list[Need]) -> tuple[list[Need], str | None]:
-    """The needs this account is not granted in ``namespace``; (``[]``, why) when the reviews themselves
-    cannot be made (nothing is known then)."""
+def denied(api_client: k8s.ApiClient, namespace: str | None, needs: list[Need]) -> tuple[list[Need], str | None]:
+    """The needs this account is not granted in ``namespace`` (None: cluster-scoped resources); (``[]``,
+    why) when the reviews themselves cannot be made (nothing is known then)."""
     api = k8s.AuthorizationV1Api(api_client)
     refused = []
     for need in needs:

@@ -39,6 +39,7 @@ GRANTED = {
     ("create", "coordination.k8s.io", "leases"),
     ("get", "coordination.k8s.io", "leases"),
     ("patch", "coordination.k8s.io", "leases"),
+    ("get", "trainer.kubeflow.org", "clustertrainingruntimes"),  # cluster-scoped (rbac.readClusterRuntimes)
 }
 POD_ENV = {"OVR_POD_NAMESPACE": NS, "OVR_POD_SERVICE_ACCOUNT": SA, "OVR_POD_NAME": "validate", "OVR_POD_UID": "u-1"}
 PARAMS = RunParams(
@@ -106,6 +107,14 @@ async def test_each_missing_permission_is_named_with_the_fix(api, cfg):
     assert "may not create trainjobs (trainer.kubeflow.org) in namespace 'team-a'" in refused[0]
     assert "may not list pods" in refused[1] and all("default-editor" in f for f in refused)
 
+
+async def test_an_account_that_may_not_read_cluster_runtimes_is_warned_not_refused(api, cfg):
+    """Without rbac.readClusterRuntimes the runtime's existence goes unchecked (a warning, though the
+    runtime is served here: the review came first, so no forbidden read reaches the audit log)."""
+    kmock, client = api
+    cluster(kmock, granted=GRANTED - {("get", "trainer.kubeflow.org", "clustertrainingruntimes")})
+    found = await check(client, cfg)
+    assert found.failures == [] and any("may not read the cluster-scoped" in w for w in found.warnings)
 
 async def test_a_run_that_cannot_lease_the_replicas_is_refused(api, cfg):
     """On an install (OVR_INSTALL), the run leases its rollout replicas: a Role without patch on the
