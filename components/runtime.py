@@ -133,10 +133,16 @@ def fetch_model(store: Store, prefix: str) -> Path:
 
 def local_model(cfg: RunConfig) -> str:
     """The starting model as a local folder: an s3:// ``model.path`` downloaded once per pod (not once
-    per rank), a local one as it is."""
-    if not cfg.model.path.startswith("s3://"):
-        return cfg.model.path
+    per rank), a local one as it is (the tiny model built first when the recipe asks, by one rank)."""
     from ovr.models.loading import resolve_model_path
+
+    if not cfg.model.path.startswith("s3://"):
+        root = Path(tempfile.gettempdir()) / "ovr-models"
+        root.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha256(str(Path(cfg.model.path).resolve()).encode()).hexdigest()[:16]
+        with open(root / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return str(resolve_model_path(cfg.model, cfg.store))
 
     def fetch(folder: Path) -> None:
         resolve_model_path(cfg.model, cfg.store, cache=folder / "cache")
