@@ -116,6 +116,7 @@ async def test_an_account_that_may_not_read_cluster_runtimes_is_warned_not_refus
     found = await check(client, cfg)
     assert found.failures == [] and any("may not read the cluster-scoped" in w for w in found.warnings)
 
+
 async def test_a_run_that_cannot_lease_the_replicas_is_refused(api, cfg):
     """On an install (OVR_INSTALL), the run leases its rollout replicas: a Role without patch on the
     install's Lease fails Validate config, and the review named the Lease."""
