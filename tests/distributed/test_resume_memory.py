@@ -33,6 +33,7 @@ def test_resume_at_two_ranks_is_exact_and_reads_no_model_into_host_memory(tmp_pa
     assert all(r["dtypes"] == {"actor": ["torch.bfloat16"], "critic": ["torch.bfloat16"]} for r in ranks)
     assert m["samples"] > 10  # the node was sampled during the resume
     mb = {k: round(v / 2**20) for k, v in m["host"].items()}
+    print(f"2-rank resume: node growth {mb} MB; actor + critic in bf16: {one_copy >> 20} MB")  # shown with -s
     assert m["host"]["RssAnon"] < 0.25 * one_copy, f"host memory of the resume {mb} MB, models {one_copy >> 20} MB"
     build = m["phase"]["build"]["VmRSS"]  # mapped file pages included: no rank reads a model's file
     assert build < 0.25 * one_copy, f"a rank grew by {build >> 20} MB building its models"
