@@ -11,7 +11,10 @@ the weight version it serves (``/weight_info``) and how many tokens it has gener
 - **stale replicas**: a replica serving another version than the current one (it restarted and
   came back with the weights it was started with, or missed a push) is never picked; with a
   :class:`WeightKeeper` (the trainer's weight sync) it is handed to :meth:`WeightKeeper.restore`,
-  which makes it serve the current weights, and it is picked again once it does. Without one the
+  which makes it serve the current weights, and it is picked again once it does. The reload runs in
+  its own thread from the moment the replica is seen stale (a probe or a response), so it outlives
+  the ``generate`` call that noticed it: a reload slower than one batch is followed by the next
+  call, never cancelled and started again. Without one the
   current version is the newest any replica served since the client started (eval: a restarted
   replica is left out, the others finish the batch);
 - **attribution**: the latest time each replica was seen serving each version, so a response
@@ -22,9 +25,11 @@ the weight version it serves (``/weight_info``) and how many tokens it has gener
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import logging
+import threading
 import time
 from typing import Protocol
 
@@ -73,8 +78,11 @@ class Replicas:
         self.newest = 0  # newest version any replica served (the current one without a keeper)
         self.has_version_route = {e: True for e in endpoints}
         self._order = itertools.count()
-        self._restoring: dict[str, asyncio.Task] = {}
+        self._reloads: dict[str, tuple[concurrent.futures.Future, int]] = {}  # keeper.restore calls, by replica
+        self._followers: dict[str, asyncio.Task] = {}  # this watch's waiters on those calls
+        self._retry_at = {e: 0.0 for e in endpoints}  # a failed restore is tried again from then
         self._waiting_push: set[str] = set()  # handed to the keeper, served again after the next push
+        self._http: httpx.AsyncClient | None = None  # while a watch runs
 
     # ------------------------------------------------------------------ versions
     def current(self) -> int:
@@ -90,17 +98,21 @@ class Replicas:
         """``endpoint`` served ``version`` just now; a version other than the current one makes it stale."""
         now = time.monotonic()
         self.seen_at[endpoint][version] = now
+        if endpoint in self._reloads and self._reloads[endpoint][0].done():
+            self._settle(endpoint)  # finished while no watch followed it
         if self.keeper is None and version > self.newest:
             self.newest = version
             self.stale |= {e for e in self.endpoints if max(self.seen_at[e], default=-1) < version}
         if self.accepts(version):
             self.stale.discard(endpoint)
             self._waiting_push.discard(endpoint)
-        elif endpoint not in self.stale:
+            return
+        if endpoint not in self.stale:
             log.warning(
                 "%s serves weights v%d, not v%d: left out until it serves them", endpoint, version, self.current()
             )
             self.stale.add(endpoint)
+        self._restore(endpoint)
 
     def sampled_under(self, endpoint: str, version: int, finished_at: float) -> bool:
         """Whether a response finished at ``finished_at`` was generated under ``version`` only."""
@@ -165,25 +177,60 @@ class Replicas:
         if total is not None:
             before, grew = self.generated.get(endpoint, (total, float("-inf")))
             self.generated[endpoint] = (total, time.monotonic() if total > before else grew)
-        restorable = endpoint in self.stale and endpoint not in self._waiting_push | set(self._restoring)
-        if restorable and self.keeper is not None:
-            self._restoring[endpoint] = asyncio.ensure_future(self._restore(http, endpoint))
 
-    async def _restore(self, http: httpx.AsyncClient, endpoint: str) -> None:
-        version = self.keeper.version
+    # ------------------------------------------------------------------ restore
+    def _restore(self, endpoint: str) -> None:
+        """Hand stale ``endpoint`` to the keeper (once: a reload in flight is followed, not restarted)
+        and, inside a watch, follow the reload so the replica is picked as soon as it serves."""
+        if self.keeper is None or endpoint in self._waiting_push:
+            return
+        if endpoint not in self._reloads:
+            if time.monotonic() < self._retry_at[endpoint]:
+                return
+            done: concurrent.futures.Future = concurrent.futures.Future()
+            keeper = self.keeper
+
+            def reload() -> None:
+                try:
+                    done.set_result(keeper.restore(endpoint))
+                except BaseException as e:  # reported by the follower
+                    done.set_exception(e)
+
+            self._reloads[endpoint] = (done, keeper.version)
+            threading.Thread(target=reload, name=f"restore {endpoint}", daemon=True).start()
+        if self._http is not None and endpoint not in self._followers:
+            with contextlib.suppress(RuntimeError):  # no running loop: the next watch follows it
+                self._followers[endpoint] = asyncio.ensure_future(self._follow(self._http, endpoint))
+
+    def _settle(self, endpoint: str) -> bool:
+        """Act on ``endpoint``'s finished reload; True when the replica serves the current weights now."""
+        done, version = self._reloads.pop(endpoint)
         try:
-            if await asyncio.to_thread(self.keeper.restore, endpoint):
-                self.restored[endpoint] += 1
-                log.warning("%s restored to weights v%d", endpoint, version)
-                await self.version_of(http, endpoint)  # picked again once it is seen serving them
-            else:
-                self._waiting_push.add(endpoint)
-                log.warning("%s gets weights v%d at the next push; left out until then", endpoint, version)
+            now = done.result()
         except Exception as e:
+            self._retry_at[endpoint] = time.monotonic() + self.poll_s
             log.warning("restoring %s to weights v%d failed (tried again later): %r", endpoint, version, e)
-            await asyncio.sleep(self.poll_s)
+            return False
+        if not now:
+            self._waiting_push.add(endpoint)
+            log.warning("%s gets weights v%d at the next push; left out until then", endpoint, version)
+            return False
+        self.restored[endpoint] += 1
+        log.warning("%s restored to weights v%d", endpoint, version)
+        return True
+
+    async def _follow(self, http: httpx.AsyncClient, endpoint: str) -> None:
+        """Wait for ``endpoint``'s reload (polled: the thread does not belong to this event loop), act
+        on its outcome and, once restored, look at the replica so it is picked again at once."""
+        try:
+            while (job := self._reloads.get(endpoint)) is not None and not job[0].done():
+                await asyncio.sleep(0.1)
+            restored = job is not None and self._settle(endpoint)  # None: settled by a look meanwhile
         finally:
-            self._restoring.pop(endpoint, None)
+            self._followers.pop(endpoint, None)
+        if restored:
+            with contextlib.suppress(ReplicaFailed, httpx.TransportError):
+                await self.version_of(http, endpoint)
 
     @contextlib.asynccontextmanager
     async def watch(self, http: httpx.AsyncClient):
@@ -194,13 +241,15 @@ class Replicas:
                 await asyncio.sleep(self.poll_s)
                 await asyncio.gather(*(self.probe(http, e) for e in self.endpoints))
 
+        self._http = http
         await asyncio.gather(*(self.probe(http, e) for e in self.endpoints))
         task = asyncio.ensure_future(loop())
         try:
             yield self
         finally:
-            task.cancel()
-            for t in [task, *self._restoring.values()]:
+            self._http = None
+            task.cancel()  # reloads in flight go on in their threads; the next watch follows them
+            for t in [task, *self._followers.values()]:
                 t.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 import httpx
 import pytest
@@ -102,15 +103,17 @@ class Keeper:
     """The weight sync as the client sees it: here it 'reloads' a fake replica by setting its version
     (``now``), or, like the NCCL sync, only promises the weights at the next push."""
 
-    def __init__(self, version: int, now: bool = True):
+    def __init__(self, version: int, now: bool = True, takes_s: float = 0.0):
         self.version = version
         self.now = now
+        self.takes_s = takes_s  # how long a reload takes
         self.restored: list[str] = []
         self.lock = threading.Lock()
 
     def restore(self, endpoint: str) -> bool:
         with self.lock:
             self.restored.append(endpoint)
+        time.sleep(self.takes_s)
         if self.now:
             mode(endpoint, version=str(self.version))
         return self.now
@@ -127,6 +130,25 @@ def test_a_replica_at_an_old_version_is_left_out_until_the_keeper_restores_it(fa
     assert versions == {1} and keeper.restored == [a]
     assert client.replicas.restored[a] == 1 and client.replicas.served[a] >= 1  # back in service at v1
     assert all(n == 1 for n in httpx.get(a + "/_requests").json())
+
+
+def test_a_reload_slower_than_a_batch_is_followed_by_the_next_batch_not_started_again(fakes):
+    """The keeper's reload outlives the ``generate`` call that started it (each RL round is its own
+    call and event loop): the next calls wait for that same reload, count it once, and pick the
+    replica again when it serves the current weights."""
+    a, b = fakes
+    mode(a)  # restarted: serves v0
+    mode(b, version="1")
+    keeper = Keeper(version=1, takes_s=2.0)
+    client = RolloutClient([a, b], cfg(max_concurrency=1), keeper=keeper)
+    calls = 0
+    while not client.replicas.served[a]:
+        groups = client.generate_sync([SAMPLE] * 2, n=1, max_tokens=8, progress=False)
+        assert {c.weight_version for g in groups for c in g.completions} == {1}
+        calls += 1
+        assert calls < 50, "the restored replica was never picked again"
+    assert calls > 1  # the reload did outlive the first call
+    assert keeper.restored == [a] and client.replicas.restored[a] == 1
 
 
 def test_a_replica_waiting_for_the_next_push_stays_out(fakes):
