@@ -39,7 +39,10 @@ def torchrun(repo_root, rollout_python):
         proc = subprocess.run(
             command(args, nproc), cwd=repo_root, env=env, capture_output=True, text=True, timeout=timeout
         )
-        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-6000:]
+        assert proc.returncode == 0, (
+            f"torchrun exited {proc.returncode}\n--- stderr (tail) ---\n{proc.stderr[-6000:]}"
+            f"\n--- stdout (tail) ---\n{proc.stdout[-4000:]}"
+        )
         return proc
 
     def start(args: list[str], nproc: int = 2, log: Path | None = None) -> subprocess.Popen:
