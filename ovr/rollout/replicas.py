@@ -197,6 +197,7 @@ class Replicas:
                     done.set_exception(e)
 
             self._reloads[endpoint] = (done, keeper.version)
+            # a daemon thread, not an executor's: a run that ends does not wait at exit for a reload
             threading.Thread(target=reload, name=f"restore {endpoint}", daemon=True).start()
         if self._http is not None and endpoint not in self._followers:
             with contextlib.suppress(RuntimeError):  # no running loop: the next watch follows it
