@@ -165,6 +165,8 @@ class RolloutClient:
                 finally:
                     self.wire_bytes += r.num_bytes_downloaded
         except httpx.TransportError as e:  # refused, reset, cut mid-stream
+            if isinstance(e, httpx.ConnectError):
+                self.replicas.unreachable(endpoint, e)
             raise ReplicaFailed(f"{endpoint}: {e!r}") from e
 
     def _refused(self, endpoint: str, r: httpx.Response) -> None:
@@ -235,7 +237,11 @@ class RolloutClient:
             if endpoint is not None:
                 return endpoint
             if time.monotonic() >= deadline:
-                raise ReplicaFailed(f"no replica serves weights v{self.replicas.current()}")
+                down = sorted(self.replicas.down)
+                raise ReplicaFailed(
+                    f"no replica serves weights v{self.replicas.current()} within {self.cfg.progress_timeout_s:g} s"
+                    + (f" (unreachable: {', '.join(down)})" if down else "")
+                )
             await asyncio.sleep(min(1.0, self.cfg.poll_interval_s))
 
     def _backoff(self, retry_state) -> float:

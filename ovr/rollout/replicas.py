@@ -8,6 +8,10 @@ the weight version it serves (``/weight_info``) and how many tokens it has gener
 - **progress**: a stream that has been silent for ``rollout.progress_timeout_s`` is given up only
   if its replica generated nothing in that window either (or cannot be reached); a request queued
   behind others on a busy replica keeps waiting, one on a dead or hung replica does not;
+- **unreachable replicas**: a replica that refuses connections (its process or pod is gone, or
+  not listening yet) is left out of routing until a look reaches it again, so retries go to the
+  others at once instead of spending a prompt's attempts on it; with every replica unreachable, a
+  prompt waits for one (``progress_timeout_s`` per attempt) rather than failing within seconds;
 - **stale replicas**: a replica serving another version than the current one (it restarted and
   came back with the weights it was started with, or missed a push) is never picked; with a
   :class:`WeightKeeper` (the trainer's weight sync) it is handed to :meth:`WeightKeeper.restore`,
@@ -73,6 +77,7 @@ class Replicas:
         self.served = {e: 0 for e in endpoints}  # requests answered in full
         self.restored = {e: 0 for e in endpoints}  # times the keeper brought a replica back
         self.stale: set[str] = set()
+        self.down: set[str] = set()  # refused a connection at its last look
         self.seen_at: dict[str, dict[int, float]] = {e: {} for e in endpoints}  # version -> latest time seen
         self.generated: dict[str, tuple[float, float]] = {}  # endpoint -> (tokens so far, when it last grew)
         self.newest = 0  # newest version any replica served (the current one without a keeper)
@@ -126,7 +131,10 @@ class Replicas:
         try:
             r = await http.get(endpoint + "/weight_info", timeout=timeout)
         except httpx.TransportError as e:
+            if isinstance(e, httpx.ConnectError):
+                self.unreachable(endpoint, e)
             raise ReplicaFailed(f"{endpoint}: {e!r}") from e
+        self.reachable(endpoint)
         if r.status_code == 404:
             self.has_version_route[endpoint] = False
             return await self.version_of(http, endpoint)
@@ -139,11 +147,22 @@ class Replicas:
 
     # ------------------------------------------------------------------ routing
     def usable(self) -> list[str]:
-        return [e for e in self.endpoints if e not in self.stale]
+        return [e for e in self.endpoints if e not in self.stale and e not in self.down]
+
+    def unreachable(self, endpoint: str, error: Exception) -> None:
+        """``endpoint`` refused a connection: left out until a look (or a request) reaches it."""
+        if endpoint not in self.down:
+            log.warning("%s is unreachable (%r): left out until it answers", endpoint, error)
+            self.down.add(endpoint)
+
+    def reachable(self, endpoint: str) -> None:
+        if endpoint in self.down:
+            log.warning("%s answers again", endpoint)
+            self.down.discard(endpoint)
 
     def pick(self, avoid: set[str] = frozenset()) -> str | None:
         """The usable replica with the fewest in-flight requests, healthy ones first (round-robin
-        among equals); None when every replica is stale."""
+        among equals); None when every replica is stale or unreachable."""
         now = time.monotonic()
         usable = self.usable()
         pool = [e for e in usable if e not in avoid] or usable

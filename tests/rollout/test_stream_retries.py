@@ -47,7 +47,7 @@ def mode(url: str, **kw) -> None:
 
 
 def cfg(**kw) -> RolloutConfig:
-    return RolloutConfig(poll_interval_s=0.2, progress_timeout_s=1.0, max_attempts=2, **kw)
+    return RolloutConfig(**{"poll_interval_s": 0.2, "progress_timeout_s": 1.0, "max_attempts": 2, **kw})
 
 
 def by_replica(group) -> list[int]:
@@ -184,3 +184,58 @@ def test_responses_a_push_aborted_are_sent_again_without_counting_a_failure(fake
     assert [c.finish_reason for c in group.completions] == ["stop"] * 3
     assert [(c.weight_version, c.weight_version_max) for c in group.completions] == [(0, 1), (1, None), (1, None)]
     assert httpx.get(a + "/_requests").json() == [3, 2] and client.failures[a] == 0
+
+
+def test_an_unreachable_replica_is_left_out_even_when_the_other_is_busy_and_benched(fakes):
+    """A replica whose process is gone refuses connections: routing leaves it out, so a prompt's
+    retries go to the live replica even while that one is busy and just failed an attempt (before,
+    the dead one, idle and as benched, won the pick and took every attempt)."""
+    import asyncio
+
+    from ovr.rollout.protocol import ReplicaFailed
+    from ovr.rollout.replicas import Replicas
+    from ovr.serving import free_port
+
+    live, dead = fakes[0], f"http://127.0.0.1:{free_port()}"
+    mode(live)
+    replicas = Replicas([live, dead])
+
+    async def look() -> None:
+        async with httpx.AsyncClient() as http:
+            with pytest.raises(ReplicaFailed, match="ConnectError"):
+                await replicas.version_of(http, dead)
+            replicas.failed(dead)
+            replicas.failed(live)  # e.g. a version race: benched too
+            replicas.in_flight[live] = 5
+            assert {replicas.pick() for _ in range(4)} == {live}
+            await replicas.version_of(http, live)
+            assert replicas.down == {dead}
+
+    asyncio.run(look())
+
+
+def test_a_replica_not_up_yet_is_waited_for_not_given_up_within_seconds(fakes, repo_root):
+    """The only replica refuses connections when the batch starts (a pod restarting) and comes up a
+    few seconds later: the prompt waits for it (``progress_timeout_s``) instead of spending its
+    attempts on refused connections."""
+    from ovr.serving import free_port
+
+    port = free_port()
+    server = ManagedServer(
+        [sys.executable, "-m", "uvicorn", "fake_stream:app", "--app-dir", "tests/rollout", "--port", "{port}"],
+        health_path="/health",
+        cwd=repo_root,
+        env={"FAKE_ID": "3", "PYTHONPATH": str(repo_root)},
+        name="fake-stream-late",
+        port=port,
+    )
+    late = threading.Timer(2.0, server.start)
+    late.start()
+    try:
+        client = RolloutClient([server.url], cfg(progress_timeout_s=60.0))
+        (group,) = client.generate_sync([SAMPLE], n=2, max_tokens=8, progress=False)
+        assert by_replica(group) == [3000, 3001]
+        assert client.replicas.down == set() and httpx.get(server.url + "/_requests").json() == [2]
+    finally:
+        late.join()
+        server.stop()
