@@ -8,6 +8,7 @@ mean gain over the seeds >= 0.8 x sync's, and its mean image eval within 10 poin
 
     .venv/bin/python bench/async_seeds.py --seeds 0 1 2          # 6 demo runs (~50 min on 2 quiet cores)
     .venv/bin/python bench/async_seeds.py --seeds 0 1 2 --read-only
+    .venv/bin/python bench/async_seeds.py --seeds 0 1 2 --modes async   # rerun async only, read sync back
 """
 
 from __future__ import annotations
@@ -76,13 +77,16 @@ def main() -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], help="Extra overrides for both modes.")
     p.add_argument("--out", default=None, help="Also write the Markdown table here.")
     p.add_argument("--read-only", action="store_true", help="Tabulate finished runs without rerunning them.")
+    p.add_argument(
+        "--modes", nargs="+", choices=["sync", "async"], default=["sync", "async"], help="Run these; read the others."
+    )
     a = p.parse_args()
     recipe, model = Path(a.recipe).resolve(), Path(a.model).resolve()
     roots = {"sync": (Path(a.root).resolve(), a.sets), "async": (Path(a.root + "-async").resolve(), a.sets + ASYNC)}
     runs: dict[str, list[SeedRun]] = {"sync": [], "async": []}
     for seed in a.seeds:
         for mode, (root, sets) in roots.items():
-            if a.read_only:
+            if a.read_only or mode not in a.modes:
                 work = root / f"seed-{seed}"
                 wall = float((work / "wall_s.txt").read_text()) if (work / "wall_s.txt").is_file() else 0.0
                 runs[mode].append(read_back(recipe, seed, work, model, sets, wall))

@@ -211,7 +211,7 @@ def _train_rl(cfg: RunConfig, ctx: RunContext) -> StageResult:
             return run_rl(cfg, ctx, progress=False).stage_result()
     from services.local import local_services
 
-    with local_services(cfg, ctx, ctx.model_path) as served:
+    with local_services(cfg, ctx, ctx.model_path, trainer=True) as served:
         return run_rl(cfg, served, progress=False).stage_result()
 
 

@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         if main:
             from services.local import local_services
 
-            services = local_services(cfg, ctx, resolve_model_path(cfg.model, cfg.store))
+            services = local_services(cfg, ctx, resolve_model_path(cfg.model, cfg.store), trainer=True)
         else:  # other ranks train only; rank 0 talks to the services
             services = nullcontext(ctx)
         with services as served:

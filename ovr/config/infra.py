@@ -99,6 +99,16 @@ class LocalServerConfig(_Section):
     )
     cpu_kvcache_gb: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE of the CPU engine.")
     python: str = Field(".venv-rollout/bin/python", description="Interpreter of the rollout venv.")
+    cores: Literal["auto", "split", "shared"] = Field(
+        "auto",
+        description="How the local servers and the RL trainer beside them share this machine's cores. "
+        "'split': the rollout server (its engine's OpenMP threads too) and the reward service run on the upper "
+        "half of the cores this process may use, the trainer on the rest (its torch threads sized to match), "
+        "so generation overlapping training (async RL) does not oversubscribe them (unpinned on 2 cores, the "
+        "demo's async RL trained 3x and generated 6x slower than its sync RL); 'shared': no pinning (sync "
+        "RL: the trainer has every core while the server waits); 'auto': split when rl.max_staleness > 0 on "
+        "a single trainer process with >= 2 cores, else shared. Eval stages never split.",
+    )
 
 
 class RolloutConfig(_Section):
