@@ -78,7 +78,7 @@ def seed_record(seed: int, wall_s: float, gain, steps: int, accuracy, behaviour,
         "reward_first": None if gain is None else round(gain[0], 4),
         "reward_last": None if gain is None else round(gain[1], 4),
         "eval": {"sft": sft, "rl": rl},
-        "behaviour": {k: {n: v for n, v in rates.items()} for k, rates in behaviour.items()},
+        "behaviour": {k: dict(rates) for k, rates in behaviour.items()},
     }
     rec["checks"] = checks(rec)
     return rec

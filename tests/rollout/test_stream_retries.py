@@ -23,18 +23,21 @@ from ovr.serving import ManagedServer
 SAMPLE = Sample(id="q", source="test", split="rl", prompt="1 + 1?", answer="2")
 
 
+def fake_server(repo_root, fake_id: int, port: int | None = None) -> ManagedServer:
+    """A ``fake_stream`` replica (not yet started) whose responses carry ``fake_id``."""
+    return ManagedServer(
+        [sys.executable, "-m", "uvicorn", "fake_stream:app", "--app-dir", "tests/rollout", "--port", "{port}"],
+        health_path="/health",
+        port=port,
+        cwd=repo_root,
+        env={"FAKE_ID": str(fake_id), "PYTHONPATH": str(repo_root)},
+        name=f"fake-stream-{fake_id}",
+    )
+
+
 @pytest.fixture(scope="module")
 def fakes(repo_root):
-    servers = [
-        ManagedServer(
-            [sys.executable, "-m", "uvicorn", "fake_stream:app", "--app-dir", "tests/rollout", "--port", "{port}"],
-            health_path="/health",
-            cwd=repo_root,
-            env={"FAKE_ID": str(i + 1), "PYTHONPATH": str(repo_root)},
-            name=f"fake-stream-{i}",
-        )
-        for i in range(2)
-    ]
+    servers = [fake_server(repo_root, i + 1) for i in range(2)]
     for s in servers:
         s.start()
     yield [s.url for s in servers]
@@ -220,15 +223,7 @@ def test_a_replica_not_up_yet_is_waited_for_not_given_up_within_seconds(fakes, r
     attempts on refused connections."""
     from ovr.serving import free_port
 
-    port = free_port()
-    server = ManagedServer(
-        [sys.executable, "-m", "uvicorn", "fake_stream:app", "--app-dir", "tests/rollout", "--port", "{port}"],
-        health_path="/health",
-        cwd=repo_root,
-        env={"FAKE_ID": "3", "PYTHONPATH": str(repo_root)},
-        name="fake-stream-late",
-        port=port,
-    )
+    server = fake_server(repo_root, 3, port=free_port())  # its port is known (and refused) before it starts
     late = threading.Timer(2.0, server.start)
     late.start()
     try:
