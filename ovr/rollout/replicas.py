@@ -76,6 +76,7 @@ class Replicas:
         self.failures = {e: 0 for e in endpoints}
         self.served = {e: 0 for e in endpoints}  # requests answered in full
         self.restored = {e: 0 for e in endpoints}  # times the keeper brought a replica back
+        self.outages = {e: 0 for e in endpoints}  # times a replica became unreachable
         self.stale: set[str] = set()
         self.down: set[str] = set()  # refused a connection at its last look
         self.seen_at: dict[str, dict[int, float]] = {e: {} for e in endpoints}  # version -> latest time seen
@@ -154,6 +155,7 @@ class Replicas:
         if endpoint not in self.down:
             log.warning("%s is unreachable (%r): left out until it answers", endpoint, error)
             self.down.add(endpoint)
+            self.outages[endpoint] += 1
 
     def reachable(self, endpoint: str) -> None:
         if endpoint in self.down:

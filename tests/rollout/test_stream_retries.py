@@ -212,7 +212,9 @@ def test_an_unreachable_replica_is_left_out_even_when_the_other_is_busy_and_benc
             replicas.in_flight[live] = 5
             assert {replicas.pick() for _ in range(4)} == {live}
             await replicas.version_of(http, live)
-            assert replicas.down == {dead}
+            with pytest.raises(ReplicaFailed):
+                await replicas.version_of(http, dead)
+            assert replicas.down == {dead} and replicas.outages == {live: 0, dead: 1}  # one outage, seen twice
 
     asyncio.run(look())
 
@@ -231,6 +233,7 @@ def test_a_replica_not_up_yet_is_waited_for_not_given_up_within_seconds(fakes, r
         (group,) = client.generate_sync([SAMPLE], n=2, max_tokens=8, progress=False)
         assert by_replica(group) == [3000, 3001]
         assert client.replicas.down == set() and httpx.get(server.url + "/_requests").json() == [2]
+        assert client.replicas.outages[server.url] == 1
     finally:
         late.join()
         server.stop()
