@@ -51,4 +51,4 @@ def register(app: typer.Typer) -> None:
         with services as served:
             res = run_rl(cfg, served, resume=resume, progress=progress)
         if main:
-            typer.echo(f"rl finished at step {res.global_step}; final model {res.export_prefix} ({res.export_dir})")
+            typer.echo(f"rl finished at step {res.global_step}; final model {res.export_prefix} (in the store)")

@@ -41,8 +41,8 @@ def save_checkpoint(run: RLRun, metrics: dict, extra: Callable[[Path], None] | N
     S.retain(run.store, run.dist, run.ctx.key, run.rl.keep_checkpoints)
 
 
-def export_final(run: RLRun) -> tuple[Path, str]:
-    """Average the last checkpoints into the final policy and commit it; returns (folder, store prefix)."""
+def export_final(run: RLRun) -> str:
+    """Average the last checkpoints into the final policy and commit it; returns its store prefix."""
     from ovr.rl.averaging import average_models
 
     store, name = run.store, run.ctx.key
@@ -64,4 +64,4 @@ def export_final(run: RLRun) -> tuple[Path, str]:
         kind=S.EXPORT_KIND,
         metadata={"averaged_steps": [m.step for m in done], "metrics": metrics},
     )
-    return out, export_prefix(name, "rl", run.state.step)
+    return export_prefix(name, "rl", run.state.step)

@@ -107,39 +107,43 @@ def setup_rl(cfg: RunConfig, ctx: RunContext, samples: list[Sample] | None = Non
     samples = _samples(cfg, store, samples)
     torch.manual_seed(rl.seed)
     init_path = Path(ctx.model_path) if ctx.model_path else resolve_model_path(cfg.model, cfg.store)
-    work = Path(tempfile.mkdtemp(prefix="ovr-rl-"))
-    resume_step = S.find_resume(store, ctx.key, resume)
-    restores = engine_restores_weights(rl)
-    folder = _download(store, dist, ctx.key, resume_step, work, restores) if resume_step is not None else None
-    device, dtype = _device(cfg), getattr(torch, cfg.model.dtype)
-    load = dict(dtype=dtype, attn_implementation=resolve_attention(cfg.model.attn_implementation))
-    actor_path = folder / "actor" if folder else init_path
-    actor = _policy(actor_path, device, weights=folder is None or not restores, **load)
-    ref = _policy(init_path, device, **load).eval() if rl.uses_reference else None
-    run = RLRun(
-        cfg=cfg,
-        ctx=ctx,
-        rl=rl,
-        dist=dist,
-        device=device,
-        dtype=dtype,
-        store=store,
-        samples=samples,
-        processor=load_processor(actor_path, cfg.model.max_pixels),
-        actor=actor,
-        actor_engine=None,
-        critic=None,
-        critic_engine=None,
-        ref=ref,
-        state=S.TrainState(cursor=S.PromptCursor(len(samples), rl.seed)),
-        work=work,
-        resumed_from=resume_step,
-    )
-    _engines(run, init_path, folder, weights=not restores)
-    if folder is not None:
-        _restore(run, folder)
-        shutil.rmtree(folder)  # restored: what is left of the download leaves the disk
-    return run
+    work = Path(tempfile.mkdtemp(prefix="ovr-rl-"))  # removed when the run ends (run_rl)
+    try:
+        resume_step = S.find_resume(store, ctx.key, resume)
+        restores = engine_restores_weights(rl)
+        folder = _download(store, dist, ctx.key, resume_step, work, restores) if resume_step is not None else None
+        device, dtype = _device(cfg), getattr(torch, cfg.model.dtype)
+        load = dict(dtype=dtype, attn_implementation=resolve_attention(cfg.model.attn_implementation))
+        actor_path = folder / "actor" if folder else init_path
+        actor = _policy(actor_path, device, weights=folder is None or not restores, **load)
+        ref = _policy(init_path, device, **load).eval() if rl.uses_reference else None
+        run = RLRun(
+            cfg=cfg,
+            ctx=ctx,
+            rl=rl,
+            dist=dist,
+            device=device,
+            dtype=dtype,
+            store=store,
+            samples=samples,
+            processor=load_processor(actor_path, cfg.model.max_pixels),
+            actor=actor,
+            actor_engine=None,
+            critic=None,
+            critic_engine=None,
+            ref=ref,
+            state=S.TrainState(cursor=S.PromptCursor(len(samples), rl.seed)),
+            work=work,
+            resumed_from=resume_step,
+        )
+        _engines(run, init_path, folder, weights=not restores)
+        if folder is not None:
+            _restore(run, folder)
+            shutil.rmtree(folder)  # restored: what is left of the download leaves the disk
+        return run
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def engine_restores_weights(rl: RLConfig) -> bool:
@@ -248,8 +252,13 @@ def connect(run: RLRun) -> Services | None:
     ro, endpoints = run.cfg.rollout, list(run.ctx.rollout_endpoints)
     if not endpoints:
         raise ValueError("no rollout endpoints: set rollout.endpoints to the replicas (or run through local_services)")
-    weights_dir = run.ctx.weights_dir or tempfile.mkdtemp(prefix="ovr-weights-")
-    sync = make_weight_sync(ro, endpoints, weights_dir)
+    if ro.weight_sync == "folder" and not run.ctx.weights_dir:
+        # a folder only this pod sees would reach no replica (and leave a full model per push behind)
+        raise ValueError(
+            "rollout.weight_sync=folder needs rollout.weights_dir: the folder the replicas load pushed weights "
+            "from (the chart's shared volume; local runs get one from services/local.py)"
+        )
+    sync = make_weight_sync(ro, endpoints, run.ctx.weights_dir)
     rollout = RolloutClient(endpoints, ro, keeper=sync)  # a restarted replica gets the current weights
     longest = max(s.max_tokens for s in run.rl.max_response_len_schedule)
 

@@ -21,8 +21,8 @@ checkpoint keeps its queue of generated, untrained groups so a resumed run train
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ovr.config import RunConfig
 from ovr.context import RunContext
@@ -40,8 +40,7 @@ from ovr.store import Kind, Store, export_prefix
 class RLResult:
     """What an RL run leaves behind."""
 
-    export_dir: Path | None  # the final policy (uniform average of the last checkpoints); None if not finished
-    export_prefix: str | None  # its store prefix (kind "rl-export")
+    export_prefix: str | None  # the final policy's store prefix (kind "rl-export"); None if not finished
     global_step: int  # steps done so far (== rl.max_steps when finished)
     history: list[dict] = field(default_factory=list)  # per-step metrics of this invocation
     final_metrics: dict = field(default_factory=dict)  # the last step's metrics
@@ -81,7 +80,6 @@ def run_rl(
     producer = Producer.start(run, svc) if rl.max_staleness and svc is not None else None
     tracker = _tracker(run)
     result = RLResult(
-        export_dir=None,
         export_prefix=None,
         global_step=state.step,
         resumed_from=run.resumed_from,
@@ -113,9 +111,9 @@ def run_rl(
         result.global_step = state.step
         result.final_metrics = result.history[-1] if result.history else {}
         if run.dist.is_main and state.step == rl.max_steps:
-            result.export_dir, result.export_prefix = export_final(run)
+            result.export_prefix = export_final(run)
             if tracker is not None:
-                tracker.log_text(str(result.export_dir), "rl/export_dir.txt")
+                tracker.log_text(result.export_prefix, "rl/export_prefix.txt")
         status = "FINISHED"
     finally:
         if producer is not None:
@@ -124,6 +122,9 @@ def run_rl(
             tracker.close(status)
         if svc is not None:
             svc.close()
+        # every rank's scratch: what is left of checkpoints and the export, all in the store now
+        # (at 7B the export alone is ~15 GB of a node's disk, every run)
+        shutil.rmtree(run.work, ignore_errors=True)
     return result
 
 
@@ -140,9 +141,7 @@ def finished_export(cfg: RunConfig, ctx: RunContext) -> RLResult | None:
         f"its final policy is {prefix}",
     )
     metrics = {k: float(v) for k, v in (done.metadata.get("metrics") or {}).items()}
-    return RLResult(
-        export_dir=None, export_prefix=prefix, global_step=done.step, final_metrics=metrics, run_id=ctx.mlflow_run_id
-    )
+    return RLResult(export_prefix=prefix, global_step=done.step, final_metrics=metrics, run_id=ctx.mlflow_run_id)
 
 
 def _tracker(run):

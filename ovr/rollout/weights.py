@@ -354,8 +354,8 @@ class FolderWeightSync(WeightSync):
         return version
 
 
-def make_weight_sync(cfg: RolloutConfig, endpoints: list[str], folder: str | Path) -> WeightSync:
-    """The transport the recipe asks for (``rollout.weight_sync``)."""
+def make_weight_sync(cfg: RolloutConfig, endpoints: list[str], folder: str | Path | None) -> WeightSync:
+    """The transport the recipe asks for (``rollout.weight_sync``); ``folder`` is read by folder sync only."""
     if cfg.weight_sync == "folder":
         return FolderWeightSync(
             endpoints,

@@ -172,3 +172,18 @@ def test_bf16_run_resumes_actor_and_critic_in_bf16(tmp_path, tiny_model_dir, vis
     actor = _norm(_saved(store, ctx.key, 1, "actor"))
     state = _norm(resumed.actor.state_dict())
     assert state.keys() == actor.keys() and all(torch.equal(v, actor[k]) for k, v in state.items())
+
+
+def test_folder_sync_needs_the_replicas_folder(tmp_path, tiny_model_dir):
+    """Folder sync with no ``rollout.weights_dir`` is refused before any push: a folder only the
+    trainer's pod sees reaches no replica (it used to be a temp folder that kept a model per push)."""
+    from types import SimpleNamespace
+
+    from ovr.rl.setup import connect
+
+    cfg = _cfg(tmp_path, tiny_model_dir, "rollout.endpoints=[http://127.0.0.1:9]", "rollout.weight_sync=folder")
+    ctx = RunContext.for_config(cfg, "t1")
+    assert ctx.weights_dir is None and ctx.rollout_endpoints
+    run = SimpleNamespace(dist=SimpleNamespace(is_main=True), cfg=cfg, ctx=ctx, rl=cfg.rl)
+    with pytest.raises(ValueError, match="needs rollout.weights_dir"):
+        connect(run)

@@ -58,6 +58,16 @@ def _cfg(tmp_path, tiny_model_dir, name, servers, weights_dir, *extra):
     )
 
 
+def _scratch(tmp_path, monkeypatch):
+    """An empty folder standing for the pod's (the machine's) temp dir, where runs make their scratch."""
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    return scratch
+
+
 def _run(cfg):
     """The run a test trains (and resumes) in: the config's servers, a fixed id."""
     from ovr.context import RunContext
@@ -77,7 +87,7 @@ def _weights(folder):
 def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir, weights_dir, tmp_path, monkeypatch):
     from ovr.data.synthetic import visual_samples
     from ovr.progress import PROGRESS_ENV, read_events
-    from ovr.rl.state import CHECKPOINT_KIND
+    from ovr.rl.state import CHECKPOINT_KIND, EXPORT_KIND
     from ovr.rl.trainer import run_rl
     from ovr.rollout.weights import server_versions
     from ovr.store import Store
@@ -99,11 +109,13 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     start = server_versions(endpoints)[0]
 
     monkeypatch.setenv(PROGRESS_ENV, str(tmp_path / "progress.jsonl"))  # as under a local pipeline run
+    scratch = _scratch(tmp_path, monkeypatch)
     first = run_rl(cfg, _run(cfg), samples=samples, progress=False, stop_after=2)
+    assert list(scratch.iterdir()) == []  # the checkpoint is in the store, not left on the disk
     events, offset = read_events(tmp_path / "progress.jsonl")
     assert [(e.stage, e.step, e.total, e.start) for e in events] == [("rl", 1, 3, 0), ("rl", 2, 3, 0)]
     assert [e.metrics["reward_mean"] for e in events] == [h["reward_mean"] for h in first.history]
-    assert first.global_step == 2 and first.export_dir is None and first.checkpoint_steps == [2]
+    assert first.global_step == 2 and first.export_prefix is None and first.checkpoint_steps == [2]
     assert server_versions(endpoints)[0] == start + 3  # the initial weights, then one push per step
     h = first.history[0]
     for key in (
@@ -165,7 +177,8 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     tmp = tmp_path / "dl"
     w2 = _weights(store.download_checkpoint(_run(cfg).key, 2, tmp / "2", CHECKPOINT_KIND) / "actor")
     w3 = _weights(store.download_checkpoint(_run(cfg).key, 3, tmp / "3", CHECKPOINT_KIND) / "actor")
-    final = _weights(resumed.export_dir)
+    final = _weights(store.download_checkpoint(_run(cfg).key, 3, tmp / "final", EXPORT_KIND))
+    assert list(scratch.iterdir()) == []  # the export too: a 7B run would leave ~15 GB every time
     name = "layers.0.mlp.down_proj.weight"
     assert not torch.equal(init[name], w2[name]) and not torch.equal(w2[name], w3[name])
     assert torch.allclose(final[name], (w2[name] + w3[name]) / 2, atol=1e-6)
@@ -178,13 +191,18 @@ def test_ppo_runs_checkpoints_resumes_and_pushes_weights(servers, tiny_model_dir
     tracker.close()
 
 
-def test_dapo_runs_refills_and_learns_from_group_differences(servers, tiny_model_dir, weights_dir, tmp_path, capsys):
+def test_dapo_runs_refills_and_learns_from_group_differences(
+    servers, tiny_model_dir, weights_dir, tmp_path, capsys, monkeypatch
+):
     """DAPO (GRPO advantages, clip-higher, dynamic sampling with refill) against the real servers."""
     from ovr.data.synthetic import visual_samples
+    from ovr.rl.state import EXPORT_KIND
     from ovr.rl.trainer import run_rl
     from ovr.rollout.weights import server_versions
+    from ovr.store import Store
 
     endpoints, _ = servers
+    scratch = _scratch(tmp_path, monkeypatch)
     # truncated responses score -1, finished ones 0: the random tiny model's groups differ
     cfg = _cfg(
         tmp_path,
@@ -200,6 +218,7 @@ def test_dapo_runs_refills_and_learns_from_group_differences(servers, tiny_model
         "tracking.enabled=false",
     )
     res = run_rl(cfg, _run(cfg), samples=visual_samples(8, seed=1), progress=False)
+    assert list(scratch.iterdir()) == []
     assert res.global_step == 2 and "value_loss" not in res.history[0]
     # no progress file (a pod): each step's line in the log, with the rate and the ETA
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("rl step ")]
@@ -209,7 +228,9 @@ def test_dapo_runs_refills_and_learns_from_group_differences(servers, tiny_model
         assert 1 <= h["generation_rounds"] <= 3 and 0 < h["groups_kept_frac"] <= 1
         assert h["generation_rounds"] == 1 or h["groups_kept_frac"] < 1
     assert server_versions(endpoints)[0] == res.history[-1]["weight_version"]
-    init, final = _weights(tiny_model_dir), _weights(res.export_dir)
+    store = Store.from_config(cfg.store)
+    final = _weights(store.download_checkpoint(_run(cfg).key, 2, tmp_path / "final", EXPORT_KIND))
+    init = _weights(tiny_model_dir)
     assert set(init) == set(final) and any(not torch.equal(init[k], final[k]) for k in init)
 
 
