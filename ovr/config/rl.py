@@ -64,6 +64,14 @@ class RLConfig(_Section):
     entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus.")
     actor_lr: float = Field(1e-6, gt=0, description="Policy learning rate.")
     critic_lr: float = Field(5e-6, gt=0, description="Critic learning rate.")
+    vision_lr: float | None = Field(
+        None,
+        ge=0,
+        description="Learning rate of the policy's vision tower and merger (model.visual): None = actor_lr; "
+        "0 freezes them (no gradients, no optimiser state; EasyR1's freeze_vision_tower). A higher rate lets a "
+        "tower that still has to learn to see (the tiny model's, initialised at random) learn faster than the "
+        "language model's format can bear; the rate follows the same warm-up.",
+    )
     adam_betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas (both models).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     warmup_steps: int = Field(50, ge=0, description="Linear warm-up steps, then constant.")

@@ -29,6 +29,30 @@ def warmup_scheduler(warmup_steps: int):
     return lambda optimizer: torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_constant(warmup_steps))
 
 
+def param_groups(module: nn.Module, lr: float, vision_lr: float | None = None) -> list[dict]:
+    """The optimiser's parameter groups: the trainable parameters at ``lr``, those of the vision tower
+    and merger (``*.visual.*``) at ``vision_lr`` when it is set (0 freezes them: they leave the
+    optimiser and stop taking gradients). Groups in module order, empty ones left out.
+    """
+    if vision_lr is None:
+        return [{"params": [p for p in module.parameters() if p.requires_grad], "lr": lr}]
+    text, vision = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        if "visual" in name.split("."):
+            if vision_lr == 0:
+                p.requires_grad_(False)
+                continue
+            vision.append(p)
+        else:
+            text.append(p)
+    if vision_lr and not vision:
+        raise ValueError("rl.vision_lr is set but the policy has no vision parameters (model.visual)")
+    groups = [{"params": text, "lr": lr}] + ([{"params": vision, "lr": vision_lr}] if vision else [])
+    return [g for g in groups if g["params"]]
+
+
 class TorchEngine:
     """AdamW + warm-up/constant schedule on one process."""
 
@@ -40,10 +64,11 @@ class TorchEngine:
         weight_decay: float,
         warmup_steps: int,
         grad_clip: float,
+        vision_lr: float | None = None,
     ):
         self.module = module
-        params = [p for p in module.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+        groups = param_groups(module, lr, vision_lr)
+        self.optimizer = torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), weight_decay=weight_decay)
         self.scheduler = warmup_scheduler(warmup_steps)(self.optimizer)
         self.grad_clip = grad_clip
 
@@ -60,7 +85,12 @@ class TorchEngine:
 
     @property
     def lr(self) -> float:
-        return self.optimizer.param_groups[0]["lr"]
+        return self.lrs[0]
+
+    @property
+    def lrs(self) -> list[float]:
+        """The current rate of each parameter group (:func:`param_groups`' order)."""
+        return [g["lr"] for g in self.optimizer.param_groups]
 
     def save_optim(self, folder) -> None:
         """Optimiser and schedule state into ``folder/optim.pt``."""
@@ -104,6 +134,7 @@ class DeepSpeedEngine(TorchEngine):
         zero_stage: int,
         micro_batch: int,
         bf16: bool,
+        vision_lr: float | None = None,
     ):
         import deepspeed
 
@@ -120,9 +151,9 @@ class DeepSpeedEngine(TorchEngine):
             },
             "zero_allow_untested_optimizer": True,
         }
-        params = [p for p in module.parameters() if p.requires_grad]
+        groups = param_groups(module, lr, vision_lr)  # a group's own lr wins over the config's
         engine, optimizer, _, scheduler = deepspeed.initialize(
-            model=module, model_parameters=params, config=config, lr_scheduler=warmup_scheduler(warmup_steps)
+            model=module, model_parameters=groups, config=config, lr_scheduler=warmup_scheduler(warmup_steps)
         )
         self.ds = engine
         self.module = engine.module
@@ -145,8 +176,8 @@ class DeepSpeedEngine(TorchEngine):
         return float(norm) if norm is not None else float("nan")
 
     @property
-    def lr(self) -> float:
-        return float(self.ds.get_lr()[0])
+    def lrs(self) -> list[float]:
+        return [float(lr) for lr in self.ds.get_lr()]
 
     def save_optim(self, folder) -> None:
         """DeepSpeed's own (partitioned) checkpoint of weights, optimiser and schedule (collective)."""
@@ -177,9 +208,10 @@ def _mapped_load(path: str, map_location=None):
         return torch.load(path, map_location=map_location, weights_only=False)
 
 
-def make_engine(module: nn.Module, *, lr: float, rl, device: str, world: int = 1):
+def make_engine(module: nn.Module, *, lr: float, rl, device: str, world: int = 1, vision_lr: float | None = None):
     """The engine the recipe asks for (``rl.zero_stage``: 0 = plain PyTorch, one process only), with
-    gradient checkpointing (``rl.gradient_checkpointing``) and tiled MLPs (``rl.mlp_tile_tokens``)."""
+    gradient checkpointing (``rl.gradient_checkpointing``) and tiled MLPs (``rl.mlp_tile_tokens``);
+    ``vision_lr``: the vision tower's own rate (:func:`param_groups`)."""
     if rl.gradient_checkpointing:
         target = getattr(module, "backbone", module)  # the critic checkpoints its backbone
         target.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -188,7 +220,12 @@ def make_engine(module: nn.Module, *, lr: float, rl, device: str, world: int = 1
 
         tile_mlps(module, rl.mlp_tile_tokens)
     common = dict(
-        lr=lr, betas=rl.adam_betas, weight_decay=rl.weight_decay, warmup_steps=rl.warmup_steps, grad_clip=rl.grad_clip
+        lr=lr,
+        betas=rl.adam_betas,
+        weight_decay=rl.weight_decay,
+        warmup_steps=rl.warmup_steps,
+        grad_clip=rl.grad_clip,
+        vision_lr=vision_lr,
     )
     if rl.zero_stage == 0:
         if world > 1:

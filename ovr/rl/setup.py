@@ -207,7 +207,9 @@ def _engines(run: RLRun, init_path, folder: Path | None, weights: bool = True) -
     from ovr.rl.engine import make_engine
 
     rl, world = run.rl, run.dist.world
-    run.actor_engine = make_engine(run.actor, lr=rl.actor_lr, rl=rl, device=run.device, world=world)
+    run.actor_engine = make_engine(
+        run.actor, lr=rl.actor_lr, rl=rl, device=run.device, world=world, vision_lr=rl.vision_lr
+    )
     if not rl.uses_critic:
         return
     attn = run.cfg.model.attn_implementation  # the actor's: both run the same packed micro-batches
