@@ -216,8 +216,10 @@ def test_dapo_runs_refills_and_learns_from_group_differences(
         "reward.truncated_reward=-1",
         "rl.max_generation_rounds=3",
         "tracking.enabled=false",
+        "rl.vision_lr=3e-3",  # the tower in its own optimiser group
     )
     res = run_rl(cfg, _run(cfg), samples=visual_samples(8, seed=1), progress=False)
+    assert [h["vision_lr"] for h in res.history] == [3e-3, 3e-3] and res.history[0]["actor_lr"] == 1e-3
     assert list(scratch.iterdir()) == []
     assert res.global_step == 2 and "value_loss" not in res.history[0]
     # no progress file (a pod): each step's line in the log, with the rate and the ETA
