@@ -46,8 +46,8 @@ def test_config_keeps_sync_the_default_and_async_is_one_override():
         cfg = load_config(recipe, use_env=False)
         assert cfg.rl.max_staleness == 0 and cfg.rl.is_correction == "none"
     cfg = load_config("recipes/ovr-7b.yaml", ["rl.max_staleness=1"], use_env=False)
-    assert cfg.rl.is_correction == "tis" and cfg.rl.inflight_on_push == "continue"
-    assert RLConfig(max_staleness=1, is_correction="icepop").is_correction == "icepop"
+    assert cfg.rl.is_correction == "icepop" and cfg.rl.inflight_on_push == "continue"
+    assert RLConfig(max_staleness=1, is_correction="tis").is_correction == "tis"
     with pytest.raises(ValueError, match="max_staleness"):
         RLConfig(max_staleness=-1)
 
