@@ -236,11 +236,13 @@ def actor_update(
     out = dict(zip(stats, (v / len(minis) for v in dist.sum(list(stats.values())))))
     if behav_logp is not None:
         out |= _behaviour_stats(dist, seen, peak)
+    return out | {"actor_grad_norm": float(np.mean(norms))} | _rates(engine)
+
+
+def _rates(engine) -> dict[str, float]:
+    """``actor_lr``, and ``vision_lr`` where the vision tower has its own group (``rl.vision_lr``)."""
     lrs = engine.lrs
-    out |= {"actor_grad_norm": float(np.mean(norms)), "actor_lr": lrs[0]}
-    if len(lrs) > 1:  # the vision tower's own group (rl.vision_lr)
-        out["vision_lr"] = lrs[1]
-    return out
+    return {"actor_lr": lrs[0]} | ({"vision_lr": lrs[1]} if len(lrs) > 1 else {})
 
 
 def _behaviour_stats(dist: Dist, seen: dict[str, float], peak: float) -> dict[str, float]:
