@@ -72,6 +72,17 @@ def run_rl(
     if finished is not None:
         return finished
     run = setup_rl(cfg, ctx, samples, resume)
+    try:
+        return _train(run, progress, stop_after)
+    finally:
+        # every rank's scratch, however the run ended: what is left of checkpoints and the export is in
+        # the store (at 7B the export alone is ~15 GB of a node's disk, every run)
+        shutil.rmtree(run.work, ignore_errors=True)
+
+
+def _train(run, progress: bool, stop_after: int | None) -> RLResult:
+    """The steps of :func:`run_rl` on a set-up run: services, tracking, steps, checkpoints, export."""
+    ctx = run.ctx
     rl, state = run.rl, run.state
     if run.resumed_from is not None:
         stage_note("rl", f"resumed run {ctx.run_id} from its checkpoint at step {state.step} of {rl.max_steps}")
@@ -122,9 +133,6 @@ def run_rl(
             tracker.close(status)
         if svc is not None:
             svc.close()
-        # every rank's scratch: what is left of checkpoints and the export, all in the store now
-        # (at 7B the export alone is ~15 GB of a node's disk, every run)
-        shutil.rmtree(run.work, ignore_errors=True)
     return result
 
 

@@ -174,16 +174,20 @@ def test_bf16_run_resumes_actor_and_critic_in_bf16(tmp_path, tiny_model_dir, vis
     assert state.keys() == actor.keys() and all(torch.equal(v, actor[k]) for k, v in state.items())
 
 
-def test_folder_sync_needs_the_replicas_folder(tmp_path, tiny_model_dir):
+def test_folder_sync_needs_the_replicas_folder(tmp_path, tiny_model_dir, visual, monkeypatch):
     """Folder sync with no ``rollout.weights_dir`` is refused before any push: a folder only the
-    trainer's pod sees reaches no replica (it used to be a temp folder that kept a model per push)."""
-    from types import SimpleNamespace
+    trainer's pod sees reaches no replica (it used to be a temp folder that kept a model per push).
+    The run stops after its set-up, and its scratch leaves the disk all the same."""
+    import tempfile
 
-    from ovr.rl.setup import connect
+    from ovr.rl.trainer import run_rl
 
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # the pod's temp dir, where the run's scratch goes
     cfg = _cfg(tmp_path, tiny_model_dir, "rollout.endpoints=[http://127.0.0.1:9]", "rollout.weight_sync=folder")
     ctx = RunContext.for_config(cfg, "t1")
     assert ctx.weights_dir is None and ctx.rollout_endpoints
-    run = SimpleNamespace(dist=SimpleNamespace(is_main=True), cfg=cfg, ctx=ctx, rl=cfg.rl)
     with pytest.raises(ValueError, match="needs rollout.weights_dir"):
-        connect(run)
+        run_rl(cfg, ctx, samples=visual, progress=False)
+    assert list(scratch.iterdir()) == []
