@@ -41,6 +41,7 @@ def _recipe(tiny_model_dir, tmp_path) -> str:
                     "warmup_steps": 1,
                     "actor_lr": 1e-3,
                     "critic_lr": 1e-3,
+                    "vision_lr": 3e-3,  # two optimiser groups, partitioned, saved and restored
                     "skip_uniform_batches": False,
                     "max_response_len_schedule": [{"from_step": 0, "max_tokens": 8}],
                     "max_staleness": 2,
